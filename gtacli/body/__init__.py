@@ -1,0 +1,1 @@
+"""Body model (SMPL via smplx), keypoint conventions, rotations and cameras."""

@@ -1,0 +1,1 @@
+"""The command-line face of gtacli: one module per command, no maths here."""

@@ -1,0 +1,155 @@
+"""What every command shares: option spellings, the output object, error handling.
+
+Each command module declares its options with the `Annotated` aliases below so that `--data-root`,
+`--json`, `--quiet`, `--debug`, `--device` are spelled and documented identically everywhere, and runs its
+body inside `run(...)`, which maps exceptions to one-line messages and exit codes:
+
+* 0 success, 1 the job failed (bad input, failed check, failed download), 2 usage error;
+* `--debug` prints the full traceback instead of one line;
+* with `--json`, stdout carries exactly one JSON document and everything else goes to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from gtacli.errors import GtacliError
+
+try:  # Python >= 3.9
+    from typing import Annotated
+except ImportError:  # pragma: no cover
+    from typing_extensions import Annotated  # type: ignore
+
+
+def default_data_root() -> Path:
+    return Path(os.environ.get("GTACLI_DATA_ROOT") or "data")
+
+
+DataRootOpt = Annotated[
+    Path,
+    typer.Option(
+        "--data-root",
+        help="Data tree (SPEC layout). Default: $GTACLI_DATA_ROOT, else ./data.",
+        default_factory=default_data_root,
+        show_default="$GTACLI_DATA_ROOT or ./data",
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON document on stdout.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and the result; no progress.")]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show full tracebacks instead of one-line errors.")]
+DeviceOpt = Annotated[
+    str,
+    typer.Option("--device", help="'auto' (CUDA when present, else CPU), 'cpu', 'cuda' or 'cuda:N'."),
+]
+
+
+class Output:
+    """Human output (rich, stderr for diagnostics) or machine output (one JSON document on stdout)."""
+
+    def __init__(self, *, json_mode: bool = False, quiet: bool = False, debug: bool = False):
+        self.json_mode = json_mode
+        self.quiet = quiet
+        self.debug = debug
+        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+        self.out = Console(highlight=False, soft_wrap=True)
+        self._said_once: set = set()
+
+    # diagnostics -> stderr
+    def info(self, message: str) -> None:
+        if not self.quiet:
+            self.err.print(message, markup=False)
+
+    def warn(self, message: str) -> None:
+        self.err.print(f"warning: {message}", markup=False, style="yellow")
+
+    def once(self, key: str, message: str) -> None:
+        """Say something only once per command (e.g. 'this tree is synthetic')."""
+        if key not in self._said_once:
+            self._said_once.add(key)
+            self.warn(message)
+
+    @property
+    def show_progress(self) -> bool:
+        return not self.quiet and self.err.is_terminal or (not self.quiet and os.environ.get("GTACLI_PROGRESS") == "1")
+
+    # results -> stdout
+    def result(self, payload: Dict[str, Any], human: Optional[Callable[[], None]] = None) -> None:
+        """Emit the command's result: JSON document in --json mode, else call `human()` (or print key: value)."""
+        if self.json_mode:
+            sys.stdout.write(json.dumps(payload, indent=2, default=_json_default) + "\n")
+            sys.stdout.flush()
+        elif human is not None:
+            human()
+        else:
+            for key, value in payload.items():
+                self.out.print(f"{key}: {value}", markup=False)
+
+    def table(self, title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+        """A human table on stdout (no-op in --json mode: the JSON document carries the data)."""
+        if self.json_mode:
+            return
+        table = Table(title=title, show_lines=False)
+        for column in columns:
+            table.add_column(column, overflow="fold")
+        for row in rows:
+            table.add_row(*[str(c) for c in row])
+        self.out.print(table)
+
+
+def run(out: Output, body: Callable[[], Optional[int]]) -> None:
+    """Run a command body; map failures to one line on stderr and the documented exit code."""
+    try:
+        code = body()
+    except typer.Exit:
+        raise
+    except GtacliError as exc:
+        if out.debug:
+            traceback.print_exc()
+        out.err.print(f"error: {exc.one_line()}", markup=False, style="red")
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        out.err.print("interrupted", markup=False)
+        raise typer.Exit(130) from None
+    except Exception as exc:  # a bug or an unexpected environment problem
+        if out.debug:
+            traceback.print_exc()
+        first = " ".join(str(exc).split())[:300]
+        out.err.print(
+            f"error: {type(exc).__name__}: {first} (run again with --debug for the traceback)",
+            markup=False,
+            style="red",
+        )
+        raise typer.Exit(1) from None
+    raise typer.Exit(code or 0)
+
+
+def parse_key_values(items: Optional[List[str]], option: str = "--set") -> Dict[str, str]:
+    """`key=value` pairs from a repeated option; a malformed one is a usage error."""
+    from gtacli.errors import UsageError
+
+    result: Dict[str, str] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise UsageError(f"{option} {item!r} is not key=value", fix=f"write it as {option} name=value")
+        key, value = item.split("=", 1)
+        result[key.strip()] = value.strip()
+    return result
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)

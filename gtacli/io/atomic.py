@@ -1,0 +1,89 @@
+"""Write files so that a crash, a full disk or Ctrl-C never leaves a half-written file at the final path.
+
+Everything is written to a temporary name in the destination folder (same filesystem, so the final
+`os.replace` is atomic) and renamed only when complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from gtacli.errors import GtacliError, PathLike
+
+
+def temp_path_for(final: PathLike) -> Path:
+    """A hidden temporary name beside `final` that keeps its suffix (np.savez appends '.npz' otherwise)."""
+    final = Path(final)
+    return final.with_name(f".{final.stem}.tmp-{os.getpid()}-{secrets.token_hex(4)}{final.suffix}")
+
+
+@contextlib.contextmanager
+def atomic_path(final: PathLike) -> Iterator[Path]:
+    """Yield a temporary path; on normal exit rename it to `final`, on any error delete it.
+
+    >>> with atomic_path("out.npz") as tmp:   # doctest: +SKIP
+    ...     np.savez(tmp, a=1)
+    """
+    final = Path(final)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _as_gtacli_error(exc, final.parent) from exc
+    tmp = temp_path_for(final)
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise GtacliError("nothing was written", path=final)
+        os.replace(tmp, final)
+    except OSError as exc:
+        _unlink_quietly(tmp)
+        raise _as_gtacli_error(exc, final) from exc
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+
+
+def atomic_write_bytes(final: PathLike, data: bytes) -> Path:
+    with atomic_path(final) as tmp:
+        tmp.write_bytes(data)
+    return Path(final)
+
+
+def atomic_write_text(final: PathLike, text: str) -> Path:
+    with atomic_path(final) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(final)
+
+
+def atomic_write_json(final: PathLike, obj: Any) -> Path:
+    return atomic_write_text(final, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def atomic_write_with(final: PathLike, writer: Callable[[Path], Any]) -> Path:
+    """Call `writer(tmp_path)` (e.g. `lambda p: torch.save(obj, p)`) and rename into place."""
+    with atomic_path(final) as tmp:
+        writer(tmp)
+    return Path(final)
+
+
+def _unlink_quietly(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink()
+
+
+def _as_gtacli_error(exc: OSError, path: Path) -> GtacliError:
+    if exc.errno == errno.ENOSPC:
+        return GtacliError("no space left on the device", path=path, fix="free disk space and run again")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return GtacliError(
+            "cannot write here (read-only or permission denied)",
+            path=path,
+            fix="choose a writable folder (--data-root / --output / --work-dir) or fix its permissions",
+        )
+    return GtacliError(f"cannot write: {exc.strerror or exc}", path=path)
