@@ -25,8 +25,15 @@ SMPL_VERTEX_JOINT_IDS = (
     2746, 2319, 2445, 2556, 2673, 6191, 5782, 5905, 6016, 6133,
 )  # fmt: skip
 EXTRA_JOINTS = (
-    "right_hip_extra", "left_hip_extra", "neck_extra", "headtop", "pelvis_extra", "thorax_extra",
-    "spine_extra", "jaw_extra", "head_extra",
+    "right_hip_extra",
+    "left_hip_extra",
+    "neck_extra",
+    "headtop",
+    "pelvis_extra",
+    "thorax_extra",
+    "spine_extra",
+    "jaw_extra",
+    "head_extra",
 )  # fmt: skip  rows of J_regressor_extra.npy
 SMPL_54 = SMPL_24_KINEMATIC + SMPL_VERTEX_JOINTS + EXTRA_JOINTS
 
@@ -78,11 +85,42 @@ SMPL_49_FLIP_PERM = (
     0, 1, 5, 6, 7, 2, 3, 4, 8, 12, 13, 14, 9, 10, 11, 16, 15, 18, 17, 22, 23, 24, 19, 20, 21,
     30, 29, 28, 27, 26, 25, 36, 35, 34, 33, 32, 31, 37, 38, 39, 40, 41, 42, 43, 44, 46, 45, 48, 47,
 )  # fmt: skip
-SMPL_POSE_FLIP_JOINT_PERM = (0, 2, 1, 3, 5, 4, 6, 8, 7, 9, 11, 10, 12, 14, 13, 15, 17, 16, 19, 18, 21, 20, 23, 22)
+SMPL_POSE_FLIP_JOINT_PERM = (
+    0,
+    2,
+    1,
+    3,
+    5,
+    4,
+    6,
+    8,
+    7,
+    9,
+    11,
+    10,
+    12,
+    14,
+    13,
+    15,
+    17,
+    16,
+    19,
+    18,
+    21,
+    20,
+    23,
+    22,
+)
 SMPL_POSE_FLIP_PERM_72 = tuple(3 * j + k for j in SMPL_POSE_FLIP_JOINT_PERM for k in range(3))
 
 # §3.6 joints the SMPLify keypoint term ignores (smpl_49 indices).
-REGISTRANT_IGNORE_NAMES = ("neck_openpose", "right_hip_openpose", "left_hip_openpose", "right_hip_extra", "left_hip_extra")
+REGISTRANT_IGNORE_NAMES = (
+    "neck_openpose",
+    "right_hip_openpose",
+    "left_hip_openpose",
+    "right_hip_extra",
+    "left_hip_extra",
+)
 REGISTRANT_IGNORE = (1, 9, 12, 27, 28)
 
 # Training-time pelvis (SPEC §6.2.1): mean of smpl_49 right_hip_extra (27) and left_hip_extra (28).

@@ -79,7 +79,11 @@ class Output:
 
     @property
     def show_progress(self) -> bool:
-        return not self.quiet and self.err.is_terminal or (not self.quiet and os.environ.get("GTACLI_PROGRESS") == "1")
+        return (
+            not self.quiet
+            and self.err.is_terminal
+            or (not self.quiet and os.environ.get("GTACLI_PROGRESS") == "1")
+        )
 
     # results -> stdout
     def result(self, payload: Dict[str, Any], human: Optional[Callable[[], None]] = None) -> None:

@@ -181,7 +181,7 @@ class SafeNpz(Mapping[str, Any]):
     def close(self) -> None:
         self._zip.close()
 
-    def __enter__(self) -> "SafeNpz":
+    def __enter__(self) -> SafeNpz:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -272,7 +272,9 @@ def _read_bytes(path: Path) -> bytes:
 
 def _require_file(path: Path) -> None:
     if not path.is_file():
-        raise MissingFileError("file not found", path=path, fix="check the path, or run `gtacli check-layout`")
+        raise MissingFileError(
+            "file not found", path=path, fix="check the path, or run `gtacli check-layout`"
+        )
 
 
 AllowList = Mapping[GlobalKey, Any]

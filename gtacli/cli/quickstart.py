@@ -1,0 +1,194 @@
+"""`gtacli quickstart`: the whole pipeline on the embedded synthetic default, offline, in minutes.
+
+It runs the user-facing commands themselves (each as `python -m gtacli <command> --json` in a child process), so
+what a newcomer sees working is exactly what they will type later: sample-data -> check-layout -> finetune -> eval
+-> demo. Children's progress goes to stderr; their JSON results are collected into one summary.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import typer
+
+from gtacli.cli.common import Annotated, DebugOpt, DeviceOpt, JsonOpt, Output, QuietOpt, run
+from gtacli.errors import GtacliError
+
+SYNTHETIC_WARNING = (
+    "The quickstart data are SYNTHETIC (a generated mannequin body model, rendered images and a random-weight "
+    "checkpoint): the losses and MPJPE / PA-MPJPE below show that the pipeline runs end to end and mean NOTHING "
+    "about real accuracy. For real numbers: gtacli fetch --all, then gtacli eval (see README)."
+)
+
+
+def quickstart_command(
+    directory: Annotated[
+        Path, typer.Option("--dir", help="Folder for the sample tree, the run and the demo output.")
+    ] = Path("gtacli_quickstart"),
+    size: Annotated[str, typer.Option("--size", help="Sample tree size: tiny (tests) or small.")] = "small",
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Fine-tuning steps.")] = 30,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Fine-tuning batch size.")] = 4,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for the sample tree and the run.")] = 0,
+    device: DeviceOpt = "auto",
+    json_mode: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Run the whole pipeline offline on a generated synthetic data tree, then print a summary.
+
+    Steps: build the `sample-data` tree (if missing) -> `check-layout --for all` -> `finetune` for a few dozen steps
+    from the tree's spin_official.pth -> `eval --dataset pw3d` of the new checkpoint -> `demo` on one image.
+    Takes a few minutes on 2 CPU cores; needs no downloads and no GPU.
+
+    Examples:
+
+      gtacli quickstart
+
+      gtacli quickstart --dir /tmp/qs --size tiny --steps 10 --json
+    """
+    out = Output(json_mode=json_mode, quiet=quiet, debug=debug)
+
+    def body() -> int:
+        if size not in ("tiny", "small"):
+            raise GtacliError(f"--size {size!r} is not tiny or small", fix="use --size tiny or --size small")
+        summary = run_quickstart(directory, size, steps, batch_size, seed, device, out)
+        out.result(summary, human=lambda: _print_summary(out, summary))
+        return 0
+
+    run(out, body)
+
+
+def run_quickstart(
+    directory: Path, size: str, steps: int, batch_size: int, seed: int, device: str, out: Output
+) -> Dict[str, Any]:
+    directory = Path(directory)
+    root = directory / "data"
+    run_dir = directory / "run"
+    demo_dir = directory / "demo"
+    started = time.perf_counter()
+    out.warn(SYNTHETIC_WARNING)
+    stage_seconds: Dict[str, float] = {}
+
+    def step(name: str, args: List[str]) -> Dict[str, Any]:
+        out.info(f"[quickstart] {name}: gtacli {' '.join(args)}")
+        t0 = time.perf_counter()
+        result = _run_gtacli(args, name, debug=out.debug)
+        stage_seconds[name] = round(time.perf_counter() - t0, 2)
+        return result
+
+    from gtacli.layout import DataLayout
+
+    layout = DataLayout(root)
+    if layout.is_synthetic and layout.spin_official.is_file():
+        out.info(f"[quickstart] reusing the sample tree at {root}")
+        sample = {"root": str(root), "reused": True}
+    else:
+        sample = step(
+            "sample-data", ["sample-data", "--data-root", str(root), "--size", size, "--seed", str(seed)]
+        )
+    layout_report = step("check-layout", ["check-layout", "--for", "all", "--data-root", str(root)])
+    train = step(
+        "finetune",
+        [
+            "finetune", "--init", str(layout.spin_official), "--data-root", str(root), "--work-dir", str(run_dir),
+            "--max-steps", str(steps), "--batch-size", str(batch_size), "--seed", str(seed), "--device", device,
+            "--workers", "1",
+        ],
+    )  # fmt: skip
+    checkpoint = Path(train.get("checkpoint") or run_dir / "latest.pth")
+    evaluation = step(
+        "eval",
+        [
+            "eval",
+            "--dataset",
+            "pw3d",
+            "--checkpoint",
+            str(checkpoint),
+            "--data-root",
+            str(root),
+            "--device",
+            device,
+        ],
+    )
+    demo_input = _first_image(layout)
+    demo = step(
+        "demo",
+        [
+            "demo", str(demo_input), "--checkpoint", str(checkpoint), "--data-root", str(root), "--output",
+            str(demo_dir), "--device", device,
+        ],
+    )  # fmt: skip
+    losses = train.get("losses") or {}
+    return {
+        "synthetic": True,
+        "warning": SYNTHETIC_WARNING,
+        "data_root": str(root),
+        "sample_data": sample,
+        "check_layout_ok": bool(layout_report.get("ok", True)),
+        "steps": train.get("steps", steps),
+        "loss_first": losses.get("first") if isinstance(losses, dict) else None,
+        "loss_last": losses.get("last") if isinstance(losses, dict) else None,
+        "train": train,
+        "checkpoint": str(checkpoint),
+        "mpjpe_mm": evaluation.get("mpjpe_mm"),
+        "pa_mpjpe_mm": evaluation.get("pa_mpjpe_mm"),
+        "pve_mm": evaluation.get("pve_mm"),
+        "eval_frames": evaluation.get("frames"),
+        "demo_input": str(demo_input),
+        "demo_output": str(demo_dir),
+        "demo": demo,
+        "stage_seconds": stage_seconds,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+
+
+def _run_gtacli(args: List[str], name: str, debug: bool = False) -> Dict[str, Any]:
+    """Run `python -m gtacli <args> --json`; stderr (progress, warnings) passes through; parse stdout's JSON."""
+    command = [sys.executable, "-m", "gtacli", *args, "--json"] + (["--debug"] if debug else [])
+    proc = subprocess.run(command, stdout=subprocess.PIPE, stderr=None, text=True)
+    if proc.returncode != 0:
+        raise GtacliError(
+            f"quickstart step '{name}' failed with exit code {proc.returncode}",
+            fix=f"see the error above; re-run it alone: gtacli {' '.join(args)} --debug",
+        )
+    try:
+        return json.loads(proc.stdout) if proc.stdout.strip() else {}
+    except json.JSONDecodeError as exc:
+        raise GtacliError(f"quickstart step '{name}' printed no valid JSON ({exc})") from exc
+
+
+def _first_image(layout: Any) -> Path:
+    """One image of the tree's 3DPW-like test set (a person is in every sample image)."""
+    images = sorted(
+        p for p in layout.image_root("pw3d").rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png")
+    )
+    if not images:
+        raise GtacliError("the sample tree has no pw3d images", path=layout.image_root("pw3d"),
+                          fix="rebuild it: gtacli sample-data --force")  # fmt: skip
+    return images[0]
+
+
+def _print_summary(out: Output, s: Dict[str, Any]) -> None:
+    def fmt(value: Optional[float], unit: str = "") -> str:
+        return "n/a" if value is None else f"{value:.4g}{unit}"
+
+    rows = [
+        ("data (SYNTHETIC)", s["data_root"]),
+        ("check-layout", "ok" if s["check_layout_ok"] else "FAILED"),
+        ("fine-tuning steps", str(s["steps"])),
+        ("loss first -> last", f"{fmt(s['loss_first'])} -> {fmt(s['loss_last'])}"),
+        ("checkpoint", s["checkpoint"]),
+        ("eval frames", str(s["eval_frames"])),
+        ("MPJPE / PA-MPJPE", f"{fmt(s['mpjpe_mm'], ' mm')} / {fmt(s['pa_mpjpe_mm'], ' mm')}"),
+        ("demo output", s["demo_output"]),
+        ("total time", f"{s['seconds']:.0f} s"),
+    ]
+    out.table(
+        "gtacli quickstart (synthetic data: numbers mean nothing about accuracy)", ["item", "value"], rows
+    )
+    out.out.print(SYNTHETIC_WARNING, markup=False)
