@@ -180,7 +180,9 @@ def save_checkpoint(
             payload[key] = value
     else:
         if extra:
-            raise ValueError("the mmhuman3d layout holds only 'meta' and 'state_dict'; save extras with layout='gtacli'")
+            raise ValueError(
+                "the mmhuman3d layout holds only 'meta' and 'state_dict'; save extras with layout='gtacli'"
+            )
         payload = {"meta": plain_meta, "state_dict": state}
     return atomic_write_with(path, lambda tmp: torch.save(payload, tmp))
 
@@ -190,7 +192,11 @@ def git_revision(repo: Optional[PathLike] = None) -> Optional[str]:
     where = Path(repo) if repo is not None else Path(__file__).resolve().parents[2]
     try:
         rev = subprocess.run(
-            ["git", "-C", str(where), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+            ["git", "-C", str(where), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no"],

@@ -7,36 +7,35 @@ output through a body model (`gtacli.body.smpl.BodyModel`), see `predict_body`.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import Any, Dict, Mapping, Union
+from typing import Any, Dict, Iterator, Mapping, Union
 
 import numpy as np
 import torch
 from torch import nn
 
+from gtacli.body.rotations import rot6d_to_rotmat
 from gtacli.errors import BadFileError
 from gtacli.layout import DataLayout
 from gtacli.model.hmr_head import MEAN_PARAM_KEYS, NUM_JOINTS, HMRHead
 from gtacli.model.resnet import ResNet50
 
-try:
-    from gtacli.body.rotations import rot6d_to_rotmat
-except ImportError:  # pragma: no cover - only while body/rotations.py is being written
-    from gtacli.model._rot6d import rot6d_to_rotmat  # type: ignore[no-redef]
-
 
 class HMREstimator(nn.Module):
     """`forward(img (B,3,224,224)) -> {'pred_pose' (B,24,3,3), 'pred_shape' (B,10), 'pred_cam' (B,3)}`."""
 
-    def __init__(self, mean_params: Mapping[str, np.ndarray]):
+    def __init__(self, mean_params: Mapping[str, np.ndarray], init_weights: bool = True):
         super().__init__()
-        self.backbone = ResNet50()
-        self.head = HMRHead(mean_params)
+        self.backbone = ResNet50(init_weights=init_weights)
+        self.head = HMRHead(mean_params, init_weights=init_weights)
 
     def forward(self, img: torch.Tensor) -> Dict[str, torch.Tensor]:
         out = self.head(self.backbone(img))
         batch = img.shape[0]
-        rotmat = rot6d_to_rotmat(out["pred_pose_6d"].reshape(batch, NUM_JOINTS, 6)).reshape(batch, NUM_JOINTS, 3, 3)
+        rotmat = rot6d_to_rotmat(out["pred_pose_6d"].reshape(batch, NUM_JOINTS, 6)).reshape(
+            batch, NUM_JOINTS, 3, 3
+        )
         return {"pred_pose": rotmat, "pred_shape": out["pred_shape"], "pred_cam": out["pred_cam"]}
 
 
@@ -61,21 +60,58 @@ def load_mean_params(path: Union[str, Path]) -> Dict[str, np.ndarray]:
 
 
 def build_estimator(
-    source: Union[DataLayout, str, Path, Mapping[str, Any]], device: Union[str, torch.device, None] = None
+    source: Union[DataLayout, str, Path, Mapping[str, Any]],
+    device: Union[str, torch.device, None] = None,
+    *,
+    init_weights: bool = True,
 ) -> HMREstimator:
-    """An estimator whose mean-parameter buffers come from a DataLayout, a `smpl_mean_params.npz` path or a dict."""
+    """An estimator whose mean-parameter buffers come from a DataLayout, a `smpl_mean_params.npz` path or a dict.
+
+    `init_weights=False` only allocates the weights (uninitialised memory, BatchNorm counters zero): for a
+    caller that loads a complete checkpoint right after, it skips ~0.5 s of random initialisation.
+    """
     if isinstance(source, DataLayout):
         params = load_mean_params(source.smpl_mean_params)
     elif isinstance(source, (str, Path)):
         params = load_mean_params(source)
     else:
         params = {k: np.asarray(v, np.float32) for k, v in source.items()}
-    model = HMREstimator(params)
+    if init_weights:
+        model = HMREstimator(params)
+    else:
+        with _no_random_init():
+            model = HMREstimator(params, init_weights=False)
     return model.to(device) if device is not None else model
 
 
+@contextlib.contextmanager
+def _no_random_init() -> Iterator[None]:
+    """Conv/Linear layers built inside keep torch.empty weights (their default random init is skipped).
+    (A 'meta' device build would do the same but costs seconds of one-off imports in a fresh process.)"""
+    saved = {cls: cls.reset_parameters for cls in (nn.Conv2d, nn.Linear)}
+    try:
+        for cls in saved:
+            cls.reset_parameters = _no_reset  # type: ignore[method-assign]
+        yield
+    finally:
+        for cls, method in saved.items():
+            cls.reset_parameters = method  # type: ignore[method-assign]
+
+
+def _no_reset(self: nn.Module) -> None:
+    return None
+
+
 def resolve_device(device: Union[str, torch.device, None] = "auto") -> torch.device:
-    """'auto' -> CUDA when present, else CPU; anything else as torch understands it."""
-    if device is None or str(device) == "auto":
+    """'auto' -> CUDA when present, else CPU; 'cpu', 'cuda', 'cuda:N' as given (refused if CUDA is absent)."""
+    from gtacli.errors import UsageError
+
+    if device is None or str(device) in ("", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise UsageError(f"--device {device!r} is not a device", fix="use auto, cpu, cuda or cuda:N") from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {device} asks for CUDA but none is available", fix="use --device cpu")
+    return resolved

@@ -33,7 +33,9 @@ class HMRHead(nn.Module):
     stored as float32 buffers (mmhuman3d uses them at their stored float32 dtype).
     """
 
-    def __init__(self, mean_params: Mapping[str, np.ndarray], n_iter: int = HMR_ITERATIONS):
+    def __init__(
+        self, mean_params: Mapping[str, np.ndarray], n_iter: int = HMR_ITERATIONS, init_weights: bool = True
+    ):
         super().__init__()
         self.n_iter = n_iter
         in_dim = FEATURE_CHANNELS + POSE_6D_DIM + SHAPE_DIM + CAM_DIM  # 2205
@@ -44,15 +46,22 @@ class HMRHead(nn.Module):
         self.decpose = nn.Linear(HIDDEN_DIM, POSE_6D_DIM)
         self.decshape = nn.Linear(HIDDEN_DIM, SHAPE_DIM)
         self.deccam = nn.Linear(HIDDEN_DIM, CAM_DIM)
-        for layer in (self.decpose, self.decshape, self.deccam):
-            nn.init.xavier_uniform_(layer.weight, gain=DECODER_INIT_GAIN)
+        if init_weights:
+            for layer in (self.decpose, self.decshape, self.deccam):
+                nn.init.xavier_uniform_(layer.weight, gain=DECODER_INIT_GAIN)
+        self.register_buffer("init_pose", torch.zeros(1, POSE_6D_DIM))
+        self.register_buffer("init_shape", torch.zeros(1, SHAPE_DIM))
+        self.register_buffer("init_cam", torch.zeros(1, CAM_DIM))
+        self.set_mean_params(mean_params)
+
+    @torch.no_grad()
+    def set_mean_params(self, mean_params: Mapping[str, np.ndarray]) -> None:
+        """Copy `pose` (144,), `shape` (10,), `cam` (3,) into the float32 buffers `init_*`."""
         for key, shape in MEAN_PARAM_KEYS.items():
             value = np.asarray(mean_params[key], dtype=np.float32)
             if value.shape != shape:
                 raise ValueError(f"mean parameter '{key}' has shape {value.shape}, expected {shape}")
-        self.register_buffer("init_pose", torch.from_numpy(np.asarray(mean_params["pose"], np.float32))[None])
-        self.register_buffer("init_shape", torch.from_numpy(np.asarray(mean_params["shape"], np.float32))[None])
-        self.register_buffer("init_cam", torch.from_numpy(np.asarray(mean_params["cam"], np.float32))[None])
+            getattr(self, f"init_{key}").copy_(torch.from_numpy(value)[None])
 
     def forward(self, features: torch.Tensor) -> Dict[str, torch.Tensor]:
         x = features.mean(dim=(-1, -2)) if features.dim() == 4 else features  # (B,2048)

@@ -47,7 +47,7 @@ class Bottleneck(nn.Module):
 class ResNet50(nn.Module):
     """ResNet-50 without `avgpool`/`fc`: `forward(img (B,3,H,W)) -> (B,2048,H/32,W/32)`."""
 
-    def __init__(self) -> None:
+    def __init__(self, init_weights: bool = True) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, STEM_CHANNELS, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(STEM_CHANNELS)
@@ -57,7 +57,8 @@ class ResNet50(nn.Module):
         for index, ((planes, blocks), stride) in enumerate(zip(RESNET50_STAGES, RESNET50_STRIDES), start=1):
             layer, inplanes = _make_layer(inplanes, planes, blocks, stride)
             self.add_module(f"layer{index}", layer)
-        self._init_weights()
+        if init_weights:
+            self._init_weights()
 
     def _init_weights(self) -> None:
         # torchvision's defaults; irrelevant once weights are loaded, but gives sane activations otherwise.

@@ -1,0 +1,96 @@
+"""How fast is the headless renderer on a 1080p frame with one SMPL-sized body (13776 faces)?
+
+One command:  python benchmarks/bench_render.py [--repeats 10] [--scale 0.8]
+
+Builds the synthetic neutral SMPL mannequin, poses it (arms down, one knee bent), places it so that it
+covers `--scale` of the frame height (a close-up demo frame is the hard case: more covered pixels), and times
+`render_overlay` (rasterise + shade + blend), `render_mask_depth` and `side_view` on a 1920x1080 BGR frame.
+Writes the median and min wall times in milliseconds to benchmarks/results/render.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+RESULT = REPO / "benchmarks" / "results" / "render.json"
+SIZE_HW = (1080, 1920)
+FOCAL_PX = 1500.0
+
+
+def posed_body() -> tuple:
+    import torch
+
+    from gtacli.body.smpl import BodyModel
+    from gtacli.sample.synthetic_smpl import make_synthetic_smpl
+
+    model = BodyModel(make_synthetic_smpl("neutral", 0))
+    pose = torch.zeros(1, 69)
+    pose[0, 3 * 15 + 2], pose[0, 3 * 16 + 2] = -1.1, 1.1  # arms down (shoulders, joints 16/17)
+    pose[0, 3 * 3 + 0], pose[0, 0] = 0.9, -0.5  # left knee bent, left hip flexed
+    orient = torch.tensor([[np.pi, 0.0, 0.0]])  # SMPL y up -> camera y down, facing the camera
+    out = model(torch.zeros(1, 10), pose, orient)
+    return out.vertices[0].numpy().astype(np.float64), model.faces
+
+
+def timed(fn, repeats: int) -> dict:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000.0)
+    return {
+        "median_ms": round(float(np.median(times)), 2),
+        "min_ms": round(float(np.min(times)), 2),
+        "repeats": repeats,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--scale", type=float, default=0.8, help="body height as a share of the frame height")
+    args = parser.parse_args()
+
+    from gtacli.viz.render import render_mask_depth, render_overlay, side_view
+
+    verts, faces = posed_body()
+    height_m = np.ptp(verts[:, 1])
+    depth_m = FOCAL_PX * height_m / (args.scale * SIZE_HW[0])
+    verts = verts - 0.5 * (verts.min(0) + verts.max(0)) + np.array([0.0, 0.0, depth_m])
+    K = np.array([[FOCAL_PX, 0, SIZE_HW[1] / 2], [0, FOCAL_PX, SIZE_HW[0] / 2], [0, 0, 1.0]])
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (*SIZE_HW, 3), dtype=np.uint8)
+    mask, _ = render_mask_depth(verts, faces, K, SIZE_HW)
+    result = {
+        "frame_hw": list(SIZE_HW),
+        "faces": int(len(faces)),
+        "covered_pixels": int(mask.sum()),
+        "body_height_share": args.scale,
+        "render_overlay": timed(lambda: render_overlay(frame, verts, faces, K), args.repeats),
+        "render_mask_depth": timed(lambda: render_mask_depth(verts, faces, K, SIZE_HW), args.repeats),
+        "side_view": timed(lambda: side_view(verts, faces, K, SIZE_HW), args.repeats),
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+        },
+        "command": "python benchmarks/bench_render.py",
+    }
+    RESULT.parent.mkdir(parents=True, exist_ok=True)
+    from gtacli.io.atomic import atomic_write_json
+
+    atomic_write_json(RESULT, result)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,315 @@
+"""The asset registry (`manifest.json`, kept as data) and the content validators of its files.
+
+Each asset has a name, a URL (SPEC §1.3, verbatim), a destination relative to the data root (SPEC §1.2
+tree), a group, optionally its size and sha256 (or a sha256 prefix, for result checkpoints whose name
+carries `sha256[:8]`), and a validator that checks the content once the bytes are verified:
+
+* `npy`: shape (None = any length) and dtype kind, from the header (memory-mapped, nothing read);
+* `npz`: member names, shapes and dtype kinds, from the member headers;
+* `human_data`: a HumanData annotation npz (SPEC §2.1): required keys and the frame count;
+* `gmm`: the GMM pose prior pickle through the restricted unpickler;
+* `checkpoint`: `torch.load(weights_only=True)` and the expected state_dict keys;
+* `text`: UTF-8 text (the training log).
+
+Every validator raises `BadFileError` (one line: file, problem, fix) or returns a short detail string.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from gtacli.errors import BadFileError, GtacliError, PathLike, UsageError
+from gtacli.io.safe import load_checkpoint, load_npy, load_npz, load_pickle
+
+MANIFEST_PATH = Path(__file__).with_name("manifest.json")
+TEXT_CHECK_BYTES = 1 << 20  # how much of a text asset must decode as UTF-8
+
+
+@dataclass(frozen=True)
+class Asset:
+    """One public file of the recipe."""
+
+    name: str
+    url: str
+    dest: str  # relative to the data root
+    group: str
+    validator: Mapping[str, Any] = field(default_factory=dict)
+    size: Optional[int] = None
+    sha256: Optional[str] = None
+    sha256_prefix: Optional[str] = None
+    dataset: Optional[str] = None
+
+    def path(self, root: PathLike) -> Path:
+        return Path(root) / self.dest
+
+    @property
+    def fix_command(self) -> str:
+        return f"gtacli fetch {self.name}"
+
+    def check_sha256(self, digest: str) -> Optional[bool]:
+        """True/False when the manifest knows the hash (full or prefix), None when it does not."""
+        if self.sha256:
+            return digest.lower() == self.sha256.lower()
+        if self.sha256_prefix:
+            return digest.lower().startswith(self.sha256_prefix.lower())
+        return None
+
+
+class Manifest:
+    """The registry: lookup by name and group, selection for `gtacli fetch`."""
+
+    def __init__(self, assets: Sequence[Asset], groups: Mapping[str, str]):
+        self.assets: List[Asset] = list(assets)
+        self.groups: Dict[str, str] = dict(groups)
+        self._by_name = {a.name: a for a in self.assets}
+        if len(self._by_name) != len(self.assets):
+            raise ValueError("manifest has duplicate asset names")
+
+    @property
+    def names(self) -> List[str]:
+        return [a.name for a in self.assets]
+
+    def get(self, name: str) -> Asset:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            close = difflib.get_close_matches(name, self.names, n=3)
+            hint = f"did you mean {', '.join(close)}? " if close else ""
+            raise GtacliError(
+                f"unknown asset name '{name}'",
+                fix=f"{hint}list the names with `gtacli fetch --all --dry-run`",
+            ) from None
+
+    def in_group(self, group: str) -> List[Asset]:
+        if group not in self.groups:
+            raise UsageError(
+                f"unknown asset group '{group}'",
+                fix=f"use one of: {', '.join(self.groups)}",
+            )
+        return [a for a in self.assets if a.group == group]
+
+    def select(
+        self, names: Iterable[str] = (), groups: Iterable[str] = (), everything: bool = False
+    ) -> List[Asset]:
+        """Assets named, in the groups given, or all; manifest order, no duplicates."""
+        if everything:
+            return list(self.assets)
+        wanted = {self.get(n).name for n in names}
+        for group in groups:
+            wanted.update(a.name for a in self.in_group(group))
+        return [a for a in self.assets if a.name in wanted]
+
+    def by_dest(self, dest: PathLike) -> Optional[Asset]:
+        dest = str(dest)
+        for asset in self.assets:
+            if asset.dest == dest:
+                return asset
+        return None
+
+
+def _asset_from_dict(raw: Mapping[str, Any]) -> Asset:
+    known = {f for f in Asset.__dataclass_fields__}
+    return Asset(**{k: v for k, v in raw.items() if k in known})
+
+
+@lru_cache(maxsize=4)
+def _load_cached(path: str) -> Manifest:
+    raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    return Manifest([_asset_from_dict(a) for a in raw["assets"]], raw.get("groups", {}))
+
+
+def load_manifest(path: Optional[PathLike] = None) -> Manifest:
+    """The built-in registry (`gtacli/assets/manifest.json`), or another file with the same schema."""
+    return _load_cached(str(Path(path) if path else MANIFEST_PATH))
+
+
+# --------------------------------------------------------------------------------------------------
+# content validators
+
+
+def _dtype_ok(dtype: np.dtype, want: Optional[str]) -> bool:
+    if not want:
+        return True
+    kinds = {"float": "f", "int": "iu", "uint": "u", "bool": "b", "str": "US", "object": "O"}
+    return dtype.kind in kinds.get(want, want)
+
+
+def _shape_ok(shape: Tuple[int, ...], want: Optional[Sequence[Optional[int]]]) -> bool:
+    if want is None:
+        return True
+    return len(shape) == len(want) and all(w is None or s == w for s, w in zip(shape, want))
+
+
+def _fmt_shape(want: Sequence[Optional[int]]) -> str:
+    return "(" + ", ".join("N" if w is None else str(w) for w in want) + ")"
+
+
+def validate_npy(
+    path: PathLike,
+    shape: Optional[Sequence[Optional[int]]] = None,
+    dtype: Optional[str] = None,
+    fix: str = "",
+) -> str:
+    """Header-level check of an .npy array (memory-mapped; a truncated file fails here)."""
+    arr = load_npy(path, mmap=True)
+    try:
+        if not _shape_ok(arr.shape, shape):
+            raise BadFileError(
+                f"array has shape {tuple(arr.shape)}, expected {_fmt_shape(shape or [])}", path=path, fix=fix
+            )
+        if not _dtype_ok(arr.dtype, dtype):
+            raise BadFileError(f"array has dtype {arr.dtype}, expected {dtype}", path=path, fix=fix)
+        return f"{arr.dtype} {tuple(arr.shape)}"
+    finally:
+        del arr
+
+
+def validate_npz(path: PathLike, members: Mapping[str, Mapping[str, Any]], fix: str = "") -> str:
+    with load_npz(path) as npz:
+        for key, spec in members.items():
+            if key not in npz:
+                raise BadFileError(
+                    f"member '{key}' is missing (has: {', '.join(sorted(npz))})", path=path, fix=fix
+                )
+            shape, dtype = npz.header(key)
+            if not _shape_ok(shape, spec.get("shape")):
+                raise BadFileError(
+                    f"member '{key}' has shape {shape}, expected {_fmt_shape(spec['shape'])}",
+                    path=path,
+                    fix=fix,
+                )
+            if not _dtype_ok(dtype, spec.get("dtype")):
+                raise BadFileError(
+                    f"member '{key}' has dtype {dtype}, expected {spec['dtype']}", path=path, fix=fix
+                )
+        return ", ".join(f"{k} {npz.header(k)[0]}" for k in members)
+
+
+def human_data_length(npz: Any, path: PathLike) -> int:
+    """Number of frames of a HumanData npz: `__data_len__`, or for legacy files (`__temporal_len__`)
+    the first dimension of `bbox_xywh` (what mmhuman3d's loader infers, SPEC §2.1)."""
+    if "__data_len__" in npz:
+        value = npz["__data_len__"]
+        return int(np.asarray(value).reshape(()))
+    if "bbox_xywh" in npz:
+        return int(npz.header("bbox_xywh")[0][0])
+    if "image_path" in npz:
+        return int(npz.header("image_path")[0][0])
+    raise BadFileError(
+        "not a HumanData file: no __data_len__, bbox_xywh or image_path", path=path, fix="download it again"
+    )
+
+
+def validate_human_data(path: PathLike, keys: Sequence[str] = (), fix: str = "") -> Tuple[int, str]:
+    """Keys present, `bbox_xywh` (N, 4|5), `image_path` of length N. Returns (N, detail)."""
+    with load_npz(path) as npz:
+        missing = [k for k in keys if k not in npz]
+        if missing:
+            raise BadFileError(
+                f"HumanData keys missing: {', '.join(missing)} (has: {', '.join(sorted(npz))})",
+                path=path,
+                fix=fix,
+            )
+        n = human_data_length(npz, path)
+        if "bbox_xywh" in npz:
+            shape, _ = npz.header("bbox_xywh")
+            if len(shape) != 2 or shape[0] != n or shape[1] not in (4, 5):
+                raise BadFileError(f"bbox_xywh has shape {shape}, expected ({n}, 4|5)", path=path, fix=fix)
+        if "image_path" in npz:
+            shape, _ = npz.header("image_path")
+            if len(shape) != 1 or shape[0] != n:
+                raise BadFileError(f"image_path has shape {shape}, expected ({n},)", path=path, fix=fix)
+        return n, f"{n} frames"
+
+
+def validate_gmm(path: PathLike, num_gaussians: int = 8, dim: int = 69, fix: str = "") -> str:
+    """gmm_08.pkl: dict with means (K, D), covars (K, D, D), weights (K,) — restricted unpickling only."""
+    data = load_pickle(path)
+    if isinstance(data, dict):
+        data = {k.decode() if isinstance(k, bytes) else k: v for k, v in data.items()}
+    want = {"means": (num_gaussians, dim), "covars": (num_gaussians, dim, dim), "weights": (num_gaussians,)}
+    if not isinstance(data, dict) or any(k not in data for k in want):
+        raise BadFileError(
+            f"not a GMM prior: expected a dict with {', '.join(want)}",
+            path=path,
+            fix=fix or "download it again",
+        )
+    for key, shape in want.items():
+        arr = np.asarray(data[key])
+        if arr.shape != shape:
+            raise BadFileError(f"GMM '{key}' has shape {arr.shape}, expected {shape}", path=path, fix=fix)
+    return f"{num_gaussians} gaussians x {dim}"
+
+
+def checkpoint_state_dict(ckpt: Any) -> Mapping[str, Any]:
+    """The state_dict inside a checkpoint: mmcv `state_dict`, SPIN `model`, or the dict itself."""
+    if isinstance(ckpt, Mapping):
+        for key in ("state_dict", "model"):
+            if isinstance(ckpt.get(key), Mapping):
+                return ckpt[key]
+        return ckpt
+    return {}
+
+
+def validate_checkpoint(path: PathLike, keys: Sequence[str] = (), fix: str = "") -> str:
+    """Expected keys present, with or without the `backbone.`/`head.` prefix and `module.`."""
+    sd = checkpoint_state_dict(load_checkpoint(path))
+    present = set()
+    for key in sd:
+        k = key[len("module.") :] if key.startswith("module.") else key
+        present.add(k)
+        present.add(k.split(".", 1)[1] if k.startswith(("backbone.", "head.")) else k)
+    missing = [k for k in keys if k not in present and k.split(".", 1)[-1] not in present]
+    if missing:
+        raise BadFileError(
+            f"checkpoint lacks {', '.join(missing)} ({len(sd)} tensors found)",
+            path=path,
+            fix=fix or "download it again",
+        )
+    return f"{len(sd)} tensors"
+
+
+def validate_text(path: PathLike, fix: str = "") -> str:
+    with open(path, "rb") as fp:
+        head = fp.read(TEXT_CHECK_BYTES)
+    if not head:
+        raise BadFileError("file is empty", path=path, fix=fix)
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:  # a multi-byte character cut by the read limit is fine
+            raise BadFileError("not UTF-8 text", path=path, fix=fix) from None
+    return f"{Path(path).stat().st_size} bytes of text"
+
+
+def validate_asset(asset: Asset, path: Optional[PathLike] = None, *, root: Optional[PathLike] = None) -> str:
+    """Run the asset's content validator on `path` (default: its destination under `root`)."""
+    if path is None:
+        if root is None:
+            raise ValueError("give path or root")
+        path = asset.path(root)
+    spec = dict(asset.validator)
+    kind = spec.pop("kind", None)
+    fix = f"download it again: gtacli fetch --force {asset.name}"
+    if kind == "npy":
+        return validate_npy(path, spec.get("shape"), spec.get("dtype"), fix=fix)
+    if kind == "npz":
+        return validate_npz(path, spec.get("members", {}), fix=fix)
+    if kind == "human_data":
+        return validate_human_data(path, spec.get("keys", ()), fix=fix)[1]
+    if kind == "gmm":
+        return validate_gmm(path, spec.get("num_gaussians", 8), spec.get("dim", 69), fix=fix)
+    if kind == "checkpoint":
+        return validate_checkpoint(path, spec.get("keys", ()), fix=fix)
+    if kind == "text":
+        return validate_text(path, fix=fix)
+    if kind is None:
+        return "no content check"
+    raise UsageError(f"manifest entry {asset.name} has unknown validator kind '{kind}'")

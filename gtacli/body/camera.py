@@ -1,0 +1,126 @@
+"""Camera models of the pipeline (SPEC §4.4, §7.1 step 4, §9).
+
+The network predicts a weak-perspective camera [s, tx, ty] for the 224x224 crop; it becomes a perspective
+translation with a fixed focal length of 5000 px. Projections here use principal point 0 (pixel offsets from
+the crop centre) unless a centre is given.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+from gtacli.body.conventions import TRANSLATION_JOINTS
+
+FOCAL_LENGTH = 5000.0  # px, for the 224x224 crop (SPEC §4.4)
+IMG_RES = 224  # crop side in px
+CAM_EPS = 1e-9  # added to img_res * s before dividing (SPEC §4.4)
+DEMO_BBOX_SCALE = 1.25  # demo crop side = 1.25 * max(w, h) of the detection box (SPEC §9)
+
+
+def cam_to_translation(
+    cam: torch.Tensor, focal: float = FOCAL_LENGTH, img_res: int = IMG_RES
+) -> torch.Tensor:
+    """Weak-perspective [s, tx, ty] (B, 3) -> translation (B, 3) = (tx, ty, 2 f / (img_res s + 1e-9))."""
+    s, tx, ty = cam[..., 0], cam[..., 1], cam[..., 2]
+    tz = 2.0 * focal / (img_res * s + CAM_EPS)
+    return torch.stack((tx, ty, tz), dim=-1)
+
+
+def project_points(
+    points: torch.Tensor,
+    transl: torch.Tensor,
+    focal: float = FOCAL_LENGTH,
+    center: Optional[Union[torch.Tensor, Sequence[float]]] = None,
+) -> torch.Tensor:
+    """Perspective projection with identity rotation: p = f (X + t)_xy / (Z + t_z) + center.
+
+    points (B, J, 3), transl (B, 3) -> (B, J, 2) pixels; center None = principal point 0 (offsets from the crop
+    centre, as the 2D loss uses them), else (2,) or (B, 2).
+    """
+    p = points + transl[:, None, :]
+    uv = focal * p[..., :2] / p[..., 2:3]
+    if center is not None:
+        c = torch.as_tensor(center, dtype=uv.dtype, device=uv.device)
+        uv = uv + (c[:, None, :] if c.dim() == 2 else c)
+    return uv
+
+
+def estimate_translation(
+    joints: torch.Tensor,
+    kp2d: torch.Tensor,
+    focal: float = FOCAL_LENGTH,
+    img_res: int = IMG_RES,
+    joint_idx: Sequence[int] = TRANSLATION_JOINTS,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Camera translation that best projects 3D joints onto 2D keypoints (SPEC §7.1 step 4).
+
+    joints (B, 49, 3) in metres (root frame), kp2d (B, 49, 3) = (u, v, conf) in crop pixels.
+    For each sample, weighted least squares over `joint_idx` (smpl_49 25..48) with weights sqrt(conf):
+        f (X + tx) - (u - c)(Z + tz) = 0,   f (Y + ty) - (v - c)(Z + tz) = 0,   c = img_res / 2.
+    Returns (transl (B, 3), ok (B,) bool). `ok` is False where no selected joint has conf > 0 (mmhuman3d raises
+    there); such rows get a zero translation and the caller substitutes its own (e.g. the predicted camera).
+    Solved in float64 for all samples at once (normal equations), whatever the input dtype.
+    """
+    idx = torch.as_tensor(list(joint_idx), device=joints.device)
+    dtype = joints.dtype
+    S = joints[:, idx].to(torch.float64)  # (B, J, 3)
+    kp = kp2d[:, idx].to(torch.float64)
+    B, J = S.shape[:2]
+    c = img_res / 2.0
+    u, v = kp[..., 0] - c, kp[..., 1] - c
+    w = torch.sqrt(kp[..., 2].clamp_min(0))  # (B, J)
+    X, Y, Z = S.unbind(-1)
+    zeros, ones = torch.zeros_like(u), torch.ones_like(u)
+    # rows for x then y: coefficients of (tx, ty, tz) and right-hand side
+    a_x = torch.stack((focal * ones, zeros, -u), -1)  # (B, J, 3)
+    a_y = torch.stack((zeros, focal * ones, -v), -1)
+    b_x = u * Z - focal * X
+    b_y = v * Z - focal * Y
+    A = torch.cat((a_x, a_y), 1) * torch.cat((w, w), 1)[..., None]  # (B, 2J, 3)
+    b = torch.cat((b_x, b_y), 1) * torch.cat((w, w), 1)  # (B, 2J)
+    ok = (kp[..., 2] > 0).any(-1)
+    ata = A.transpose(1, 2) @ A  # (B, 3, 3)
+    atb = (A.transpose(1, 2) @ b[..., None]).squeeze(-1)
+    # Rows without any confident joint would be singular: give them the identity so the batch solve works.
+    eye = torch.eye(3, dtype=torch.float64, device=joints.device).expand(B, 3, 3)
+    ata = torch.where(ok[:, None, None], ata, eye)
+    atb = torch.where(ok[:, None], atb, torch.zeros_like(atb))
+    transl = torch.linalg.solve(ata, atb) if B > 0 else atb
+    transl = torch.where(torch.isfinite(transl), transl, torch.zeros_like(transl))
+    return transl.to(dtype), ok
+
+
+def crop_intrinsics(focal: float = FOCAL_LENGTH, img_res: int = IMG_RES) -> np.ndarray:
+    """3x3 intrinsics of the crop camera: f on the diagonal, principal point at the crop centre (SPEC §9)."""
+    c = img_res / 2.0
+    return np.array([[focal, 0.0, c], [0.0, focal, c], [0.0, 0.0, 1.0]])
+
+
+def bbox_to_intrinsics(
+    bbox_xyxy: Sequence[float],
+    focal: float = FOCAL_LENGTH,
+    img_res: int = IMG_RES,
+    bbox_scale: float = DEMO_BBOX_SCALE,
+) -> np.ndarray:
+    """Intrinsics that render the crop camera's view into the original image (mmhuman3d convert_bbox_to_intrinsic).
+
+    The crop is the square of side W = bbox_scale * max(w, h) centred on the box; crop pixel p maps to image
+    pixel p * W / img_res + (cx - W/2, cy - W/2), so K_img = [[f W / img_res, 0, cx], [0, f W / img_res, cy], [0, 0, 1]].
+    For an explicit crop (centre, side) use `crop_to_image_intrinsics`.
+    """
+    x1, y1, x2, y2 = (float(v) for v in bbox_xyxy[:4])
+    side = bbox_scale * max(x2 - x1, y2 - y1)
+    return crop_to_image_intrinsics(((x1 + x2) / 2.0, (y1 + y2) / 2.0), side, focal, img_res)
+
+
+def crop_to_image_intrinsics(
+    center_xy: Sequence[float], side_px: float, focal: float = FOCAL_LENGTH, img_res: int = IMG_RES
+) -> np.ndarray:
+    """Intrinsics for the original image of a crop camera whose square crop has `side_px` centred at `center_xy`."""
+    k = side_px / img_res
+    cx, cy = (float(v) for v in center_xy)
+    # (img_res / 2) k + cx - side / 2 == cx: the crop centre lands on the box centre.
+    return np.array([[focal * k, 0.0, cx], [0.0, focal * k, cy], [0.0, 0.0, 1.0]])

@@ -1,0 +1,206 @@
+"""`gtacli demo`: SMPL meshes for the people in an image, a folder of images or a video (offline, headless)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from gtacli.cli.common import (
+    Annotated,
+    DataRootOpt,
+    DebugOpt,
+    DeviceOpt,
+    JsonOpt,
+    Output,
+    QuietOpt,
+    run,
+)
+
+
+def demo_command(
+    input: Annotated[
+        Path,
+        typer.Argument(
+            metavar="INPUT", help="An image, a folder of images (natural sort order) or a video file."
+        ),
+    ],
+    checkpoint: Annotated[
+        Path,
+        typer.Option(
+            "--checkpoint", help="HMR checkpoint (mmhuman3d, SPIN or gtacli), e.g. spin_official.pth."
+        ),
+    ],
+    data_root: DataRootOpt,
+    output: Annotated[
+        Optional[Path],
+        typer.Option("--output", "-o", help="Output folder. Default: ./demo_output/<input name>."),
+    ] = None,
+    bbox: Annotated[
+        Optional[str],
+        typer.Option("--bbox", help="One person box x,y,w,h (pixels) used for every frame; no detector."),
+    ] = None,
+    bbox_file: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--bbox-file",
+            help='Boxes from JSON: SPIN\'s {"bbox": \\[x,y,w,h]}, a list with one entry per frame '
+            '(box, list of boxes, or null), or {"frame name": boxes}.',
+        ),
+    ] = None,
+    detector: Annotated[
+        str,
+        typer.Option(
+            "--detector",
+            help="hog (built into OpenCV, default), ssd (<data-root>/detectors/MobileNetSSD_deploy.{prototxt,caffemodel}) "
+            "or yolo (<data-root>/detectors/yolo.onnx, YOLOv5/v8 COCO export).",
+        ),
+    ] = "hog",
+    max_people: Annotated[
+        Optional[int],
+        typer.Option("--max-people", help="Keep at most N people per frame (highest score, then largest)."),
+    ] = None,
+    device: DeviceOpt = "auto",
+    smooth: Annotated[
+        bool,
+        typer.Option("--smooth", help="One-Euro smoothing of each person's pose, shape and camera (videos)."),
+    ] = False,
+    side_view: Annotated[
+        bool, typer.Option("--side-view", help="Add a side view of the meshes next to each frame.")
+    ] = False,
+    no_render: Annotated[
+        bool, typer.Option("--no-render", help="Skip overlays; write results only.")
+    ] = False,
+    save_vertices: Annotated[
+        bool, typer.Option("--save-vertices", help="Also store the (N, 6890, 3) vertices in results.npz.")
+    ] = False,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Crops per network forward pass.")] = 4,
+    focal_length: Annotated[
+        Optional[float],
+        typer.Option(
+            "--focal-length",
+            help="Focal length (px) of the original camera for `transl`. Default: per person 5000 x crop side / 224.",
+        ),
+    ] = None,
+    max_frames: Annotated[
+        Optional[int], typer.Option("--max-frames", help="Only the first N frames (results.json says so).")
+    ] = None,
+    json_mode: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Estimate SMPL bodies in images or videos and write overlays plus per-frame results.
+
+    Writes into --output: overlays/<frame>.png (images, folders) or overlay.mp4 (videos, same frame count and fps
+    as the input), results.npz (per person and frame: SMPL axis-angle pose, betas, camera, translation in the
+    original camera, box, 2D/3D joints in smpl_49 and J14, frames without a person) and results.json (summary,
+    timings, conventions). Nothing is written unless the run completes.
+
+    Examples:
+
+      gtacli demo photo.jpg --checkpoint data/pretrained_models/spin_official.pth
+
+      gtacli demo im1010.jpg --checkpoint spin_official.pth --bbox-file im1010_bbox.json
+
+      gtacli demo clip.mp4 --checkpoint model.pth --smooth --max-people 2 --side-view -o out/clip
+
+      gtacli demo frames/ --checkpoint model.pth --no-render --save-vertices --json
+    """
+    out = Output(json_mode=json_mode, quiet=quiet, debug=debug)
+
+    def body() -> int:
+        from gtacli.viz.demo_runner import DemoConfig, run_demo
+        from gtacli.viz.detect import DETECTORS, parse_bbox_option
+
+        if detector not in DETECTORS:
+            from gtacli.errors import UsageError
+
+            raise UsageError(f"--detector {detector!r} is unknown", fix=f"use one of: {', '.join(DETECTORS)}")
+        config = DemoConfig(
+            input=input,
+            checkpoint=checkpoint,
+            data_root=data_root,
+            output=output if output is not None else Path("demo_output") / (input.stem or "input"),
+            bbox=parse_bbox_option(bbox) if bbox is not None else None,
+            bbox_file=bbox_file,
+            detector=detector,
+            max_people=max_people,
+            device=device,
+            smooth=smooth,
+            side_view=side_view,
+            render=not no_render,
+            save_vertices=save_vertices,
+            batch_size=batch_size,
+            focal_length=focal_length,
+            max_frames=max_frames,
+        )
+        with _progress(out) as progress:
+            summary = run_demo(config, progress=progress, log=out.info)
+
+        def human() -> None:
+            outputs = summary["outputs"]
+            out.out.print(f"output: {summary['output']}", markup=False)
+            out.out.print(
+                f"frames: {summary['frames']} ({summary['frames_with_person']} with a person), "
+                f"person entries: {summary['person_entries']}, ids: {len(summary['person_ids'])}",
+                markup=False,
+            )
+            if summary["frames_without_person"]:
+                names = summary["frames_without_person"]
+                shown = ", ".join(names[:10]) + (" ..." if len(names) > 10 else "")
+                out.out.print(f"frames without a person: {shown}", markup=False)
+            if outputs["overlay_video"]:
+                out.out.print(
+                    f"overlay video: {outputs['overlay_video']} at {summary['fps']:g} fps", markup=False
+                )
+            elif outputs["overlays"]:
+                out.out.print(f"overlays: {len(outputs['overlays'])} images in overlays/", markup=False)
+            timings = ", ".join(f"{k} {v:.2f}s" for k, v in summary["timings_s"].items())
+            out.out.print(f"speed: {summary['frames_per_s']} frames/s ({timings})", markup=False)
+
+        out.result(summary, human)
+        return 0
+
+    run(out, body)
+
+
+class _progress:
+    """A rich progress bar on stderr with frames/s, or nothing when progress is off."""
+
+    def __init__(self, out: Output):
+        self.out = out
+        self.bar = None
+        self.task = None
+        self.started: Optional[float] = None
+
+    def __enter__(self):
+        if not self.out.show_progress:
+            return None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(
+            TextColumn("demo"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[fps]} frames/s"),
+            TimeElapsedColumn(),
+            console=self.out.err,
+            transient=False,
+        )
+        self.bar.start()
+        self.task = self.bar.add_task("demo", total=None, fps="-")
+        return self.update
+
+    def update(self, done: int, total: Optional[int]) -> None:
+        now = time.perf_counter()
+        if done == 0 or self.started is None:  # the runner reports 0 when frame processing starts
+            self.started = now
+        elapsed = now - self.started
+        fps = f"{done / elapsed:.2f}" if done and elapsed > 0 else "-"
+        self.bar.update(self.task, completed=done, total=total, fps=fps)
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()

@@ -1,0 +1,186 @@
+"""The training augmentation pipeline of SPEC §6.6, in mmhuman3d's order, with SPEC §11's RNG draw order.
+
+Per sample (all on numpy; the image is BGR uint8 as loaded):
+
+1. channel noise: gains `pn ~ U[1−f, 1+f]^3` (one `uniform(size=(1,3))` draw), `img·pn` rounded and saturated
+   to uint8 (what `cv2.multiply` does);
+2. horizontal flip with probability p (one `rand()` draw, flip iff ≤ p) on the **full image before the crop**:
+   image mirrored, 2D keypoints swapped (smpl_49 flip permutation) and `x ← W−1−x`, centre `x ← W−1−x`,
+   3D keypoints swapped and `X ← −X`, the SMPL 72-d pose mirrored (§3.5);
+3. scale and rotation: `randn()` → `s = clip(1 + f_s·n, 1−f_s, 1+f_s)`, `randn()` → `r = clip(f_r·n, ±2f_r)`,
+   `rand()` → rotation kept iff ≤ rot_prob (else 0); crop side ← side·s;
+4. affine crop to `img_res` (OpenCV 4.x bilinear warp, black border); 2D keypoints with conf > 0 mapped by
+   the same matrix; 3D keypoints `X ← R_z(−r)·X`; `global_orient ← R_z(−r)·R` (body pose unchanged);
+5. normalisation (BGR→RGB, (x − mean)/std, float32, CHW).
+
+The numbers come from an `AugmentConfig` built from the training recipe (no defaults here on purpose).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, Tuple
+
+import numpy as np
+
+from gtacli.body.conventions import SMPL_49_FLIP_PERM
+from gtacli.body.rotations import flip_smpl_pose, rot_z_neg, rotate_global_orient
+
+_FLIP_PERM = np.asarray(SMPL_49_FLIP_PERM)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """The recipe's augmentation numbers (see `gtacli.train.recipe.Recipe`)."""
+
+    noise_factor: float
+    flip_prob: float
+    rot_factor: float
+    rot_prob: float
+    scale_factor: float
+    img_res: int
+    mean: Tuple[float, float, float]
+    std: Tuple[float, float, float]
+
+    @classmethod
+    def from_recipe(cls, recipe: Any) -> "AugmentConfig":
+        return cls(
+            noise_factor=recipe.noise_factor,
+            flip_prob=recipe.flip_prob,
+            rot_factor=recipe.rot_factor,
+            rot_prob=recipe.rot_prob,
+            scale_factor=recipe.scale_factor,
+            img_res=recipe.img_res,
+            mean=tuple(recipe.img_norm_mean),
+            std=tuple(recipe.img_norm_std),
+        )
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    """The random draws of one sample."""
+
+    channel_gain: np.ndarray  # (3,) BGR gains
+    flip: bool
+    scale: float  # multiplier of the crop side
+    rotation_deg: float  # 0 when the rotation gate said no
+
+
+def draw_params(rng: np.random.RandomState, cfg: AugmentConfig) -> AugmentParams:
+    """The five RNG draws of SPEC §11, in order: uniform(1,3); rand; randn; randn; rand."""
+    gain = rng.uniform(1.0 - cfg.noise_factor, 1.0 + cfg.noise_factor, size=(1, 3))[0]
+    flip = bool(rng.rand() <= cfg.flip_prob)
+    scale = float(np.clip(rng.randn() * cfg.scale_factor + 1.0, 1.0 - cfg.scale_factor, 1.0 + cfg.scale_factor))
+    rotation = float(np.clip(rng.randn() * cfg.rot_factor, -2.0 * cfg.rot_factor, 2.0 * cfg.rot_factor))
+    if not rng.rand() <= cfg.rot_prob:
+        rotation = 0.0
+    return AugmentParams(channel_gain=gain, flip=flip, scale=scale, rotation_deg=rotation)
+
+
+def channel_noise(img_bgr: np.ndarray, gain: np.ndarray) -> np.ndarray:
+    """(H,W,3) uint8 × per-channel gain (3,), rounded half-to-even and saturated to [0,255] (cv2.multiply)."""
+    import cv2
+
+    return cv2.multiply(img_bgr, (float(gain[0]), float(gain[1]), float(gain[2]), 0.0))
+
+
+def flip_keypoints2d(kp2d: np.ndarray, width: int) -> np.ndarray:
+    """(49,3) pixels: swap left/right (smpl_49), then x ← W−1−x for every row."""
+    out = kp2d[_FLIP_PERM].copy()
+    out[:, 0] = width - 1 - out[:, 0]
+    return out
+
+
+def flip_keypoints3d(kp3d: np.ndarray) -> np.ndarray:
+    """(49,4): swap left/right, X ← −X."""
+    out = kp3d[_FLIP_PERM].copy()
+    out[:, 0] = -out[:, 0]
+    return out
+
+
+def flip_center(center: np.ndarray, width: int) -> np.ndarray:
+    out = np.array(center, copy=True)  # dtype kept (float32 boxes give float32 centres, as in mmhuman3d)
+    out[0] = width - 1 - out[0]
+    return out
+
+
+def flip_pose72(global_orient: np.ndarray, body_pose: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """(3,), (23,3) axis-angle -> mirrored (3,), (23,3)."""
+    pose = flip_smpl_pose(np.concatenate([global_orient.reshape(3), body_pose.reshape(69)]))
+    return pose[:3].astype(global_orient.dtype), pose[3:].reshape(23, 3).astype(body_pose.dtype)
+
+
+def transform_keypoints2d(kp2d: np.ndarray, trans: np.ndarray) -> np.ndarray:
+    """(49,3): rows with conf > 0 get `[x, y, 1]·transᵀ` (2×3 matrix); the others are left untouched."""
+    out = kp2d.copy()
+    keep = out[:, 2] > 0
+    xy1 = np.concatenate([out[keep, :2], np.ones((int(keep.sum()), 1), out.dtype)], axis=1)
+    out[keep, :2] = xy1 @ np.asarray(trans, np.float64).T
+    return out
+
+
+def rotate_keypoints3d(kp3d: np.ndarray, rotation_deg: float) -> np.ndarray:
+    """(49,4): xyz ← R_z(−r)·xyz (confidence column unchanged)."""
+    out = kp3d.copy()
+    out[:, :3] = out[:, :3] @ np.asarray(rot_z_neg(np.float64(rotation_deg))).T
+    return out
+
+
+def augment_sample(
+    img_bgr: np.ndarray, ann: Dict[str, np.ndarray], rng: np.random.RandomState, cfg: AugmentConfig
+) -> Dict[str, Any]:
+    """Run steps 1–5 on one sample. `ann` holds `center` (2,), `scale` (crop side px), `keypoints2d` (49,3),
+    `keypoints3d` (49,4), `smpl_global_orient` (3,), `smpl_body_pose` (23,3). Returns the augmented
+    annotations plus `img` (3,res,res) float32, `is_flipped`, `rotation` (deg, float32), `scale`, `center`."""
+    params = draw_params(rng, cfg)
+    return apply_augmentation(img_bgr, ann, params, cfg)
+
+
+def apply_augmentation(
+    img_bgr: np.ndarray, ann: Dict[str, np.ndarray], params: AugmentParams, cfg: AugmentConfig
+) -> Dict[str, Any]:
+    """Steps 1–5 with given draws (so tests can choose them)."""
+    from gtacli.data.crop import affine_transform, warp_affine_cv4
+
+    img = channel_noise(img_bgr, params.channel_gain)
+    width = img.shape[1]
+    center = np.asarray(ann["center"])
+    kp2d = np.asarray(ann["keypoints2d"], np.float32)
+    kp3d = np.asarray(ann["keypoints3d"], np.float32)
+    global_orient = np.asarray(ann["smpl_global_orient"], np.float32).reshape(3)
+    body_pose = np.asarray(ann["smpl_body_pose"], np.float32).reshape(23, 3)
+    if params.flip:
+        img = img[:, ::-1]
+        kp2d = flip_keypoints2d(kp2d, width)
+        kp3d = flip_keypoints3d(kp3d)
+        center = flip_center(center, width)
+        global_orient, body_pose = flip_pose72(global_orient, body_pose)
+    side = float(ann["scale"]) * params.scale
+    rotation = np.float32(params.rotation_deg)  # float32, as it reaches the model (SPEC §11)
+    trans = affine_transform(center, side, float(rotation), cfg.img_res)
+    crop = warp_affine_cv4(np.ascontiguousarray(img), trans, (cfg.img_res, cfg.img_res))
+    kp2d = transform_keypoints2d(kp2d, trans).astype(np.float32)
+    if rotation != 0:  # R_z(0) = I: skip the round trip through rotation matrices
+        kp3d = rotate_keypoints3d(kp3d, float(rotation)).astype(np.float32)
+        global_orient = np.asarray(rotate_global_orient(global_orient[None].astype(np.float64), [float(rotation)]))[0]
+    return {
+        "img": normalize_image(crop, cfg),
+        "keypoints2d": kp2d,
+        "keypoints3d": kp3d,
+        "smpl_global_orient": np.asarray(global_orient, np.float32),
+        "smpl_body_pose": np.asarray(body_pose, np.float32),
+        "is_flipped": np.float32(params.flip),
+        "rotation": rotation,
+        "center": center.astype(np.float32),
+        "scale": np.float32(side),
+        "crop_bgr": crop,
+    }
+
+
+def normalize_image(crop_bgr: np.ndarray, cfg: AugmentConfig) -> np.ndarray:
+    """(res,res,3) BGR uint8 -> (3,res,res) float32 RGB, (x − mean)/std with the recipe's mean/std."""
+    # same arithmetic as gtacli.data.crop.normalize (used at test time), with the recipe's constants
+    rgb = crop_bgr[:, :, ::-1].astype(np.float32)
+    centred = rgb - np.asarray(cfg.mean, dtype=np.float32)
+    scaled = (centred.astype(np.float64) * (1.0 / np.asarray(cfg.std, dtype=np.float64))).astype(np.float32)
+    return np.ascontiguousarray(scaled.transpose(2, 0, 1))

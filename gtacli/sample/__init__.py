@@ -1,0 +1,1 @@
+"""Synthetic data for trying every command offline: SMPL-format body models, regressors and a miniature data tree."""

@@ -1,0 +1,232 @@
+"""`gtacli eval` end to end on the sample tree, checked against metrics recomputed here with numpy, and its
+one-line failures on bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from gtacli.cli.app import app
+from gtacli.data.human_data import HumanData, write_human_data
+from gtacli.layout import DataLayout
+
+J14 = [6, 5, 4, 1, 2, 3, 16, 15, 14, 11, 12, 13, 8, 10]  # SPEC §3.4, typed by hand
+H36M_SLOTS = [148, 145, 4, 7, 144, 5, 8, 150, 146, 152, 147, 16, 18, 20, 17, 19, 21]
+
+
+def _view(sample_tree: Path, root: Path) -> DataLayout:
+    """A writable data root sharing the sample tree's big folders (read-only there) by symlinks."""
+    root.mkdir(parents=True)
+    for name in ("body_models", "datasets", "pretrained_models", "SYNTHETIC_DATA.json"):
+        (root / name).symlink_to(sample_tree / name)
+    (root / "preprocessed_datasets").mkdir()
+    return DataLayout(root)
+
+
+@pytest.fixture(scope="module")
+def random_checkpoint(tmp_path_factory, sample_tree) -> Path:
+    """A checkpoint whose predictions depend on the image (the tree's spin_official predicts the mean)."""
+    from gtacli.model.checkpoint import save_checkpoint
+    from gtacli.model.estimator import build_estimator
+
+    torch.manual_seed(0)
+    model = build_estimator(DataLayout(sample_tree))
+    with torch.no_grad():
+        for layer in (model.head.decpose, model.head.decshape, model.head.deccam):
+            layer.weight.normal_(0, 0.02)
+    path = tmp_path_factory.mktemp("ckpt") / "random.pth"
+    save_checkpoint(path, model, {"epoch": 0})
+    return path
+
+
+def _invoke(*args: str):
+    result = CliRunner().invoke(app, ["eval", *args])
+    return result, result.stdout, result.stderr
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _pa_errors(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """Umeyama's similarity (rotation without reflection, row-vector form), per frame."""
+    out = []
+    for p, g in zip(pred, gt):
+        p0, g0 = p - p.mean(0), g - g.mean(0)
+        u, sv, vt = np.linalg.svd(p0.T @ g0)
+        d = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))])
+        r = u @ d @ vt  # p0 @ r ≈ g0 up to scale
+        s = np.trace(np.diag(sv) @ d) / np.sum(p0**2)
+        out.append(np.linalg.norm(s * p0 @ r - g0, axis=1).mean())
+    return np.asarray(out)
+
+
+def test_eval_pw3d_json_matches_metrics_recomputed_independently(sample_tree, random_checkpoint, tmp_path):
+    from gtacli.body.smpl import BodyModel
+    from gtacli.model.checkpoint import load_weights
+    from gtacli.model.estimator import build_estimator
+
+    layout = DataLayout(sample_tree)
+    preds_file = tmp_path / "preds.npz"
+    result, stdout, stderr = _invoke(
+        "--dataset", "pw3d", "--checkpoint", str(random_checkpoint), "--data-root", str(sample_tree),
+        "--batch-size", "2", "--limit", "5", "--workers", "1", "--json", "--save-predictions", str(preds_file),
+    )  # fmt: skip
+    assert result.exit_code == 0, stderr
+    doc = json.loads(stdout)
+    ann = layout.annotation("pw3d")
+    hd = HumanData.load(ann)
+    n = 5  # --limit
+    for key in ("dataset", "frames", "mpjpe_mm", "pa_mpjpe_mm", "pve_mm", "annotation_sha256",
+                "checkpoint_sha256", "protocol", "seconds", "frames_per_second", "per_sequence"):  # fmt: skip
+        assert key in doc, key
+    assert doc["dataset"] == "pw3d" and doc["frames"] == n
+    assert doc["annotation_sha256"] == _sha256(ann)
+    assert doc["checkpoint_sha256"] == _sha256(random_checkpoint)
+    assert doc["exact"] is True and doc["synthetic_data"] is True
+    assert "SYNTHETIC" in stderr
+    assert sum(row["frames"] for row in doc["per_sequence"]) == n
+    folders = [str(Path(p).parent) for p in hd.image_paths(slice(0, n))]
+    assert [row["sequence"] for row in doc["per_sequence"]] == list(dict.fromkeys(folders))
+    for row in doc["per_sequence"]:
+        assert row["frames"] == folders.count(row["sequence"])
+
+    # recompute: GT from the gendered SMPL of the file, prediction joints saved by eval, numpy metrics
+    preds = np.load(preds_file, allow_pickle=False)
+    assert np.array_equal(preds["index"], np.arange(n))
+    smpl, genders = hd.smpl(slice(0, n)), hd.meta()["gender"][:n]
+    gt = np.zeros((n, 17, 3))
+    for gender in ("male", "female"):
+        rows = [i for i, g in enumerate(genders) if (g == "m") == (gender == "male")]
+        if not rows:
+            continue
+        model = BodyModel.from_layout(layout, gender, h36m=True, extra=False)
+        out = model(torch.as_tensor(smpl["betas"][rows]), torch.as_tensor(smpl["body_pose"][rows]).reshape(-1, 69),
+                    torch.as_tensor(smpl["global_orient"][rows]))  # fmt: skip
+        gt[rows] = out.joints_h36m.numpy()
+    pred = preds["keypoints_3d"].astype(np.float64)
+    pred_mm = (pred - pred[:, :1])[:, J14] * 1000
+    gt_mm = (gt - gt[:, :1])[:, J14] * 1000
+    assert doc["mpjpe_mm"] == pytest.approx(np.linalg.norm(pred_mm - gt_mm, axis=-1).mean(), abs=1e-3)
+    assert doc["pa_mpjpe_mm"] == pytest.approx(_pa_errors(pred_mm, gt_mm).mean(), abs=1e-3)
+    assert doc["pa_mpjpe_mm"] < doc["mpjpe_mm"]
+    assert np.allclose(preds["frame_mpjpe_mm"], np.linalg.norm(pred_mm - gt_mm, axis=-1).mean(-1), atol=1e-3)
+
+    # the prediction of frame 0 equals a direct forward pass on a crop made with OpenCV 4.x's warp
+    import cv2
+
+    from gtacli.data.crop import affine_transform, normalize
+
+    model = build_estimator(layout).eval()
+    load_weights(model, random_checkpoint)
+    img = cv2.imread(str(layout.image("pw3d", hd.image_paths([0])[0])))
+    x, y, w, h = hd.bbox_xywh([0])[0][:4]
+    patch = cv2.warpAffine(img, affine_transform(np.array([x + w / 2, y + h / 2]), max(w, h)), (224, 224))
+    with torch.no_grad():
+        direct = model(torch.from_numpy(normalize(patch))[None])
+    assert np.allclose(direct["pred_pose"][0].numpy(), preds["pred_pose"][0], atol=1e-5)
+    assert np.allclose(direct["pred_shape"][0].numpy(), preds["pred_shape"][0], atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "dataset, source, target",
+    [("h36m", "spin_h36m_train.npz", "h36m_valid_protocol2.npz"),
+     ("mpi_inf_3dhp", "spin_mpi_inf_3dhp_train.npz", "mpi_inf_3dhp_test.npz")],
+)  # fmt: skip
+def test_eval_keypoint_datasets(sample_tree, random_checkpoint, tmp_path, dataset, source, target):
+    layout = _view(sample_tree, tmp_path / "data")
+    src = HumanData.load(sample_tree / "preprocessed_datasets" / source)
+    fields = {k: src[k] for k in ("image_path", "bbox_xywh", "keypoints3d", "keypoints3d_mask")}
+    fields["image_path"] = list(src.image_paths())
+    write_human_data(layout.preprocessed / target, fields)
+    preds_file = tmp_path / "p.npz"
+    result, stdout, stderr = _invoke(
+        "--dataset", dataset, "--checkpoint", str(random_checkpoint), "--data-root", str(layout.root),
+        "--limit", "4", "--workers", "0", "--json", "--save-predictions", str(preds_file),
+    )  # fmt: skip
+    assert result.exit_code == 0, stderr
+    doc = json.loads(stdout)
+    assert doc["frames"] == 4
+    pred = np.load(preds_file)["keypoints_3d"].astype(np.float64)
+    gt = src["keypoints3d"][:4][:, H36M_SLOTS, :3].astype(np.float64)
+    pred_mm, gt_mm = (pred - pred[:, :1]) * 1000, (gt - gt[:, :1]) * 1000
+    if dataset == "h36m":
+        pred_mm, gt_mm = pred_mm[:, J14], gt_mm[:, J14]
+    errors = np.linalg.norm(pred_mm - gt_mm, axis=-1)
+    assert doc["mpjpe_mm"] == pytest.approx(errors.mean(), abs=1e-3)
+    assert doc["pa_mpjpe_mm"] == pytest.approx(_pa_errors(pred_mm, gt_mm).mean(), abs=1e-3)
+    if dataset == "mpi_inf_3dhp":
+        assert doc["pck_150mm"] == pytest.approx(100 * (errors < 150).mean(), abs=1e-3)
+        levels = np.linspace(0, 150, 31)
+        assert doc["auc"] == pytest.approx(100 * np.mean([(errors < t).mean() for t in levels]), abs=1e-3)
+    else:
+        assert "pve_mm" not in doc
+
+
+def _one_line_error(result, stderr: str, path: Path) -> None:
+    assert result.exit_code == 1, stderr
+    lines = [line for line in stderr.strip().splitlines() if line.startswith("error")]
+    assert len(lines) == 1 and str(path) in lines[0], stderr
+    assert "Traceback" not in stderr
+
+
+def test_wrong_architecture_checkpoint(sample_tree, tmp_path):
+    bad = tmp_path / "resnet18.pth"
+    torch.save({"state_dict": {"backbone.layer1.0.conv1.weight": torch.zeros(64, 64, 3, 3)}}, bad)
+    result, _, stderr = _invoke("--checkpoint", str(bad), "--data-root", str(sample_tree), "--limit", "1")
+    _one_line_error(result, stderr, bad)
+    assert "wrong architecture" in stderr
+
+
+def test_annotation_without_smpl_or_gender(sample_tree, tmp_path):
+    layout = _view(sample_tree, tmp_path / "data")
+    src = HumanData.load(sample_tree / "preprocessed_datasets" / "pw3d_test.npz")
+    base = {"image_path": list(src.image_paths()), "bbox_xywh": src.bbox_xywh()}
+    target = layout.preprocessed / "pw3d_test.npz"
+    write_human_data(target, base)
+    ckpt = layout.spin_official
+    result, _, stderr = _invoke("--checkpoint", str(ckpt), "--data-root", str(layout.root))
+    _one_line_error(result, stderr, target)
+    assert "SMPL" in stderr
+    write_human_data(target, {**base, "smpl": src.smpl()})
+    result, _, stderr = _invoke("--checkpoint", str(ckpt), "--data-root", str(layout.root))
+    _one_line_error(result, stderr, target)
+    assert "gender" in stderr
+
+
+def test_missing_image(sample_tree, tmp_path):
+    layout = _view(sample_tree, tmp_path / "data")
+    src = HumanData.load(sample_tree / "preprocessed_datasets" / "pw3d_test.npz")
+    paths = list(src.image_paths())
+    paths[1] = "imageFiles/courtyard_basketball_00/image_99999.jpg"
+    write_human_data(layout.preprocessed / "pw3d_test.npz",
+                     {"image_path": paths, "bbox_xywh": src.bbox_xywh(), "smpl": src.smpl(), "meta": src.meta()})  # fmt: skip
+    result, _, stderr = _invoke("--checkpoint", str(layout.spin_official), "--data-root", str(layout.root))
+    _one_line_error(result, stderr, layout.image("pw3d", paths[1]))
+
+
+def test_truncated_annotation(sample_tree, tmp_path):
+    layout = _view(sample_tree, tmp_path / "data")
+    target = layout.preprocessed / "pw3d_test.npz"
+    data = (sample_tree / "preprocessed_datasets" / "pw3d_test.npz").read_bytes()
+    target.write_bytes(data[: len(data) // 2])
+    result, _, stderr = _invoke("--checkpoint", str(layout.spin_official), "--data-root", str(layout.root))
+    _one_line_error(result, stderr, target)
+
+
+def test_backbone_only_checkpoint_cannot_be_evaluated(sample_tree, tmp_path):
+    from gtacli.model.estimator import build_estimator
+
+    model = build_estimator(DataLayout(sample_tree))
+    path = tmp_path / "resnet50-imagenet.pth"
+    torch.save(
+        {k[len("backbone.") :]: v for k, v in model.state_dict().items() if k.startswith("backbone.")}, path
+    )
+    result, _, stderr = _invoke("--checkpoint", str(path), "--data-root", str(sample_tree), "--limit", "1")
+    _one_line_error(result, stderr, path)

@@ -1,0 +1,214 @@
+"""`gtacli fetch` from the command line: results, exit codes, one-line errors, concurrent runs.
+
+The download server is the fault-injecting local HTTP server of tests/assets/fault_server.py; the real
+manifest URLs are pointed at it with --mirror.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "assets"))
+from fault_server import FaultServer  # noqa: E402
+
+from gtacli.assets.manifest import load_manifest  # noqa: E402
+from gtacli.cli.app import app  # noqa: E402
+
+LOG_TEXT = b"mmhuman3d training log line\n" * 20000
+QUICK = {"GTACLI_MIRROR": "", "GTACLI_FETCH_RETRIES": "2", "GTACLI_FETCH_BACKOFF_S": "0.01"}
+
+
+def _fetch(args, expect, env=None):
+    result = CliRunner().invoke(app, ["fetch", *[str(a) for a in args]], env={**QUICK, **(env or {})})
+    assert result.exit_code == expect, (result.exit_code, result.stdout[-2000:], result.stderr[-2000:])
+    return result
+
+
+def _error_lines(result):
+    return [line for line in result.stderr.splitlines() if line.startswith("error:")]
+
+
+@pytest.fixture()
+def server():
+    with FaultServer() as srv:
+        yield srv
+
+
+def test_nothing_to_fetch_is_a_usage_error(tmp_path):
+    result = _fetch(["--data-root", tmp_path], expect=2)
+    assert "nothing to fetch" in result.stderr
+
+
+def test_unknown_group_is_a_usage_error(tmp_path):
+    result = _fetch(["--group", "extra", "--data-root", tmp_path], expect=2)
+    assert "unknown asset group 'extra'" in result.stderr and "extras" in result.stderr
+
+
+def test_unknown_asset_name_is_one_line(tmp_path):
+    result = _fetch(["J_regresor_extra", "--data-root", tmp_path], expect=1)
+    lines = _error_lines(result)
+    assert len(lines) == 1 and "unknown asset name 'J_regresor_extra'" in lines[0]
+    assert "did you mean J_regressor_extra" in lines[0]
+    assert not any(tmp_path.iterdir())
+
+
+def test_dry_run_json_lists_every_asset_without_network(tmp_path):
+    result = _fetch(
+        ["--all", "--dry-run", "--json", "--data-root", tmp_path, "--mirror", "http://127.0.0.1:9"], 0
+    )
+    doc = json.loads(result.stdout)
+    names = [f["name"] for f in doc["files"]]
+    assert names == load_manifest().names
+    assert all(f["status"] == "would-download" for f in doc["files"])
+    assert doc["files"][0]["url"].startswith("http://127.0.0.1:9/mmhuman3d/")
+    assert not any(tmp_path.iterdir())
+
+
+def test_fetch_then_verify_only_json(server, tmp_path):
+    manifest = load_manifest()
+    asset = manifest.get("resnet50_spin_gta_ft_log")
+    server.add(asset.url, LOG_TEXT, content_md5=True)
+    result = _fetch([asset.name, "--mirror", server.url, "--data-root", tmp_path, "--json"], 0)
+    doc = json.loads(result.stdout)  # exactly one JSON document
+    (entry,) = doc["files"]
+    assert entry["status"] == "downloaded" and entry["verified_by"] == "Content-MD5"
+    assert entry["sha256"] == hashlib.sha256(LOG_TEXT).hexdigest()
+    assert (tmp_path / asset.dest).read_bytes() == LOG_TEXT
+    verify = json.loads(_fetch([asset.name, "--verify-only", "--data-root", tmp_path, "--json"], 0).stdout)
+    assert verify["files"][0]["status"] == "ok" and "lock file" in verify["files"][0]["verified_by"]
+    (tmp_path / asset.dest).write_bytes(LOG_TEXT[:-5])
+    bad = _fetch([asset.name, "--verify-only", "--data-root", tmp_path], 1)
+    assert len(_error_lines(bad)) == 1 and "lock-file" in _error_lines(bad)[0]
+
+
+def test_mirror_from_environment(server, tmp_path):
+    asset = load_manifest().get("resnet50_spin_gta_ft_log")
+    server.add(asset.url, LOG_TEXT)
+    _fetch(
+        [asset.name, "--data-root", tmp_path], 0, env={"GTACLI_MIRROR": f"http://127.0.0.1:9, {server.url}"}
+    )
+    assert (tmp_path / asset.dest).read_bytes() == LOG_TEXT
+
+
+def test_unreachable_mirror_fails_with_one_line_per_file(tmp_path):
+    result = _fetch(["gmm_08", "--mirror", "http://127.0.0.1:9", "--data-root", tmp_path], 1)
+    lines = _error_lines(result)
+    assert len(lines) == 1
+    assert "gmm_08" in lines[0] and "127.0.0.1:9" in lines[0] and "Fix:" in lines[0]
+    assert not (tmp_path / "gmm_08.pkl").exists()
+
+
+def _read_only_root(tmp_path: Path) -> Path:
+    if os.geteuid() != 0:
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o555)
+        return ro / "data"
+    # root ignores permission bits; sysfs refuses new entries even to root
+    candidate = Path("/sys/gtacli-test-data-root")
+    try:
+        candidate.mkdir()
+    except OSError:
+        return candidate
+    candidate.rmdir()
+    pytest.skip("no read-only location available")
+
+
+def test_read_only_data_root_is_one_line(tmp_path):
+    root = _read_only_root(tmp_path)
+    result = _fetch(["gmm_08", "--data-root", root], 1)
+    lines = _error_lines(result)
+    assert len(lines) == 1 and "cannot write to the data root" in lines[0] and "--data-root" in lines[0]
+
+
+def test_smpl_import_errors_are_one_line_and_leave_nothing(tmp_path):
+    root = tmp_path / "data"
+    corrupt = tmp_path / "SMPL_python_v.1.1.0.zip"
+    corrupt.write_bytes(b"PK\x03\x04 this is not really a zip")
+    result = _fetch(["--smpl-from", corrupt, "--data-root", root], 1)
+    lines = _error_lines(result)
+    assert len(lines) == 1 and "zip" in lines[0] and str(corrupt) in lines[0]
+    wrong = tmp_path / "SMPL_MALE.pkl"
+    np.save(tmp_path / "x.npy", np.zeros(3))
+    wrong.write_bytes((tmp_path / "x.npy").read_bytes())  # an .npy, not a pickle of a model
+    result = _fetch(["--smpl-from", wrong, "--data-root", root], 1)
+    assert len(_error_lines(result)) == 1 and str(wrong) in _error_lines(result)[0]
+    slip = tmp_path / "slip.zip"
+    with zipfile.ZipFile(slip, "w") as zf:
+        zf.writestr("../basicmodel_m_lbs_10_207_0_v1.1.0.pkl", b"irrelevant")
+    result = _fetch(["--smpl-from", slip, "--data-root", root], 1)
+    assert "outside the archive" in _error_lines(result)[0]
+    assert not (root / "body_models" / "smpl").exists() or not any((root / "body_models" / "smpl").iterdir())
+
+
+def test_two_concurrent_fetch_runs_do_not_corrupt_each_other(server, tmp_path):
+    manifest = load_manifest()
+    asset = manifest.get("resnet50_spin_gta_ft_log")
+    data = LOG_TEXT * 4
+    server.add(asset.url, data, content_md5=True, sticky_fault=("slow", 0.03))
+    root = tmp_path / "data"
+    cmd = [
+        sys.executable,
+        "-m",
+        "gtacli",
+        "fetch",
+        asset.name,
+        "--mirror",
+        server.url,
+        "--data-root",
+        str(root),
+        "--json",
+    ]
+    env = {**os.environ, **QUICK}
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1].decode()[-500:] for o in outs]
+    statuses = sorted(json.loads(o[0])["files"][0]["status"] for o in outs)
+    # one run downloaded, the other waited for the lock and found the verified file
+    assert statuses == ["downloaded", "present"]
+    assert (root / asset.dest).read_bytes() == data
+    assert len(server.requests_for(asset.url)) == 1
+    assert not list((root / "models").glob("*.part*"))
+    lock = json.loads((root / "gtacli.lock.json").read_text())
+    assert lock["files"][asset.name]["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_disk_full_is_one_line_and_leaves_nothing(server, tmp_path):
+    asset = load_manifest().get("resnet50_spin_gta_ft_log")
+    server.add(asset.url, LOG_TEXT, sticky_fault=("length", 1 << 60))  # an exabyte does not fit
+    result = _fetch([asset.name, "--mirror", server.url, "--data-root", tmp_path], 1)
+    lines = _error_lines(result)
+    assert len(lines) == 1 and "not enough free disk space" in lines[0] and "Fix:" in lines[0]
+    assert not (tmp_path / asset.dest).exists()
+
+
+def test_parallel_jobs_with_progress_bars(server, tmp_path):
+    manifest = load_manifest()
+    names = ["resnet50_spin_gta_ft_log", "lsp_fits", "coco_fits"]
+    fits = io_npy(np.zeros((3, 82)))
+    server.add(manifest.get(names[0]).url, LOG_TEXT, content_md5=True)
+    for name in names[1:]:
+        server.add(manifest.get(name).url, fits, content_md5=True, faults=[("cut", 100)])
+    result = _fetch(
+        [*names, "--jobs", "3", "--mirror", server.url, "--data-root", tmp_path], 0, {"GTACLI_PROGRESS": "1"}
+    )
+    assert result.stdout.count("downloaded") == 3
+    assert (tmp_path / "static_fits" / "coco_fits.npy").read_bytes() == fits
+
+
+def io_npy(arr) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    return buf.getvalue()

@@ -1,0 +1,106 @@
+"""`gtacli sample-data` as a user runs it: one JSON document on stdout, a synthetic warning on stderr,
+one-line errors with exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gtacli.io.safe import load_checkpoint, load_npz
+
+
+def _gtacli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "gtacli", "sample-data", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_json_summary_then_a_rebuild_with_another_seed_gives_the_seeded_tree(
+    tmp_path: Path, sample_tree: Path
+) -> None:
+    root = tmp_path / "data"
+    proc = _gtacli("--data-root", str(root), "--size", "tiny", "--seed", "3", "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads(proc.stdout)  # exactly one JSON document
+    assert set(summary) >= {"root", "files", "bytes", "seconds", "size", "seed"}
+    assert Path(summary["root"]) == root and summary["size"] == "tiny" and summary["seed"] == 3
+    files = [p for p in root.rglob("*") if p.is_file()]
+    assert summary["files"] == len(files)
+    assert summary["bytes"] == sum(p.stat().st_size for p in files)
+    assert summary["seconds"] > 0
+    assert "SYNTHETIC" in proc.stderr
+    marker = json.loads((root / "SYNTHETIC_DATA.json").read_text())
+    assert marker["seed"] == 3 and marker["size"] == "tiny" and marker["synthetic"] is True
+    image = "datasets/lsp/images/im0001.jpg"
+    assert (root / image).read_bytes() != (sample_tree / image).read_bytes()  # the seed matters
+
+    # Re-running on a synthetic tree rebuilds it in place (no --force needed): files of the earlier build that
+    # this one does not write go, caches of the old annotations go, the user's own files stay.
+    from gtacli.sample.tree import build_sample_tree
+
+    stale = root / "datasets/lsp/images/im9999.jpg"
+    stale.write_bytes(b"from an earlier, bigger build")
+    marker["files"].append("datasets/lsp/images/im9999.jpg")
+    (root / "SYNTHETIC_DATA.json").write_text(json.dumps(marker))
+    (root / "cache/spin_lsp_train_smpl_49.npz").write_bytes(b"stale cache")
+    mine = root / "datasets/lsp/my_notes.txt"
+    mine.write_text("mine")
+    build_sample_tree(root, size="tiny", seed=0)
+    assert not stale.exists() and mine.read_text() == "mine"
+    assert not any((root / "cache").iterdir())
+    mine.unlink()
+    _assert_same_tree(root, sample_tree)  # deterministic: seed 0 again gives the session's seed-0 tree
+
+
+def test_refuses_a_folder_that_is_not_a_sample_tree(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "spin_official.pth").write_bytes(b"a real checkpoint")
+    proc = _gtacli("--data-root", str(root), "--size", "tiny", "--quiet")
+    assert proc.returncode == 1
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error")]
+    assert len(lines) == 1 and "--force" in lines[0]
+    assert (root / "spin_official.pth").read_bytes() == b"a real checkpoint"
+    assert sorted(p.name for p in root.iterdir()) == ["spin_official.pth"]
+
+
+def test_unknown_size_is_a_usage_error(tmp_path: Path) -> None:
+    proc = _gtacli("--data-root", str(tmp_path / "data"), "--size", "huge")
+    assert proc.returncode == 2
+    assert "--size" in proc.stderr and not (tmp_path / "data").exists()
+
+
+def _assert_same_tree(a: Path, b: Path) -> None:
+    """Same files with the same content (npz/pth compared by value: zip members carry write times)."""
+    files_a = sorted(p.relative_to(a).as_posix() for p in a.rglob("*") if p.is_file())
+    files_b = sorted(p.relative_to(b).as_posix() for p in b.rglob("*") if p.is_file())
+    assert files_a == files_b
+    for rel in files_a:
+        pa, pb = a / rel, b / rel
+        if rel.endswith(".npz"):
+            with load_npz(pa) as za, load_npz(pb) as zb:
+                assert sorted(za) == sorted(zb), rel
+                for key in za:
+                    _assert_equal_values(za[key], zb[key], f"{rel}:{key}")
+        elif rel.endswith(".pth"):
+            sa, sb = load_checkpoint(pa)["state_dict"], load_checkpoint(pb)["state_dict"]
+            assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa), rel
+        else:
+            assert pa.read_bytes() == pb.read_bytes(), rel
+
+
+def _assert_equal_values(x, y, where: str) -> None:
+    if isinstance(x, dict):
+        assert x.keys() == y.keys(), where
+        for key in x:
+            _assert_equal_values(x[key], y[key], f"{where}.{key}")
+    else:
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=where)
