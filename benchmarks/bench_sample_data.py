@@ -61,7 +61,12 @@ def main() -> None:
         best = min(runs, key=lambda r: r["wall_seconds"])
         goal = GOALS[size]
         met = best["wall_seconds"] < goal["seconds"] and best["bytes"] < goal.get("bytes", float("inf"))
-        results[size] = {"runs": runs, "best_wall_seconds": best["wall_seconds"], "goal": goal, "goal_met": met}
+        results[size] = {
+            "runs": runs,
+            "best_wall_seconds": best["wall_seconds"],
+            "goal": goal,
+            "goal_met": met,
+        }
         print(f"{size}: {best['wall_seconds']:.1f} s wall, {best['bytes'] / 1e6:.1f} MB, {best['files']} files, "
               f"goal {'met' if met else 'NOT met'}")  # fmt: skip
     payload = {

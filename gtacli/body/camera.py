@@ -60,8 +60,9 @@ def estimate_translation(
     joints (B, 49, 3) in metres (root frame), kp2d (B, 49, 3) = (u, v, conf) in crop pixels.
     For each sample, weighted least squares over `joint_idx` (smpl_49 25..48) with weights sqrt(conf):
         f (X + tx) - (u - c)(Z + tz) = 0,   f (Y + ty) - (v - c)(Z + tz) = 0,   c = img_res / 2.
-    Returns (transl (B, 3), ok (B,) bool). `ok` is False where no selected joint has conf > 0 (mmhuman3d raises
-    there); such rows get a zero translation and the caller substitutes its own (e.g. the predicted camera).
+    Returns (transl (B, 3), ok (B,) bool). `ok` is False where fewer than two selected joints have conf > 0 or
+    the system is singular (mmhuman3d raises there); such rows get a zero translation and the caller
+    substitutes its own (e.g. the predicted camera).
     Solved in float64 for all samples at once (normal equations), whatever the input dtype.
     """
     idx = torch.as_tensor(list(joint_idx), device=joints.device)
@@ -70,8 +71,12 @@ def estimate_translation(
     kp = kp2d[:, idx].to(torch.float64)
     B, J = S.shape[:2]
     c = img_res / 2.0
-    u, v = kp[..., 0] - c, kp[..., 1] - c
-    w = torch.sqrt(kp[..., 2].clamp_min(0))  # (B, J)
+    conf = torch.nan_to_num(kp[..., 2], nan=0.0).clamp_min(0)
+    used = conf > 0
+    # zero-confidence keypoints may hold NaN/inf (e.g. regenerated GTA files): keep them out of the sums
+    u = torch.where(used, kp[..., 0] - c, torch.zeros_like(conf))
+    v = torch.where(used, kp[..., 1] - c, torch.zeros_like(conf))
+    w = torch.sqrt(conf)  # (B, J)
     X, Y, Z = S.unbind(-1)
     zeros, ones = torch.zeros_like(u), torch.ones_like(u)
     # rows for x then y: coefficients of (tx, ty, tz) and right-hand side
@@ -81,14 +86,21 @@ def estimate_translation(
     b_y = v * Z - focal * Y
     A = torch.cat((a_x, a_y), 1) * torch.cat((w, w), 1)[..., None]  # (B, 2J, 3)
     b = torch.cat((b_x, b_y), 1) * torch.cat((w, w), 1)  # (B, 2J)
-    ok = (kp[..., 2] > 0).any(-1)
+    # two joints give 4 equations for 3 unknowns; with fewer the system is singular
+    ok = used.sum(-1) >= 2
     ata = A.transpose(1, 2) @ A  # (B, 3, 3)
     atb = (A.transpose(1, 2) @ b[..., None]).squeeze(-1)
     # Rows without any confident joint would be singular: give them the identity so the batch solve works.
     eye = torch.eye(3, dtype=torch.float64, device=joints.device).expand(B, 3, 3)
     ata = torch.where(ok[:, None, None], ata, eye)
     atb = torch.where(ok[:, None], atb, torch.zeros_like(atb))
-    transl = torch.linalg.solve(ata, atb) if B > 0 else atb
+    if B > 0:
+        transl, info = torch.linalg.solve_ex(ata, atb[..., None])
+        transl = transl[..., 0]
+        ok = ok & (info == 0)  # degenerate geometry (e.g. coincident joints): flagged, not raised
+    else:
+        transl = atb
+    transl = torch.where(ok[:, None], transl, torch.zeros_like(transl))
     transl = torch.where(torch.isfinite(transl), transl, torch.zeros_like(transl))
     return transl.to(dtype), ok
 

@@ -12,8 +12,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
+import numpy as np
 import typer
 
 from gtacli.cli.common import Annotated, DebugOpt, DeviceOpt, JsonOpt, Output, QuietOpt, run
@@ -115,12 +116,12 @@ def run_quickstart(
             device,
         ],
     )
-    demo_input = _first_image(layout)
+    demo_input, demo_box = _first_test_frame(layout)
     demo = step(
         "demo",
         [
             "demo", str(demo_input), "--checkpoint", str(checkpoint), "--data-root", str(root), "--output",
-            str(demo_dir), "--device", device,
+            str(demo_dir), "--device", device, "--bbox", ",".join(f"{v:.1f}" for v in demo_box),
         ],
     )  # fmt: skip
     losses = train.get("losses") or {}
@@ -162,15 +163,25 @@ def _run_gtacli(args: List[str], name: str, debug: bool = False) -> Dict[str, An
         raise GtacliError(f"quickstart step '{name}' printed no valid JSON ({exc})") from exc
 
 
-def _first_image(layout: Any) -> Path:
-    """One image of the tree's 3DPW-like test set (a person is in every sample image)."""
-    images = sorted(
-        p for p in layout.image_root("pw3d").rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png")
-    )
-    if not images:
-        raise GtacliError("the sample tree has no pw3d images", path=layout.image_root("pw3d"),
-                          fix="rebuild it: gtacli sample-data --force")  # fmt: skip
-    return images[0]
+def _first_test_frame(layout: Any) -> Tuple[Path, List[float]]:
+    """The first frame of the tree's 3DPW-like test file and its person box (x, y, w, h).
+
+    The demo gets the annotated box: OpenCV's built-in people detector is trained on real people and does not
+    find the synthetic mannequin, and the point here is to show a mesh on the frame.
+    """
+    from gtacli.data.human_data import HumanData
+
+    annotation = layout.annotation("pw3d")
+    data = HumanData.load(annotation)
+    if len(data) == 0:
+        raise GtacliError(
+            "the sample test file has no frames",
+            path=annotation,
+            fix="rebuild it: gtacli sample-data --force",
+        )
+    image = layout.image("pw3d", data.image_paths(slice(0, 1))[0])
+    box = [float(v) for v in np.asarray(data.bbox_xywh(slice(0, 1)))[0, :4]]
+    return image, box
 
 
 def _print_summary(out: Output, s: Dict[str, Any]) -> None:

@@ -51,6 +51,8 @@ def sample_data_command(
             raise UsageError(
                 f"--size {size!r} is not one of {', '.join(SIZES)}", fix="use --size tiny or --size small"
             )
+        if seed < 0:
+            raise UsageError(f"--seed {seed} is negative", fix="pass --seed 0 (or any N >= 0)")
         out.warn(SYNTHETIC_WARNING)
         started = time.perf_counter()
         with _progress_bar(out) as progress:

@@ -497,6 +497,7 @@ def _bone_segments(joints: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
 
 
 def _skin_weights(verts: np.ndarray, joints: np.ndarray) -> np.ndarray:
+    """(V, 24) linear-blend-skinning weights from each vertex's distance to the bone capsules (radius per joint)."""
     a, b = _bone_segments(joints)
     radius = np.array([0.12, 0.08, 0.08, 0.12, 0.055, 0.055, 0.12, 0.04, 0.04, 0.11, 0.04, 0.04,
                        0.05, 0.05, 0.05, 0.09, 0.045, 0.045, 0.034, 0.034, 0.02, 0.02, 0.02, 0.02])  # fmt: skip
@@ -505,7 +506,7 @@ def _skin_weights(verts: np.ndarray, joints: np.ndarray) -> np.ndarray:
         ab = b[j] - a[j]
         t = np.clip(((verts - a[j]) @ ab) / max(ab @ ab, 1e-12), 0, 1)
         d[:, j] = np.linalg.norm(verts - (a[j] + t[:, None] * ab), axis=1) - radius[j]
-    # Torso bones should not reach the arms and legs: forbid bones far from the vertex along the body.
+    # Soft-min over the distances to the bone capsules: the nearest bone dominates, neighbours blend in near joints.
     logits = -(d - d.min(1, keepdims=True)) / SKIN_TEMPERATURE_M
     keep = np.argsort(-logits, axis=1)[:, :SKIN_MAX_BONES]
     w = np.zeros_like(d)
@@ -575,8 +576,10 @@ def _name_mirror(names: Sequence[str]) -> List[int]:
     return out
 
 
-def _vertex_joint_targets(verts, normals, joints, mirror, props) -> Dict[str, int]:
-    """Pick the (pre-permutation) vertex for each smplx vertex joint of the left side and the midline."""
+def _vertex_joint_targets(verts, joints, mirror, props) -> Dict[str, int]:
+    """Pick the (pre-permutation) vertex for each smplx vertex joint of the left side and the midline: the
+    extreme vertex of the right body part in the right direction (nose: front-most midline point of the face;
+    toes: front of the sole; heel: back of the sole; finger tips: spread across the tip of the mitten hand)."""
     s = props["height"]
     on_mid = mirror == np.arange(len(verts))
     chosen: Dict[str, int] = {}
@@ -595,15 +598,13 @@ def _vertex_joint_targets(verts, normals, joints, mirror, props) -> Dict[str, in
         verts[:, 0] - 3 * np.abs(verts[:, 1] - (head[1] + 0.05 * s)), np.abs(verts[:, 0]) < 0.15 * s
     )
     foot = (np.abs(verts[:, 0] - joints[10, 0]) < 0.06 * s) & (verts[:, 1] < joints[7, 1] - 0.02 * s)
-    sole = verts[:, 1] < joints[10, 1] + 0.0 * s
+    sole = verts[:, 1] < joints[10, 1]
     chosen["left_bigtoe"] = best(
         verts[:, 2] - 0.5 * np.abs(verts[:, 0] - (joints[10, 0] - 0.025 * s)), foot & sole
     )
     chosen["left_smalltoe"] = best(
-        verts[:, 2]
-        - 0.8 * np.abs(verts[:, 0] - (joints[10, 0] + 0.03 * s))
-        - 2 * np.abs(verts[:, 0] - (joints[10, 0] + 0.03 * s)) * 0,
-        foot & sole & (verts[:, 0] > joints[10, 0] + 0.015 * s),
+        verts[:, 2] - 0.8 * np.abs(verts[:, 0] - (joints[10, 0] + 0.03 * s)),
+        foot & sole & (verts[:, 0] > joints[10, 0] + 0.015 * s),  # the outer side of the foot
     )
     chosen["left_heel"] = best(-verts[:, 2] - np.abs(verts[:, 0] - joints[7, 0]), foot & sole)
     hand = (verts[:, 0] > joints[20, 0] + 0.02 * s) & (verts[:, 0] > 0)
@@ -716,7 +717,7 @@ def _neutral_mesh(seed: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     _check_closed_genus0(verts, faces)
 
     # place the smplx vertex-joint ids
-    picks = _vertex_joint_targets(verts, _vertex_normals(verts, faces), joints, mirror, props)
+    picks = _vertex_joint_targets(verts, joints, mirror, props)
     placed: Dict[int, int] = {}
     for name, vid in zip(SMPL_VERTEX_JOINTS, SMPL_VERTEX_JOINT_IDS):
         if name.startswith("right_"):

@@ -22,12 +22,13 @@ Camera conventions (also written into results.json):
   `tz = 2·F/(s·W)`, `tx' = tx + 2·(cx − w/2)/(s·W)`, `ty' = ty + 2·(cy − h/2)/(s·W)`. It places the person at the
   depth where their apparent size matches and shifts them so the root lands where it does in the crop camera
   (exact at the root's depth; the usual crop-to-full-image conversion).
-* `keypoints3d_*` and `vertices` are in the SMPL body-model frame (no translation): add `transl_crop` for the
+* `keypoints3d_*` and `vertices` are in the SMPL root (body-model) frame (no translation): add `transl_crop` for the
   crop camera or `transl` for the original camera.
 
 Outputs (in the output folder, built in a temporary folder beside it and moved into place only when complete):
-`overlays/<frame>.png` (images and folders) or `overlay.mp4` (videos; same frame count and fps as the source),
-`results.npz` (`RESULT_FIELDS`), `results.json` (summary).
+`overlays/<frame>.png` (images and folders) or `overlay.mp4` (videos; same frame count and fps as the source;
+with `side_view` each frame is followed on its right by every person's mesh turned 90 degrees about its own
+vertical axis), `results.npz` (`RESULT_FIELDS`), `results.json` (summary, timings, conventions, notes).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ OVERLAY_VIDEO = "overlay.mp4"
 RESULTS_NPZ = "results.npz"
 RESULTS_JSON = "results.json"
 SIDE_VIEW_DEG = 90.0
+SIDE_VIEW_BACKGROUND_BGR = (255, 255, 255)
 CAM_DENOM_EPS = 1e-9  # guards s * W against a zero camera scale, like SPEC §4.4's 1e-9  # the side view turns the mesh by this much about the vertical axis
 
 # results.npz: name -> (shape, meaning); N = person entries, F = frames.
@@ -491,14 +493,25 @@ class _Engine:
     def render_side(
         self, frame_shape: Tuple[int, ...], verts_cam: List[np.ndarray], Ks: List[np.ndarray]
     ) -> np.ndarray:
-        """The same meshes turned SIDE_VIEW_DEG about the vertical axis through their centre (renderer's background)."""
-        from gtacli.viz.render import side_view
+        """Each person's mesh turned SIDE_VIEW_DEG about the vertical axis through its own centre, drawn where the
+        person stands, on a plain background. (Turning the whole group instead would swing people whose depths
+        differ out of the picture.)"""
+        from gtacli.viz.render import render_overlay
 
-        size = (frame_shape[0], frame_shape[1])
+        canvas = np.empty((frame_shape[0], frame_shape[1], 3), np.uint8)
+        canvas[:] = SIDE_VIEW_BACKGROUND_BGR
         if not verts_cam:
-            return side_view([], self.faces, np.eye(3), size)
-        verts, K = to_common_camera(verts_cam, Ks, size)
-        return side_view(verts, self.faces, K, size, angle_deg=SIDE_VIEW_DEG)
+            return canvas
+        angle = np.deg2rad(SIDE_VIEW_DEG)
+        rot = np.array(
+            [[np.cos(angle), 0.0, np.sin(angle)], [0.0, 1.0, 0.0], [-np.sin(angle), 0.0, np.cos(angle)]]
+        )
+        turned = []
+        for verts in verts_cam:
+            centre = 0.5 * (verts.min(axis=0) + verts.max(axis=0))
+            turned.append((verts - centre) @ rot.T + centre)
+        verts, K = to_common_camera(turned, Ks, canvas.shape[:2])
+        return render_overlay(canvas, verts, self.faces, K, alpha=1.0)
 
 
 def to_common_camera(

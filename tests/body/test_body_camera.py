@@ -59,6 +59,8 @@ def test_estimate_translation_uses_only_joints_25_to_48_and_confidences():
     kp[:, :25, :2] += 500.0  # garbage on the OpenPose joints is ignored
     kp[:, 30:40, :2] += 300.0  # garbage on joints with zero confidence is ignored
     kp[:, 30:40, 2] = 0.0
+    kp[:, 40, :2] = float("nan")  # NaN keypoints with zero confidence must not poison the solve
+    kp[:, 40, 2] = 0.0
     est, ok = C.estimate_translation(joints, kp)
     assert ok.all()
     torch.testing.assert_close(est, transl, atol=1e-6, rtol=0)
@@ -67,10 +69,15 @@ def test_estimate_translation_uses_only_joints_25_to_48_and_confidences():
 def test_estimate_translation_without_confident_joints_is_flagged_not_raised():
     joints, kp, transl = _scene(3, seed=2)
     kp[1, 25:, 2] = 0.0
+    kp[2, 26:, 2] = 0.0  # a single confident joint cannot fix three unknowns
+    est, ok = C.estimate_translation(joints, kp)
+    assert ok.tolist() == [True, False, False]
+    assert torch.isfinite(est).all() and (est[1:] == 0).all()
+    torch.testing.assert_close(est[0], transl[0], atol=1e-6, rtol=0)
+    kp[2, 26, 2] = 0.5  # two confident joints are enough
     est, ok = C.estimate_translation(joints, kp)
     assert ok.tolist() == [True, False, True]
-    assert torch.isfinite(est).all()
-    torch.testing.assert_close(est[[0, 2]], transl[[0, 2]], atol=1e-6, rtol=0)
+    torch.testing.assert_close(est[2], transl[2], atol=1e-6, rtol=0)
 
 
 def test_estimate_translation_batch_of_one_and_zero():
@@ -113,3 +120,11 @@ def test_intrinsics_map_crop_to_image():
     np.testing.assert_allclose(
         image_px[:2], crop_px[:2] * side / 224 + np.array([100 - side / 2, 140 - side / 2])
     )
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_estimate_translation_on_cuda():
+    joints, kp, transl = _scene(2, seed=6, dtype=torch.float32)
+    est, ok = C.estimate_translation(joints.cuda(), kp.cuda())
+    assert est.is_cuda and ok.all()
+    torch.testing.assert_close(est.cpu().double(), transl, atol=2e-2, rtol=1e-4)

@@ -141,3 +141,21 @@ def test_rotate_global_orient_matches_rz_negative():
     )
     np.testing.assert_allclose(t.numpy(), out, atol=1e-5)
     np.testing.assert_allclose(R.rot_z_neg(np.float64(90.0)), [[0, 1, 0], [-1, 0, 0], [0, 0, 1]], atol=1e-12)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_rotations_on_cuda_match_cpu():
+    aa = torch.randn(16, 3, dtype=torch.float64)
+    for fn in (R.axis_angle_to_matrix, R.batch_rodrigues):
+        torch.testing.assert_close(fn(aa.cuda()).cpu(), fn(aa))
+    x = torch.randn(2, 144)
+    torch.testing.assert_close(R.rot6d_to_rotmat(x.cuda()).cpu(), R.rot6d_to_rotmat(x), atol=1e-6, rtol=0)
+    pose = torch.randn(3, 72)
+    torch.testing.assert_close(R.flip_smpl_pose(pose.cuda()).cpu(), R.flip_smpl_pose(pose))
+    rot = torch.tensor([10.0, -20.0, 0.0])
+    torch.testing.assert_close(
+        R.rotate_global_orient(pose[:, :3].cuda(), rot.cuda()).cpu(),
+        R.rotate_global_orient(pose[:, :3], rot),
+        atol=1e-5,
+        rtol=0,
+    )

@@ -92,7 +92,9 @@ def _assert_same_tree(a: Path, b: Path) -> None:
                     _assert_equal_values(za[key], zb[key], f"{rel}:{key}")
         elif rel.endswith(".pth"):
             sa, sb = load_checkpoint(pa)["state_dict"], load_checkpoint(pb)["state_dict"]
-            assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa), rel
+            assert sa.keys() == sb.keys(), rel
+            for k in sa:  # BatchNorm statistics come from a CPU forward pass: equal up to summation order
+                assert torch.allclose(sa[k].double(), sb[k].double(), rtol=1e-5, atol=1e-7), (rel, k)
         else:
             assert pa.read_bytes() == pb.read_bytes(), rel
 

@@ -350,6 +350,7 @@ def test_images_and_keypoints_show_the_bodies(sample_tree: Path, gendered_model,
 
 
 def test_checkpoint_is_mmhuman3d_layout_and_predicts_the_mean(sample_tree: Path) -> None:
+    from gtacli.data.crop import normalize
     from gtacli.model.checkpoint import load_weights
     from gtacli.model.estimator import build_estimator
 
@@ -363,9 +364,14 @@ def test_checkpoint_is_mmhuman3d_layout_and_predicts_the_mean(sample_tree: Path)
     assert not report.missing
     model.eval()
     image = cv2.imread(str(next((sample_tree / "datasets/lsp/images").glob("*.jpg"))))
-    crop = torch.as_tensor(cv2.resize(image, (224, 224)), dtype=torch.float32).permute(2, 0, 1)[None] / 255
+    crop = torch.from_numpy(normalize(cv2.resize(image, (224, 224))))[None]
     with torch.no_grad():
         out = model(crop)
+        features = model.backbone(crop).mean(dim=(-1, -2))
+    # BatchNorm statistics were measured on the tree's crops: eval-mode features are O(1), as in a trained
+    # network (the default statistics leave a random ResNet-50's pooled features ~10x larger)
+    assert not torch.allclose(model.backbone.bn1.running_var, torch.ones(64))
+    assert features.abs().mean() < 3.0
     np.testing.assert_allclose(out["pred_cam"][0].numpy(), [0.9, 0, 0], atol=1e-6)
     np.testing.assert_allclose(out["pred_shape"][0].numpy(), 0, atol=1e-6)
     np.testing.assert_allclose(out["pred_pose"][0, 0].numpy(), np.diag([1.0, -1.0, -1.0]), atol=1e-5)
