@@ -1,13 +1,17 @@
 """Test-time dataset over a HumanData file (SPEC §8 test pipeline): load BGR uint8 -> square crop of side
 max(w, h) around the box centre (no rotation, no scale noise, OpenCV-4.x-exact warp) -> normalise.
 
-Items: `img` (3,224,224) float32 normalised (default), or with `normalized=False` the uint8 BGR crop `crop`
-(224,224,3) for `gtacli.data.crop.normalize_batch` to normalise on the device (bit-identical, 4x less data
-through the worker pipes and to the GPU; what the eval runner uses), `index` (row in the file), the row's ground truth (`smpl_betas` (10,),
-`smpl_body_pose` (69,), `smpl_global_orient` (3,) when the file has SMPL; `keypoints3d` (K,≥3) when it has
-3D keypoints given by the caller). A missing or undecodable image does not raise inside a worker (PyTorch
-would re-wrap the error with a traceback); the item carries `error`, `collate_eval` passes it on as
-`batch['errors']` and the caller raises it as one line in the main process. `missing_images` lets callers check every file up front.
+Items carry `index` (row in the file), the image and the row's ground truth:
+
+* `img` (3,224,224) float32, normalised here (default); or, with `normalized=False`, `crop` (224,224,3)
+  uint8 BGR for `gtacli.data.crop.normalize_batch` to normalise on the device (bit-identical; 4x less data
+  through the worker pipes and to the GPU; the eval runner does this);
+* `smpl_betas` (10,), `smpl_body_pose` (69,), `smpl_global_orient` (3,) when the file has SMPL;
+* `keypoints3d` (J,3) when the caller passes 3D keypoint ground truth in its protocol's joint order.
+
+A missing or undecodable image does not raise inside a worker (PyTorch would re-wrap the error with a
+traceback): the item carries `error`, `collate_eval` passes it on as `batch['errors']`, and the caller raises
+it as one line in the main process. `missing_images()` checks every file up front.
 """
 
 from __future__ import annotations

@@ -31,6 +31,8 @@ import os
 import secrets
 import shutil
 import zipfile
+import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -44,6 +46,7 @@ from gtacli.io.safe import SafeNpz, load_npz
 CACHE_MIN_BYTES = 64 * 1024 * 1024
 CACHE_SUBDIR = "human_data"
 CACHE_MANIFEST = "manifest.json"
+CACHE_THREADS = 4  # members inflated in parallel when the cache is built
 CACHE_FORMAT_VERSION = 1
 HEADER_KEYS = ("__data_len__", "__key_strict__", "__keypoints_compressed__", "__temporal_len__")
 DEFAULT_BBOX_SCORE = 1.0  # score appended to (N,4) boxes at load (mmhuman3d pads the same way)
@@ -357,33 +360,24 @@ def ensure_cache(
     own = npz is None
     npz = npz or load_npz(path)
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
-    archive = zipfile.ZipFile(path)
     try:
         tmp.mkdir(parents=True)
         members: Dict[str, Any] = {}
-        for key in npz:
-            _shape, dtype = npz.header(key)
-            if not dtype.hasobject:
-                # the member is a complete .npy file: inflate it straight to disk (no full copy in memory)
-                with archive.open(npz.member_info(key)) as src, open(tmp / f"{key}.npy", "wb") as dst:
-                    shutil.copyfileobj(src, dst, length=16 * 1024 * 1024)
-                members[key] = {"kind": "array"}
-                continue
-            value = npz[key]
-            if isinstance(value, Mapping):
-                items: Dict[str, Any] = {}
-                for sub, subvalue in value.items():
-                    if _json_safe(subvalue):
-                        items[str(sub)] = {"kind": "json", "value": subvalue}
-                    else:
-                        np.save(tmp / f"{key}.{sub}.npy", np.asarray(subvalue), allow_pickle=False)
-                        items[str(sub)] = {"kind": "array"}
-                members[key] = {"kind": "dict", "items": items}
-            elif _json_safe(value):
-                members[key] = {"kind": "json", "value": value}
-            else:
-                np.save(tmp / f"{key}.npy", np.asarray(value), allow_pickle=False)
-                members[key] = {"kind": "array"}
+        numeric = [key for key in npz if not npz.header(key)[1].hasobject]
+        # numeric members are complete .npy files: inflate each straight to disk (no copy in memory), in
+        # parallel (zlib releases the GIL); object members are unpickled (restricted) meanwhile
+        with ThreadPoolExecutor(max_workers=min(CACHE_THREADS, max(1, len(numeric)))) as pool:
+            jobs = [
+                pool.submit(_inflate_member, path, npz.member_info(key), tmp / f"{key}.npy")
+                for key in numeric
+            ]
+            for key in npz:
+                if key in numeric:
+                    members[key] = {"kind": "array"}
+                else:
+                    members[key] = _cache_object_member(key, npz[key], tmp)
+            for job in jobs:
+                job.result()
         manifest = {"format_version": CACHE_FORMAT_VERSION, "source": str(path), "members": members}
         (tmp / CACHE_MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
         try:
@@ -392,14 +386,41 @@ def ensure_cache(
             if not (folder / CACHE_MANIFEST).is_file():  # not a concurrent writer that won the race
                 raise
             shutil.rmtree(tmp, ignore_errors=True)
+    except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise BadFileError(
+            f"cannot be read ({type(exc).__name__}: {exc})",
+            path=path,
+            fix="the file is truncated or corrupt; download or create it again",
+        ) from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     finally:
-        archive.close()
         if own:
             npz.close()
     return folder
+
+
+def _inflate_member(path: Path, info: zipfile.ZipInfo, target: Path) -> None:
+    with zipfile.ZipFile(path) as archive, archive.open(info) as src, open(target, "wb") as dst:
+        shutil.copyfileobj(src, dst, length=16 * 1024 * 1024)  # the CRC is checked at the end of the member
+
+
+def _cache_object_member(key: str, value: Any, folder: Path) -> Dict[str, Any]:
+    if isinstance(value, Mapping):
+        items: Dict[str, Any] = {}
+        for sub, subvalue in value.items():
+            if _json_safe(subvalue):
+                items[str(sub)] = {"kind": "json", "value": subvalue}
+            else:
+                np.save(folder / f"{key}.{sub}.npy", np.asarray(subvalue), allow_pickle=False)
+                items[str(sub)] = {"kind": "array"}
+        return {"kind": "dict", "items": items}
+    if _json_safe(value):
+        return {"kind": "json", "value": value}
+    np.save(folder / f"{key}.npy", np.asarray(value), allow_pickle=False)
+    return {"kind": "array"}
 
 
 def _default_cache_root(path: Path) -> Optional[Path]:

@@ -145,56 +145,59 @@ def load_model(layout: DataLayout, checkpoint: Path, device: torch.device):
     return model.to(device).eval(), report
 
 
-def run_evaluation(
-    config: EvalConfig, progress: Optional[ProgressFn] = None, info: Optional[InfoFn] = None
-) -> EvalResult:
-    """Evaluate `config.checkpoint` on `config.dataset`; see `gtacli eval --help`."""
-    from torch.utils.data import DataLoader
+@dataclass
+class _Prepared:
+    protocol: Protocol
+    annotation: Path
+    human_data: Any
+    dataset: Any  # EvalDataset
+    rows: np.ndarray
+    genders: Optional[List[str]]  # 'male'/'female' per row for gendered-SMPL protocols
 
-    from gtacli.body.smpl import BodyModel, GenderedBodyModel
-    from gtacli.data.crop import normalize_batch
-    from gtacli.data.eval_dataset import EvalDataset, collate_eval
-    from gtacli.data.human_data import HumanData
 
-    say = info or (lambda _msg: None)
-    started = time.perf_counter()
-    if config.dataset not in PROTOCOLS:
-        raise UsageError(f"unknown dataset {config.dataset!r}", fix=f"use one of: {', '.join(PROTOCOLS)}")
-    if config.batch_size < 1:
+@dataclass
+class _Inference:
+    per_frame: Dict[str, np.ndarray]
+    predictions: Dict[str, np.ndarray]
+    seconds: float
+    workers: int
+
+
+def _check_options(dataset: str, batch_size: int, limit: Optional[int], workers: Optional[int]) -> Protocol:
+    if dataset not in PROTOCOLS:
+        raise UsageError(f"unknown dataset {dataset!r}", fix=f"use one of: {', '.join(PROTOCOLS)}")
+    if batch_size < 1:
         raise UsageError("--batch-size must be at least 1")
-    if config.limit is not None and config.limit < 1:
+    if limit is not None and limit < 1:
         raise UsageError("--limit must be at least 1")
-    if config.save_predictions is not None and Path(config.save_predictions).suffix != ".npz":
-        raise UsageError(f"--save-predictions {config.save_predictions} must end in .npz")
-    protocol: Protocol = PROTOCOLS[config.dataset]
-    layout = DataLayout(config.data_root)
-    device = resolve_device(config.device)
-    if config.workers is not None and config.workers < 0:
+    if workers is not None and workers < 0:
         raise UsageError("--workers must be 0 or more")
-    notes: List[str] = []
+    return PROTOCOLS[dataset]
 
-    ann_path = Path(config.annotation) if config.annotation else annotation_path(layout, protocol)
-    if not ann_path.is_file():
+
+def _annotation_file(layout: DataLayout, protocol: Protocol, annotation: Optional[Path]) -> Path:
+    path = Path(annotation) if annotation else annotation_path(layout, protocol)
+    if not path.is_file():
         fix = (
             "gtacli fetch pw3d_test (or pass --data-root / --annotation)"
             if protocol.name == "pw3d"
-            else f"put mmhuman3d's {ann_path.name} there (tools/convert_datasets.py), or pass --annotation FILE"
+            else f"put mmhuman3d's {path.name} there (tools/convert_datasets.py), or pass --annotation FILE"
         )
-        raise MissingFileError(f"{protocol.name} annotation not found", path=ann_path, fix=fix)
-    checkpoint = Path(config.checkpoint)
-    if not checkpoint.is_file():
-        raise MissingFileError(
-            "checkpoint not found", path=checkpoint, fix="check the path given to --checkpoint"
-        )
-    # the hashes (≈0.3 s for a 100 MB checkpoint) are computed in a thread while the run goes on
-    hashing = ThreadPoolExecutor(max_workers=1)
-    hashes = {p: hashing.submit(sha256_file, p) for p in (ann_path, checkpoint)}
-    hashing.shutdown(wait=False)
+        raise MissingFileError(f"{protocol.name} annotation not found", path=path, fix=fix)
+    return path
+
+
+def _prepare(
+    layout: DataLayout, protocol: Protocol, ann_path: Path, limit: Optional[int], use_cv2_warp: bool
+) -> _Prepared:
+    """Open and check the annotation, build the dataset, check every image exists (before any model work)."""
+    from gtacli.data.eval_dataset import EvalDataset
+    from gtacli.data.human_data import HumanData
+
     human_data = HumanData.load(ann_path, cache_dir=layout.cache)  # lazy; .npy cache for big files
     check_annotation(human_data, protocol, ann_path)
-    count = len(human_data) if config.limit is None else min(config.limit, len(human_data))
+    count = len(human_data) if limit is None else min(limit, len(human_data))
     rows = np.arange(count)
-
     gt_kp = None
     if protocol.gt_source == "keypoints3d":
         gt_kp = gt_keypoints_h36m(human_data.keypoints("keypoints3d", rows), ann_path)
@@ -202,7 +205,7 @@ def run_evaluation(
         human_data,
         layout.image_root(protocol.image_dataset),
         rows,
-        use_cv2_warp=config.use_cv2_warp,
+        use_cv2_warp=use_cv2_warp,
         gt_keypoints3d=gt_kp,
         normalized=False,  # uint8 crops through the pipes; normalised in batch on the device
     )
@@ -214,50 +217,70 @@ def run_evaluation(
             fix=f"put the {protocol.image_dataset} images under {layout.image_root(protocol.image_dataset)} "
             "(see gtacli check-layout)",
         )
+    genders = None
+    if protocol.gt_source == "smpl_gendered":
+        genders = gendered_names(np.asarray(human_data.meta()["gender"])[rows])
+    return _Prepared(protocol, ann_path, human_data, dataset, rows, genders)
 
-    if device.type == "cuda":
-        set_tf32(config.tf32)
-    model, report = load_model(layout, checkpoint, device)
+
+def _infer(
+    model: torch.nn.Module,
+    layout: DataLayout,
+    prep: _Prepared,
+    device: torch.device,
+    batch_size: int,
+    workers: Optional[int],
+    amp: bool,
+    keep_predictions: bool,
+    progress: Optional[ProgressFn],
+) -> _Inference:
+    """Batched inference and per-frame metrics (model in eval mode, no_grad)."""
+    from torch.utils.data import DataLoader
+
+    from gtacli.body.smpl import BodyModel, GenderedBodyModel
+    from gtacli.data.crop import normalize_batch
+    from gtacli.data.eval_dataset import collate_eval
+
+    protocol = prep.protocol
+    model.eval()  # BatchNorm running statistics, dropout off
     neutral = BodyModel.from_layout(layout, "neutral", h36m=True, extra=False, device=device)
     gendered = None
-    if protocol.gt_source == "smpl_gendered":
+    if prep.genders is not None:
         gendered = GenderedBodyModel.from_layout(
             layout, genders=("male", "female"), h36m=True, extra=False, device=device
         )
-        genders_all = gendered_names(np.asarray(human_data.meta()["gender"])[rows])
-
-    workers = config.workers if config.workers is not None else _default_workers(device)
+    workers = workers if workers is not None else _default_workers(device)
     loader = DataLoader(
-        dataset,
-        batch_size=config.batch_size,
+        prep.dataset,
+        batch_size=batch_size,
         shuffle=False,
         num_workers=workers,
         pin_memory=device.type == "cuda",
         collate_fn=collate_eval,
         prefetch_factor=PREFETCH_BATCHES_PER_WORKER if workers > 0 else None,
-        persistent_workers=False,
     )
+    count = len(prep.rows)
     per_frame: Dict[str, np.ndarray] = {name: np.zeros(count) for name in protocol.metrics}
     saved: Dict[str, List[np.ndarray]] = {
         k: [] for k in ("pred_pose", "pred_shape", "pred_cam", "keypoints_3d")
     }
     amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
     done = 0
-    infer_start = time.perf_counter()
+    start = time.perf_counter()
     with torch.no_grad():
         for batch in loader:
             if "errors" in batch:  # already one line naming the image (raised here, not in a worker)
                 raise GtacliError(batch["errors"][0])
             index = batch["index"].numpy()
             img = normalize_batch(batch["crop"].to(device, non_blocking=True))
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=config.amp):
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
                 out = model(img)
             rotmat = out["pred_pose"].float()
             betas = out["pred_shape"].float()
             pred = neutral(betas, rotmat[:, 1:], rotmat[:, 0:1], pose2rot=False)
             pred_j = eval_joints(pred.joints_h36m, protocol)
             if gendered is not None:
-                genders = [genders_all[i] for i in index]
+                genders = [prep.genders[i] for i in index]
                 gt = gendered(
                     batch["smpl_betas"].to(device),
                     batch["smpl_body_pose"].to(device),
@@ -283,7 +306,7 @@ def run_evaluation(
             if "pck_150mm" in per_frame:
                 per_frame["pck_150mm"][index] = 100.0 * M.pck_per_frame(pred_j, gt_j).cpu().numpy()
                 per_frame["auc"][index] = 100.0 * M.auc_per_frame(pred_j, gt_j).cpu().numpy()
-            if config.save_predictions is not None:
+            if keep_predictions:
                 saved["pred_pose"].append(rotmat.cpu().numpy())
                 saved["pred_shape"].append(betas.cpu().numpy())
                 saved["pred_cam"].append(out["pred_cam"].float().cpu().numpy())
@@ -291,22 +314,78 @@ def run_evaluation(
             done += len(index)
             if progress is not None:
                 progress(done, count)
-    inference_seconds = time.perf_counter() - infer_start
+    predictions = {k: np.concatenate(v) for k, v in saved.items() if v}
+    return _Inference(per_frame, predictions, time.perf_counter() - start, workers)
 
-    metrics = {name: float(values.mean()) for name, values in per_frame.items()}
-    sequences = [str(PurePosixPath(p).parent) for p in dataset.image_paths]
-    per_sequence = _per_sequence(sequences, per_frame)
-    if config.save_predictions is not None:
-        _save_predictions(Path(config.save_predictions), rows, dataset.image_paths, saved, per_frame)
+
+def evaluate_model(
+    model: torch.nn.Module,
+    layout: DataLayout,
+    device: Optional[torch.device] = None,
+    dataset: str = "pw3d",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    workers: Optional[int] = None,
+    limit: Optional[int] = None,
+    annotation: Optional[Path] = None,
+    progress: Optional[ProgressFn] = None,
+) -> Dict[str, Any]:
+    """Evaluate an in-memory estimator (e.g. after a training epoch): the metrics, per-sequence table and
+    timing as a dict. Leaves the model in eval mode (the caller restores train mode)."""
+    protocol = _check_options(dataset, batch_size, limit, workers)
+    device = device if device is not None else next(model.parameters()).device
+    ann_path = _annotation_file(layout, protocol, annotation)
+    prep = _prepare(layout, protocol, ann_path, limit, use_cv2_warp=False)
+    inference = _infer(model, layout, prep, device, batch_size, workers, False, False, progress)
+    doc: Dict[str, Any] = {"dataset": protocol.name, "frames": len(prep.rows), "annotation": str(ann_path)}
+    doc.update({name: round(float(v.mean()), 4) for name, v in inference.per_frame.items()})
+    doc["inference_seconds"] = round(inference.seconds, 3)
+    doc["per_sequence"] = _per_sequence(prep.dataset.image_paths, inference.per_frame)
+    return doc
+
+
+def run_evaluation(
+    config: EvalConfig, progress: Optional[ProgressFn] = None, info: Optional[InfoFn] = None
+) -> EvalResult:
+    """Evaluate `config.checkpoint` on `config.dataset`; see `gtacli eval --help`."""
+    say = info or (lambda _msg: None)
+    started = time.perf_counter()
+    protocol = _check_options(config.dataset, config.batch_size, config.limit, config.workers)
+    if config.save_predictions is not None and Path(config.save_predictions).suffix != ".npz":
+        raise UsageError(f"--save-predictions {config.save_predictions} must end in .npz")
+    layout = DataLayout(config.data_root)
+    device = resolve_device(config.device)
+    ann_path = _annotation_file(layout, protocol, config.annotation)
+    checkpoint = Path(config.checkpoint)
+    if not checkpoint.is_file():
+        raise MissingFileError(
+            "checkpoint not found", path=checkpoint, fix="check the path given to --checkpoint"
+        )
+    # the hashes (≈0.3 s for a 100 MB checkpoint) are computed in a thread while the run goes on
+    hashing = ThreadPoolExecutor(max_workers=1)
+    hashes = {p: hashing.submit(sha256_file, p) for p in (ann_path, checkpoint)}
+    hashing.shutdown(wait=False)
+    prep = _prepare(layout, protocol, ann_path, config.limit, config.use_cv2_warp)
+    if device.type == "cuda":
+        set_tf32(config.tf32)
+    model, report = load_model(layout, checkpoint, device)
+    keep = config.save_predictions is not None
+    inference = _infer(
+        model, layout, prep, device, config.batch_size, config.workers, config.amp, keep, progress
+    )
+
+    metrics = {name: float(values.mean()) for name, values in inference.per_frame.items()}
+    if keep:
+        _save_predictions(Path(config.save_predictions), prep, inference)
+    notes: List[str] = []
     if config.amp:
         notes.append("--amp: reduced-precision inference; numbers are not the exact reproduction numbers")
     if device.type == "cuda" and config.tf32:
         notes.append("TF32 on: metrics may differ from exact fp32 by ~0.1 mm")
     result = EvalResult(
         dataset=protocol.name,
-        frames=count,
+        frames=len(prep.rows),
         metrics=metrics,
-        per_sequence=per_sequence,
+        per_sequence=_per_sequence(prep.dataset.image_paths, inference.per_frame),
         annotation=str(ann_path),
         annotation_sha256=hashes[ann_path].result(),
         checkpoint=str(checkpoint),
@@ -314,17 +393,17 @@ def run_evaluation(
         checkpoint_format=report.source_format,
         protocol=protocol.describe(),
         seconds=0.0,
-        inference_seconds=inference_seconds,
+        inference_seconds=inference.seconds,
         device=str(device),
         tf32=bool(device.type == "cuda" and config.tf32),
         amp=config.amp,
         synthetic=layout.is_synthetic,
         batch_size=config.batch_size,
-        workers=workers,
+        workers=inference.workers,
         notes=notes,
     )
     result.seconds = time.perf_counter() - started
-    say(f"evaluated {count} frames in {result.seconds:.1f} s")
+    say(f"evaluated {result.frames} frames in {result.seconds:.1f} s")
     return result
 
 
@@ -342,10 +421,11 @@ def _pelvis_centred(vertices: torch.Tensor, joints_h36m: torch.Tensor, protocol:
     return (vertices.to(torch.float64) - pelvis) * 1000.0
 
 
-def _per_sequence(sequences: List[str], per_frame: Dict[str, np.ndarray]) -> List[Dict[str, Any]]:
+def _per_sequence(image_paths: List[str], per_frame: Dict[str, np.ndarray]) -> List[Dict[str, Any]]:
+    """One row per sequence (= the image's folder), in order of first appearance."""
     order: Dict[str, List[int]] = {}
-    for i, name in enumerate(sequences):
-        order.setdefault(name, []).append(i)
+    for i, path in enumerate(image_paths):
+        order.setdefault(str(PurePosixPath(path).parent), []).append(i)
     table = []
     for name, idx in order.items():
         row: Dict[str, Any] = {"sequence": name, "frames": len(idx)}
@@ -354,22 +434,12 @@ def _per_sequence(sequences: List[str], per_frame: Dict[str, np.ndarray]) -> Lis
     return table
 
 
-def _save_predictions(
-    path: Path,
-    rows: np.ndarray,
-    image_paths: List[str],
-    saved: Dict[str, List[np.ndarray]],
-    per_frame: Dict[str, np.ndarray],
-) -> None:
+def _save_predictions(path: Path, prep: _Prepared, inference: _Inference) -> None:
+    """Per-frame predictions and errors as a plain .npz (no pickled objects), written atomically."""
     from gtacli.io.atomic import atomic_path
 
-    arrays: Dict[str, np.ndarray] = {
-        "index": rows,
-        "image_path": np.asarray(image_paths),
-    }
-    for key, parts in saved.items():
-        arrays[key] = np.concatenate(parts) if parts else np.zeros((0,))
-    for key, values in per_frame.items():
-        arrays[f"frame_{key}"] = values
+    arrays: Dict[str, np.ndarray] = {"index": prep.rows, "image_path": np.asarray(prep.dataset.image_paths)}
+    arrays.update(inference.predictions)
+    arrays.update({f"frame_{key}": values for key, values in inference.per_frame.items()})
     with atomic_path(path) as tmp:
         np.savez_compressed(tmp, **arrays)

@@ -6,7 +6,9 @@ SMPL pose flip of §3.5, then rotate the global orient `R ← R_z(−r)·R`, the
 `update` does the inverse (undo the rotation, then the flip) before writing (SPEC §7.4).
 
 Datasets whose every sample carries GT SMPL (e.g. `gta`, SPEC decision 3) can be declared `missing_ok`: their
-fits file may be absent and rows read as zeros. `lookup` is only asked for rows of samples *without* GT SMPL.
+fits file may be absent and rows read as zeros. Such a dataset allocates nothing (GTA has ~1.4 M samples: a dense
+zero array would take ~1 GB and go into every checkpoint); rows written to it are kept individually.
+`lookup` is only asked for rows of samples *without* GT SMPL.
 """
 
 from __future__ import annotations
@@ -113,7 +115,10 @@ class FitsStore:
     ):
         self._fits: Dict[str, np.ndarray] = {}
         self._lengths = dict(lengths or {})
-        self._zero_filled = set(zero_filled)
+        # zero-filled datasets: no array, only the rows written since ({row index: (82,) row})
+        self._virtual: Dict[str, Dict[int, np.ndarray]] = {
+            name: {} for name in zero_filled if name not in fits
+        }
         self._sources = {k: str(v) for k, v in (sources or {}).items()}
         for name, array in fits.items():
             where = self._sources.get(name, f"fits[{name}]")
@@ -121,7 +126,7 @@ class FitsStore:
                 check_fits_array(np.asarray(array), where, self._lengths.get(name)), copy=True
             )
         # rows written by `update` since the last `take_updates()` (for cross-rank synchronisation)
-        self._pending: Dict[str, set] = {name: set() for name in self._fits}
+        self._pending: Dict[str, set] = {name: set() for name in self.datasets}
 
     # construction ---------------------------------------------------------------------------------------
     @classmethod
@@ -135,8 +140,8 @@ class FitsStore:
     ) -> FitsStore:
         """Load `static_fits/<ds>_fits.npy` for every dataset; check rows == `lengths[ds]` when given.
 
-        A dataset in `missing_ok` whose file is absent gets zero rows (allocated when its length is known,
-        grown on demand otherwise). Any other absent file is a `MissingFileError` pointing to check-layout.
+        A dataset in `missing_ok` whose file is absent reads as zeros (nothing allocated; bounds checked against
+        `lengths` when known). Any other absent file is a `MissingFileError` pointing to check-layout.
         """
         lengths = dict(lengths or {})
         arrays: Dict[str, np.ndarray] = {}
@@ -148,7 +153,6 @@ class FitsStore:
             if path.is_file():
                 arrays[name] = load_fits_file(path, lengths.get(name))
             elif name in missing_ok:
-                arrays[name] = np.zeros((lengths.get(name, 0), FIT_COLUMNS), np.float64)
                 zero_filled.append(name)
             else:
                 raise MissingFileError(
@@ -161,20 +165,23 @@ class FitsStore:
     # inspection -----------------------------------------------------------------------------------------
     @property
     def datasets(self) -> List[str]:
-        return list(self._fits)
+        return list(self._fits) + list(self._virtual)
 
     def array(self, dataset: str) -> np.ndarray:
-        """The canonical (N, 82) float64 array of one dataset (the store's own array, not a copy)."""
+        """The canonical (N, 82) float64 array of one dataset: the store's own array for loaded datasets, a
+        materialised copy (zeros plus written rows) for a zero-filled one."""
+        if dataset in self._virtual:
+            return self._materialise(dataset)
         return self._fits[self._require(dataset)]
 
     def is_zero_filled(self, dataset: str) -> bool:
-        return dataset in self._zero_filled
+        return dataset in self._virtual
 
     def __len__(self) -> int:
-        return len(self._fits)
+        return len(self._fits) + len(self._virtual)
 
     def __contains__(self, dataset: object) -> bool:
-        return dataset in self._fits
+        return dataset in self._fits or dataset in self._virtual
 
     # lookup / update ------------------------------------------------------------------------------------
     def rows(self, dataset_names: Sequence[str], sample_idx: Union[torch.Tensor, np.ndarray]) -> np.ndarray:
@@ -184,7 +191,15 @@ class FitsStore:
             raise ValueError(f"{len(dataset_names)} dataset names for {idx.shape[0]} sample indices")
         out = np.zeros((idx.shape[0], FIT_COLUMNS), np.float64)
         for name, positions in _group(dataset_names).items():
-            out[positions] = self._fits_for_read(name, idx[positions])[idx[positions]]
+            rows = idx[positions]
+            self._check_bounds(name, rows)
+            if name in self._virtual:
+                written = self._virtual[name]
+                for pos, i in zip(positions, rows):
+                    if int(i) in written:
+                        out[pos] = written[int(i)]
+            else:
+                out[positions] = self._fits[name][rows]
         return out
 
     def lookup(
@@ -241,8 +256,7 @@ class FitsStore:
         idx = _as_numpy_index(sample_idx)
         rows = np.asarray(rows, np.float64).reshape(-1, FIT_COLUMNS)
         for name, positions in _group(dataset_names).items():
-            array = self._fits_for_write(name, idx[positions])
-            array[idx[positions]] = rows[positions]
+            self._write(name, idx[positions], rows[positions])
             self._pending.setdefault(name, set()).update(int(i) for i in idx[positions])
 
     # synchronisation ------------------------------------------------------------------------------------
@@ -264,27 +278,29 @@ class FitsStore:
         updates = self.take_updates()
         if not (dist.is_available() and dist.is_initialized()):
             return 0
-        names = sorted(self._fits)
+        names = sorted(self.datasets)
         local = [(names.index(n), int(i)) for n, idxs in updates.items() for i in idxs]
-        payload = [(d, i, self._fits[names[d]][i].tolist()) for d, i in local]
+        payload = [(d, i, self.rows([names[d]], np.array([i]))[0].tolist()) for d, i in local]
         gathered: List[object] = [None] * dist.get_world_size(group)
         dist.all_gather_object(gathered, payload, group=group)
         me = dist.get_rank(group)
         received = 0
         for rank, records in enumerate(gathered):
             for d, i, row in records or []:
-                array = self._fits_for_write(names[d], np.array([i]))
-                array[i] = np.asarray(row, np.float64)
+                self._write(names[d], np.array([i]), np.asarray(row, np.float64)[None])
                 received += rank != me
         return received
 
     # persistence ----------------------------------------------------------------------------------------
     def state_dict(self, as_tensors: bool = False) -> Dict[str, Union[np.ndarray, torch.Tensor]]:
-        """{dataset: (N, 82) float64 copy} — goes into checkpoints. `as_tensors=True` gives CPU float64 tensors
-        (they load back with `torch.load(weights_only=True)` without allowing numpy globals)."""
+        """{dataset: (N, 82) float64 copy} — goes into checkpoints. Zero-filled datasets nobody wrote to are
+        left out (they are all zeros). `as_tensors=True` gives CPU float64 tensors (they load back with
+        `torch.load(weights_only=True)` without allowing numpy globals)."""
+        arrays = {name: array.copy() for name, array in self._fits.items()}
+        arrays.update({name: self._materialise(name) for name, rows in self._virtual.items() if rows})
         if as_tensors:
-            return {name: torch.from_numpy(array.copy()) for name, array in self._fits.items()}
-        return {name: array.copy() for name, array in self._fits.items()}
+            return {name: torch.from_numpy(array) for name, array in arrays.items()}
+        return arrays
 
     def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
         """Replace the arrays of the datasets in `state` (shapes checked against known lengths)."""
@@ -293,42 +309,52 @@ class FitsStore:
             self._fits[name] = np.array(
                 check_fits_array(array, f"state_dict[{name}]", self._lengths.get(name)), np.float64, copy=True
             )
-            self._zero_filled.discard(name)
+            self._virtual.pop(name, None)
             self._pending.setdefault(name, set())
 
     def save(self, folder: PathLike, datasets: Optional[Sequence[str]] = None) -> List[Path]:
-        """Write `<folder>/<ds>_fits.npy` for every dataset (or those given), each atomically."""
+        """Write `<folder>/<ds>_fits.npy` for every dataset (or those given), each atomically. By default
+        zero-filled datasets nobody wrote to are skipped."""
         folder = Path(folder)
-        written = []
-        for name in datasets or self.datasets:
-            written.append(save_fits_file(folder / fits_file_name(name), self._fits[self._require(name)]))
-        return written
+        if datasets is None:
+            datasets = list(self._fits) + [name for name, rows in self._virtual.items() if rows]
+        return [save_fits_file(folder / fits_file_name(name), self.array(name)) for name in datasets]
 
     # helpers --------------------------------------------------------------------------------------------
     def _require(self, dataset: str) -> str:
-        if dataset not in self._fits:
-            raise KeyError(f"no fits loaded for dataset '{dataset}' (loaded: {sorted(self._fits)})")
+        if dataset not in self:
+            raise KeyError(f"no fits loaded for dataset '{dataset}' (loaded: {sorted(self.datasets)})")
         return dataset
 
-    def _fits_for_read(self, dataset: str, idx: np.ndarray) -> np.ndarray:
-        array = self._fits[self._require(dataset)]
-        if idx.size and (idx.min() < 0 or idx.max() >= array.shape[0]):
-            if dataset in self._zero_filled and idx.min() >= 0 and dataset not in self._lengths:
-                return self._grow(dataset, int(idx.max()) + 1)
-            raise IndexError(
-                f"sample index {int(idx.max())} out of range for {dataset} fits ({array.shape[0]} rows)"
-            )
-        return array
+    def _num_rows(self, dataset: str) -> Optional[int]:
+        if dataset in self._fits:
+            return self._fits[dataset].shape[0]
+        return self._lengths.get(dataset)
 
-    def _fits_for_write(self, dataset: str, idx: np.ndarray) -> np.ndarray:
-        return self._fits_for_read(dataset, idx)
+    def _check_bounds(self, dataset: str, idx: np.ndarray) -> None:
+        self._require(dataset)
+        if not idx.size:
+            return
+        rows = self._num_rows(dataset)
+        if idx.min() < 0 or (rows is not None and idx.max() >= rows):
+            bad = int(idx.min()) if idx.min() < 0 else int(idx.max())
+            raise IndexError(f"sample index {bad} out of range for {dataset} fits ({rows} rows)")
 
-    def _grow(self, dataset: str, rows: int) -> np.ndarray:
-        old = self._fits[dataset]
-        new = np.zeros((max(rows, 2 * old.shape[0]), FIT_COLUMNS), np.float64)
-        new[: old.shape[0]] = old
-        self._fits[dataset] = new
-        return new
+    def _write(self, dataset: str, idx: np.ndarray, rows: np.ndarray) -> None:
+        self._check_bounds(dataset, idx)
+        if dataset in self._virtual:
+            for i, row in zip(idx, rows):
+                self._virtual[dataset][int(i)] = np.array(row, np.float64, copy=True)
+        else:
+            self._fits[dataset][idx] = rows
+
+    def _materialise(self, dataset: str) -> np.ndarray:
+        written = self._virtual[dataset]
+        rows = self._lengths.get(dataset, max(written, default=-1) + 1)
+        out = np.zeros((rows, FIT_COLUMNS), np.float64)
+        for i, row in written.items():
+            out[i] = row
+        return out
 
 
 def _as_numpy_index(sample_idx: Union[torch.Tensor, np.ndarray, Sequence[int]]) -> np.ndarray:

@@ -230,3 +230,23 @@ def test_backbone_only_checkpoint_cannot_be_evaluated(sample_tree, tmp_path):
     )
     result, _, stderr = _invoke("--checkpoint", str(path), "--data-root", str(sample_tree), "--limit", "1")
     _one_line_error(result, stderr, path)
+
+
+def test_undecodable_image_is_one_line_from_the_worker(sample_tree, tmp_path):
+    root = tmp_path / "data"
+    layout = _view(sample_tree, root)
+    (root / "datasets").unlink()
+    bad = layout.image("pw3d", "imageFiles/broken_00/image_00000.jpg")
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"\xff\xd8 this is not a jpeg")
+    write_human_data(
+        layout.preprocessed / "pw3d_test.npz",
+        {"image_path": ["imageFiles/broken_00/image_00000.jpg"], "bbox_xywh": np.array([[0, 0, 10, 10, 1.0]]),
+         "smpl": {"betas": np.zeros((1, 10)), "body_pose": np.zeros((1, 69)), "global_orient": np.zeros((1, 3))},
+         "meta": {"gender": ["f"]}},
+    )  # fmt: skip
+    result, _, stderr = _invoke(
+        "--checkpoint", str(layout.spin_official), "--data-root", str(root), "--workers", "1"
+    )
+    _one_line_error(result, stderr, bad)
+    assert "decoded" in stderr

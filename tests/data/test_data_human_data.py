@@ -184,3 +184,17 @@ def test_object_member_with_code_is_refused(tmp_path):
     np.savez_compressed(path, __data_len__=1, image_path=["a.jpg"], bbox_xywh=np.zeros((1, 5)), meta=meta)
     with pytest.raises(UnsafeFileError):
         HumanData.load(path).meta()
+
+
+def test_corrupt_member_while_building_the_cache_is_one_line(tmp_path):
+    path = tmp_path / "gta.npz"
+    _mmhuman3d_style_file(path, n=200)
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 3
+    data[middle : middle + 64] = bytes(64)  # damage a deflate stream, keep the zip directory
+    path.write_bytes(bytes(data))
+    with pytest.raises(BadFileError) as info:
+        HumanData.load(path, cache_dir=tmp_path / "cache", use_cache=True)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+    leftovers = list((tmp_path / "cache").rglob("*")) if (tmp_path / "cache").exists() else []
+    assert not [p for p in leftovers if p.is_file()]  # no half-built cache

@@ -97,6 +97,21 @@ def test_from_layout_checks_rows_and_missing(tmp_path):
     pose, betas = store.lookup(["gta"], torch.tensor([2]), torch.tensor([10.0]), torch.tensor([1]))
     assert torch.count_nonzero(pose[:, 3:]) == 0 and torch.count_nonzero(betas) == 0
     np.testing.assert_allclose(pose[0, :3].numpy(), direct_rotate(np.zeros(3), 10.0), atol=1e-6)
+    # zero-filled datasets allocate nothing, stay out of checkpoints until written, and check bounds
+    assert set(store.state_dict()) == {"lsp"}
+    with pytest.raises(IndexError):
+        store.lookup(["gta"], torch.tensor([3]), torch.tensor([0.0]), torch.tensor([0]))
+    row = random_fits(1, seed=9)
+    store.update(
+        ["gta"],
+        torch.tensor([1]),
+        torch.tensor([0.0]),
+        torch.tensor([0]),
+        torch.tensor(row[:, :72]),
+        torch.tensor(row[:, 72:]),
+    )
+    np.testing.assert_allclose(store.rows(["gta", "gta"], np.array([1, 2])), np.stack([row[0], np.zeros(82)]))
+    assert store.state_dict()["gta"].shape == (3, 82)
     with pytest.raises(BadFileError, match="7 rows"):
         FitsStore.from_layout(layout, ["lsp"], lengths={"lsp": 8})
     with pytest.raises(MissingFileError, match="coco"):

@@ -41,35 +41,35 @@ def test_finetune_lowers_the_training_loss(sample_tree, tmp_path):
     recipe = apply_cli_overrides(
         get_recipe("gta-spin-ft"),
         batch_size=2,
-        lr=2e-4,
         num_data=20,
         epochs=1,
         workers=0,
-        settings={"bn_eval": "true", "dropout": "false", "eval_each_epoch": "false", "log_interval": "1"},
-    )
+        settings={"eval_each_epoch": "false", "log_interval": "1"},
+    )  # the published lr 3e-5, BatchNorm in train mode, dropout on
     opts = TrainOptions(
         command="finetune", recipe=recipe, data_root=sample_tree, work_dir=tmp_path / "run", device="cpu",
-        seed=0, max_steps=6, progress=False, log=lambda m: None, warn=lambda m: None,
+        seed=0, max_steps=5, progress=False, log=lambda m: None, warn=lambda m: None,
     )  # fmt: skip
     trainer = Trainer(opts).setup()
     trainer.sampler.set_epoch(0)
     fixed = trainer.to_device(next(iter(trainer.loader)))
 
     def loss_on_fixed():
-        set_train_mode(trainer.model, trainer.recipe)  # BN frozen, no dropout: deterministic
+        # batch statistics (train-mode BN), no dropout: a deterministic measure of the same model state
+        set_train_mode(trainer.model, trainer.recipe.override(dropout=False))
         with torch.no_grad():
             return float(trainer.forward_losses(fixed)["loss"])
 
     before = loss_on_fixed()
     summary = trainer.run()
     after = loss_on_fixed()
-    assert summary["global_step"] == 6
+    assert summary["global_step"] == 5
     print(f"loss on a fixed batch: {before:.4f} -> {after:.4f}")
-    assert after < 0.7 * before, (before, after)
+    assert after < 0.8 * before, (before, after)
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in records if "loss" in r]
-    assert len(steps) == 6 and all("grad_norm" in r and "data_time_s" in r for r in steps)
-    assert json.loads((tmp_path / "run" / "recipe.json").read_text())["lr"] == 2e-4
+    assert len(steps) == 5 and all("grad_norm" in r and "data_time_s" in r for r in steps)
+    assert json.loads((tmp_path / "run" / "recipe.json").read_text())["batch_size"] == 2
 
 
 def test_resume_after_kill_ends_with_the_weights_of_an_unbroken_run(sample_tree, tmp_path):
