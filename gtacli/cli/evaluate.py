@@ -47,6 +47,14 @@ def eval_command(
     tf32: Annotated[
         bool, typer.Option("--tf32", help="Allow TF32 on CUDA (faster; moves 3DPW metrics by ~0.1 mm).")
     ] = False,
+    mmhuman3d_pve: Annotated[
+        bool,
+        typer.Option(
+            "--mmhuman3d-pve",
+            help="pw3d: also report mmhuman3d's own PVE (prediction through the GT-gender model, no alignment) "
+            "as pve_mmhuman3d_mm; costs one more SMPL pass per batch.",
+        ),
+    ] = False,
     annotation: Annotated[
         Optional[Path],
         typer.Option("--annotation", help="Use this HumanData file instead of the dataset's default one."),
@@ -102,6 +110,7 @@ def eval_command(
             amp=amp,
             tf32=tf32,
             annotation=annotation,
+            mmhuman3d_pve=mmhuman3d_pve,
         )
         with _progress(out) as progress:
             result = run_evaluation(config, progress=progress, info=out.info)

@@ -22,20 +22,29 @@ from gtacli.cli.common import (
 RecipeOpt = Annotated[str, typer.Option("--recipe", help="Recipe name: gta-spin-ft or spin.")]
 WorkDirOpt = Annotated[
     Optional[Path],
-    typer.Option("--work-dir", help="Run directory (checkpoints, metrics.jsonl, recipe.json). Default: work_dirs/<recipe>."),
+    typer.Option(
+        "--work-dir",
+        help="Run directory (checkpoints, metrics.jsonl, recipe.json). Default: work_dirs/<recipe>.",
+    ),
 ]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the sampler, augmentation and dropout.")]
 ResumeOpt = Annotated[
     Optional[Path],
-    typer.Option("--resume", help="Continue a run: its work dir (latest.pth) or a checkpoint file written by gtacli."),
+    typer.Option(
+        "--resume", help="Continue a run: its work dir (latest.pth) or a checkpoint file written by gtacli."
+    ),
 ]
 EpochsOpt = Annotated[Optional[int], typer.Option("--epochs", min=1, help="Override the recipe's epochs.")]
-BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Override the batch size per process.")]
+BatchOpt = Annotated[
+    Optional[int], typer.Option("--batch-size", min=1, help="Override the batch size per process.")
+]
 LrOpt = Annotated[Optional[float], typer.Option("--lr", help="Override the learning rate of both Adams.")]
 NumDataOpt = Annotated[Optional[int], typer.Option("--num-data", min=1, help="Override the draws per epoch.")]
 SetOpt = Annotated[
     Optional[List[str]],
-    typer.Option("--set", help="Override any recipe field: --set key=value (repeatable; typed, e.g. grad_clip=true)."),
+    typer.Option(
+        "--set", help="Override any recipe field: --set key=value (repeatable; typed, e.g. grad_clip=true)."
+    ),
 ]
 WorkersOpt = Annotated[Optional[int], typer.Option("--workers", min=0, help="Data-loader worker processes.")]
 MaxStepsOpt = Annotated[
@@ -125,6 +134,9 @@ def train_command(
 
     Recipe spin (mmhuman3d configs/spin/resnet50_spin_pw3d.py): 6 datasets, batch 8 per process, lr 3e-5
     divided by 10 after epoch 3, 10 epochs; fits are saved with every checkpoint (fits/<ds>_fits.npy).
+
+    --init imagenet (the default) reads torchvision's ImageNet ResNet-50 weights (ResNet50_Weights.IMAGENET1K_V1)
+    from <data-root>/pretrained_models/resnet50-0676ba61.pth; training downloads nothing.
 
     Examples:
 

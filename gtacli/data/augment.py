@@ -43,7 +43,7 @@ class AugmentConfig:
     std: Tuple[float, float, float]
 
     @classmethod
-    def from_recipe(cls, recipe: Any) -> "AugmentConfig":
+    def from_recipe(cls, recipe: Any) -> AugmentConfig:
         return cls(
             noise_factor=recipe.noise_factor,
             flip_prob=recipe.flip_prob,
@@ -70,7 +70,9 @@ def draw_params(rng: np.random.RandomState, cfg: AugmentConfig) -> AugmentParams
     """The five RNG draws of SPEC §11, in order: uniform(1,3); rand; randn; randn; rand."""
     gain = rng.uniform(1.0 - cfg.noise_factor, 1.0 + cfg.noise_factor, size=(1, 3))[0]
     flip = bool(rng.rand() <= cfg.flip_prob)
-    scale = float(np.clip(rng.randn() * cfg.scale_factor + 1.0, 1.0 - cfg.scale_factor, 1.0 + cfg.scale_factor))
+    scale = float(
+        np.clip(rng.randn() * cfg.scale_factor + 1.0, 1.0 - cfg.scale_factor, 1.0 + cfg.scale_factor)
+    )
     rotation = float(np.clip(rng.randn() * cfg.rot_factor, -2.0 * cfg.rot_factor, 2.0 * cfg.rot_factor))
     if not rng.rand() <= cfg.rot_prob:
         rotation = 0.0
@@ -162,7 +164,9 @@ def apply_augmentation(
     kp2d = transform_keypoints2d(kp2d, trans).astype(np.float32)
     if rotation != 0:  # R_z(0) = I: skip the round trip through rotation matrices
         kp3d = rotate_keypoints3d(kp3d, float(rotation)).astype(np.float32)
-        global_orient = np.asarray(rotate_global_orient(global_orient[None].astype(np.float64), [float(rotation)]))[0]
+        global_orient = np.asarray(
+            rotate_global_orient(global_orient[None].astype(np.float64), [float(rotation)])
+        )[0]
     return {
         "img": normalize_image(crop, cfg),
         "keypoints2d": kp2d,

@@ -120,7 +120,8 @@ class MixedBatchSampler:
         count = int(positions.max()) + 1 if len(positions) else 0
         draws = epoch_draws(self.lengths, self.partition, self.seed, self.epoch, count)
         return [
-            Draw(int(draws["dataset"][g]), int(draws["index"][g]), int(draws["seed"][g]), int(g)) for g in positions
+            Draw(int(draws["dataset"][g]), int(draws["index"][g]), int(draws["seed"][g]), int(g))
+            for g in positions
         ]
 
     def __iter__(self) -> Iterator[List[Draw]]:

@@ -43,7 +43,9 @@ TENSOR_KEYS = (
 class TrainImageDataset:
     """One training dataset: `sample(index, rng)` loads, augments and returns one sample dict."""
 
-    def __init__(self, layout: DataLayout, name: str, aug_cfg: AugmentConfig, annotation: Optional[Path] = None):
+    def __init__(
+        self, layout: DataLayout, name: str, aug_cfg: AugmentConfig, annotation: Optional[Path] = None
+    ):
         from gtacli.data.human_data import HumanData
 
         self.layout = layout

@@ -4,7 +4,8 @@
   as mmhuman3d) through `J_regressor_h36m`; prediction = neutral SMPL through the same regressor; pelvis =
   H36M joint 0 for both; the 14 LSP joints `H36M_TO_J14`; metres -> mm. Metrics MPJPE, PA-MPJPE, and PVE
   (decision 10: neutral predicted vs gendered GT vertices, both with their H36M pelvis at the origin) plus
-  mmhuman3d's own `pve` (predicted vertices from the *GT-gender* model, no alignment) as `pve_mmhuman3d_mm`.
+  on request mmhuman3d's own `pve` (predicted vertices from the *GT-gender* model, no alignment) as
+  `pve_mmhuman3d_mm` (`gtacli eval --mmhuman3d-pve`; one more SMPL pass per batch, so off by default).
   File: `pw3d_test.npz` (or `spin_pw3d_test.npz` only if it has `smpl` and `meta.gender`).
 * ``h36m`` (protocol 2, mmhuman3d's `h36m_valid_protocol2.npz`: frontal camera, S9/S11): GT =
   `keypoints3d` of the file (HUMAN_DATA slots picked by H36M joint names, as mmhuman3d's
@@ -18,7 +19,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
@@ -52,7 +53,6 @@ class Protocol:
     metrics: Tuple[str, ...]
     summary: str
     pelvis: int = H36M_PELVIS
-    extra: Dict[str, str] = field(default_factory=dict)
 
     def describe(self) -> Dict[str, object]:
         return {
@@ -73,7 +73,7 @@ PROTOCOLS: Dict[str, Protocol] = {
         annotation_files=("pw3d_test.npz", "spin_pw3d_test.npz"),
         gt_source="smpl_gendered",
         eval_joints=H36M_TO_J14,
-        metrics=("mpjpe_mm", "pa_mpjpe_mm", "pve_mm", "pve_mmhuman3d_mm"),
+        metrics=("mpjpe_mm", "pa_mpjpe_mm", "pve_mm"),
         summary="gendered SMPL GT, J_regressor_h36m, 14 LSP joints, pelvis = H36M joint 0, mm (SPEC §8)",
     ),
     "h36m": Protocol(

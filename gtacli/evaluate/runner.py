@@ -54,6 +54,7 @@ class EvalConfig:
     amp: bool = False
     tf32: bool = False
     annotation: Optional[Path] = None  # overrides the protocol's file
+    mmhuman3d_pve: bool = False  # also mmhuman3d's PVE variant (pw3d; one more SMPL pass per batch)
     use_cv2_warp: bool = False  # the installed OpenCV's warp instead of the exact 4.x re-implementation
 
 
@@ -233,6 +234,7 @@ def _infer(
     amp: bool,
     keep_predictions: bool,
     progress: Optional[ProgressFn],
+    mmhuman3d_pve: bool = False,
 ) -> _Inference:
     """Batched inference and per-frame metrics (model in eval mode, no_grad)."""
     from torch.utils.data import DataLoader
@@ -260,7 +262,8 @@ def _infer(
         prefetch_factor=PREFETCH_BATCHES_PER_WORKER if workers > 0 else None,
     )
     count = len(prep.rows)
-    per_frame: Dict[str, np.ndarray] = {name: np.zeros(count) for name in protocol.metrics}
+    names = list(protocol.metrics) + (["pve_mmhuman3d_mm"] if mmhuman3d_pve and gendered is not None else [])
+    per_frame: Dict[str, np.ndarray] = {name: np.zeros(count) for name in names}
     saved: Dict[str, List[np.ndarray]] = {
         k: [] for k in ("pred_pose", "pred_shape", "pred_cam", "keypoints_3d")
     }
@@ -294,11 +297,12 @@ def _infer(
                     _pelvis_centred(gt.vertices, gt.joints_h36m, protocol),
                 )
                 per_frame["pve_mm"][index] = pve.cpu().numpy()
-                # mmhuman3d's `pve`: predicted vertices from the GT-gender model, no alignment
-                pred_g = gendered(betas, rotmat[:, 1:], rotmat[:, 0:1], gender=genders, pose2rot=False)
-                per_frame["pve_mmhuman3d_mm"][index] = (
-                    M.pve_per_frame(pred_g.vertices * 1000.0, gt.vertices * 1000.0).cpu().numpy()
-                )
+                if "pve_mmhuman3d_mm" in per_frame:
+                    # mmhuman3d's `pve`: predicted vertices from the GT-gender model, no alignment
+                    pred_g = gendered(betas, rotmat[:, 1:], rotmat[:, 0:1], gender=genders, pose2rot=False)
+                    per_frame["pve_mmhuman3d_mm"][index] = (
+                        M.pve_per_frame(pred_g.vertices * 1000.0, gt.vertices * 1000.0).cpu().numpy()
+                    )
             else:
                 gt_j = eval_joints(batch["keypoints3d"].to(device), protocol)
             per_frame["mpjpe_mm"][index] = M.mpjpe_per_frame(pred_j, gt_j).cpu().numpy()

@@ -2,9 +2,9 @@
 
 What it writes (every path from `DataLayout`, every file atomically):
 
-* `body_models/`: the synthetic neutral SMPL model and its regressors J_regressor_extra.npy (9x6890) and
-  J_regressor_h36m.npy (17x6890) (`synthetic_smpl.py`), male/female variants with the same topology
-  (`gendered.py`), smpl_mean_params.npz; `gmm_08.pkl` at the root (the pose mixture of `poses.py`);
+* `body_models/`: synthetic SMPL_{NEUTRAL,MALE,FEMALE}.pkl (one topology) and the regressors
+  J_regressor_extra.npy (9x6890), J_regressor_h36m.npy (17x6890) (all from `synthetic_smpl.py`),
+  smpl_mean_params.npz; `gmm_08.pkl` at the root (the pose mixture of `poses.py`);
 * `datasets/<name>/<image_path>`: images rendered from bodies with known SMPL parameters (`scenes.py`);
 * `preprocessed_datasets/`: the seven training HumanData files and `pw3d_test.npz` (`annotations.py`);
 * `static_fits/<ds>_fits.npy` (N, 82) with N = the annotation's length;
@@ -46,8 +46,8 @@ _STREAMS = {
     "pw3d": 17,
 }  # fmt: skip
 JPEG_QUALITY = 92
-# Protocol 4: arrays pickle as plain bytes. (Protocol 2 would route them through `_codecs.encode`, which
-# gtacli.io.safe's restricted unpickler refuses.)
+# Protocol 4 (gmm_08.pkl): arrays pickle as plain bytes. Protocol 2 would route them through `_codecs.encode`,
+# which gtacli.io.safe's restricted unpickler refuses.
 PICKLE_PROTOCOL = 4
 
 # BatchNorm calibration of the random backbone: crops per dataset, their side (half the network's 224 px:
@@ -271,20 +271,19 @@ class _Builder:
 
     def build_body_assets(self):
         from gtacli.io.atomic import atomic_path
-        from gtacli.sample.gendered import gendered_variant
         from gtacli.sample.poses import mean_params, pose_mixture
-        from gtacli.sample.synthetic_smpl import make_synthetic_regressors, make_synthetic_smpl
+        from gtacli.sample.synthetic_smpl import (
+            make_synthetic_regressors,
+            make_synthetic_smpl,
+            write_synthetic_smpl,
+        )
 
         layout = self.layout
-        # Male and female share the neutral mannequin's topology (as real SMPL's genders do): the regressors
-        # and cross-gender comparisons (3DPW GT joints, PVE) need one vertex order for all three.
-        # Written here rather than with synthetic_smpl.write_synthetic_smpl: its protocol-2 pickle stores
-        # array bytes through `_codecs.encode`, which the restricted unpickler (rightly) refuses.
-        neutral = make_synthetic_smpl("neutral", self.seed)
-        for gender in GENDERS:
-            model = neutral if gender == "neutral" else gendered_variant(neutral, gender)
-            self.write_pickle(layout.smpl_model(gender), model)
+        for gender in GENDERS:  # one topology and vertex order for all three, as real SMPL's genders
+            write_synthetic_smpl(layout.smpl_model(gender), gender=gender, seed=self.seed)
+            self.record(layout.smpl_model(gender))
             self.step(f"body model {gender}")
+        neutral = make_synthetic_smpl("neutral", self.seed)  # cached by synthetic_smpl: not built twice
         reg_extra, reg_h36m = make_synthetic_regressors(neutral)
         self.write_npy(layout.j_regressor_extra, np.asarray(reg_extra, dtype=np.float64))
         self.step("J_regressor_extra")
@@ -355,7 +354,7 @@ class _Builder:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed * 1000 + _STREAMS["checkpoint"])
             model = build_estimator(load_mean_params(self.layout.smpl_mean_params))
-        pass  # TEMP
+        self.calibrate_batchnorm(model.backbone)
         # Zero decoders: every iteration adds nothing, so the head returns exactly the mean pose, shape and
         # camera whatever the random backbone sees -> the predicted mesh is centred in the crop.
         with torch.no_grad():

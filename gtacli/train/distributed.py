@@ -51,13 +51,14 @@ def resolve_device(device: str, local_rank: int = 0) -> torch.device:
     try:
         return torch.device(text)
     except RuntimeError:
-        raise UsageError(f"--device {device}: not a device name", fix="use auto, cpu, cuda or cuda:N") from None
+        raise UsageError(
+            f"--device {device}: not a device name", fix="use auto, cpu, cuda or cuda:N"
+        ) from None
 
 
 def init_distributed(device: str = "auto") -> DistInfo:
     """Join the env:// process group when launched with several processes; otherwise a single process."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     dev = resolve_device(device, local_rank)
     if world <= 1:

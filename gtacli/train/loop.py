@@ -117,7 +117,9 @@ def check_inputs(layout: DataLayout, recipe: Recipe, command: str) -> None:
         needed.append(layout.gmm_prior)
     missing = [p for p in needed if not p.exists()]
     if missing:
-        names = ", ".join(str(p.relative_to(layout.root)) if _under(p, layout.root) else str(p) for p in missing[:4])
+        names = ", ".join(
+            str(p.relative_to(layout.root)) if _under(p, layout.root) else str(p) for p in missing[:4]
+        )
         more = f" and {len(missing) - 4} more" if len(missing) > 4 else ""
         raise MissingFileError(
             f"recipe {recipe.name} needs {names}{more}",
@@ -164,7 +166,9 @@ def resolve_resume(path: Path) -> Path:
             )
         return epochs[-1]
     if not path.is_file():
-        raise MissingFileError("checkpoint to resume from not found", path=path, fix="check the --resume path")
+        raise MissingFileError(
+            "checkpoint to resume from not found", path=path, fix="check the --resume path"
+        )
     return path
 
 
@@ -303,6 +307,7 @@ class Trainer:
         self._tb = None
         self._metrics_fp = None
         self.init_info: Dict[str, Any] = {}
+        self.last_targets: Dict[str, Any] = {}
 
     # -- logging helpers (rank 0 only) --------------------------------------------------------------------
     def log(self, message: str) -> None:
@@ -314,7 +319,7 @@ class Trainer:
             self.opts.warn(message)
 
     # -- setup ---------------------------------------------------------------------------------------------
-    def setup(self) -> "Trainer":
+    def setup(self) -> Trainer:
         opts = self.opts
         if opts.resume is not None:
             self._load_resume(resolve_resume(opts.resume))
@@ -322,7 +327,9 @@ class Trainer:
         check_inputs(self.layout, recipe, opts.command)
         check_work_dir(self.work_dir)
         if self.layout.is_synthetic:
-            self.warn(f"{self.layout.root} is the synthetic sample tree: numbers from it mean nothing for 3DPW")
+            self.warn(
+                f"{self.layout.root} is the synthetic sample tree: numbers from it mean nothing for 3DPW"
+            )
         seed_everything(self.seed, self.dist.rank)
         self._build_data()
         self._build_model()
@@ -371,7 +378,9 @@ class Trainer:
                 fix="resume with the same number of processes (or from an end-of-epoch checkpoint)",
             )
         self._resume_payload = payload
-        self.log(f"resuming from {path} (epoch {train_state['epoch'] + 1}, step {train_state['global_step']})")
+        self.log(
+            f"resuming from {path} (epoch {train_state['epoch'] + 1}, step {train_state['global_step']})"
+        )
 
     def _build_data(self) -> None:
         from gtacli.data.augment import AugmentConfig
@@ -392,6 +401,8 @@ class Trainer:
             rank=self.dist.rank,
         )
         self.mixed = MixedDataset(self.datasets, recipe.num_data)
+        if recipe.workers > 0:
+            _single_threaded_opencv()
         self.loader = make_loader(
             self.mixed,
             self.sampler,
@@ -518,7 +529,9 @@ class Trainer:
     # -- one step ---------------------------------------------------------------------------------------------
     def to_device(self, batch: Dict[str, Any]) -> Dict[str, Any]:
         nb = self.device.type == "cuda"
-        return {k: (v.to(self.device, non_blocking=nb) if torch.is_tensor(v) else v) for k, v in batch.items()}
+        return {
+            k: (v.to(self.device, non_blocking=nb) if torch.is_tensor(v) else v) for k, v in batch.items()
+        }
 
     def forward_losses(self, batch: Dict[str, Any]) -> Dict[str, torch.Tensor]:
         """Forward, registration and the six losses (no backward)."""
@@ -526,12 +539,15 @@ class Trainer:
             pred = self.ddp(batch["img"])
         pred = {k: v.float() for k, v in pred.items()}
         targets = self.registrant({k: v.detach() for k, v in pred.items()}, batch)
+        self.last_targets = targets
         rotmat = pred["pred_pose"]
         body = self.body_model(
             betas=pred["pred_shape"], body_pose=rotmat[:, 1:], global_orient=rotmat[:, :1], pose2rot=False
         )
         kp2d = batch["keypoints2d"]
-        if self.recipe.openpose_confidence == "zero":  # the config's intended keypoint_weight = [0]*25 + [1]*24
+        if (
+            self.recipe.openpose_confidence == "zero"
+        ):  # the config's intended keypoint_weight = [0]*25 + [1]*24
             kp2d = kp2d.clone()
             kp2d[:, : self.recipe.num_openpose_keypoints, 2] = 0
         return compute_losses(pred, body.joints, body.vertices, batch, targets, self.loss_weights, kp2d)
@@ -548,14 +564,17 @@ class Trainer:
                 self.scaler.unscale_(opt)
             params = [p for p in self.model.parameters() if p.grad is not None]
             max_norm = self.recipe.grad_clip_max_norm if self.recipe.grad_clip else float("inf")
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm, self.recipe.grad_clip_norm_type))
+            grad_norm = float(
+                torch.nn.utils.clip_grad_norm_(params, max_norm, self.recipe.grad_clip_norm_type)
+            )
         for opt in self.optimizers.values():
             self.scaler.step(opt)
         self.scaler.update()
         if self.recipe.registration_mode == "in_the_loop" and self.dist.distributed:
             self.fits.all_reduce_updates()
-        values = {k: v.detach() for k, v in losses.items()}
-        out = {k: float(v) for k, v in values.items()}
+        out = {k: float(v.detach()) for k, v in losses.items()}
+        if self.recipe.registration_mode == "in_the_loop" and "fits_updated" in self.last_targets:
+            out["fits_updated"] = float(self.last_targets["fits_updated"].sum())
         if grad_norm is not None:
             out["grad_norm"] = grad_norm
         return out
@@ -623,7 +642,7 @@ class Trainer:
                         acc.compute_s += t2 - t1
                         acc.samples += n_local * self.dist.world_size
                         acc.steps += 1
-                        acc.add({k: v for k, v in losses.items() if k != "grad_norm"})
+                        acc.add({k: v for k, v in losses.items() if k != "grad_norm"})  # incl. fits_updated
                     last_losses = losses
                     if first_loss is None:
                         first_loss = losses["loss"]
@@ -640,7 +659,9 @@ class Trainer:
                     bar.close()
                 if stopped_early:
                     last_checkpoint = self.save_checkpoint(LATEST) or last_checkpoint
-                    self.log(f"stopped after {self.state.global_step} steps (--max-steps); resume with --resume")
+                    self.log(
+                        f"stopped after {self.state.global_step} steps (--max-steps); resume with --resume"
+                    )
                     break
                 # epoch finished
                 if window.steps:
@@ -649,7 +670,9 @@ class Trainer:
                 self.state.epoch += 1
                 self.state.position = 0
                 last_checkpoint = self.save_checkpoint(f"epoch_{self.state.epoch}.pth") or last_checkpoint
-                self.log(f"epoch {self.state.epoch}/{recipe.epochs} done: {_brief(total.means())}; saved {last_checkpoint}")
+                self.log(
+                    f"epoch {self.state.epoch}/{recipe.epochs} done: {_brief(total.means())}; saved {last_checkpoint}"
+                )
                 self._maybe_evaluate()
                 if self.opts.max_steps is not None and self.state.global_step >= self.opts.max_steps:
                     break
@@ -681,7 +704,13 @@ class Trainer:
             return None
         from tqdm import tqdm
 
-        return tqdm(total=total, desc=f"epoch {epoch + 1}/{self.recipe.epochs}", unit="step", leave=False, dynamic_ncols=True)
+        return tqdm(
+            total=total,
+            desc=f"epoch {epoch + 1}/{self.recipe.epochs}",
+            unit="step",
+            leave=False,
+            dynamic_ncols=True,
+        )
 
     def _open_logs(self) -> None:
         if not self.dist.is_main:
@@ -723,6 +752,8 @@ class Trainer:
         }
         if "grad_norm" in last:
             record["grad_norm"] = last["grad_norm"]
+        if "fits_updated" in window.sums:  # in-the-loop fits accepted in this window (this rank)
+            record["fits_updated"] = int(window.sums["fits_updated"])
         assert self._metrics_fp is not None
         self._metrics_fp.write(json.dumps(record) + "\n")
         self._metrics_fp.flush()
@@ -747,7 +778,7 @@ def build_registrant(body_model: Any, fits: Any, recipe: Recipe, layout: DataLay
     """The fit engineer's `Registrant` configured from the recipe (unknown config fields are left at defaults)."""
     import dataclasses
 
-    from gtacli.fit.registration import RegistrationConfig, Registrant
+    from gtacli.fit.registration import Registrant, RegistrationConfig
 
     wanted = {
         "mode": recipe.registration_mode,
@@ -786,8 +817,9 @@ def evaluate_after_epoch(
         return None
     finally:
         model.train(was_training)
-    summary = result if isinstance(result, dict) else getattr(result, "__dict__", {"result": str(result)})
-    log(f"3DPW: {json.dumps(summary, default=str)[:300]}")
+    summary = {k: v for k, v in dict(result).items() if k != "per_sequence"}
+    metrics = {k: v for k, v in summary.items() if k.endswith("_mm")}
+    log(f"3DPW after the epoch ({summary.get('frames')} frames): {json.dumps(metrics)}")
     return json.loads(json.dumps(summary, default=str))
 
 
@@ -796,14 +828,17 @@ def evaluate_after_epoch(
 
 
 def _worker_init(worker_id: int) -> None:
-    # one thread per worker: the main process' torch threads do the heavy work
+    # one torch thread per worker: the main process' threads do the heavy work
     torch.set_num_threads(1)
-    try:
-        import cv2
 
-        cv2.setNumThreads(1)
-    except ImportError:  # pragma: no cover
-        pass
+
+def _single_threaded_opencv() -> None:
+    """OpenCV's thread pool is not fork-safe: reconfiguring or using a pool a forked worker inherited can hang
+    (seen: `cv2.setNumThreads` blocking in a worker). Stop it in the parent before workers fork; every
+    worker then runs OpenCV on one thread, which is what parallel workers want anyway."""
+    import cv2
+
+    cv2.setNumThreads(1)
 
 
 def _to_cpu(obj: Any) -> Any:

@@ -45,7 +45,7 @@ class LossWeights:
     img_res: int = 224
 
     @classmethod
-    def from_recipe(cls, recipe) -> "LossWeights":
+    def from_recipe(cls, recipe) -> LossWeights:
         return cls(
             keypoints3d=recipe.loss_keypoints3d_weight,
             keypoints2d=recipe.loss_keypoints2d_weight,
@@ -106,7 +106,9 @@ def keypoints2d_loss(
     gt = gt_keypoints2d[..., :2].to(pred_joints.dtype)
     conf = gt_keypoints2d[..., 2:3].to(pred_joints.dtype).expand_as(gt)
     gt_2d = gt / half - 1.0
-    loss = weights.keypoints2d * F.smooth_l1_loss(pred_2d, gt_2d, reduction="none", beta=weights.smooth_l1_beta)
+    loss = weights.keypoints2d * F.smooth_l1_loss(
+        pred_2d, gt_2d, reduction="none", beta=weights.smooth_l1_beta
+    )
     return _masked_mean(loss, conf)
 
 
@@ -116,7 +118,10 @@ def cam_to_translation(cam: torch.Tensor, focal_length: float, img_res: int) -> 
 
 
 def vertex_loss(
-    pred_vertices: torch.Tensor, opt_vertices: torch.Tensor, valid: torch.Tensor, weights: LossWeights = LossWeights()
+    pred_vertices: torch.Tensor,
+    opt_vertices: torch.Tensor,
+    valid: torch.Tensor,
+    weights: LossWeights = LossWeights(),
 ) -> torch.Tensor:
     """§6.2.3. (B,6890,3) each, valid (B,): Σ(w·|V − V*|·m) / #{m > 0} with m = valid over 6890×3."""
     mask = valid.to(pred_vertices.dtype).view(-1, 1, 1).expand_as(pred_vertices)
@@ -125,7 +130,10 @@ def vertex_loss(
 
 
 def smpl_pose_loss(
-    pred_rotmat: torch.Tensor, opt_pose: torch.Tensor, valid: torch.Tensor, weights: LossWeights = LossWeights()
+    pred_rotmat: torch.Tensor,
+    opt_pose: torch.Tensor,
+    valid: torch.Tensor,
+    weights: LossWeights = LossWeights(),
 ) -> torch.Tensor:
     """§6.2.4. pred_rotmat (B,24,3,3), opt_pose (B,72) axis-angle: w · MSE over valid samples' 216 entries,
     targets via `batch_rodrigues` (mmhuman3d's quaternion form)."""
@@ -135,7 +143,10 @@ def smpl_pose_loss(
 
 
 def smpl_betas_loss(
-    pred_betas: torch.Tensor, opt_betas: torch.Tensor, valid: torch.Tensor, weights: LossWeights = LossWeights()
+    pred_betas: torch.Tensor,
+    opt_betas: torch.Tensor,
+    valid: torch.Tensor,
+    weights: LossWeights = LossWeights(),
 ) -> torch.Tensor:
     """§6.2.5. (B,10) each: w · MSE over valid samples."""
     per_sample = ((pred_betas - opt_betas.to(pred_betas.dtype)) ** 2).mean(dim=1)  # (B,)

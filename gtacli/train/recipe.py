@@ -68,7 +68,9 @@ class Recipe:
     camera_prior_scale: float = 10.0
     smooth_l1_beta: float = 1.0
     pelvis_joints: Tuple[int, int] = (27, 28)  # smpl_49 right/left hip (LSP) -> training pelvis
-    openpose_confidence: str = "detector"  # 'detector' (what ran) | 'zero' (the config's dead keypoint_weight)
+    openpose_confidence: str = (
+        "detector"  # 'detector' (what ran) | 'zero' (the config's dead keypoint_weight)
+    )
     num_openpose_keypoints: int = 25  # smpl_49 indices 0..24
 
     # augmentation (SPEC §6.6)
@@ -113,18 +115,19 @@ class Recipe:
         total = float(sum(self.partition))
         return tuple(p / total for p in self.partition)
 
-    def override(self, **values: Any) -> "Recipe":
+    def override(self, **values: Any) -> Recipe:
         """A copy with some fields replaced (values already typed); validates the result."""
         unknown = [k for k in values if k not in _FIELDS]
         if unknown:
             raise UsageError(
-                f"unknown recipe field(s): {', '.join(unknown)}", fix="see `recipe.json` of a run for field names"
+                f"unknown recipe field(s): {', '.join(unknown)}",
+                fix="see `recipe.json` of a run for field names",
             )
         new = dataclasses.replace(self, **values)
         new.validate()
         return new
 
-    def with_settings(self, settings: Mapping[str, str]) -> "Recipe":
+    def with_settings(self, settings: Mapping[str, str]) -> Recipe:
         """Apply `--set key=value` strings, converting each to the field's type (UsageError when it cannot)."""
         return self.override(**{k: parse_field_value(k, v) for k, v in settings.items()})
 
@@ -136,7 +139,11 @@ class Recipe:
             raise bad(f"{len(self.datasets)} datasets but {len(self.partition)} partition values")
         if any(p < 0 for p in self.partition) or sum(self.partition) <= 0:
             raise bad("partition values must be >= 0 with a positive sum")
-        for name, value in (("num_data", self.num_data), ("epochs", self.epochs), ("batch_size", self.batch_size)):
+        for name, value in (
+            ("num_data", self.num_data),
+            ("epochs", self.epochs),
+            ("batch_size", self.batch_size),
+        ):
             if value < 1:
                 raise bad(f"{name} must be >= 1 (got {value})")
         if self.workers < 0:
@@ -190,7 +197,9 @@ def parse_field_value(name: str, text: str) -> Any:
             return tuple(_scalar(inner, p) for p in parts)
         return _scalar(kind, text.strip())
     except ValueError:
-        raise UsageError(f"--set {name}={text}: not a valid {kind}", fix=f"give {name} a {kind} value") from None
+        raise UsageError(
+            f"--set {name}={text}: not a valid {kind}", fix=f"give {name} a {kind} value"
+        ) from None
 
 
 def _scalar(kind: str, text: str) -> Any:

@@ -77,6 +77,7 @@ def test_eval_pw3d_json_matches_metrics_recomputed_independently(sample_tree, ra
     result, stdout, stderr = _invoke(
         "--dataset", "pw3d", "--checkpoint", str(random_checkpoint), "--data-root", str(sample_tree),
         "--batch-size", "2", "--limit", "5", "--workers", "1", "--json", "--save-predictions", str(preds_file),
+        "--mmhuman3d-pve",
     )  # fmt: skip
     assert result.exit_code == 0, stderr
     doc = json.loads(stdout)

@@ -123,8 +123,16 @@ def test_smpl_pose_flip_mirrors_the_mesh():
     bp = rng.normal(scale=0.3, size=(23, 3)).astype(np.float32)
     betas = torch.from_numpy(rng.normal(size=(1, 10)).astype(np.float32))
     fgo, fbp = flip_pose72(go, bp)
-    v = model(betas, torch.from_numpy(bp[None]), torch.from_numpy(go[None]), pose2rot=True).vertices[0].numpy()
-    fv = model(betas, torch.from_numpy(fbp[None]), torch.from_numpy(fgo[None]), pose2rot=True).vertices[0].numpy()
+    v = (
+        model(betas, torch.from_numpy(bp[None]), torch.from_numpy(go[None]), pose2rot=True)
+        .vertices[0]
+        .numpy()
+    )
+    fv = (
+        model(betas, torch.from_numpy(fbp[None]), torch.from_numpy(fgo[None]), pose2rot=True)
+        .vertices[0]
+        .numpy()
+    )
     mirrored = v[mirror] * np.array([-1.0, 1.0, 1.0])
     # the mirror is exact up to the root joint position (the mesh is posed about it, in the SMPL root frame)
     np.testing.assert_allclose(fv - fv.mean(0), mirrored - mirrored.mean(0), atol=2e-4)
@@ -214,7 +222,9 @@ def test_positive_rotation_turns_content_counter_clockwise():
         "smpl_global_orient": np.zeros(3, np.float32),
         "smpl_body_pose": np.zeros((23, 3), np.float32),
     }
-    out = apply_augmentation(np.zeros((200, 200, 3), np.uint8), ann, AugmentParams(np.ones(3), False, 1.0, 90.0), CFG)
+    out = apply_augmentation(
+        np.zeros((200, 200, 3), np.uint8), ann, AugmentParams(np.ones(3), False, 1.0, 90.0), CFG
+    )
     np.testing.assert_allclose(out["keypoints2d"][0, :2], [112.0, 112.0 - 50.0], atol=1e-3)
 
 

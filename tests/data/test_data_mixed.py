@@ -42,12 +42,18 @@ def test_draws_are_reproducible_and_change_with_seed_and_epoch():
 def test_epoch_size_and_rank_split():
     one = MixedBatchSampler(LENGTHS, PARTITION, num_data=10, batch_size=4, seed=0)
     assert [len(b) for b in one] == [4, 4, 2] and len(one) == 3
-    ranks = [MixedBatchSampler(LENGTHS, PARTITION, num_data=10, batch_size=2, seed=0, world_size=2, rank=r) for r in (0, 1)]
+    ranks = [
+        MixedBatchSampler(LENGTHS, PARTITION, num_data=10, batch_size=2, seed=0, world_size=2, rank=r)
+        for r in (0, 1)
+    ]
     assert all(r.samples_per_rank == 5 and len(r) == 3 for r in ranks)
     # ranks never share a global position, and together with a one-process run of the same global batch
     # they see the same samples step by step
     single = MixedBatchSampler(LENGTHS, PARTITION, num_data=12, batch_size=4, seed=0)
-    pair = [MixedBatchSampler(LENGTHS, PARTITION, num_data=12, batch_size=2, seed=0, world_size=2, rank=r) for r in (0, 1)]
+    pair = [
+        MixedBatchSampler(LENGTHS, PARTITION, num_data=12, batch_size=2, seed=0, world_size=2, rank=r)
+        for r in (0, 1)
+    ]
     for step, (b0, b1, b) in enumerate(zip(*(list(s) for s in pair), single)):
         assert [d.position for d in b0 + b1] == list(range(4 * step, 4 * step + 4))
         assert b0 + b1 == b

@@ -23,7 +23,9 @@ def _datasets(root):
 
 def test_batch_dict_follows_the_contract(sample_tree):
     datasets = _datasets(sample_tree)
-    sampler = MixedBatchSampler([len(d) for d in datasets], RECIPE.partition, num_data=6, batch_size=3, seed=1)
+    sampler = MixedBatchSampler(
+        [len(d) for d in datasets], RECIPE.partition, num_data=6, batch_size=3, seed=1
+    )
     batch = next(iter(make_loader(MixedDataset(datasets, 6), sampler, collate, workers=0)))
     shapes = {
         "img": (3, 3, 224, 224),

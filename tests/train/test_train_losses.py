@@ -24,7 +24,14 @@ W = LossWeights()  # SPEC defaults: 100/10/2/3/0.02/60, scale 10, focal 5000, re
 def test_default_weights_are_the_spec_numbers_and_the_recipe_numbers():
     from gtacli.train.recipe import get_recipe
 
-    assert (W.keypoints3d, W.keypoints2d, W.vertex, W.smpl_pose, W.smpl_betas, W.camera) == (100, 10, 2, 3, 0.02, 60)
+    assert (W.keypoints3d, W.keypoints2d, W.vertex, W.smpl_pose, W.smpl_betas, W.camera) == (
+        100,
+        10,
+        2,
+        3,
+        0.02,
+        60,
+    )
     assert W.camera_prior_scale == 10 and W.pelvis_joints == (27, 28)
     assert LossWeights.from_recipe(get_recipe("gta-spin-ft")) == W
 

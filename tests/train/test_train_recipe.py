@@ -11,7 +11,15 @@ from gtacli.train.recipe import apply_cli_overrides, get_recipe, recipe_from_dic
 def test_gta_spin_ft_numbers():
     r = get_recipe("gta-spin-ft")
     assert r.datasets == ("h36m", "mpi_inf_3dhp", "lsp", "lspet", "mpii", "coco", "gta")
-    expected = {"h36m": 0.175, "mpi_inf_3dhp": 0.075, "lsp": 0.05, "lspet": 0.05, "mpii": 0.05, "coco": 0.10, "gta": 0.5}
+    expected = {
+        "h36m": 0.175,
+        "mpi_inf_3dhp": 0.075,
+        "lsp": 0.05,
+        "lspet": 0.05,
+        "mpii": 0.05,
+        "coco": 0.10,
+        "gta": 0.5,
+    }
     for name, p in zip(r.datasets, r.normalized_partition):
         assert p == pytest.approx(expected[name])
     assert (r.num_data, r.epochs, r.batch_size, r.lr, r.lr_schedule) == (100_000, 10, 32, 3e-5, "fixed")
@@ -21,7 +29,13 @@ def test_gta_spin_ft_numbers():
     weights += (r.loss_smpl_pose_weight, r.loss_smpl_betas_weight, r.loss_camera_weight)
     assert weights == (100, 10, 2, 3, 0.02, 60)
     assert r.camera_prior_scale == 10 and r.focal_length == 5000 and r.img_res == 224
-    assert (r.noise_factor, r.flip_prob, r.rot_factor, r.rot_prob, r.scale_factor) == (0.4, 0.5, 30, 0.6, 0.25)
+    assert (r.noise_factor, r.flip_prob, r.rot_factor, r.rot_prob, r.scale_factor) == (
+        0.4,
+        0.5,
+        30,
+        0.6,
+        0.25,
+    )
     assert r.registration_mode == "static" and r.registration_threshold == 10.0
     assert r.openpose_confidence == "detector" and r.fits_missing_ok == ("gta",)
     assert r.init == "spin_official" and not r.bn_eval and r.dropout

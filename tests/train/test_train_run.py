@@ -79,7 +79,9 @@ def test_resume_after_kill_ends_with_the_weights_of_an_unbroken_run(sample_tree,
     ]  # fmt: skip
     whole, broken = tmp_path / "whole", tmp_path / "broken"
     unbroken = _gtacli([*common, "--work-dir", str(whole)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    victim = _gtacli([*common, "--work-dir", str(broken)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    victim = _gtacli(
+        [*common, "--work-dir", str(broken)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 240
     while not (broken / "epoch_1.pth").exists():
         assert victim.poll() is None, "the run ended before its first checkpoint"
@@ -95,7 +97,11 @@ def test_resume_after_kill_ends_with_the_weights_of_an_unbroken_run(sample_tree,
     _, err = unbroken.communicate(timeout=300)
     assert unbroken.returncode == 0, err.decode()
     a, b = _state(whole / "epoch_2.pth"), _state(broken / "epoch_2.pth")
-    assert a["train_state"] == b["train_state"] == {"epoch": 2, "position": 0, "global_step": 4, "samples_seen": 8}
+    assert (
+        a["train_state"]
+        == b["train_state"]
+        == {"epoch": 2, "position": 0, "global_step": 4, "samples_seen": 8}
+    )
     for key, value in a["state_dict"].items():
         assert torch.equal(value, b["state_dict"][key]), key
     for name in ("backbone", "head"):
@@ -133,11 +139,14 @@ def test_two_processes_under_torchrun_match_one_process_with_the_same_global_bat
     a, b = _state(ddp_dir / "epoch_1.pth"), _state(single_dir / "epoch_1.pth")
     moved = 0
     for key, value in a["state_dict"].items():
-        torch.testing.assert_close(value, b["state_dict"][key], rtol=0, atol=1e-7)
+        # float rounding differs between the all-reduce and one big batch; a wrong step would differ by ~lr = 3e-5
+        torch.testing.assert_close(value, b["state_dict"][key], rtol=0, atol=2e-6)
         moved += int(not torch.equal(value, _initial(sample_tree)[key]))
     # two steps: the first moves only the head's decoders when they start at zero, the second reaches the backbone
     assert moved > 100
-    for line_a, line_b in zip(*((d / "metrics.jsonl").read_text().splitlines() for d in (ddp_dir, single_dir))):
+    for line_a, line_b in zip(
+        *((d / "metrics.jsonl").read_text().splitlines() for d in (ddp_dir, single_dir))
+    ):
         ra, rb = json.loads(line_a), json.loads(line_b)
         assert ra["step"] == rb["step"]
         assert ra["loss"] == pytest.approx(rb["loss"], rel=1e-5)
