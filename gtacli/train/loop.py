@@ -545,9 +545,8 @@ class Trainer:
             betas=pred["pred_shape"], body_pose=rotmat[:, 1:], global_orient=rotmat[:, :1], pose2rot=False
         )
         kp2d = batch["keypoints2d"]
-        if (
-            self.recipe.openpose_confidence == "zero"
-        ):  # the config's intended keypoint_weight = [0]*25 + [1]*24
+        if self.recipe.openpose_confidence == "zero":
+            # what the config's dead keypoint_weight = [0]*25 + [1]*24 intended (SPEC §10.1.3)
             kp2d = kp2d.clone()
             kp2d[:, : self.recipe.num_openpose_keypoints, 2] = 0
         return compute_losses(pred, body.joints, body.vertices, batch, targets, self.loss_weights, kp2d)
@@ -572,7 +571,9 @@ class Trainer:
         self.scaler.update()
         if self.recipe.registration_mode == "in_the_loop" and self.dist.distributed:
             self.fits.all_reduce_updates()
-        out = {k: float(v.detach()) for k, v in losses.items()}
+        names = list(losses)
+        # one device->host copy for all values (not one sync per loss)
+        out = dict(zip(names, torch.stack([losses[k].detach().float() for k in names]).tolist()))
         if self.recipe.registration_mode == "in_the_loop" and "fits_updated" in self.last_targets:
             out["fits_updated"] = float(self.last_targets["fits_updated"].sum())
         if grad_norm is not None:

@@ -154,7 +154,8 @@ def test_total_is_the_plain_sum_and_gradients_flow():
     losses = compute_losses(pred, joints, verts, {"keypoints2d": kp2d, "keypoints3d": kp3d}, targets)
     parts = [k for k in losses if k != "loss"]
     assert len(parts) == 6
-    assert float(losses["loss"]) == pytest.approx(sum(float(losses[k]) for k in parts), rel=1e-6)
+    total = float(losses["loss"].detach())
+    assert total == pytest.approx(sum(float(losses[k].detach()) for k in parts), rel=1e-6)
     losses["loss"].backward()
     for t in (shape, cam, joints, verts):
         assert t.grad is not None and torch.isfinite(t.grad).all()

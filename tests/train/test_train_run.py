@@ -111,6 +111,32 @@ def test_resume_after_kill_ends_with_the_weights_of_an_unbroken_run(sample_tree,
     assert not list(broken.glob(".*tmp*")) and not list(whole.glob(".*tmp*"))
 
 
+def test_resume_mid_epoch_with_workers_matches_an_unbroken_epoch(sample_tree, tmp_path):
+    """--max-steps stops inside an epoch (latest.pth holds the sampler position); --resume finishes it."""
+    common = [
+        "finetune", "--data-root", str(sample_tree), "--batch-size", "2", "--num-data", "6", "--epochs", "1",
+        "--workers", "2", "--device", "cpu", "--quiet", "--set", "eval_each_epoch=false",
+    ]  # fmt: skip
+    whole = _gtacli([*common, "--work-dir", str(tmp_path / "whole")], stderr=subprocess.PIPE)
+    first = subprocess.run(
+        [sys.executable, "-m", "gtacli", *common, "--work-dir", str(tmp_path / "split"), "--max-steps", "1"],
+        env=_env(), cwd=REPO, capture_output=True, timeout=300,
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr.decode()[-2000:]
+    assert _state(tmp_path / "split" / "latest.pth")["train_state"]["position"] == 2
+    rest = subprocess.run(
+        [sys.executable, "-m", "gtacli", *common, "--work-dir", str(tmp_path / "split"), "--resume", str(tmp_path / "split")],
+        env=_env(), cwd=REPO, capture_output=True, timeout=300,
+    )  # fmt: skip
+    assert rest.returncode == 0, rest.stderr.decode()[-2000:]
+    _, err = whole.communicate(timeout=300)
+    assert whole.returncode == 0, err.decode()[-2000:]
+    a, b = _state(tmp_path / "whole" / "epoch_1.pth"), _state(tmp_path / "split" / "epoch_1.pth")
+    assert a["train_state"] == b["train_state"]
+    for key, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][key]), key
+
+
 def test_two_processes_under_torchrun_match_one_process_with_the_same_global_batch(sample_tree, tmp_path):
     """BatchNorm statistics frozen and dropout off: per-GPU BN differs from one big batch by design.
     GTA only (every sample has the same confident-keypoint count, so per-rank loss normalisation
@@ -137,11 +163,16 @@ def test_two_processes_under_torchrun_match_one_process_with_the_same_global_bat
     )  # fmt: skip
     assert single.returncode == 0, single.stderr.decode()[-3000:]
     a, b = _state(ddp_dir / "epoch_1.pth"), _state(single_dir / "epoch_1.pth")
-    moved = 0
+    moved = mismatched = total = 0
     for key, value in a["state_dict"].items():
-        # float rounding differs between the all-reduce and one big batch; a wrong step would differ by ~lr = 3e-5
-        torch.testing.assert_close(value, b["state_dict"][key], rtol=0, atol=2e-6)
+        diff = (value.double() - b["state_dict"][key].double()).abs()
+        # Adam's step is lr * m / (sqrt(v) + eps): where a gradient is ~0, float rounding of the all-reduce vs one
+        # big batch can move a weight by up to ~lr (3e-5). Such elements must be rare; a real error moves most.
+        assert float(diff.max()) < 1e-4, key
+        mismatched += int((diff > 1e-6).sum())
+        total += diff.numel()
         moved += int(not torch.equal(value, _initial(sample_tree)[key]))
+    assert mismatched <= 1e-4 * total, (mismatched, total)
     # two steps: the first moves only the head's decoders when they start at zero, the second reaches the backbone
     assert moved > 100
     for line_a, line_b in zip(
