@@ -462,7 +462,14 @@ def _job_items(c: _Checker, job: str) -> List[CheckItem]:
             )
         else:
             items.append(c.asset_item("gmm_08", note="GMM pose prior of the in-the-loop SMPLify fits"))
-        items.append(c.asset_item("spin_official"))
+        if job == "finetune":
+            items.append(c.asset_item("spin_official"))
+        else:  # the spin recipe starts from ImageNet weights unless --init PATH is given
+            items.append(
+                c.asset_item(
+                    "resnet50_imagenet", required=False, note="only for --init imagenet (the spin recipe's default)"
+                )
+            )
         for ds in datasets:
             ann, path = c.annotation(ds)
             items += [ann, c.images(ds, path)]

@@ -8,7 +8,6 @@ network in reduced precision (numbers are then not the reproduction numbers).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -30,11 +29,11 @@ from gtacli.evaluate.protocols import (
     gendered_names,
     gt_keypoints_h36m,
 )
+from gtacli.io.hashing import sha256_file
 from gtacli.layout import DataLayout
 from gtacli.model.estimator import resolve_device
 
 DEFAULT_BATCH_SIZE = 32
-HASH_CHUNK_BYTES = 8 * 1024 * 1024
 PREFETCH_BATCHES_PER_WORKER = 4
 
 ProgressFn = Callable[[int, int], None]
@@ -106,14 +105,6 @@ class EvalResult:
             }
         )
         return doc
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fp:
-        for chunk in iter(lambda: fp.read(HASH_CHUNK_BYTES), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def set_tf32(enabled: bool) -> None:
@@ -374,7 +365,16 @@ def run_evaluation(
     model, report = load_model(layout, checkpoint, device)
     keep = config.save_predictions is not None
     inference = _infer(
-        model, layout, prep, device, config.batch_size, config.workers, config.amp, keep, progress
+        model,
+        layout,
+        prep,
+        device,
+        config.batch_size,
+        config.workers,
+        config.amp,
+        keep,
+        progress,
+        config.mmhuman3d_pve,
     )
 
     metrics = {name: float(values.mean()) for name, values in inference.per_frame.items()}

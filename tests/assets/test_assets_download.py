@@ -105,7 +105,8 @@ def test_manifest_lists_every_spec_asset_in_its_group(manifest):
     assert groups["fits"] == {
         f"{d}_fits" for d in ("coco", "h36m", "lspet", "lsp", "mpii", "mpi_inf_3dhp", "gta")
     }
-    assert groups["pretrained"] == {"spin_official"}
+    # spin_official.pth for the fine-tune; torchvision's ImageNet ResNet-50 for `train --init imagenet`
+    assert groups["pretrained"] == {"spin_official", "resnet50_imagenet"}
     assert groups["models"] == {"resnet50_spin_gta_ft", "resnet50_spin_gta_ft_log"}
     assert groups["annotations"] == {
         "pw3d_test",
@@ -124,8 +125,13 @@ def test_manifest_lists_every_spec_asset_in_its_group(manifest):
     ft = manifest.get("resnet50_spin_gta_ft")
     assert ft.sha256_prefix == "2538df81" and "2538df81" in ft.dest
     assert all(
-        a.url.startswith("https://openmmlab-share.oss-cn-hangzhou.aliyuncs.com/") for a in manifest.assets
+        a.url.startswith("https://openmmlab-share.oss-cn-hangzhou.aliyuncs.com/")
+        for a in manifest.assets
+        if a.name != "resnet50_imagenet"
     )
+    imagenet = manifest.get("resnet50_imagenet")
+    # torchvision names its weights <arch>-<sha256[:8]>.pth
+    assert imagenet.url.endswith("/resnet50-0676ba61.pth") and imagenet.sha256_prefix == "0676ba61"
 
 
 @pytest.mark.shared_assets

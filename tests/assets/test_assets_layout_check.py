@@ -93,7 +93,10 @@ def test_finetune_train_all_green_and_fits_rows_checked(tmp_path):
     b.layout.gmm_prior.unlink()
     assert check_layout(b.root, "finetune").ok
     train = check_layout(b.root, "train")
-    assert not train.ok and [i.item for i in train.items if not i.ok] == ["gmm_08"]
+    assert not train.ok and [i.item for i in train.items if not i.ok and i.required] == ["gmm_08"]
+    # ImageNet weights are only needed for `train --init imagenet`: listed, not blocking
+    imagenet = _items(train)["resnet50_imagenet"]
+    assert not imagenet.ok and not imagenet.required
     assert not check_layout(b.root, "all").ok
     b.gmm()
     # fits rows must equal the annotation length

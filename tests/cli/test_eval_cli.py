@@ -103,6 +103,8 @@ def test_eval_pw3d_json_matches_metrics_recomputed_independently(sample_tree, ra
     assert np.array_equal(preds["index"], np.arange(n))
     smpl, genders = hd.smpl(slice(0, n)), hd.meta()["gender"][:n]
     gt = np.zeros((n, 17, 3))
+    gt_verts, pred_g_verts = np.zeros((n, 6890, 3)), np.zeros((n, 6890, 3))
+    rotmats, shapes = torch.from_numpy(preds["pred_pose"]), torch.from_numpy(preds["pred_shape"])
     for gender in ("male", "female"):
         rows = [i for i, g in enumerate(genders) if (g == "m") == (gender == "male")]
         if not rows:
@@ -111,6 +113,18 @@ def test_eval_pw3d_json_matches_metrics_recomputed_independently(sample_tree, ra
         out = model(torch.as_tensor(smpl["betas"][rows]), torch.as_tensor(smpl["body_pose"][rows]).reshape(-1, 69),
                     torch.as_tensor(smpl["global_orient"][rows]))  # fmt: skip
         gt[rows] = out.joints_h36m.numpy()
+        gt_verts[rows] = out.vertices.numpy()
+        pred_g_verts[rows] = model(shapes[rows], rotmats[rows, 1:], rotmats[rows, :1]).vertices.numpy()
+    # PVE (decision 10): neutral prediction vs gendered GT, each with its own H36M pelvis at the origin
+    neutral = BodyModel.from_layout(layout, "neutral", h36m=True, extra=False)(
+        shapes, rotmats[:, 1:], rotmats[:, :1]
+    )
+    pred_verts = (neutral.vertices - neutral.joints_h36m[:, :1]).double().numpy() * 1000
+    gt_centred = (gt_verts - gt[:, :1]) * 1000
+    assert doc["pve_mm"] == pytest.approx(np.linalg.norm(pred_verts - gt_centred, axis=-1).mean(), abs=1e-3)
+    # mmhuman3d's variant: prediction through the GT-gender model, no alignment
+    mmh_pve = np.linalg.norm(pred_g_verts - gt_verts, axis=-1).mean() * 1000
+    assert doc["pve_mmhuman3d_mm"] == pytest.approx(mmh_pve, abs=1e-3)
     pred = preds["keypoints_3d"].astype(np.float64)
     pred_mm = (pred - pred[:, :1])[:, J14] * 1000
     gt_mm = (gt - gt[:, :1])[:, J14] * 1000
