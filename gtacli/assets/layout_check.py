@@ -467,7 +467,9 @@ def _job_items(c: _Checker, job: str) -> List[CheckItem]:
         else:  # the spin recipe starts from ImageNet weights unless --init PATH is given
             items.append(
                 c.asset_item(
-                    "resnet50_imagenet", required=False, note="only for --init imagenet (the spin recipe's default)"
+                    "resnet50_imagenet",
+                    required=False,
+                    note="only for --init imagenet (the spin recipe's default)",
                 )
             )
         for ds in datasets:

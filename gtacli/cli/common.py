@@ -157,3 +157,55 @@ def _json_default(value: Any) -> Any:
     if hasattr(value, "item"):
         return value.item()
     return str(value)
+
+
+class ProgressBar:
+    """A rich progress bar on stderr, or nothing when progress is off (--quiet, or stderr not a terminal).
+
+    Used as ``with ProgressBar(out, "eval", rate_unit="frames") as update: ... update(done, total)``; `update`
+    is None when no bar is shown, so the core can take an optional callback and stay screen-agnostic.
+    `update(done, total=None, description=None)`; with `rate_unit` the bar shows items per second counted
+    from the first `update` call.
+    """
+
+    def __init__(self, out: Output, label: str, *, rate_unit: Optional[str] = None, transient: bool = True):
+        self.out = out
+        self.label = label
+        self.rate_unit = rate_unit
+        self.transient = transient
+        self.bar: Any = None
+        self.task: Any = None
+        self.started: Optional[float] = None
+
+    def __enter__(self) -> Optional[Callable[..., None]]:
+        if not self.out.show_progress:
+            return None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        columns: List[Any] = [TextColumn(self.label), BarColumn(), MofNCompleteColumn()]
+        if self.rate_unit:
+            columns.append(TextColumn("{task.fields[rate]} " + self.rate_unit + "/s"))
+        columns += [TimeElapsedColumn(), TextColumn("{task.description}")]
+        self.bar = Progress(*columns, console=self.out.err, transient=self.transient)
+        self.bar.start()
+        self.task = self.bar.add_task("", total=None, rate="-")
+        return self.update
+
+    def update(self, done: int, total: Optional[int] = None, description: Optional[str] = None) -> None:
+        import time
+
+        now = time.perf_counter()
+        if self.started is None or done == 0:
+            self.started = now
+        elapsed = now - self.started
+        rate = f"{done / elapsed:.2f}" if done and elapsed > 0 else "-"
+        fields: Dict[str, Any] = {"completed": done, "rate": rate}
+        if total is not None:
+            fields["total"] = total
+        if description is not None:
+            fields["description"] = description
+        self.bar.update(self.task, **fields)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.stop()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Optional
 
@@ -15,6 +14,7 @@ from gtacli.cli.common import (
     DeviceOpt,
     JsonOpt,
     Output,
+    ProgressBar,
     QuietOpt,
     run,
 )
@@ -136,7 +136,7 @@ def demo_command(
             focal_length=focal_length,
             max_frames=max_frames,
         )
-        with _progress(out) as progress:
+        with ProgressBar(out, "demo", rate_unit="frames", transient=False) as progress:
             summary = run_demo(config, progress=progress, log=out.info)
 
         def human() -> None:
@@ -164,43 +164,3 @@ def demo_command(
         return 0
 
     run(out, body)
-
-
-class _progress:
-    """A rich progress bar on stderr with frames/s, or nothing when progress is off."""
-
-    def __init__(self, out: Output):
-        self.out = out
-        self.bar = None
-        self.task = None
-        self.started: Optional[float] = None
-
-    def __enter__(self):
-        if not self.out.show_progress:
-            return None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.bar = Progress(
-            TextColumn("demo"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[fps]} frames/s"),
-            TimeElapsedColumn(),
-            console=self.out.err,
-            transient=False,
-        )
-        self.bar.start()
-        self.task = self.bar.add_task("demo", total=None, fps="-")
-        return self.update
-
-    def update(self, done: int, total: Optional[int]) -> None:
-        now = time.perf_counter()
-        if done == 0 or self.started is None:  # the runner reports 0 when frame processing starts
-            self.started = now
-        elapsed = now - self.started
-        fps = f"{done / elapsed:.2f}" if done and elapsed > 0 else "-"
-        self.bar.update(self.task, completed=done, total=total, fps=fps)
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.stop()

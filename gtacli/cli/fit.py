@@ -9,7 +9,17 @@ from typing import Any, Dict, Optional
 
 import typer
 
-from gtacli.cli.common import Annotated, DataRootOpt, DebugOpt, DeviceOpt, JsonOpt, Output, QuietOpt, run
+from gtacli.cli.common import (
+    Annotated,
+    DataRootOpt,
+    DebugOpt,
+    DeviceOpt,
+    JsonOpt,
+    Output,
+    ProgressBar,
+    QuietOpt,
+    run,
+)
 
 DEFAULT_BATCH_SIZE = 32
 
@@ -127,7 +137,7 @@ def fit_command(
             image_paths = [layout.image(dataset, p) for p in hd.image_paths(index)]
             init_params = _checkpoint_init(layout, ckpt, image_paths, centers, scales, dev, batch_size, out)
 
-        with _progress_bar(out, num) as progress:
+        with ProgressBar(out, "fit", rate_unit="samples") as progress:
             result = fit_dataset(
                 smplify,
                 kp_crop,
@@ -326,45 +336,3 @@ def _checkpoint_init(
         betas.append(pred["pred_shape"].double().cpu().numpy())
         cams.append(pred["pred_cam"].double().cpu().numpy())
     return {"pose": np.concatenate(poses), "betas": np.concatenate(betas), "cam": np.concatenate(cams)}
-
-
-class _progress_bar:
-    """A rich progress bar on stderr (none with --quiet or when stderr is not a terminal)."""
-
-    def __init__(self, out: Output, total: int):
-        self.out = out
-        self.total = total
-        self.bar: Any = None
-        self.task: Any = None
-
-    def __enter__(self) -> Any:
-        if not self.out.show_progress:
-            return None
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.bar = Progress(
-            TextColumn("fit"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=self.out.err,
-            transient=True,
-        )
-        self.bar.start()
-        self.task = self.bar.add_task("fit", total=self.total)
-        return self.update
-
-    def update(self, done: int, total: int) -> None:
-        self.bar.update(self.task, completed=done, total=total)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.bar is not None:
-            self.bar.stop()

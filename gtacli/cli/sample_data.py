@@ -7,7 +7,7 @@ from typing import Any, Dict
 
 import typer
 
-from gtacli.cli.common import Annotated, DataRootOpt, DebugOpt, JsonOpt, Output, QuietOpt, run
+from gtacli.cli.common import Annotated, DataRootOpt, DebugOpt, JsonOpt, Output, ProgressBar, QuietOpt, run
 
 
 def sample_data_command(
@@ -55,7 +55,9 @@ def sample_data_command(
             raise UsageError(f"--seed {seed} is negative", fix="pass --seed 0 (or any N >= 0)")
         out.warn(SYNTHETIC_WARNING)
         started = time.perf_counter()
-        with _progress_bar(out) as progress:
+        with ProgressBar(out, "sample-data") as update:
+            # the builder reports (what, done, total)
+            progress = None if update is None else (lambda what, done, total: update(done, total, what))
             root = build_sample_tree(data_root, size=size, seed=seed, force=force, progress=progress)
         seconds = time.perf_counter() - started
         stats = tree_stats(DataLayout(root))
@@ -81,37 +83,3 @@ def sample_data_command(
         return 0
 
     run(out, body)
-
-
-class _progress_bar:
-    """A rich progress bar on stderr (none with --quiet or when stderr is not a terminal)."""
-
-    def __init__(self, out: Output):
-        self.out = out
-        self.bar = None
-        self.task = None
-
-    def __enter__(self):
-        if not self.out.show_progress:
-            return None
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.bar = Progress(
-            TextColumn("sample-data"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            TimeElapsedColumn(),
-            TextColumn("{task.description}"),
-            console=self.out.err,
-            transient=True,
-        )
-        self.bar.start()
-        self.task = self.bar.add_task("", total=None)
-        return self.update
-
-    def update(self, what: str, done: int, total: int) -> None:
-        self.bar.update(self.task, completed=done, total=total, description=what)
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.stop()
