@@ -8,7 +8,7 @@ Per sample (all on numpy; the image is BGR uint8 as loaded):
    image mirrored, 2D keypoints swapped (smpl_49 flip permutation) and `x ← W−1−x`, centre `x ← W−1−x`,
    3D keypoints swapped and `X ← −X`, the SMPL 72-d pose mirrored (§3.5);
 3. scale and rotation: `randn()` → `s = clip(1 + f_s·n, 1−f_s, 1+f_s)`, `randn()` → `r = clip(f_r·n, ±2f_r)`,
-   `rand()` → rotation kept iff ≤ rot_prob (else 0); crop side ← side·s;
+   `rand()` → rotation kept iff ≤ rot_prob (else 0); crop side ← side·s (in the side's float dtype);
 4. affine crop to `img_res` (OpenCV 4.x bilinear warp, black border); 2D keypoints with conf > 0 mapped by
    the same matrix; 3D keypoints `X ← R_z(−r)·X`; `global_orient ← R_z(−r)·R` (body pose unchanged);
 5. normalisation (BGR→RGB, (x − mean)/std, float32, CHW).
@@ -24,7 +24,7 @@ from typing import Any, Dict, Tuple
 import numpy as np
 
 from gtacli.body.conventions import SMPL_49_FLIP_PERM
-from gtacli.body.rotations import flip_smpl_pose, rot_z_neg, rotate_global_orient
+from gtacli.body.rotations import flip_smpl_pose, rot_z_neg
 
 _FLIP_PERM = np.asarray(SMPL_49_FLIP_PERM)
 
@@ -122,10 +122,23 @@ def transform_keypoints2d(kp2d: np.ndarray, trans: np.ndarray) -> np.ndarray:
 
 
 def rotate_keypoints3d(kp3d: np.ndarray, rotation_deg: float) -> np.ndarray:
-    """(49,4): xyz ← R_z(−r)·xyz (confidence column unchanged)."""
+    """(49,4): xyz ← R_z(−r)·xyz (confidence column unchanged).
+
+    The matrix is held in float32 and applied in the keypoints' dtype, as mmhuman3d's MeshAffine does it."""
     out = kp3d.copy()
-    out[:, :3] = out[:, :3] @ np.asarray(rot_z_neg(np.float64(rotation_deg))).T
+    rot = np.asarray(rot_z_neg(np.float64(rotation_deg))).astype(np.float32)
+    out[:, :3] = np.einsum("ij,kj->ki", rot, kp3d[:, :3])
     return out
+
+
+def rotate_global_orient_cv(global_orient: np.ndarray, rotation_deg: float) -> np.ndarray:
+    """(3,) axis-angle -> Rodrigues(R_z(−r)·Rodrigues(aa)), with cv2.Rodrigues in float32 (MeshAffine's maths)."""
+    import cv2
+
+    rot = np.asarray(rot_z_neg(np.float64(rotation_deg))).astype(np.float32)
+    matrix, _ = cv2.Rodrigues(np.asarray(global_orient, np.float32).reshape(3, 1))
+    aa, _ = cv2.Rodrigues(rot @ matrix)
+    return aa.reshape(3).astype(np.float32)
 
 
 def augment_sample(
@@ -157,16 +170,16 @@ def apply_augmentation(
         kp3d = flip_keypoints3d(kp3d)
         center = flip_center(center, width)
         global_orient, body_pose = flip_pose72(global_orient, body_pose)
-    side = float(ann["scale"]) * params.scale
-    rotation = np.float32(params.rotation_deg)  # float32, as it reaches the model (SPEC §11)
-    trans = affine_transform(center, side, float(rotation), cfg.img_res)
+    side = _scaled_side(ann["scale"], params.scale)
+    # The crop and the 3D rotation use the float64 angle (MeshAffine gets the drawn value); only the
+    # `rotation` handed to the model (and so to the fits lookup) is float32 (SPEC §11).
+    rot_deg = float(params.rotation_deg)
+    trans = affine_transform(center, side, rot_deg, cfg.img_res)
     crop = warp_affine_cv4(np.ascontiguousarray(img), trans, (cfg.img_res, cfg.img_res))
     kp2d = transform_keypoints2d(kp2d, trans).astype(np.float32)
-    if rotation != 0:  # R_z(0) = I: skip the round trip through rotation matrices
-        kp3d = rotate_keypoints3d(kp3d, float(rotation)).astype(np.float32)
-        global_orient = np.asarray(
-            rotate_global_orient(global_orient[None].astype(np.float64), [float(rotation)])
-        )[0]
+    if rot_deg != 0:  # R_z(0) = I: skip the round trip through rotation matrices
+        kp3d = rotate_keypoints3d(kp3d, rot_deg).astype(np.float32)
+        global_orient = rotate_global_orient_cv(global_orient, rot_deg)
     return {
         "img": normalize_image(crop, cfg),
         "keypoints2d": kp2d,
@@ -174,17 +187,31 @@ def apply_augmentation(
         "smpl_global_orient": np.asarray(global_orient, np.float32),
         "smpl_body_pose": np.asarray(body_pose, np.float32),
         "is_flipped": np.float32(params.flip),
-        "rotation": rotation,
+        "rotation": np.float32(rot_deg),
         "center": center.astype(np.float32),
         "scale": np.float32(side),
         "crop_bgr": crop,
     }
 
 
+def _scaled_side(side: Any, factor: float) -> Any:
+    """Crop side × scale factor in the side's own float dtype.
+
+    mmhuman3d multiplies the float32 `scale` array of a float32 box by the float64 factor under numpy 1.x
+    rules, which keep float32 (the factor is rounded to float32 first); the crop matrix is built from that
+    value, so a float64 product would move some crop pixels."""
+    side_arr = np.asarray(side)
+    if side_arr.dtype.kind == "f":
+        return side_arr.dtype.type(side_arr * side_arr.dtype.type(factor))
+    return float(side_arr) * float(factor)
+
+
 def normalize_image(crop_bgr: np.ndarray, cfg: AugmentConfig) -> np.ndarray:
     """(res,res,3) BGR uint8 -> (3,res,res) float32 RGB, (x − mean)/std with the recipe's mean/std."""
-    # same arithmetic as gtacli.data.crop.normalize (used at test time), with the recipe's constants
+    # same arithmetic as gtacli.data.crop.normalize (used at test time), with the recipe's constants:
+    # mmhuman3d's Normalize stores std as float32 and mmcv inverts it after widening to float64
     rgb = crop_bgr[:, :, ::-1].astype(np.float32)
     centred = rgb - np.asarray(cfg.mean, dtype=np.float32)
-    scaled = (centred.astype(np.float64) * (1.0 / np.asarray(cfg.std, dtype=np.float64))).astype(np.float32)
+    inv_std = 1.0 / np.asarray(cfg.std, dtype=np.float32).astype(np.float64)
+    scaled = (centred.astype(np.float64) * inv_std).astype(np.float32)
     return np.ascontiguousarray(scaled.transpose(2, 0, 1))

@@ -1,7 +1,8 @@
 """The crop of the SPIN pipeline, bit-exact with what produced mmhuman3d's numbers.
 
-* `bbox_to_center_scale`: box `[x, y, w, h(, score)]` -> centre `(x + w/2, y + h/2)` and the side of the square
-  crop `max(w, h)` in pixels (SPEC §2.2; no /200, no extra factor: stored boxes already carry 1.2).
+* `bbox_to_center_scale`: box `[x, y, w, h(, score)]` -> centre `(x + w/2, y + h/2)` (float64, as numpy<1.24
+  computes it in mmhuman3d) and the side of the square crop `max(w, h)` in pixels (SPEC §2.2; no /200, no
+  extra factor: stored boxes already carry 1.2).
 * `affine_transform`: the 2x3 similarity of SPEC §6.6 step 5 (3-point construction in float32 solved by
   `cv2.getAffineTransform`, as mmhuman3d's `get_affine_transform` does; positive rotation turns the image content
   counter-clockwise).
@@ -11,8 +12,9 @@
   source position in 1/32 pixel is `(rint(1024·(m01·y + m02)) + 16 + rint(1024·m00·x)) >> 5` (same for y);
   its integer part picks the 2x2 neighbourhood, its 5 fractional bits the weights `(32−a)(32−b)·32`, … which
   sum to 32768; the result is `(Σ w·src + 16384) >> 15`; neighbours outside the image read 0.
-* `normalize`: BGR uint8 -> RGB float32 CHW, `(x − mean)·(1/std)` computed as mmcv's `imnormalize` does
-  (mean subtracted in float32, the product rounded from float64) (SPEC §6.6 step 6).
+* `normalize`: BGR uint8 -> RGB float32 CHW, `(x − mean)·(1/std)` computed as mmcv's `imnormalize` does with
+  mmhuman3d's float32 mean/std (mean subtracted in float32, 1/float64(float32 std), the product rounded from
+  float64) (SPEC §6.6 step 6).
 """
 
 from __future__ import annotations
@@ -40,16 +42,18 @@ ArrayLike = Union[np.ndarray, Sequence[float]]
 
 
 def bbox_to_center_scale(bbox_xywh: ArrayLike) -> Tuple[np.ndarray, float]:
-    """`[x, y, w, h(, score)]` -> (centre (2,) in the box's dtype, square side in px).
+    """`[x, y, w, h(, score)]` -> (centre (2,) float64, square side in px in the box's dtype).
 
-    Arithmetic stays in the box's dtype (float32 boxes give float32 centres), as mmhuman3d's loader computes it.
+    As mmhuman3d's loader computes it under the numpy it pins (<1.24): `x + w / 2` on float32 scalars is
+    promoted to float64 there (pre-NEP-50 scalar promotion), so the centre is the float64 sum even for
+    float32 boxes, while the side `max(w, h)` keeps the box's dtype.
     """
     box = np.asarray(bbox_xywh)
     if not np.issubdtype(box.dtype, np.floating):
         box = box.astype(np.float64)
-    x, y, w, h = box[0], box[1], box[2], box[3]
-    center = np.array([x + w / 2, y + h / 2])
-    side = max(w, h)
+    x, y, w, h = (np.float64(v) for v in box[:4])
+    center = np.array([x + w / 2, y + h / 2], dtype=np.float64)
+    side = max(box[2], box[3])
     return center, side
 
 
@@ -208,13 +212,17 @@ def crop(
     return warp_affine_cv4(img, matrix, (res, res)), matrix
 
 
+def _inv_std_f64() -> np.ndarray:
+    """(3,) 1/std as mmcv computes it: mmhuman3d's `Normalize` stores std as float32, `imnormalize` widens it
+    to float64 before inverting (1/float64(float32(58.395)) differs from 1/58.395 in the last bits)."""
+    return 1.0 / np.asarray(NORM_STD_RGB, dtype=np.float32).astype(np.float64)
+
+
 def normalize(img_bgr: np.ndarray) -> np.ndarray:
     """(H,W,3) BGR uint8 -> (3,H,W) RGB float32, `(x − mean)/std` with mmcv's rounding (SPEC §6.6 step 6)."""
     rgb = img_bgr[:, :, ::-1].astype(np.float32)
     centred = rgb - np.asarray(NORM_MEAN_RGB, dtype=np.float32)
-    scaled = (centred.astype(np.float64) * (1.0 / np.asarray(NORM_STD_RGB, dtype=np.float64))).astype(
-        np.float32
-    )
+    scaled = (centred.astype(np.float64) * _inv_std_f64()).astype(np.float32)
     return np.ascontiguousarray(scaled.transpose(2, 0, 1))
 
 
@@ -225,5 +233,5 @@ def normalize_batch(crops_bgr):
 
     rgb = crops_bgr.flip(-1).permute(0, 3, 1, 2).to(torch.float32)
     mean = torch.tensor(NORM_MEAN_RGB, dtype=torch.float32, device=rgb.device).view(1, 3, 1, 1)
-    inv_std = 1.0 / torch.tensor(NORM_STD_RGB, dtype=torch.float64, device=rgb.device).view(1, 3, 1, 1)
+    inv_std = torch.from_numpy(_inv_std_f64()).to(rgb.device).view(1, 3, 1, 1)
     return ((rgb - mean).to(torch.float64) * inv_std).to(torch.float32).contiguous()

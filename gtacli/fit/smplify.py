@@ -113,8 +113,12 @@ def keypoint_term(
     """
     proj = focal_length * joints_cam[..., :2] / joints_cam[..., 2:3] + img_res / 2.0
     scale = 2.0 / (img_res - 1)
+    # zero-confidence keypoints may hold NaN/inf: they carry no weight, but NaN·0 would poison the sum
+    target = kp2d[..., :2]
+    unused = (kp2d[..., 2:3] <= 0) & ~torch.isfinite(target)
+    target = torch.where(unused, torch.zeros_like(target), target)
     # p̂ − k̂ = scale·(proj − u): the −1 of both normalisations cancels
-    residual = scale * (proj - kp2d[..., :2])
+    residual = scale * (proj - target)
     per_coord = gmof(residual * residual, sigma)  # GMoF of the squared residual, as mse_loss_with_gmof does
     return (per_coord.sum(-1) * kp2d[..., 2] * weights).sum(-1)
 

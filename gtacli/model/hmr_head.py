@@ -64,7 +64,8 @@ class HMRHead(nn.Module):
             getattr(self, f"init_{key}").copy_(torch.from_numpy(value)[None])
 
     def forward(self, features: torch.Tensor) -> Dict[str, torch.Tensor]:
-        x = features.mean(dim=(-1, -2)) if features.dim() == 4 else features  # (B,2048)
+        # width then height, as mmhuman3d's HMRHead: a one-shot mean over both axes rounds differently
+        x = features.mean(dim=-1).mean(dim=-1) if features.dim() == 4 else features  # (B,2048)
         batch = x.shape[0]
         pose = self.init_pose.expand(batch, -1).to(x.dtype)
         shape = self.init_shape.expand(batch, -1).to(x.dtype)

@@ -1,8 +1,8 @@
 """The training loop of `gtacli finetune` / `gtacli train` (SPEC §6.1, §6.4, "Product decisions" 3–5).
 
-One step = forward (AMP on CUDA) → registration (static fits or SMPLify in the loop; no grad) → the six
-losses of §6.2 on the neutral body model's joints/vertices → backward → both Adams step (optional
-gradient clipping). Around it:
+One step = forward (float32; AMP on CUDA only with `--set amp=true`) → registration (static fits or
+SMPLify in the loop; no grad) → the six losses of §6.2 on the neutral body model's joints/vertices →
+backward → both Adams step (optional gradient clipping). Around it:
 
 * data: the mixed sampler (`gtacli.data.mixed`), worker processes with prefetching and pinned memory;
 * logs (rank 0): a progress bar with the loss breakdown, samples/s and data-wait vs compute time,

@@ -70,6 +70,13 @@ def _masked_mean(loss: torch.Tensor, conf: torch.Tensor) -> torch.Tensor:
     return (loss * conf).sum() / count
 
 
+def _drop_unconfident_nonfinite(values: torch.Tensor, conf: torch.Tensor) -> torch.Tensor:
+    """GT values that are NaN/inf where their confidence is 0 become 0: they carry no weight, but NaN·0 is
+    still NaN and would poison the whole loss (and its gradient). Finite values are kept as they are (the
+    3D pelvis uses the stored hips whatever their confidence)."""
+    return torch.where((conf <= 0) & ~torch.isfinite(values), torch.zeros_like(values), values)
+
+
 def _mean_over_valid(per_sample: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Mean of (B,) values over valid samples (= MSE over the valid rows, all rows having equal size); 0 if none."""
     mask = valid.to(per_sample.dtype)
@@ -84,6 +91,7 @@ def keypoints3d_loss(
     right, left = weights.pelvis_joints
     gt = gt_keypoints3d[..., :3].to(pred_joints.dtype)
     conf = gt_keypoints3d[..., 3:4].to(pred_joints.dtype).expand_as(gt)
+    gt = _drop_unconfident_nonfinite(gt, conf)
     gt = gt - 0.5 * (gt[:, right] + gt[:, left])[:, None]
     pred = pred_joints - 0.5 * (pred_joints[:, right] + pred_joints[:, left])[:, None]
     loss = weights.keypoints3d * F.smooth_l1_loss(pred, gt, reduction="none", beta=weights.smooth_l1_beta)
@@ -105,7 +113,7 @@ def keypoints2d_loss(
     pred_2d = project_points(pred_joints, transl, weights.focal_length) / half
     gt = gt_keypoints2d[..., :2].to(pred_joints.dtype)
     conf = gt_keypoints2d[..., 2:3].to(pred_joints.dtype).expand_as(gt)
-    gt_2d = gt / half - 1.0
+    gt_2d = _drop_unconfident_nonfinite(gt, conf) / half - 1.0
     loss = weights.keypoints2d * F.smooth_l1_loss(
         pred_2d, gt_2d, reduction="none", beta=weights.smooth_l1_beta
     )

@@ -260,3 +260,102 @@ def test_crop_equals_opencv_warp_of_the_flipped_image():
         ref = cv2.warpAffine(flipped, trans, (224, 224), flags=cv2.INTER_LINEAR)
         np.testing.assert_array_equal(out["crop_bgr"], ref)
     np.testing.assert_allclose(out["center"], [160 - 1 - 70.0, 60.0])
+
+
+def _mm_affine(center, side, rot_deg, res=224):
+    """SPEC §6.6 step 5 written out: three point pairs held in float32 (centre, centre + R·(0, −side/2), that
+    vector turned 90°) -> cv2.getAffineTransform."""
+    rad = np.pi * rot_deg / 180
+    half = side * -0.5  # in the side's own dtype
+    direction = [0.0 * np.cos(rad) - half * np.sin(rad), 0.0 * np.sin(rad) + half * np.cos(rad)]
+    src = np.zeros((3, 2), np.float32)
+    src[0] = center
+    src[1] = center + np.array(direction)
+    d = src[0] - src[1]
+    src[2] = src[1] + np.array([-d[1], d[0]], np.float32)
+    dst = np.array([[res / 2, res / 2], [res / 2, 0.0], [0.0, 0.0]], np.float32)
+    return cv2.getAffineTransform(src, dst)
+
+
+def _crop_case(center, side):
+    rng = np.random.default_rng(12)
+    kp2d = np.zeros((49, 3), np.float32)
+    kp2d[:, 0] = rng.uniform(80, 280, 49)
+    kp2d[:, 1] = rng.uniform(60, 240, 49)
+    kp2d[:, 2] = 1.0
+    ann = {
+        "center": center,
+        "scale": side,
+        "keypoints2d": kp2d,
+        "keypoints3d": np.zeros((49, 4), np.float32),
+        "smpl_global_orient": np.zeros(3, np.float32),
+        "smpl_body_pose": np.zeros((23, 3), np.float32),
+    }
+    img = rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    return img, ann
+
+
+def _expected_kp(kp2d, trans):
+    xy1 = np.concatenate([kp2d[:, :2].astype(np.float64), np.ones((49, 1))], axis=1)
+    return (xy1 @ trans.T).astype(np.float32)
+
+
+def test_scaled_crop_side_stays_float32_for_float32_boxes():
+    """mmhuman3d: `scale` (float32 array of a float32 box) × float64 factor stays float32 (numpy 1.x rules: the
+    factor is rounded to float32 first); the crop matrix is built from that float32 side."""
+    box = np.array([100.3, 50.7, 150.2, 190.9], np.float32)
+    center = np.array([box[0] + box[2] / 2, box[1] + box[3] / 2])  # float32 arithmetic
+    side = max(box[2], box[3])
+    img, ann = _crop_case(center, side)
+    for rot, factor in ((23.7, 1.13), (-41.2, 0.8)):
+        out = apply_augmentation(img, ann, AugmentParams(np.ones(3), False, factor, rot), CFG)
+        side32 = np.float32(side) * np.float32(factor)
+        assert out["scale"] == side32
+        trans = _mm_affine(center, side32, rot)
+        np.testing.assert_array_equal(
+            out["keypoints2d"][:, :2], _expected_kp(ann["keypoints2d"], trans)[:, :2]
+        )
+        if cv2.__version__.startswith("4."):
+            ref = cv2.warpAffine(img, trans, (224, 224), flags=cv2.INTER_LINEAR)
+            np.testing.assert_array_equal(out["crop_bgr"], ref)
+
+
+def test_crop_uses_the_drawn_float64_angle_and_returns_it_as_float32():
+    """MeshAffine gets the float64 angle of GetRandomScaleRotation; only the collected `rotation` is float32.
+    29.36214° is an angle whose float32 rounding changes the crop matrix for this box."""
+    center = np.array([181.0, 171.0], np.float32)
+    side = 215.717  # a float64 side: the product stays float64
+    rot = 29.36214
+    img, ann = _crop_case(center, side)
+    out = apply_augmentation(img, ann, AugmentParams(np.ones(3), False, 1.0, rot), CFG)
+    trans = _mm_affine(center, side, rot)
+    assert not np.array_equal(trans, _mm_affine(center, side, float(np.float32(rot))))
+    np.testing.assert_array_equal(out["keypoints2d"][:, :2], _expected_kp(ann["keypoints2d"], trans)[:, :2])
+    assert out["rotation"].dtype == np.float32 and out["rotation"] == np.float32(rot)
+
+
+def test_3d_rotation_uses_mesh_affine_float32_arithmetic():
+    """MeshAffine builds R_z(−r) in a float32 matrix (entries from cos/sin of −r), applies it to float32
+    joints by einsum, and rotates the global orient with float32 cv2.Rodrigues: the targets are bit-equal."""
+    rng = np.random.default_rng(13)
+    kp3d = rng.normal(size=(49, 4)).astype(np.float32)
+    go = np.array([2.9, 0.2, -0.3], np.float32)
+    ann = {
+        "center": np.array([50.0, 50.0], np.float32),
+        "scale": 80.0,
+        "keypoints2d": np.zeros((49, 3), np.float32),
+        "keypoints3d": kp3d,
+        "smpl_global_orient": go,
+        "smpl_body_pose": np.zeros((23, 3), np.float32),
+    }
+    img = np.zeros((100, 100, 3), np.uint8)
+    for rot in (17.3, -48.9, 33.33):
+        rad = np.deg2rad(-rot)
+        mat = np.eye(3, dtype=np.float32)
+        mat[0, :2] = [np.cos(rad), -np.sin(rad)]
+        mat[1, :2] = [np.sin(rad), np.cos(rad)]
+        out = apply_augmentation(img, ann, AugmentParams(np.ones(3), False, 1.0, rot), CFG)
+        np.testing.assert_array_equal(out["keypoints3d"][:, :3], np.einsum("ij,kj->ki", mat, kp3d[:, :3]))
+        per_rdg, _ = cv2.Rodrigues(go.reshape(3, 1))
+        res_rot, _ = cv2.Rodrigues(np.dot(mat, per_rdg))
+        np.testing.assert_array_equal(out["smpl_global_orient"], res_rot.T[0])

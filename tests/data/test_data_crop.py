@@ -23,7 +23,28 @@ def test_box_to_centre_and_side():
     center, side = bbox_to_center_scale(np.array([10.0, 20.0, 100.0, 50.0, 0.9]))
     assert np.allclose(center, [60.0, 45.0]) and side == 100.0
     center, side = bbox_to_center_scale(np.array([0, 0, 30, 80], np.float32))
-    assert center.dtype == np.float32 and side == 80.0
+    assert np.array_equal(center, [15.0, 40.0]) and side == 80.0
+
+
+def test_float32_box_centre_is_computed_as_mmhuman3d_numpy_computes_it():
+    # mmhuman3d pins numpy<1.24: there `x + w / 2` on float32 scalars promotes to float64 (scalar-scalar
+    # promotion before NEP 50), so the centre is the float64 sum, rounded to float32 only once, when
+    # get_affine_transform stores `centre − side/2` in its float32 point array. Rounding the centre to
+    # float32 first moves that point by one float32 ulp for many boxes, and changes some crops.
+    rng = np.random.default_rng(7)
+    boxes = np.column_stack(
+        [rng.uniform(0, 1500, 200), rng.uniform(0, 900, 200), rng.uniform(20, 600, (200, 2)), np.ones(200)]
+    ).astype(np.float32)
+    for box in boxes:
+        x, y, w, h = (np.float64(v) for v in box[:4])
+        want = np.array([x + w / 2, y + h / 2])  # numpy<1.24 result for float32 scalars
+        center, side = bbox_to_center_scale(box)
+        assert np.array_equal(center, want) and center.dtype == np.float64
+        assert side == max(box[2], box[3])
+        # get_affine_transform's second source point: float32(centre − side/2), rounded once
+        m = affine_transform(center, side)
+        top = np.array([want[0], want[1] - np.float64(side) / 2], dtype=np.float32).astype(np.float64)
+        assert np.allclose(transform_points(top, m), [112.0, 0.0], atol=1e-9)
 
 
 @pytest.mark.parametrize("rot", [0.0, 30.0, -45.0, 90.0])
@@ -98,13 +119,27 @@ def test_normalize_matches_mmcv_imnormalize_sequence():
     # mmcv.imnormalize: float32 copy, BGR->RGB, cv2.subtract(mean), cv2.multiply(1/std)
     ref = img.astype(np.float32)
     cv2.cvtColor(ref, cv2.COLOR_BGR2RGB, ref)
-    cv2.subtract(ref, np.array([[123.675, 116.28, 103.53]]), ref)
-    cv2.multiply(ref, 1 / np.array([[58.395, 57.12, 57.375]]), ref)
+    cv2.subtract(ref, np.float64(np.array([[123.675, 116.28, 103.53]], np.float32)), ref)
+    cv2.multiply(ref, 1 / np.float64(np.array([[58.395, 57.12, 57.375]], np.float32)), ref)
     assert np.array_equal(out, ref.transpose(2, 0, 1))
     # and the formula itself
     rgb = img[..., ::-1].astype(np.float64)
     formula = (rgb - [123.675, 116.28, 103.53]) / [58.395, 57.12, 57.375]
     assert np.allclose(out, formula.transpose(2, 0, 1), atol=1e-5)
+
+
+def test_normalize_uses_the_float32_mean_and_std_of_mmhuman3d_normalize():
+    # mmhuman3d's Normalize keeps mean/std as float32 arrays; mmcv.imnormalize then widens them to float64, so
+    # 1/std is 1/float64(float32(std)), not 1/58.395. Every grey level of every channel must match that.
+    levels = np.arange(256, dtype=np.uint8)
+    img = np.stack([levels, levels[::-1], np.roll(levels, 77)], axis=-1)[None]  # (1,256,3) BGR
+    mean32 = np.array([123.675, 116.28, 103.53], dtype=np.float32)
+    std32 = np.array([58.395, 57.12, 57.375], dtype=np.float32)
+    ref = img.astype(np.float32)
+    cv2.cvtColor(ref, cv2.COLOR_BGR2RGB, ref)
+    cv2.subtract(ref, np.float64(mean32.reshape(1, -1)), ref)
+    cv2.multiply(ref, 1 / np.float64(std32.reshape(1, -1)), ref)
+    assert np.array_equal(normalize(img), ref.transpose(2, 0, 1))
 
 
 def test_batched_normalization_on_torch_is_bit_identical():

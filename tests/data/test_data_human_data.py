@@ -198,3 +198,27 @@ def test_corrupt_member_while_building_the_cache_is_one_line(tmp_path):
     assert str(path) in str(info.value) and "\n" not in str(info.value)
     leftovers = list((tmp_path / "cache").rglob("*")) if (tmp_path / "cache").exists() else []
     assert not [p for p in leftovers if p.is_file()]  # no half-built cache
+
+
+@pytest.mark.parametrize("as_array", [False, True])
+@pytest.mark.parametrize("use_cache", [False, True])
+def test_meta_gender_list_or_string_array_gives_mmhuman3d_genders(tmp_path, as_array, use_cache):
+    # pw3d_test.npz keeps meta.gender as a list of 'm'/'f'; re-saved files may hold a numpy string array.
+    # Both, cached or not (100 rows: too long to stay JSON in the cache), must give 'm' -> male, else female.
+    from gtacli.evaluate.protocols import gendered_names
+
+    n = 100
+    genders = ["m" if i % 3 else "f" for i in range(n)]
+    meta = np.empty((), dtype=object)
+    meta[()] = {"gender": np.array(genders) if as_array else genders}
+    root = tmp_path / "data"
+    ann = root / "preprocessed_datasets" / "pw3d_test.npz"
+    ann.parent.mkdir(parents=True)
+    np.savez_compressed(
+        ann, __data_len__=n, __key_strict__=False, __keypoints_compressed__=False,
+        image_path=[f"imageFiles/s/image_{i:05d}.jpg" for i in range(n)], bbox_xywh=np.ones((n, 5)), meta=meta,
+    )  # fmt: skip
+    data = HumanData.load(ann, cache_dir=root / "cache", use_cache=use_cache)
+    rows = np.arange(3, n)
+    got = gendered_names(np.asarray(data.meta()["gender"])[rows])
+    assert got == ["male" if i % 3 else "female" for i in rows]

@@ -166,3 +166,22 @@ def test_in_the_loop_accepts_better_fits_and_updates_the_store(body_model, gmm_p
     np.testing.assert_allclose(store.array("lsp")[2, :72], canonical[0].numpy(), atol=1e-5)
     np.testing.assert_allclose(store.array("lsp")[0], rows[0])  # untouched
     assert store.take_updates()["lsp"].tolist() == [2]
+
+
+def test_keypoint_term_ignores_nan_keypoints_with_zero_confidence():
+    """A zero-confidence keypoint holding NaN/inf adds nothing (NaN·0 must not make the fit invalid)."""
+    from gtacli.fit.smplify import keypoint_term, keypoint_weights
+
+    gen = torch.Generator().manual_seed(4)
+    joints = 0.3 * torch.randn(2, 49, 3, generator=gen, dtype=torch.float64)
+    transl = torch.tensor([[0.0, 0.1, 40.0], [0.05, 0.0, 30.0]], dtype=torch.float64)
+    kp = torch.rand(2, 49, 3, generator=gen, dtype=torch.float64) * 224
+    kp[..., 2] = 1.0
+    kp[0, 30, 2] = 0.0
+    kp[1, 2, 2] = 0.0
+    expected = direct_joint_loss(joints, transl, kp)
+    kp[0, 30, :2] = float("nan")
+    kp[1, 2, 0] = float("inf")
+    w = keypoint_weights(IGNORED, dtype=torch.float64)
+    got = keypoint_term(joints + transl[:, None], kp, w)
+    torch.testing.assert_close(got, expected)

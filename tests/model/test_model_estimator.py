@@ -131,3 +131,16 @@ def test_build_from_the_real_mean_params_file(shared_assets):
     params = load_mean_params(shared_assets / "smpl_mean_params.npz")
     assert np.array_equal(model.head.init_shape.numpy()[0], params["shape"])
     assert model.head.init_cam.dtype == torch.float32
+
+
+def test_head_pools_features_in_mmhuman3d_order():
+    # HMRHead pools with x.mean(-1).mean(-1) (width, then height); a one-shot mean over both axes rounds
+    # differently in float32, so the pooled-feature path must equal feeding those means in directly.
+    torch.manual_seed(3)
+    head = HMRHead(_mean_params(2)).eval()
+    features = torch.relu(torch.randn(2, 2048, 7, 7)) * 3.0
+    with torch.no_grad():
+        pooled = head(features)
+        direct = head(features.mean(dim=-1).mean(dim=-1))
+    for key in pooled:
+        assert torch.equal(pooled[key], direct[key]), key

@@ -159,3 +159,34 @@ def test_total_is_the_plain_sum_and_gradients_flow():
     losses["loss"].backward()
     for t in (shape, cam, joints, verts):
         assert t.grad is not None and torch.isfinite(t.grad).all()
+
+
+def test_nan_keypoints_with_zero_confidence_carry_no_weight():
+    """A zero-confidence GT keypoint holding NaN (regenerated files) must not make the loss or its gradient
+    NaN: the value equals the loss with any finite number there (hips included, which also enter the pelvis
+    and then count as 0)."""
+    gen = torch.Generator().manual_seed(3)
+    pred = torch.randn(2, 49, 3, generator=gen, dtype=torch.float64)
+    pred[..., 2] += 5.0
+    gt3 = torch.randn(2, 49, 4, generator=gen, dtype=torch.float64)
+    gt3[..., 3] = 1.0
+    gt3[0, 5, 3] = 0.0
+    gt3[1, 27, 3] = 0.0  # a hip
+    gt3[1, 27, :3] = 0.0
+    gt2 = torch.rand(2, 49, 3, generator=gen, dtype=torch.float64) * 224
+    gt2[..., 2] = 1.0
+    gt2[1, 3, 2] = 0.0
+    cam = torch.tensor([[0.9, 0.0, 0.1], [1.1, 0.05, 0.0]], dtype=torch.float64)
+    ref3 = float(keypoints3d_loss(pred, gt3))
+    ref2 = float(keypoints2d_loss(pred, cam, gt2))
+    bad3, bad2 = gt3.clone(), gt2.clone()
+    bad3[0, 5, :3] = float("nan")
+    bad3[1, 27, :3] = float("nan")
+    bad2[1, 3, :2] = float("inf")
+    p = pred.clone().requires_grad_(True)
+    loss3 = keypoints3d_loss(p, bad3)
+    loss2 = keypoints2d_loss(p, cam, bad2)
+    assert float(loss3.detach()) == pytest.approx(ref3, rel=1e-12)
+    assert float(loss2.detach()) == pytest.approx(ref2, rel=1e-12)
+    (loss3 + loss2).backward()
+    assert torch.isfinite(p.grad).all()

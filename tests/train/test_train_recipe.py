@@ -39,6 +39,8 @@ def test_gta_spin_ft_numbers():
     assert r.registration_mode == "static" and r.registration_threshold == 10.0
     assert r.openpose_confidence == "detector" and r.fits_missing_ok == ("gta",)
     assert r.init == "spin_official" and not r.bn_eval and r.dropout
+    # mmhuman3d trained in float32 (the config has no fp16 section): no mixed precision unless asked for
+    assert r.amp is False and get_recipe("spin").amp is False
 
 
 def test_spin_recipe_is_in_the_loop():
