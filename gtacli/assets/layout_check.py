@@ -340,6 +340,9 @@ class _Checker:
             n = self.length(dataset)
             if n is None:
                 return detail + "; annotation length unknown (annotation not usable)"
+            if not required and rows > n:
+                # optional fits (gta: GT SMPL overrides them) only need a row per sample (SPEC §7.2: >= N)
+                return detail + f"; {rows} rows >= annotation length {n}"
             if rows != n:
                 raise GtacliError(
                     f"{rows} rows but the {dataset} annotation has {n} frames (fits must match it row by row)",

@@ -140,8 +140,8 @@ class FitsStore:
     ) -> FitsStore:
         """Load `static_fits/<ds>_fits.npy` for every dataset; check rows == `lengths[ds]` when given.
 
-        A dataset in `missing_ok` whose file is absent reads as zeros (nothing allocated; bounds checked against
-        `lengths` when known). Any other absent file is a `MissingFileError` pointing to check-layout.
+        A dataset in `missing_ok` reads as zeros whether or not its file exists (nothing allocated or loaded;
+        bounds checked against `lengths` when known). Any other absent file is a `MissingFileError` pointing to check-layout.
         """
         lengths = dict(lengths or {})
         arrays: Dict[str, np.ndarray] = {}
@@ -150,10 +150,12 @@ class FitsStore:
         for name in datasets:
             path = layout.static_fits_dir / fits_file_name(name)
             sources[name] = path
-            if path.is_file():
-                arrays[name] = load_fits_file(path, lengths.get(name))
-            elif name in missing_ok:
+            if name in missing_ok:
+                # every sample has GT SMPL, so its fits are never read (SPEC §7.2, decision 3): do not load a
+                # present file either (gta_fits.npy is ~0.9 GB per process); check-layout validates it.
                 zero_filled.append(name)
+            elif path.is_file():
+                arrays[name] = load_fits_file(path, lengths.get(name))
             else:
                 raise MissingFileError(
                     f"static fits for '{name}' not found",

@@ -164,3 +164,15 @@ def test_sample_tree_passes_check_layout_all(request):
     report = check_layout(root, "all")
     assert report.synthetic
     assert report.ok, [(i.item, i.detail) for i in report.items if not i.ok]
+
+
+def test_optional_gta_fits_may_be_longer_than_the_annotation(tmp_path):
+    """SPEC §7.2: gta_fits.npy needs at least one row per GTA sample; it is never read (GT SMPL overrides)."""
+    b = TreeBuilder(tmp_path / "data", n=4)
+    b.finetune()
+    b.fits("gta", rows=6)
+    item = _items(check_layout(b.root, "finetune"))["static fits gta"]
+    assert item.ok and ">= annotation length 4" in item.detail
+    b.fits("gta", rows=2)
+    item = _items(check_layout(b.root, "finetune"))["static fits gta"]
+    assert not item.ok and not item.required

@@ -151,3 +151,13 @@ def test_failed_save_leaves_no_file(tmp_path):
     with pytest.raises(BadFileError):
         save_fits_file(final, np.full((2, 82), np.nan))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_present_fits_file_of_a_gt_smpl_dataset_is_not_loaded(tmp_path):
+    """gta's samples all carry GT SMPL, so its fits are never read: even a present (and longer) file stays on
+    disk instead of costing ~0.9 GB per process (SPEC §7.2, decision 3)."""
+    layout = DataLayout(tmp_path)
+    save_fits_file(layout.static_fits("lsp"), random_fits(7))
+    save_fits_file(layout.static_fits("gta"), random_fits(5, seed=3))  # 5 rows for 3 samples: allowed
+    store = FitsStore.from_layout(layout, ["lsp", "gta"], lengths={"lsp": 7, "gta": 3}, missing_ok=["gta"])
+    assert store.is_zero_filled("gta") and set(store.state_dict()) == {"lsp"}
