@@ -524,7 +524,8 @@ def verify_present(
     dest = asset.path(layout.root)
     result = FetchResult(asset.name, "ok", str(dest), url=asset.url)
     if not dest.is_file():
-        result.status, result.detail = "missing", "not downloaded"
+        result.status = "missing"
+        result.detail = f"{dest}: not downloaded. Fix: gtacli fetch {asset.name}"
         return result
     lock = read_lock_file(layout) if lock is None else lock
     record = lock.get(asset.name) or {}

@@ -41,6 +41,11 @@ def check_layout_command(
         from gtacli.assets.layout_check import check_layout
 
         report = check_layout(data_root, job, deep=deep)
+        if not data_root.is_dir():  # the usual cause of an all-red table: the wrong (or default) data root
+            out.warn(
+                f"the data root {data_root} does not exist. Set --data-root or $GTACLI_DATA_ROOT "
+                "(default ./data), or create it: gtacli fetch --all, or gtacli sample-data --data-root PATH"
+            )
         if report.synthetic:
             out.once(
                 "synthetic",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -18,6 +19,8 @@ from gtacli.cli.common import (
     QuietOpt,
     run,
 )
+
+FFMPEG_LOG_QUIET = "-8"  # libavutil's AV_LOG_QUIET
 
 
 def demo_command(
@@ -111,6 +114,11 @@ def demo_command(
     out = Output(json_mode=json_mode, quiet=quiet, debug=debug)
 
     def body() -> int:
+        if not debug:
+            # FFmpeg (inside OpenCV) prints its own decoder complaints straight to stderr ("moov atom not
+            # found"); the demo reports an unreadable video as one error line, so keep FFmpeg quiet (AV_LOG_QUIET).
+            # Read when OpenCV first opens a video; an explicit user setting wins.
+            os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", FFMPEG_LOG_QUIET)
         from gtacli.viz.demo_runner import DemoConfig, run_demo
         from gtacli.viz.detect import DETECTORS, parse_bbox_option
 

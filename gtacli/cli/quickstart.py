@@ -8,23 +8,25 @@ what a newcomer sees working is exactly what they will type later: sample-data -
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-import numpy as np
 import typer
 
 from gtacli.cli.common import Annotated, DebugOpt, DeviceOpt, JsonOpt, Output, QuietOpt, run
-from gtacli.errors import GtacliError
+from gtacli.errors import GtacliError, UsageError
 
 SYNTHETIC_WARNING = (
     "The quickstart data are SYNTHETIC (a generated mannequin body model, rendered images and a random-weight "
     "checkpoint): the losses and MPJPE / PA-MPJPE below show that the pipeline runs end to end and mean NOTHING "
     "about real accuracy. For real numbers: gtacli fetch --all, then gtacli eval (see README)."
 )
+
+QUICKSTART_LOSS_WINDOWS = 5  # mean-loss windows reported over the fine-tuning run
 
 
 def quickstart_command(
@@ -56,7 +58,8 @@ def quickstart_command(
 
     def body() -> int:
         if size not in ("tiny", "small"):
-            raise GtacliError(f"--size {size!r} is not tiny or small", fix="use --size tiny or --size small")
+            raise UsageError(f"--size {size!r} is not tiny or small", fix="use --size tiny or --size small")
+        _ensure_writable_dir(Path(directory))
         summary = run_quickstart(directory, size, steps, batch_size, seed, device, out)
         out.result(summary, human=lambda: _print_summary(out, summary))
         return 0
@@ -78,7 +81,7 @@ def run_quickstart(
     def step(name: str, args: List[str]) -> Dict[str, Any]:
         out.info(f"[quickstart] {name}: gtacli {' '.join(args)}")
         t0 = time.perf_counter()
-        result = _run_gtacli(args, name, debug=out.debug)
+        result = _run_gtacli(args, name, debug=out.debug, quiet=out.quiet)
         stage_seconds[name] = round(time.perf_counter() - t0, 2)
         return result
 
@@ -98,7 +101,7 @@ def run_quickstart(
         [
             "finetune", "--init", str(layout.spin_official), "--data-root", str(root), "--work-dir", str(run_dir),
             "--max-steps", str(steps), "--batch-size", str(batch_size), "--seed", str(seed), "--device", device,
-            "--workers", "1",
+            "--workers", "1", "--set", f"log_interval={_log_interval(steps)}",
         ],
     )  # fmt: skip
     checkpoint = Path(train.get("checkpoint") or run_dir / "latest.pth")
@@ -134,6 +137,8 @@ def run_quickstart(
         "steps": train.get("steps", steps),
         "loss_first": losses.get("first") if isinstance(losses, dict) else None,
         "loss_last": losses.get("last") if isinstance(losses, dict) else None,
+        # single-batch losses are noisy; the mean loss of each logging window shows the trend
+        "loss_windows": _loss_windows(run_dir),
         "train": train,
         "checkpoint": str(checkpoint),
         "mpjpe_mm": evaluation.get("mpjpe_mm"),
@@ -148,9 +153,54 @@ def run_quickstart(
     }
 
 
-def _run_gtacli(args: List[str], name: str, debug: bool = False) -> Dict[str, Any]:
+def _log_interval(steps: int) -> int:
+    """Steps per metrics.jsonl record: about QUICKSTART_LOSS_WINDOWS windows over the run (the recipe logs
+    every 50 steps, more than a quickstart runs)."""
+    return max(1, steps // QUICKSTART_LOSS_WINDOWS)
+
+
+def _loss_windows(run_dir: Path) -> List[Dict[str, float]]:
+    """[{'step', 'loss'}] of the latest run in metrics.jsonl: each record's loss is the mean over its window."""
+    path = run_dir / "metrics.jsonl"
+    windows: List[Dict[str, float]] = []
+    if not path.is_file():
+        return windows
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and "step" in record and "loss" in record:
+            step = int(record["step"])
+            if windows and step <= windows[-1]["step"]:
+                windows = []  # the file is appended to: a step count that starts over is a new run
+            windows.append({"step": step, "loss": round(float(record["loss"]), 4)})
+    return windows
+
+
+def _ensure_writable_dir(directory: Path) -> None:
+    """Fail with one line before any step runs when --dir cannot hold the tree, the run and the demo output."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".gtacli-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        blocker = next((p for p in (directory, *directory.parents) if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            reason = f"{blocker} is a file, not a folder"
+        raise GtacliError(
+            f"cannot write the quickstart folder ({reason})",
+            path=directory,
+            fix="choose a writable folder with --dir, or fix its permissions",
+        ) from None
+
+
+def _run_gtacli(args: List[str], name: str, debug: bool = False, quiet: bool = False) -> Dict[str, Any]:
     """Run `python -m gtacli <args> --json`; stderr (progress, warnings) passes through; parse stdout's JSON."""
     command = [sys.executable, "-m", "gtacli", *args, "--json"] + (["--debug"] if debug else [])
+    command += ["--quiet"] if quiet else []
     proc = subprocess.run(command, stdout=subprocess.PIPE, stderr=None, text=True)
     if proc.returncode != 0:
         raise GtacliError(
@@ -169,6 +219,8 @@ def _first_test_frame(layout: Any) -> Tuple[Path, List[float]]:
     The demo gets the annotated box: OpenCV's built-in people detector is trained on real people and does not
     find the synthetic mannequin, and the point here is to show a mesh on the frame.
     """
+    import numpy as np
+
     from gtacli.data.human_data import HumanData
 
     annotation = layout.annotation("pw3d")
@@ -193,6 +245,10 @@ def _print_summary(out: Output, s: Dict[str, Any]) -> None:
         ("check-layout", "ok" if s["check_layout_ok"] else "FAILED"),
         ("fine-tuning steps", str(s["steps"])),
         ("loss first -> last", f"{fmt(s['loss_first'])} -> {fmt(s['loss_last'])}"),
+        (
+            "mean loss per window",
+            " -> ".join(f"{w['loss']:.3g}" for w in s.get("loss_windows") or []) or "n/a",
+        ),
         ("checkpoint", s["checkpoint"]),
         ("eval frames", str(s["eval_frames"])),
         ("MPJPE / PA-MPJPE", f"{fmt(s['mpjpe_mm'], ' mm')} / {fmt(s['pa_mpjpe_mm'], ' mm')}"),

@@ -53,13 +53,13 @@ def sample_data_command(
             )
         if seed < 0:
             raise UsageError(f"--seed {seed} is negative", fix="pass --seed 0 (or any N >= 0)")
-        out.warn(SYNTHETIC_WARNING)
         started = time.perf_counter()
         with ProgressBar(out, "sample-data") as update:
             # the builder reports (what, done, total)
             progress = None if update is None else (lambda what, done, total: update(done, total, what))
             root = build_sample_tree(data_root, size=size, seed=seed, force=force, progress=progress)
         seconds = time.perf_counter() - started
+        out.warn(SYNTHETIC_WARNING)  # after the build, so that a failure prints only its one-line error
         stats = tree_stats(DataLayout(root))
         payload: Dict[str, Any] = {
             "root": str(root),

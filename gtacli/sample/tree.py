@@ -21,6 +21,7 @@ Everything is a deterministic function of `(size, seed)`.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
@@ -108,6 +109,7 @@ def _prepare_root(layout: DataLayout, force: bool) -> List[str]:
     root = layout.root
     if root.exists() and not root.is_dir():
         raise GtacliError("exists and is not a folder", path=root, fix="choose another --data-root")
+    _ensure_writable(root)
     if layout.is_synthetic:
         marker = read_marker(layout)
         if marker.get("generator") != GENERATOR and not force:
@@ -127,6 +129,22 @@ def _prepare_root(layout: DataLayout, force: bool) -> List[str]:
             )
         _clear_caches_of_annotations(layout)
     return []
+
+
+def _ensure_writable(root: Path) -> None:
+    """Create the root and prove a file can be written there, so an unwritable folder fails with one line
+    before anything is built (instead of an OSError from deep inside the builder)."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".gtacli-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise GtacliError(
+            f"cannot write the sample tree here ({exc.strerror or exc})",
+            path=root,
+            fix="choose a writable folder with --data-root (or $GTACLI_DATA_ROOT), or fix its permissions",
+        ) from None
 
 
 def _read_image(path: Path) -> np.ndarray:

@@ -220,7 +220,10 @@ def run_demo(
     step_s = 1.0 / (fps if fps > 0 else video.DEFAULT_FPS)
 
     tmp_dir = final_dir.parent / f".{final_dir.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-    tmp_dir.mkdir(parents=True)
+    try:
+        tmp_dir.mkdir(parents=True)
+    except OSError as exc:
+        raise _unwritable_output(final_dir, exc) from None
     try:
         sink = None
         overlay_names: List[str] = []
@@ -310,7 +313,9 @@ def run_demo(
             sink.close()
             if sink.frames_written != frames_done:
                 raise GtacliError(
-                    f"wrote {sink.frames_written} of {frames_done} frames", path=final_dir / OVERLAY_VIDEO
+                    f"wrote {sink.frames_written} of {frames_done} frames",
+                    path=final_dir / OVERLAY_VIDEO,
+                    fix="check the free disk space and run again, or use --no-render for results only",
                 )
         timer.add("video_io", t0)
 
@@ -335,7 +340,10 @@ def run_demo(
         from gtacli.io.atomic import atomic_write_json
 
         atomic_write_json(tmp_dir / RESULTS_JSON, summary)
-        _move_into_place(tmp_dir, final_dir)
+        try:
+            _move_into_place(tmp_dir, final_dir)
+        except OSError as exc:
+            raise _unwritable_output(final_dir, exc) from None
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         raise
@@ -762,7 +770,11 @@ def _write_overlay(folder: Path, name: str, image: np.ndarray) -> str:
     if target.exists():  # two inputs with one stem (a.jpg, a.png): keep both
         target = folder / f"{stem}_{Path(name).suffix.lstrip('.')}.png"
     if not cv2.imwrite(str(target), image):
-        raise GtacliError("cannot write the overlay image", path=target)
+        raise GtacliError(
+            "cannot write the overlay image",
+            path=target,
+            fix="check the free disk space and run again, or use --no-render for results only",
+        )
     return target.name
 
 
@@ -775,6 +787,29 @@ def _check_output_dir(final_dir: Path) -> None:
             f"--output {final_dir} exists and is not a gtacli demo output",
             fix="choose a new or empty folder (a previous demo output is replaced)",
         )
+    # Prove now, before the model loads and frames are processed, that the output can be created: the results
+    # are built in a temporary folder beside it. Probe the nearest existing folder and create nothing yet.
+    existing = next((p for p in final_dir.parents if p.exists()), Path("."))
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(f"{existing} is a file, not a folder")
+        probe = existing / f".gtacli-write-test-{os.getpid()}-{secrets.token_hex(4)}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise _unwritable_output(final_dir, exc) from None
+
+
+def _unwritable_output(final_dir: Path, exc: OSError) -> GtacliError:
+    reason = exc.strerror or str(exc)
+    blocker = next((p for p in final_dir.parents if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():  # mkdir says 'File exists' / 'Not a directory'
+        reason = f"{blocker} is a file, not a folder"
+    return GtacliError(
+        f"cannot write the demo output here ({reason})",
+        path=final_dir,
+        fix="choose a writable folder with --output, or fix its permissions",
+    )
 
 
 def _move_into_place(tmp_dir: Path, final_dir: Path) -> None:

@@ -130,7 +130,11 @@ def check_box_in_image(box: Sequence[float], image_wh: Tuple[int, int], source: 
     x, y, w, h = (float(v) for v in box)
     width, height = image_wh
     if not (np.isfinite([x, y, w, h]).all() and w > 0 and h > 0):
-        raise BadFileError(f"box [{x:g}, {y:g}, {w:g}, {h:g}] needs a positive width and height", path=source)
+        raise BadFileError(
+            f"box [{x:g}, {y:g}, {w:g}, {h:g}] needs a positive width and height",
+            path=source,
+            fix="give the box as x,y,w,h in pixels: top-left corner, then width and height (both > 0)",
+        )
     cx, cy = x + w / 2, y + h / 2
     if not (0 <= cx < width and 0 <= cy < height):
         raise BadFileError(
@@ -403,15 +407,22 @@ class UserBoxes:
             )
 
 
+_BBOX_FILE_EXAMPLE = '{"bbox": [x, y, w, h]} (SPIN\'s format)'
+
+
 def load_bbox_file(path: Path) -> UserBoxes:
     """Read a `--bbox-file` in one of the three documented formats (module docstring)."""
     path = Path(path)
     if not path.is_file():
-        raise MissingFileError("bbox file not found", path=path)
+        raise MissingFileError("bbox file not found", path=path, fix="check the path given to --bbox-file")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadFileError(f"not valid JSON ({exc.__class__.__name__})", path=path) from None
+        raise BadFileError(
+            f"not valid JSON ({exc.__class__.__name__}: {exc})",
+            path=path,
+            fix=f"write the boxes as JSON, e.g. {_BBOX_FILE_EXAMPLE}",
+        ) from None
     if isinstance(data, dict) and set(data) == {"bbox"}:
         return UserBoxes(every_frame=_boxes_entry(data["bbox"], path), source=str(path))
     if isinstance(data, list):
@@ -443,7 +454,11 @@ def _boxes_entry(entry: Any, path: Path) -> np.ndarray:
         return arr
     if arr.ndim == 2 and arr.shape[1] == 5:  # [x, y, w, h, score]: score ignored
         return arr[:, :4]
-    raise BadFileError(f"entry {entry!r} is not a box [x, y, w, h] or a list of boxes", path=path)
+    raise BadFileError(
+        f"entry {entry!r} is not a box [x, y, w, h] or a list of boxes",
+        path=path,
+        fix=f"give four numbers per box, e.g. {_BBOX_FILE_EXAMPLE}",
+    )
 
 
 def detections_from_user(boxes: np.ndarray) -> Detections:

@@ -211,7 +211,11 @@ class VideoSink:
                 str(self.path), cv2.VideoWriter_fourcc(*VIDEO_FOURCC), self.fps, self.size
             )
             if not self.writer.isOpened():
-                raise GtacliError(f"OpenCV cannot write a {VIDEO_FOURCC} video here", path=self.path)
+                raise GtacliError(
+                    f"OpenCV cannot write a {VIDEO_FOURCC} video here",
+                    path=self.path,
+                    fix="install an opencv-python build with video support, or use --no-render for results only",
+                )
         if (frame.shape[1], frame.shape[0]) != self.size:
             # Video frames must share one size; a folder of mixed sizes is letterboxed into the first one.
             frame = letterbox(frame, self.size)

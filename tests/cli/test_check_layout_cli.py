@@ -49,6 +49,15 @@ def test_unknown_job_is_a_usage_error(tmp_path):
     assert result.exit_code == 2 and "unknown job 'everything'" in result.stderr
 
 
+def test_absent_data_root_is_named_on_stderr_and_json_stays_clean(tmp_path):
+    root = tmp_path / "nowhere"
+    result = _check(["--for", "demo", "--data-root", root, "--json"], 1)
+    doc = json.loads(result.stdout)  # still exactly one JSON document on stdout
+    assert doc["ok"] is False and all(not i["ok"] for i in doc["items"])
+    assert f"the data root {root} does not exist" in result.stderr and "--data-root" in result.stderr
+    assert not root.exists()  # checking creates nothing
+
+
 def test_synthetic_tree_is_reported_once(tmp_path):
     b = TreeBuilder(tmp_path / "data")
     b.demo()

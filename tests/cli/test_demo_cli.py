@@ -7,6 +7,9 @@ absent): SPIN's im1010.jpg + im1010_bbox.json, mmhuman3d's single_person_demo.mp
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -284,6 +287,53 @@ def test_bad_input_one_line_exit_1_and_nothing_written(env, tmp_path, case):
     assert not out.exists()
     leftovers = list((tmp_path / "out").iterdir()) if (tmp_path / "out").exists() else []
     assert leftovers == []  # no temporary folder left behind either
+
+
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        ("{bad json", "not valid JSON"),
+        ('{"bbox": [1, 2]}', "is not a box"),
+        ('{"bbox": [10, 10, 0, 20]}', "positive width and height"),
+    ],
+)
+def test_bad_bbox_file_names_file_problem_and_fix(env, tmp_path, content, problem):
+    cv2.imwrite(str(tmp_path / "a.png"), _texture(6))
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(content)
+    out = tmp_path / "out"
+    result = _demo([tmp_path / "a.png", *_common(env, out), "--bbox-file", boxes], expect=1)
+    line = _one_error_line(result)
+    assert str(boxes) in line and problem in line and "Fix:" in line
+    assert not out.exists()
+
+
+def test_unwritable_output_is_one_line_before_any_work(env, tmp_path):
+    cv2.imwrite(str(tmp_path / "a.png"), _texture(7))
+    blocker = tmp_path / "a_file"  # a regular file where the output's parent folder should be
+    blocker.write_text("keep")
+    out = blocker / "demo"
+    result = _demo([tmp_path / "a.png", *_common(env, out), "--bbox", _box_str(BOX)], expect=1)
+    line = _one_error_line(result)
+    assert str(out) in line and f"{blocker} is a file" in line and "--output" in line
+    assert blocker.read_text() == "keep"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "a_file"]
+
+
+def test_unreadable_video_is_exactly_one_stderr_line_in_a_real_process(env, tmp_path):
+    """FFmpeg writes its decoder complaints to the process's stderr directly (CliRunner cannot see them)."""
+    video = tmp_path / "garbage.mp4"
+    video.write_bytes(b"definitely not a video" * 200)
+    out = tmp_path / "out"
+    env_vars = {k: v for k, v in os.environ.items() if k != "OPENCV_FFMPEG_LOGLEVEL"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "gtacli", "demo", str(video), *[str(a) for a in _common(env, out)]],
+        capture_output=True, text=True, timeout=300, env=env_vars,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and str(video) in lines[0], proc.stderr
+    assert not out.exists()
 
 
 def test_existing_foreign_output_folder_is_refused(env, tmp_path):

@@ -91,6 +91,14 @@ def test_fetch_then_verify_only_json(server, tmp_path):
     assert len(_error_lines(bad)) == 1 and "lock-file" in _error_lines(bad)[0]
 
 
+def test_verify_only_of_an_absent_file_names_the_file_and_the_fix(tmp_path):
+    result = _fetch(["gmm_08", "--verify-only", "--data-root", tmp_path], 1)
+    (line,) = _error_lines(result)
+    dest = tmp_path / load_manifest().get("gmm_08").dest
+    assert str(dest) in line and "not downloaded" in line and "Fix: gtacli fetch gmm_08" in line
+    assert not tmp_path.joinpath(".gtacli-locks").exists() and not dest.exists()  # verifying writes nothing
+
+
 def test_mirror_from_environment(server, tmp_path):
     asset = load_manifest().get("resnet50_spin_gta_ft_log")
     server.add(asset.url, LOG_TEXT)

@@ -27,6 +27,11 @@ def test_quickstart_runs_every_stage_and_reports_metrics(tmp_path: Path) -> None
         assert isinstance(summary[key], float) and math.isfinite(summary[key]) and summary[key] > 0
     assert summary["pa_mpjpe_mm"] <= summary["mpjpe_mm"] + 1e-6  # Procrustes can only reduce the error
     assert summary["eval_frames"] > 0
+    # 3 steps -> one metrics record per step, so each window's mean is that step's loss
+    windows = summary["loss_windows"]
+    assert [w["step"] for w in windows] == [1, 2, 3]
+    assert math.isclose(windows[0]["loss"], summary["loss_first"], abs_tol=1e-3)
+    assert math.isclose(windows[-1]["loss"], summary["loss_last"], abs_tol=1e-3)
     demo_dir = Path(summary["demo_output"])
     assert (demo_dir / "results.npz").is_file()
     assert any(p.suffix in (".jpg", ".png") for p in demo_dir.rglob("*"))
@@ -37,6 +42,35 @@ def test_quickstart_rejects_unknown_size(tmp_path: Path) -> None:
         [sys.executable, "-m", "gtacli", "quickstart", "--dir", str(tmp_path), "--size", "huge"],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # a usage error
     lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
     assert len(lines) == 1 and "--size" in lines[0]
+
+
+def test_quickstart_unwritable_dir_is_one_line_before_any_step(tmp_path: Path) -> None:
+    blocker = tmp_path / "a_file"  # a regular file where the folder should be: unwritable even for root
+    blocker.write_text("keep")
+    proc = subprocess.run(
+        [sys.executable, "-m", "gtacli", "quickstart", "--dir", str(blocker / "qs"), "--size", "tiny"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr  # no step ran: no banner, no child error
+    assert str(blocker / "qs") in lines[0] and "--dir" in lines[0] and "Traceback" not in proc.stderr
+    assert blocker.read_text() == "keep" and proc.stdout == ""
+
+
+def test_loss_windows_keep_only_the_latest_run_of_an_appended_metrics_file(tmp_path: Path) -> None:
+    from gtacli.cli.quickstart import _loss_windows
+
+    records = [
+        {"step": 5, "loss": 9.0},  # an earlier run in the same folder
+        {"step": 10, "loss": 8.0},
+        {"step": 5, "loss": 1.5},  # the step count starts over: a new run
+        {"epoch": 1, "eval": {"mpjpe_mm": 1.0}},  # not a training record
+        {"step": 10, "loss": 1.25},
+    ]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records) + "{torn line")
+    assert _loss_windows(tmp_path) == [{"step": 5, "loss": 1.5}, {"step": 10, "loss": 1.25}]
+    assert _loss_windows(tmp_path / "absent") == []

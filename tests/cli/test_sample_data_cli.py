@@ -78,6 +78,19 @@ def test_unknown_size_is_a_usage_error(tmp_path: Path) -> None:
     assert "--size" in proc.stderr and not (tmp_path / "data").exists()
 
 
+def test_unwritable_data_root_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
+    blocker = tmp_path / "a_file"  # a regular file where a folder is needed: unwritable even for root
+    blocker.write_text("not a folder")
+    root = blocker / "data"
+    proc = _gtacli("--data-root", str(root), "--size", "tiny")
+    assert proc.returncode == 1
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr  # the error alone: no traceback, no synthetic banner before it
+    assert lines[0].startswith("error:") and str(root) in lines[0] and "--data-root" in lines[0]
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    assert blocker.read_text() == "not a folder"
+
+
 def _assert_same_tree(a: Path, b: Path) -> None:
     """Same files with the same content (npz/pth compared by value: zip members carry write times)."""
     files_a = sorted(p.relative_to(a).as_posix() for p in a.rglob("*") if p.is_file())
