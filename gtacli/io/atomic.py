@@ -86,4 +86,10 @@ def _as_gtacli_error(exc: OSError, path: Path) -> GtacliError:
             path=path,
             fix="choose a writable folder (--data-root / --output / --work-dir) or fix its permissions",
         )
-    return GtacliError(f"cannot write: {exc.strerror or exc}", path=path)
+    if exc.errno in (errno.EEXIST, errno.ENOTDIR):
+        return GtacliError(
+            "cannot write: a file stands where a folder is needed on this path",
+            path=path,
+            fix="choose another output path, or move that file away",
+        )
+    return GtacliError(f"cannot write: {exc.strerror or exc}", path=path, fix="check the path and free space")

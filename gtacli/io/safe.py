@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
@@ -230,20 +231,41 @@ def load_checkpoint(path: PathLike, *, map_location: Any = "cpu") -> Any:
     if hasattr(np, "dtypes"):
         safe.extend(getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType"))
     try:
-        with torch.serialization.safe_globals(safe):
+        with torch.serialization.safe_globals(safe), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's protocol notices; failures are reported below
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise UnsafeFileError(
-            f"refusing to load: the checkpoint needs code beyond tensors and plain data ({str(exc).splitlines()[0]})",
-            path=path,
-            fix="use a checkpoint saved as a plain state_dict, or re-save it with torch.save(model.state_dict())",
-        ) from exc
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
+        reason = _weights_only_reason(str(exc))
+        if "global" in reason.lower():  # the file references code: refuse it as unsafe
+            raise UnsafeFileError(
+                f"refusing to load: the checkpoint needs code beyond tensors and plain data ({reason})",
+                path=path,
+                fix="use a checkpoint saved as a plain state_dict, or re-save it with torch.save(model.state_dict())",
+            ) from exc
         raise BadFileError(
-            f"not a readable PyTorch checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})",
+            f"not a PyTorch checkpoint ({reason})",
             path=path,
-            fix="the file is truncated or corrupt; download it again (gtacli fetch --force NAME)",
+            fix="check the path; if it is a download, fetch it again (gtacli fetch --force NAME)",
         ) from exc
+    except Exception as exc:  # truncated zip, text file, wrong format: torch raises many types
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise BadFileError(
+            f"not a readable PyTorch checkpoint ({type(exc).__name__}: {first[:200]})",
+            path=path,
+            fix="the file is truncated, corrupt or not a checkpoint; download it again (gtacli fetch --force NAME)",
+        ) from exc
+
+
+def _weights_only_reason(message: str) -> str:
+    """The one informative line of torch's long 'Weights only load failed ...' message."""
+    boilerplate = ("Weights only load failed", "Please file an issue", "Check the documentation")
+    for line in message.splitlines():
+        line = line.strip()
+        if "WeightsUnpickler error:" in line:
+            line = line.split("WeightsUnpickler error:", 1)[1].strip()
+        if line and not line.startswith(boilerplate):
+            return line.rstrip(".")[:200]
+    return "unreadable"
 
 
 def _unwrap_object_array(obj: Any) -> Any:

@@ -206,11 +206,14 @@ def resolve_init(init: Optional[str], recipe: Recipe, layout: DataLayout) -> Opt
     else:
         path = Path(choice)
     if not path.is_file():
-        fix = (
-            f"put torchvision's ImageNet ResNet-50 weights (resnet50-0676ba61.pth) at {layout.root / IMAGENET_WEIGHTS}"
-            if choice == "imagenet"
-            else "run `gtacli fetch spin_official` or pass --init PATH"
-        )
+        if choice == "imagenet":
+            fix = (
+                "run `gtacli fetch resnet50_imagenet` (torchvision's ImageNet ResNet-50), or pass --init PATH"
+            )
+            if layout.is_synthetic:  # the sample tree ships no ImageNet weights (size budget)
+                fix += f" (on this synthetic tree: --init {layout.spin_official} or --init none)"
+        else:
+            fix = "run `gtacli fetch spin_official` or pass --init PATH"
         raise MissingFileError("--init weights not found", path=path, fix=fix)
     return path
 
@@ -323,6 +326,9 @@ class Trainer:
         opts = self.opts
         if opts.resume is not None:
             self._load_resume(resolve_resume(opts.resume))
+        if opts.init is not None and opts.resume is None:
+            # record what this run really started from, not the recipe's default
+            self.recipe = self.recipe.override(init=str(opts.init))
         recipe = self.recipe
         check_inputs(self.layout, recipe, opts.command)
         check_work_dir(self.work_dir)
@@ -659,6 +665,9 @@ class Trainer:
                 if bar is not None:
                     bar.close()
                 if stopped_early:
+                    if window.steps:  # the last partial window too, or a short run logs nothing
+                        self._write_metrics(window, last_losses, lr)
+                        window = StepTimes()
                     last_checkpoint = self.save_checkpoint(LATEST) or last_checkpoint
                     self.log(
                         f"stopped after {self.state.global_step} steps (--max-steps); resume with --resume"
@@ -716,7 +725,9 @@ class Trainer:
     def _open_logs(self) -> None:
         if not self.dist.is_main:
             return
-        self._metrics_fp = open(self.work_dir / METRICS_FILE, "a", encoding="utf-8")
+        # a resumed run continues its metrics; a fresh run in an old work dir starts them anew
+        mode = "a" if self.opts.resume is not None else "w"
+        self._metrics_fp = open(self.work_dir / METRICS_FILE, mode, encoding="utf-8")
         try:
             from torch.utils.tensorboard import SummaryWriter
 

@@ -148,3 +148,39 @@ def test_finetune_json_result_and_synthetic_warning_once(sample_tree, tmp_path):
     assert summary["global_step"] == 1 and summary["recipe"] == "gta-spin-ft" and summary["synthetic_data"]
     assert (work / "latest.pth").is_file() and (work / "recipe.json").is_file()
     assert result.output.count("synthetic sample tree") == 1
+    # a run stopped by --max-steps before the first log interval still logs its steps
+    records = [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    assert len(records) == 1
+    # a fresh run in the same work dir starts its metrics anew instead of appending to the old run's
+    again = RUNNER.invoke(
+        app,
+        [
+            "finetune", "--data-root", str(sample_tree), "--work-dir", str(work), "--device", "cpu", "--json",
+            "--batch-size", "1", "--max-steps", "1", "--workers", "0", "--set", "eval_each_epoch=false",
+        ],
+    )  # fmt: skip
+    assert again.exit_code == 0, again.output
+    assert len((work / "metrics.jsonl").read_text().splitlines()) == 1
+    # the run records the recipe's default init when --init is not given...
+    assert json.loads((work / "recipe.json").read_text())["init"] == "spin_official"
+
+
+def test_train_without_imagenet_weights_says_how_to_get_them(sample_tree, tmp_path):
+    result, errors = _invoke(["train", "--data-root", str(sample_tree), "--work-dir", str(tmp_path / "r")])
+    assert result.exit_code == 1 and len(errors) == 1, result.output
+    assert "resnet50-0676ba61.pth" in errors[0] and "gtacli fetch resnet50_imagenet" in errors[0]
+    assert "--init none" in errors[0]  # the synthetic tree has no ImageNet weights: say what works there
+
+
+def test_the_run_records_the_init_it_started_from(sample_tree, tmp_path):
+    work = tmp_path / "run"
+    result = RUNNER.invoke(
+        app,
+        [
+            "finetune", "--data-root", str(sample_tree), "--work-dir", str(work), "--device", "cpu", "--json",
+            "--init", "none", "--batch-size", "1", "--max-steps", "1", "--workers", "0",
+            "--set", "eval_each_epoch=false",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads((work / "recipe.json").read_text())["init"] == "none"
