@@ -617,6 +617,9 @@ def fetch_asset(asset: Asset, layout: DataLayout, opts: FetchOptions, session: A
                     )
                     result.status, result.url, result.size, result.sha256 = "downloaded", url, size, sha
                     result.verified_by, result.detail = how, detail
+                    note = prepare_human_data_cache(asset, dest, layout)
+                    if note:
+                        result.detail = f"{detail}; {note}"
                     return result
                 except _NextUrl as exc:
                     errors.append(f"{urlsplit(url).netloc}: {exc}")
@@ -634,6 +637,27 @@ def fetch_asset(asset: Asset, layout: DataLayout, opts: FetchOptions, session: A
     except OSError as exc:
         result.detail = f"{dest}: {exc.strerror or exc}"
     return result
+
+
+def prepare_human_data_cache(asset: Asset, dest: Path, layout: DataLayout) -> str:
+    """Build the memory-mapped cache of a large HumanData file right after its download.
+
+    Opening a GTA-size annotation (1.4 M frames) the first time means inflating ~1 GB and unpickling its
+    `smpl` dict (10-20 s); paying that once here makes every later open (eval, training, check-layout) take
+    milliseconds. Best effort: a cache that cannot be written (read-only cache/, full disk) is not an error,
+    readers fall back to decoding the npz.
+    """
+    from gtacli.data import human_data
+
+    if (asset.validator or {}).get("kind") != "human_data":
+        return ""
+    if dest.stat().st_size < human_data.CACHE_MIN_BYTES:
+        return ""
+    try:
+        folder = human_data.ensure_cache(dest, cache_root=layout.cache)
+    except (GtacliError, OSError) as exc:
+        return f"no memory-mapped cache ({exc})"
+    return f"memory-mapped cache in {folder}"
 
 
 def fetch_assets(

@@ -364,3 +364,34 @@ def test_npy_validator_rejects_wrong_shape(manifest, server, tmp_path):
     result = fetch_asset(asset, DataLayout(tmp_path), _opts(server.url))
     assert result.status == "failed" and "(5, 72)" in result.detail
     assert _nothing_at(asset.path(tmp_path))
+
+
+def test_large_annotation_gets_its_memory_mapped_cache_at_download(manifest, server, tmp_path, monkeypatch):
+    """A GTA-size HumanData file is slow to open the first time; fetch pays that once (issue 4 benchmark b)."""
+    from gtacli.data import human_data
+
+    n = 5
+    fields = {
+        "image_path": [f"imageFiles/seq_00/image_{i:05d}.jpg" for i in range(n)],
+        "bbox_xywh": np.tile(np.array([[10.0, 20.0, 100.0, 200.0, 1.0]]), (n, 1)),
+        "smpl": {
+            "body_pose": np.zeros((n, 23, 3)),
+            "global_orient": np.zeros((n, 3)),
+            "betas": np.zeros((n, 10)),
+        },
+        "meta": {"gender": ["m", "f", "m", "f", "m"]},
+        "config": "pw3d",
+    }
+    source = tmp_path / "src" / "pw3d_test.npz"
+    human_data.write_human_data(source, fields)
+    data = source.read_bytes()
+    monkeypatch.setattr(human_data, "CACHE_MIN_BYTES", 1)  # treat this small file as a large one
+    asset = manifest.get("pw3d_test")
+    server.add(asset.url, data, content_md5=True)
+    layout = DataLayout(tmp_path / "data")
+    result = fetch_asset(asset, layout, _opts(server.url))
+    assert result.status == "downloaded" and "memory-mapped cache" in result.detail
+    folder = human_data.cache_folder(layout.annotation("pw3d"), layout.cache)
+    assert (folder / human_data.CACHE_MANIFEST).is_file()
+    assert (folder / "bbox_xywh.npy").is_file()
+    np.testing.assert_array_equal(np.load(folder / "bbox_xywh.npy"), fields["bbox_xywh"])
