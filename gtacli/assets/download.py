@@ -42,7 +42,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from gtacli.assets.manifest import Asset, validate_asset
 from gtacli.errors import DownloadError, GtacliError, UsageError
-from gtacli.io.atomic import atomic_write_json
+from gtacli.io.atomic import atomic_write_json, ensure_writable_dir
 from gtacli.io.hashing import MultiHasher
 from gtacli.layout import DataLayout
 
@@ -226,17 +226,11 @@ def lock_record(
 
 def ensure_writable_root(root: Path) -> None:
     """Create the data root if needed and prove we can write in it (one clear error otherwise)."""
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        probe = root / f".gtacli-write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise GtacliError(
-            f"cannot write to the data root ({exc.strerror or exc})",
-            path=root,
-            fix="choose a writable folder with --data-root or $GTACLI_DATA_ROOT, or fix its permissions",
-        ) from None
+    ensure_writable_dir(
+        root,
+        what="to the data root",
+        fix="choose a writable folder with --data-root or $GTACLI_DATA_ROOT, or fix its permissions",
+    )
 
 
 def check_free_space(folder: Path, needed_bytes: int, what: str) -> None:

@@ -8,7 +8,6 @@ what a newcomer sees working is exactly what they will type later: sample-data -
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import typer
 
 from gtacli.cli.common import Annotated, DebugOpt, DeviceOpt, JsonOpt, Output, QuietOpt, run
 from gtacli.errors import GtacliError, UsageError
+from gtacli.io.atomic import ensure_writable_dir
 
 SYNTHETIC_WARNING = (
     "The quickstart data are SYNTHETIC (a generated mannequin body model, rendered images and a random-weight "
@@ -59,7 +59,11 @@ def quickstart_command(
     def body() -> int:
         if size not in ("tiny", "small"):
             raise UsageError(f"--size {size!r} is not tiny or small", fix="use --size tiny or --size small")
-        _ensure_writable_dir(Path(directory))
+        ensure_writable_dir(
+            Path(directory),
+            what="the quickstart folder",
+            fix="choose a writable folder with --dir",
+        )
         summary = run_quickstart(directory, size, steps, batch_size, seed, device, out)
         out.result(summary, human=lambda: _print_summary(out, summary))
         return 0
@@ -176,25 +180,6 @@ def _loss_windows(run_dir: Path) -> List[Dict[str, float]]:
                 windows = []  # the file is appended to: a step count that starts over is a new run
             windows.append({"step": step, "loss": round(float(record["loss"]), 4)})
     return windows
-
-
-def _ensure_writable_dir(directory: Path) -> None:
-    """Fail with one line before any step runs when --dir cannot hold the tree, the run and the demo output."""
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        probe = directory / f".gtacli-write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        blocker = next((p for p in (directory, *directory.parents) if p.exists()), None)
-        if blocker is not None and not blocker.is_dir():
-            reason = f"{blocker} is a file, not a folder"
-        raise GtacliError(
-            f"cannot write the quickstart folder ({reason})",
-            path=directory,
-            fix="choose a writable folder with --dir, or fix its permissions",
-        ) from None
 
 
 def _run_gtacli(args: List[str], name: str, debug: bool = False, quiet: bool = False) -> Dict[str, Any]:

@@ -93,3 +93,29 @@ def _as_gtacli_error(exc: OSError, path: Path) -> GtacliError:
             fix="choose another output path, or move that file away",
         )
     return GtacliError(f"cannot write: {exc.strerror or exc}", path=path, fix="check the path and free space")
+
+
+def ensure_writable_dir(directory: PathLike, *, what: str, fix: str, create: bool = True) -> None:
+    """Prove before any work starts that `directory` can hold files, or fail with one line.
+
+    `create=True` makes the folder (and its parents) and writes a probe file in it; `create=False` creates
+    nothing and probes the nearest existing ancestor instead (for outputs built elsewhere and moved into
+    place at the end). The message names the blocking file when a file stands where a folder is needed.
+    `what` completes "cannot write <what>"; `fix` says what to do.
+    """
+    directory = Path(directory)
+    target = directory if create else next((p for p in directory.parents if p.exists()), Path("."))
+    try:
+        if create:
+            directory.mkdir(parents=True, exist_ok=True)
+        elif not target.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "Not a directory")
+        probe = target / f".gtacli-write-test-{os.getpid()}-{secrets.token_hex(4)}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        blocker = next((p for p in (directory, *directory.parents) if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():  # mkdir says 'File exists' / 'Not a directory'
+            reason = f"{blocker} is a file, not a folder"
+        raise GtacliError(f"cannot write {what} ({reason})", path=directory, fix=fix) from None

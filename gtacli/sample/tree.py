@@ -21,7 +21,6 @@ Everything is a deterministic function of `(size, seed)`.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
@@ -30,6 +29,7 @@ import numpy as np
 
 from gtacli import __version__
 from gtacli.errors import BadFileError, GtacliError, PathLike, UsageError
+from gtacli.io.atomic import ensure_writable_dir
 from gtacli.layout import TEST_DATASETS, TRAIN_DATASETS, DataLayout
 
 GENERATOR = "gtacli sample-data"
@@ -132,19 +132,12 @@ def _prepare_root(layout: DataLayout, force: bool) -> List[str]:
 
 
 def _ensure_writable(root: Path) -> None:
-    """Create the root and prove a file can be written there, so an unwritable folder fails with one line
-    before anything is built (instead of an OSError from deep inside the builder)."""
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        probe = root / f".gtacli-write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise GtacliError(
-            f"cannot write the sample tree here ({exc.strerror or exc})",
-            path=root,
-            fix="choose a writable folder with --data-root (or $GTACLI_DATA_ROOT), or fix its permissions",
-        ) from None
+    """Fail with one line before anything is built (instead of an OSError from deep inside the builder)."""
+    ensure_writable_dir(
+        root,
+        what="the sample tree here",
+        fix="choose a writable folder with --data-root (or $GTACLI_DATA_ROOT), or fix its permissions",
+    )
 
 
 def _read_image(path: Path) -> np.ndarray:

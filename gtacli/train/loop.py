@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from gtacli.errors import BadFileError, GtacliError, MissingFileError
+from gtacli.io.atomic import ensure_writable_dir
 from gtacli.layout import DataLayout
 from gtacli.train.distributed import DistInfo, all_gather_objects, all_reduce_mean, barrier, init_distributed
 from gtacli.train.losses import LOSS_NAMES, LossWeights, compute_losses
@@ -138,17 +139,7 @@ def _under(path: Path, root: Path) -> bool:
 
 def check_work_dir(work_dir: Path) -> None:
     """Create the run directory and prove it is writable (no half-written file is left either way)."""
-    try:
-        work_dir.mkdir(parents=True, exist_ok=True)
-        probe = work_dir / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"ok")
-        probe.unlink()
-    except OSError as exc:
-        raise GtacliError(
-            f"work directory is not writable ({exc.strerror or exc})",
-            path=work_dir,
-            fix="pass a writable --work-dir",
-        ) from None
+    ensure_writable_dir(work_dir, what="the work directory", fix="pass a writable --work-dir")
 
 
 def resolve_resume(path: Path) -> Path:

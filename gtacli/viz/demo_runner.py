@@ -44,6 +44,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from gtacli.errors import BadFileError, GtacliError, UsageError
+from gtacli.io.atomic import ensure_writable_dir
 
 DEFAULT_BATCH_SIZE = 4
 FRAMES_PER_CHUNK_PER_BATCH = 2  # frames read per chunk = batch_size x this (bounded memory, full batches)
@@ -788,16 +789,10 @@ def _check_output_dir(final_dir: Path) -> None:
             fix="choose a new or empty folder (a previous demo output is replaced)",
         )
     # Prove now, before the model loads and frames are processed, that the output can be created: the results
-    # are built in a temporary folder beside it. Probe the nearest existing folder and create nothing yet.
-    existing = next((p for p in final_dir.parents if p.exists()), Path("."))
-    try:
-        if not existing.is_dir():
-            raise NotADirectoryError(f"{existing} is a file, not a folder")
-        probe = existing / f".gtacli-write-test-{os.getpid()}-{secrets.token_hex(4)}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise _unwritable_output(final_dir, exc) from None
+    # are built in a temporary folder beside it, so create nothing yet.
+    ensure_writable_dir(
+        final_dir, what="the demo output here", fix="choose a writable --output folder", create=False
+    )
 
 
 def _unwritable_output(final_dir: Path, exc: OSError) -> GtacliError:

@@ -98,7 +98,7 @@ def test_unwritable_work_dir(sample_tree, tmp_path):
     result, errors = _invoke(
         ["finetune", "--data-root", str(sample_tree), "--work-dir", str(blocker / "run")]
     )
-    assert result.exit_code == 1 and len(errors) == 1 and "work directory is not writable" in errors[0]
+    assert result.exit_code == 1 and len(errors) == 1 and "cannot write the work directory" in errors[0]
 
 
 def test_resume_from_another_recipe(sample_tree, tmp_path):

@@ -88,3 +88,25 @@ def test_atomic_write_under_a_file_is_one_line_with_a_fix(tmp_path):
         atomic_write_bytes(blocker / "sub" / "out.bin", b"data")
     message = str(info.value)
     assert "\n" not in message and "Fix:" in message
+
+
+def test_ensure_writable_dir_creates_or_probes_and_names_a_blocking_file(tmp_path):
+    from gtacli.io.atomic import ensure_writable_dir
+
+    made = tmp_path / "a" / "b"
+    ensure_writable_dir(made, what="the thing", fix="pick another")
+    assert made.is_dir() and list(made.iterdir()) == []  # the probe file is gone
+    later = tmp_path / "c" / "d"
+    ensure_writable_dir(later, what="the thing", fix="pick another", create=False)
+    assert not (tmp_path / "c").exists()  # create=False creates nothing
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    for create in (True, False):
+        with pytest.raises(GtacliError) as info:
+            ensure_writable_dir(blocker / "out", what="the thing", fix="pick another", create=create)
+        message = str(info.value)
+        assert (
+            "\n" not in message
+            and f"{blocker} is a file, not a folder" in message
+            and "pick another" in message
+        )
