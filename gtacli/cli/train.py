@@ -110,7 +110,7 @@ def train_command(
             "--init",
             help=(
                 "'imagenet' (default: torchvision's ImageNet ResNet-50 file <data-root>/pretrained_models/"
-                "resnet50-0676ba61.pth, not downloaded by training), 'none' (random) or a checkpoint PATH."
+                "resnet50-0676ba61.pth; get it with `gtacli fetch resnet50_imagenet`), 'none' (random) or a checkpoint PATH."
             ),
         ),
     ] = None,
@@ -136,7 +136,8 @@ def train_command(
     divided by 10 after epoch 3, 10 epochs; fits are saved with every checkpoint (fits/<ds>_fits.npy).
 
     --init imagenet (the default) reads torchvision's ImageNet ResNet-50 weights (ResNet50_Weights.IMAGENET1K_V1)
-    from <data-root>/pretrained_models/resnet50-0676ba61.pth; training downloads nothing.
+    from <data-root>/pretrained_models/resnet50-0676ba61.pth (`gtacli fetch resnet50_imagenet`); training
+    itself downloads nothing.
 
     Examples:
 
