@@ -99,12 +99,14 @@ def ensure_writable_dir(directory: PathLike, *, what: str, fix: str, create: boo
     """Prove before any work starts that `directory` can hold files, or fail with one line.
 
     `create=True` makes the folder (and its parents) and writes a probe file in it; `create=False` creates
-    nothing and probes the nearest existing ancestor instead (for outputs built elsewhere and moved into
-    place at the end). The message names the blocking file when a file stands where a folder is needed.
+    nothing and probes the folder itself if it exists, else its nearest existing ancestor (for outputs
+    created only when the first file is written, or built elsewhere and moved into place at the end). The message names the blocking file when a file stands where a folder is needed.
     `what` completes "cannot write <what>"; `fix` says what to do.
     """
     directory = Path(directory)
-    target = directory if create else next((p for p in directory.parents if p.exists()), Path("."))
+    target = (
+        directory if create else next((p for p in (directory, *directory.parents) if p.exists()), Path("."))
+    )
     try:
         if create:
             directory.mkdir(parents=True, exist_ok=True)

@@ -138,8 +138,10 @@ def _under(path: Path, root: Path) -> bool:
 
 
 def check_work_dir(work_dir: Path) -> None:
-    """Create the run directory and prove it is writable (no half-written file is left either way)."""
-    ensure_writable_dir(work_dir, what="the work directory", fix="pass a writable --work-dir")
+    """Prove the run directory can be created and written (no half-written file is left either way)."""
+    # create nothing yet: a run refused later (bad --init, missing data) must not leave an empty folder;
+    # the first atomic write (recipe.json) creates it
+    ensure_writable_dir(work_dir, what="the work directory", fix="pass a writable --work-dir", create=False)
 
 
 def resolve_resume(path: Path) -> Path:

@@ -89,7 +89,7 @@ def test_incompatible_init_is_refused(sample_tree, tmp_path):
         )
         assert result.exit_code == 1 and len(errors) == 1, result.output
         assert str(path) in errors[0]
-        assert _no_checkpoints(work)
+        assert _no_checkpoints(work) and not work.exists()  # a refused run leaves no empty work dir
 
 
 def test_unwritable_work_dir(sample_tree, tmp_path):
