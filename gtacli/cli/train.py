@@ -180,6 +180,7 @@ def _train_entry(
     out = Output(json_mode=json_mode, quiet=quiet or rank != 0, debug=debug)
 
     def body() -> int:
+        from gtacli.evaluate.runner import evaluate_model
         from gtacli.train.distributed import shutdown
         from gtacli.train.loop import TrainOptions, run_training
         from gtacli.train.recipe import apply_cli_overrides, get_recipe
@@ -207,6 +208,7 @@ def _train_entry(
             progress=out.show_progress and not json_mode,
             log=out.info,
             warn=lambda m: out.once(m, m) if rank == 0 else None,
+            evaluator=evaluate_model,
         )
         try:
             summary = run_training(opts)

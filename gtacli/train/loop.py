@@ -12,7 +12,7 @@ backward → both Adams step (optional gradient clipping). Around it:
   torch/numpy/python RNG states, the sampler position (epoch + samples consumed), the recipe, and the
   fits when they change (in-the-loop mode; also written as `fits/<ds>_fits.npy`);
 * `--resume` restores all of it, so an interrupted run ends with the weights of an unbroken one;
-* 3DPW evaluation after each epoch when `gtacli.evaluate` and the 3DPW files are present.
+* 3DPW evaluation after each epoch when the 3DPW files are present (the evaluator is passed in by the CLI).
 """
 
 from __future__ import annotations
@@ -72,6 +72,9 @@ class TrainOptions:
     progress: bool = True
     log: Callable[[str], None] = print
     warn: Callable[[str], None] = print
+    # 3DPW evaluation after each epoch, `evaluator(model, layout, device=...) -> dict of metrics`; the CLI passes
+    # gtacli.evaluate's (train and evaluate are on the same floor, so neither imports the other)
+    evaluator: Optional[Callable[..., Any]] = None
 
 
 @dataclass
@@ -771,8 +774,8 @@ class Trainer:
         """3DPW after an epoch when the evaluator and the files exist (rank 0; others wait)."""
         if not self.recipe.eval_each_epoch:
             return
-        if self.dist.is_main:
-            result = evaluate_after_epoch(self.model, self.layout, self.device, self.log)
+        if self.dist.is_main and self.opts.evaluator is not None:
+            result = evaluate_after_epoch(self.opts.evaluator, self.model, self.layout, self.device, self.log)
             if result is not None and self._metrics_fp is not None:
                 self._metrics_fp.write(json.dumps({"epoch": self.state.epoch, "eval": result}) + "\n")
                 self._metrics_fp.flush()
@@ -801,16 +804,13 @@ def build_registrant(body_model: Any, fits: Any, recipe: Recipe, layout: DataLay
 
 
 def evaluate_after_epoch(
-    model: nn.Module, layout: DataLayout, device: torch.device, log: Callable[[str], None]
+    evaluate: Callable[..., Any],
+    model: nn.Module,
+    layout: DataLayout,
+    device: torch.device,
+    log: Callable[[str], None],
 ) -> Optional[Dict[str, Any]]:
-    """Run the 3DPW evaluation of `gtacli.evaluate` if that module and the 3DPW files are present."""
-    try:
-        from gtacli.evaluate import runner
-    except ImportError:
-        return None
-    evaluate = getattr(runner, "evaluate_model", None)
-    if evaluate is None:
-        return None
+    """Run the 3DPW evaluation `evaluate` when the 3DPW files are present (None otherwise)."""
     annotation = layout.annotation("pw3d")
     if not annotation.is_file() or not layout.image_root("pw3d").is_dir():
         return None

@@ -184,3 +184,20 @@ def test_the_run_records_the_init_it_started_from(sample_tree, tmp_path):
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert json.loads((work / "recipe.json").read_text())["init"] == "none"
+
+
+def test_an_epoch_ends_with_a_checkpoint_and_a_3dpw_evaluation(sample_tree, tmp_path):
+    work = tmp_path / "run"
+    result = RUNNER.invoke(
+        app,
+        [
+            "finetune", "--data-root", str(sample_tree), "--work-dir", str(work), "--device", "cpu", "--json",
+            "--num-data", "2", "--epochs", "1", "--batch-size", "1", "--workers", "0",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (work / "epoch_1.pth").is_file() and (work / "latest.pth").is_file()
+    records = [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    evals = [r["eval"] for r in records if "eval" in r]
+    assert len(evals) == 1 and evals[0]["frames"] > 0
+    assert 0 < evals[0]["pa_mpjpe_mm"] <= evals[0]["mpjpe_mm"]
