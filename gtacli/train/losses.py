@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from gtacli.body.camera import project_points
 from gtacli.body.rotations import batch_rodrigues
+from gtacli.train.recipe import GTA_SPIN_FT as _DEFAULT
 
 LOSS_NAMES = (
     "keypoints3d_loss",
@@ -32,17 +33,18 @@ LOSS_NAMES = (
 class LossWeights:
     """Weights and constants of §6.2 (taken from a `Recipe` by `LossWeights.from_recipe`)."""
 
-    keypoints3d: float = 100.0
-    keypoints2d: float = 10.0
-    vertex: float = 2.0
-    smpl_pose: float = 3.0
-    smpl_betas: float = 0.02
-    camera: float = 60.0
-    camera_prior_scale: float = 10.0
-    smooth_l1_beta: float = 1.0
-    pelvis_joints: tuple = (27, 28)
-    focal_length: float = 5000.0
-    img_res: int = 224
+    # defaults = the published gta-spin-ft recipe (the numbers live in recipe.py only)
+    keypoints3d: float = _DEFAULT.loss_keypoints3d_weight
+    keypoints2d: float = _DEFAULT.loss_keypoints2d_weight
+    vertex: float = _DEFAULT.loss_vertex_weight
+    smpl_pose: float = _DEFAULT.loss_smpl_pose_weight
+    smpl_betas: float = _DEFAULT.loss_smpl_betas_weight
+    camera: float = _DEFAULT.loss_camera_weight
+    camera_prior_scale: float = _DEFAULT.camera_prior_scale
+    smooth_l1_beta: float = _DEFAULT.smooth_l1_beta
+    pelvis_joints: tuple = tuple(_DEFAULT.pelvis_joints)
+    focal_length: float = _DEFAULT.focal_length
+    img_res: int = _DEFAULT.img_res
 
     @classmethod
     def from_recipe(cls, recipe) -> LossWeights:
