@@ -23,7 +23,8 @@ from typing import Sequence, Tuple, Union
 
 import numpy as np
 
-IMG_RES = 224
+from gtacli.body.camera import IMG_RES  # the crop side, defined once with the camera that uses it
+
 # SPEC §6.6 step 6: ImageNet mean/std on the 0-255 scale, RGB order.
 NORM_MEAN_RGB = (123.675, 116.28, 103.53)
 NORM_STD_RGB = (58.395, 57.12, 57.375)

@@ -20,6 +20,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional, Tuple
 
+from gtacli.body.camera import FOCAL_LENGTH, IMG_RES
+from gtacli.data.crop import NORM_MEAN_RGB, NORM_STD_RGB
 from gtacli.errors import UsageError
 
 # SPEC §1.1 table order (mmhuman3d `data.train.configs`).
@@ -81,12 +83,12 @@ class Recipe:
     rot_factor: float = 30.0  # degrees, r = clip(N(0,1)*f, -2f, 2f)
     rot_prob: float = 0.6
     scale_factor: float = 0.25  # s = clip(N(0,1)*f + 1, 1-f, 1+f)
-    img_res: int = 224
-    img_norm_mean: Tuple[float, float, float] = (123.675, 116.28, 103.53)  # RGB, 0..255
-    img_norm_std: Tuple[float, float, float] = (58.395, 57.12, 57.375)
+    img_res: int = IMG_RES
+    img_norm_mean: Tuple[float, float, float] = NORM_MEAN_RGB  # RGB, 0..255 (the eval crop's constants)
+    img_norm_std: Tuple[float, float, float] = NORM_STD_RGB
 
     # camera (SPEC §4.4)
-    focal_length: float = 5000.0
+    focal_length: float = FOCAL_LENGTH
 
     # registration and fits (SPEC §7)
     registration_mode: str = "static"  # 'static' | 'in_the_loop'
