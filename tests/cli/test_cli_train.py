@@ -35,6 +35,21 @@ def _no_checkpoints(folder: Path) -> bool:
     return not folder.exists() or not [p for p in folder.rglob("*") if p.suffix == ".pth" or "tmp" in p.name]
 
 
+def _finetune(sample_tree: Path, work: Path, *extra: str):
+    """A tiny CPU finetune on the sample tree (one step unless `extra` says otherwise)."""
+    args = [
+        "finetune", "--data-root", str(sample_tree), "--work-dir", str(work), "--device", "cpu", "--json",
+        "--batch-size", "1", "--workers", "0", *extra,
+    ]  # fmt: skip
+    result = RUNNER.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def _metrics(work: Path):
+    return [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines() if line.strip()]
+
+
 def test_help_has_examples():
     for command in ("finetune", "train"):
         result = RUNNER.invoke(app, [command, "--help"])
@@ -135,32 +150,16 @@ def test_bad_set_is_a_usage_error(sample_tree, tmp_path):
 
 def test_finetune_json_result_and_synthetic_warning_once(sample_tree, tmp_path):
     work = tmp_path / "run"
-    result = RUNNER.invoke(
-        app,
-        [
-            "finetune", "--data-root", str(sample_tree), "--work-dir", str(work), "--device", "cpu", "--json",
-            "--batch-size", "1", "--max-steps", "1", "--workers", "0", "--set", "eval_each_epoch=false",
-        ],
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
-    start = result.stdout.index("{")
-    summary = json.loads(result.stdout[start:])
+    result = _finetune(sample_tree, work, "--max-steps", "1", "--set", "eval_each_epoch=false")
+    summary = json.loads(result.stdout)  # exactly one JSON document on stdout
     assert summary["global_step"] == 1 and summary["recipe"] == "gta-spin-ft" and summary["synthetic_data"]
     assert (work / "latest.pth").is_file() and (work / "recipe.json").is_file()
     assert result.output.count("synthetic sample tree") == 1
     # a run stopped by --max-steps before the first log interval still logs its steps
-    records = [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    assert len(records) == 1
+    assert len(_metrics(work)) == 1
     # a fresh run in the same work dir starts its metrics anew instead of appending to the old run's
-    again = RUNNER.invoke(
-        app,
-        [
-            "finetune", "--data-root", str(sample_tree), "--work-dir", str(work), "--device", "cpu", "--json",
-            "--batch-size", "1", "--max-steps", "1", "--workers", "0", "--set", "eval_each_epoch=false",
-        ],
-    )  # fmt: skip
-    assert again.exit_code == 0, again.output
-    assert len((work / "metrics.jsonl").read_text().splitlines()) == 1
+    _finetune(sample_tree, work, "--max-steps", "1", "--set", "eval_each_epoch=false")
+    assert len(_metrics(work)) == 1
     # the run records the recipe's default init when --init is not given...
     assert json.loads((work / "recipe.json").read_text())["init"] == "spin_official"
 
@@ -174,30 +173,14 @@ def test_train_without_imagenet_weights_says_how_to_get_them(sample_tree, tmp_pa
 
 def test_the_run_records_the_init_it_started_from(sample_tree, tmp_path):
     work = tmp_path / "run"
-    result = RUNNER.invoke(
-        app,
-        [
-            "finetune", "--data-root", str(sample_tree), "--work-dir", str(work), "--device", "cpu", "--json",
-            "--init", "none", "--batch-size", "1", "--max-steps", "1", "--workers", "0",
-            "--set", "eval_each_epoch=false",
-        ],
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
+    _finetune(sample_tree, work, "--init", "none", "--max-steps", "1", "--set", "eval_each_epoch=false")
     assert json.loads((work / "recipe.json").read_text())["init"] == "none"
 
 
 def test_an_epoch_ends_with_a_checkpoint_and_a_3dpw_evaluation(sample_tree, tmp_path):
     work = tmp_path / "run"
-    result = RUNNER.invoke(
-        app,
-        [
-            "finetune", "--data-root", str(sample_tree), "--work-dir", str(work), "--device", "cpu", "--json",
-            "--num-data", "2", "--epochs", "1", "--batch-size", "1", "--workers", "0",
-        ],
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
+    _finetune(sample_tree, work, "--num-data", "2", "--epochs", "1")
     assert (work / "epoch_1.pth").is_file() and (work / "latest.pth").is_file()
-    records = [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    evals = [r["eval"] for r in records if "eval" in r]
+    evals = [r["eval"] for r in _metrics(work) if "eval" in r]
     assert len(evals) == 1 and evals[0]["frames"] > 0
     assert 0 < evals[0]["pa_mpjpe_mm"] <= evals[0]["mpjpe_mm"]
