@@ -11,7 +11,7 @@ real one) when present; the GMM is ../shared/assets/gmm_08.pkl (else a generated
 Baseline, written plainly below: SPIN's schedule — Adam lr 1e-2, two stages of 50 iterations (global orient +
 translation, then global orient + body pose + betas), one batch, a full SMPL forward (all 6890 vertices, smplx)
 every iteration, no early stop — on the registrant's objective (GMoF keypoint term, GMM / joint / shape priors,
-SPEC §7.3), so both minimise the same function. It runs with torch's default thread count and with one thread;
+docs/reproduction.md §7.3), so both minimise the same function. It runs with torch's default thread count and with one thread;
 the faster of the two is the baseline time.
 
 Ours: `gtacli.fit.smplify.SMPLify` with its defaults (ftol 1e-4 early stop per stage, sparse 49-joint

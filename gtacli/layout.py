@@ -1,4 +1,4 @@
-"""Where every file lives under a data root (the tree of SPEC §1.2). Pure path arithmetic, no I/O.
+"""Where every file lives under a data root (the tree of docs/reproduction.md §1.2). Pure path arithmetic, no I/O.
 
 Every module asks this object for paths instead of joining strings itself, so the tree is defined once.
 """
@@ -19,7 +19,7 @@ TRAIN_DATASETS: Dict[str, Tuple[str, str]] = {
     "coco": ("spin_coco_2014_train.npz", "coco_fits.npy"),
     "gta": ("gta_human_4x.npz", "gta_fits.npy"),
 }
-# Accepted alternatives (SPEC "Product decisions" 1-2), tried in order after the main name.
+# Accepted alternatives (docs/reproduction.md decision 1-2), tried in order after the main name.
 ANNOTATION_ALIASES: Dict[str, Tuple[str, ...]] = {
     "h36m": ("spin_h36m_train.npz", "h36m_mosh_train.npz", "h36m_train.npz"),
     "pw3d": ("pw3d_test.npz", "spin_pw3d_test.npz"),

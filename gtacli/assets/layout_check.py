@@ -1,6 +1,6 @@
 """`check-layout`: does a data root hold what a job needs, at content level?
 
-Per job (SPEC §1.1–1.2, "Product decisions" 1–2):
+Per job (docs/reproduction.md §1.1–1.2, "Product decisions" 1–2):
 
 * `eval-pw3d`: SMPL neutral+male+female, J_regressor_h36m, smpl_mean_params, the 3DPW annotation
   (`pw3d_test.npz`, or `spin_pw3d_test.npz` if it carries `smpl` and `meta.gender`), its images, a checkpoint;
@@ -43,7 +43,7 @@ JOBS = ("eval-pw3d", "finetune", "train", "demo", "all")
 SPIN_DATASETS = ("h36m", "mpi_inf_3dhp", "lsp", "lspet", "mpii", "coco")  # config order, no GTA
 FINETUNE_DATASETS = SPIN_DATASETS + ("gta",)
 IMAGE_SAMPLE_SIZE = 16  # image paths checked per dataset without --deep
-FITS_COLUMNS = 82  # 72 pose (axis-angle) + 10 betas per row (SPEC §7)
+FITS_COLUMNS = 82  # 72 pose (axis-angle) + 10 betas per row (docs/reproduction.md §7)
 CHECKPOINT_KEYS = ("head.fc1.weight", "head.decpose.weight", "backbone.conv1.weight")
 PW3D_GENDERS = {"m", "f"}
 
@@ -226,7 +226,9 @@ class _Checker:
             with load_npz(path) as npz:
                 has_smpl = "smpl" in npz
             detail += (
-                ", carries SMPL" if has_smpl else ", no SMPL (H36M supervised by h36m_fits.npy, SPEC §2.5)"
+                ", carries SMPL"
+                if has_smpl
+                else ", no SMPL (H36M supervised by h36m_fits.npy, docs/reproduction.md §2.5)"
             )
         if dataset == "gta":
             with load_npz(path) as npz:
@@ -291,7 +293,7 @@ class _Checker:
     # -- images ----------------------------------------------------------------------------------
     def images(self, dataset: str, ann_path: Optional[Path], required: bool = True) -> CheckItem:
         root = self.layout.image_root(dataset)
-        fix = f"put the {dataset} images under {root}/ (SPEC §1.1 image paths)"
+        fix = f"put the {dataset} images under {root}/ (docs/reproduction.md §1.1 image paths)"
 
         def run() -> CheckItem:
             label = f"images {dataset}"
@@ -341,7 +343,7 @@ class _Checker:
             if n is None:
                 return detail + "; annotation length unknown (annotation not usable)"
             if not required and rows > n:
-                # optional fits (gta: GT SMPL overrides them) only need a row per sample (SPEC §7.2: >= N)
+                # optional fits (gta: GT SMPL overrides them) only need a row per sample (docs/reproduction.md §7.2: >= N)
                 return detail + f"; {rows} rows >= annotation length {n}"
             if rows != n:
                 raise GtacliError(

@@ -1,12 +1,12 @@
 """The asset registry (`manifest.json`, kept as data) and the content validators of its files.
 
-Each asset has a name, a URL (SPEC §1.3, verbatim), a destination relative to the data root (SPEC §1.2
+Each asset has a name, a URL (docs/reproduction.md §1.3, verbatim), a destination relative to the data root (docs/reproduction.md §1.2
 tree), a group, optionally its size and sha256 (or a sha256 prefix, for result checkpoints whose name
 carries `sha256[:8]`), and a validator that checks the content once the bytes are verified:
 
 * `npy`: shape (None = any length) and dtype kind, from the header (memory-mapped, nothing read);
 * `npz`: member names, shapes and dtype kinds, from the member headers;
-* `human_data`: a HumanData annotation npz (SPEC §2.1): required keys and the frame count;
+* `human_data`: a HumanData annotation npz (docs/reproduction.md §2.1): required keys and the frame count;
 * `gmm`: the GMM pose prior pickle through the restricted unpickler;
 * `checkpoint`: `torch.load(weights_only=True)` and the expected state_dict keys;
 * `text`: UTF-8 text (the training log).
@@ -194,7 +194,7 @@ def validate_npz(path: PathLike, members: Mapping[str, Mapping[str, Any]], fix: 
 
 def human_data_length(npz: Any, path: PathLike) -> int:
     """Number of frames of a HumanData npz: `__data_len__`, or for legacy files (`__temporal_len__`)
-    the first dimension of `bbox_xywh` (what mmhuman3d's loader infers, SPEC §2.1)."""
+    the first dimension of `bbox_xywh` (what mmhuman3d's loader infers, docs/reproduction.md §2.1)."""
     if "__data_len__" in npz:
         value = npz["__data_len__"]
         return int(np.asarray(value).reshape(()))

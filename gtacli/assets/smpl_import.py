@@ -38,7 +38,7 @@ MIN_SHAPE_BASIS = 10
 OUTPUT_PICKLE_PROTOCOL = 4  # plain numpy arrays; no _codecs/NEWOBJ tricks
 MAX_PICKLE_BYTES = 2 << 30  # refuse absurd zip members before reading them into memory
 
-# Where to get each gender (SPEC §1.3).
+# Where to get each gender (docs/reproduction.md §1.3).
 SMPL_SOURCES = {
     "male": "https://smpl.is.tue.mpg.de/ (SMPL for Python, v1.0 or v1.1)",
     "female": "https://smpl.is.tue.mpg.de/ (SMPL for Python, v1.0 or v1.1)",

@@ -1,4 +1,4 @@
-"""Camera models of the pipeline (SPEC §4.4, §7.1 step 4, §9).
+"""Camera models of the pipeline (docs/reproduction.md §4.4, §7.1 step 4, §9).
 
 The network predicts a weak-perspective camera [s, tx, ty] for the 224x224 crop; it becomes a perspective
 translation with a fixed focal length of 5000 px. Projections here use principal point 0 (pixel offsets from
@@ -14,10 +14,10 @@ import torch
 
 from gtacli.body.conventions import TRANSLATION_JOINTS
 
-FOCAL_LENGTH = 5000.0  # px, for the 224x224 crop (SPEC §4.4)
+FOCAL_LENGTH = 5000.0  # px, for the 224x224 crop (docs/reproduction.md §4.4)
 IMG_RES = 224  # crop side in px
-CAM_EPS = 1e-9  # added to img_res * s before dividing (SPEC §4.4)
-DEMO_BBOX_SCALE = 1.25  # demo crop side = 1.25 * max(w, h) of the detection box (SPEC §9)
+CAM_EPS = 1e-9  # added to img_res * s before dividing (docs/reproduction.md §4.4)
+DEMO_BBOX_SCALE = 1.25  # demo crop side = 1.25 * max(w, h) of the detection box (docs/reproduction.md §9)
 
 
 def cam_to_translation(
@@ -55,7 +55,7 @@ def estimate_translation(
     img_res: int = IMG_RES,
     joint_idx: Sequence[int] = TRANSLATION_JOINTS,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Camera translation that best projects 3D joints onto 2D keypoints (SPEC §7.1 step 4).
+    """Camera translation that best projects 3D joints onto 2D keypoints (docs/reproduction.md §7.1 step 4).
 
     joints (B, 49, 3) in metres (root frame), kp2d (B, 49, 3) = (u, v, conf) in crop pixels.
     For each sample, weighted least squares over `joint_idx` (smpl_49 25..48) with weights sqrt(conf):
@@ -106,7 +106,7 @@ def estimate_translation(
 
 
 def crop_intrinsics(focal: float = FOCAL_LENGTH, img_res: int = IMG_RES) -> np.ndarray:
-    """3x3 intrinsics of the crop camera: f on the diagonal, principal point at the crop centre (SPEC §9)."""
+    """3x3 intrinsics of the crop camera: f on the diagonal, principal point at the crop centre (docs/reproduction.md §9)."""
     c = img_res / 2.0
     return np.array([[focal, 0.0, c], [0.0, focal, c], [0.0, 0.0, 1.0]])
 

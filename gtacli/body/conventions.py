@@ -1,4 +1,4 @@
-"""Keypoint conventions as named data (SPEC §3). Tests check every table against its definition.
+"""Keypoint conventions as named data (docs/reproduction.md §3). Tests check every table against its definition.
 
 Index tables are plain tuples; names are the mmhuman3d names, so a table can be re-derived from names.
 """
@@ -19,7 +19,7 @@ SMPL_VERTEX_JOINTS = (
     "right_bigtoe", "right_smalltoe", "right_heel", "left_thumb", "left_index", "left_middle", "left_ring",
     "left_pinky", "right_thumb", "right_index", "right_middle", "right_ring", "right_pinky",
 )  # fmt: skip
-# smplx vertex_ids['smplh'] for the joints above (SPEC §3.1), in the same order.
+# smplx vertex_ids['smplh'] for the joints above (docs/reproduction.md §3.1), in the same order.
 SMPL_VERTEX_JOINT_IDS = (
     332, 6260, 2800, 4071, 583, 3216, 3226, 3387, 6617, 6624, 6787,
     2746, 2319, 2445, 2556, 2673, 6191, 5782, 5905, 6016, 6133,
@@ -66,7 +66,7 @@ SMPL_49_TO_HUMAN_DATA = (
     173, 174, 175, 176, 177, 8, 5, 144, 145, 4, 7, 21, 19, 17, 16, 18, 20, 146, 147, 148, 149, 150, 151,
     152, 55, 57, 56, 59, 58,
 )  # fmt: skip
-# The smpl_24 (SPIN GT) joints' HUMAN_DATA slots: what gta_human_4x.npz keeps when compressed (SPEC §2.6).
+# The smpl_24 (SPIN GT) joints' HUMAN_DATA slots: what gta_human_4x.npz keeps when compressed (docs/reproduction.md §2.6).
 SMPL_24_HUMAN_DATA_SLOTS = tuple(sorted(SMPL_49_TO_HUMAN_DATA[25:]))
 
 # §3.4 H36M 17 (rows of J_regressor_h36m.npy) and the LSP-14 evaluation subset.
@@ -123,9 +123,9 @@ REGISTRANT_IGNORE_NAMES = (
 )
 REGISTRANT_IGNORE = (1, 9, 12, 27, 28)
 
-# Training-time pelvis (SPEC §6.2.1): mean of smpl_49 right_hip_extra (27) and left_hip_extra (28).
+# Training-time pelvis (docs/reproduction.md §6.2.1): mean of smpl_49 right_hip_extra (27) and left_hip_extra (28).
 TRAIN_PELVIS_PAIR = (27, 28)
-# Joints used by estimate_translation (SPEC §7.1 step 4): smpl_49 25..48.
+# Joints used by estimate_translation (docs/reproduction.md §7.1 step 4): smpl_49 25..48.
 TRANSLATION_JOINTS = tuple(range(25, 49))
 
 CONVENTIONS: Dict[str, Sequence[str]] = {

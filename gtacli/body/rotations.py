@@ -1,4 +1,4 @@
-"""Rotation representations used by the model, the losses and the data pipeline (SPEC §3.5, §4.3, §6.2.4, §6.6).
+"""Rotation representations used by the model, the losses and the data pipeline (docs/reproduction.md §3.5, §4.3, §6.2.4, §6.6).
 
 Every function is batched, works on any float dtype and keeps tensors on the caller's device. The flip and
 rotate helpers also accept numpy arrays (the data pipeline works in numpy) and return the same kind.
@@ -16,12 +16,12 @@ from gtacli.body.conventions import SMPL_POSE_FLIP_PERM_72
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
 
-# mmhuman3d adds this to the axis-angle vector before taking its norm (SPEC §6.2.4): keeps zero rotations finite.
+# mmhuman3d adds this to the axis-angle vector before taking its norm (docs/reproduction.md §6.2.4): keeps zero rotations finite.
 RODRIGUES_EPS = 1e-8
 
 
 def rot6d_to_rotmat(x: torch.Tensor) -> torch.Tensor:
-    """6D rotation representation -> rotation matrices (SPEC §4.3).
+    """6D rotation representation -> rotation matrices (docs/reproduction.md §4.3).
 
     `x` is (B, 144) (24 joints of the HMR head) -> (B, 24, 3, 3), or (..., 6) -> (..., 3, 3).
     Each 6-vector is read row-major as a 3x2 matrix [[p0, p1], [p2, p3], [p4, p5]]; its columns a1, a2 are
@@ -59,7 +59,7 @@ def quat_to_rotmat(quat: torch.Tensor) -> torch.Tensor:
 
 
 def batch_rodrigues(aa: torch.Tensor) -> torch.Tensor:
-    """Axis-angle (N, 3) -> (N, 3, 3), mmhuman3d's quaternion form (SPEC §6.2.4).
+    """Axis-angle (N, 3) -> (N, 3, 3), mmhuman3d's quaternion form (docs/reproduction.md §6.2.4).
 
     The angle is ||aa + 1e-8|| (the epsilon is added to every component before the norm, as mmhuman3d does),
     the axis aa / angle, and the matrix comes from the unit quaternion (cos(angle/2), sin(angle/2) axis).
@@ -162,7 +162,7 @@ def _skew(v: torch.Tensor) -> torch.Tensor:
 
 
 def flip_smpl_pose(pose: ArrayLike) -> ArrayLike:
-    """Mirror SMPL axis-angle poses (..., 72) left<->right (SPEC §3.5): swap left/right joints, negate y and z.
+    """Mirror SMPL axis-angle poses (..., 72) left<->right (docs/reproduction.md §3.5): swap left/right joints, negate y and z.
 
     numpy in -> numpy out, torch in -> torch out; the input is not modified.
     """
@@ -179,7 +179,7 @@ def flip_smpl_pose(pose: ArrayLike) -> ArrayLike:
 
 
 def rot_z_neg(rot_deg: ArrayLike) -> ArrayLike:
-    """R_z(-r) = [[cos r, sin r, 0], [-sin r, cos r, 0], [0, 0, 1]] for r in degrees (SPEC §6.6 step 5). (B,) -> (B, 3, 3)."""
+    """R_z(-r) = [[cos r, sin r, 0], [-sin r, cos r, 0], [0, 0, 1]] for r in degrees (docs/reproduction.md §6.6 step 5). (B,) -> (B, 3, 3)."""
     if isinstance(rot_deg, torch.Tensor):
         r = rot_deg * (math.pi / 180.0)
         c, s = torch.cos(r), torch.sin(r)
@@ -194,7 +194,7 @@ def rot_z_neg(rot_deg: ArrayLike) -> ArrayLike:
 def rotate_global_orient(aa: ArrayLike, rot_deg: ArrayLike) -> ArrayLike:
     """Rotate global orientations (B, 3) by the crop rotation (B,) degrees: Rodrigues(R_z(-r) . Rodrigues(aa)).
 
-    This is what the data pipeline does to `global_orient` (SPEC §6.6 step 5) and what the fits lookup does
+    This is what the data pipeline does to `global_orient` (docs/reproduction.md §6.6 step 5) and what the fits lookup does
     after the flip (§7.1 step 3). numpy in -> numpy out (float64 maths), torch in -> torch out.
     """
     if isinstance(aa, torch.Tensor):

@@ -1,10 +1,10 @@
-"""SMPL body models through smplx, with the joint sets the pipeline needs (SPEC §3.1-3.4, §4.5).
+"""SMPL body models through smplx, with the joint sets the pipeline needs (docs/reproduction.md §3.1-3.4, §4.5).
 
 `BodyModel` wraps `smplx.SMPL` built from arrays we loaded ourselves (restricted unpickling: smplx is never
 allowed to unpickle a file) and adds mmhuman3d's outputs:
 
 * `joints54`: SMPL's 24 kinematic joints, smplx's 21 vertex joints, then `J_regressor_extra @ vertices` (9);
-* `joints`: the smpl_49 selection of those 54 (SPEC §3.2 approximate mapping = SPIN's JOINT_MAP);
+* `joints`: the smpl_49 selection of those 54 (docs/reproduction.md §3.2 approximate mapping = SPIN's JOINT_MAP);
 * `joints_h36m`: `J_regressor_h36m @ vertices` (17), the evaluation joints.
 
 No translation is applied: meshes live in the SMPL root frame, as in training and evaluation.
@@ -43,7 +43,7 @@ _REQUIRED_SHAPES: Dict[str, tuple] = {
     "weights": ("V", 24),
     "kintree_table": (2, 24),
 }
-# Gender codes of mmhuman3d's GenderedSMPL (SPEC §4.5, §8): -1 neutral, 0 male, 1 female.
+# Gender codes of mmhuman3d's GenderedSMPL (docs/reproduction.md §4.5, §8): -1 neutral, 0 male, 1 female.
 GENDER_CODES = {"neutral": -1, "male": 0, "female": 1}
 _GENDER_ALIASES = {
     "n": "neutral", "neutral": "neutral", "-1": "neutral",
@@ -208,7 +208,7 @@ class BodyModel(nn.Module):
         device: Union[str, torch.device, None] = None,
         dtype: torch.dtype = torch.float32,
     ) -> BodyModel:
-        """Load SMPL_<GENDER>.pkl and the regressors from a `gtacli.layout.DataLayout` (SPEC §1.2)."""
+        """Load SMPL_<GENDER>.pkl and the regressors from a `gtacli.layout.DataLayout` (docs/reproduction.md §1.2)."""
         gender = _gender_name(gender)
         path = layout.smpl_model(gender)
         arrays = load_smpl_arrays(path)
@@ -281,7 +281,7 @@ class BodyModel(nn.Module):
 
 
 class GenderedBodyModel(nn.Module):
-    """Neutral / male / female `BodyModel`s run on the rows of their gender (SPEC §4.5, §8: 3DPW GT)."""
+    """Neutral / male / female `BodyModel`s run on the rows of their gender (docs/reproduction.md §4.5, §8: 3DPW GT)."""
 
     def __init__(self, models: Mapping[str, BodyModel]) -> None:
         super().__init__()

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from gtacli import __version__
-from gtacli.cli.common import Annotated
+from gtacli.cli.common import Annotated, handle_errors
 
 app = typer.Typer(
     name="gtacli",
@@ -24,7 +24,7 @@ app = typer.Typer(
 )
 
 # (command name, module under gtacli.cli, function name). Each module keeps its heavy imports inside the
-# function so `gtacli --help` stays fast.
+# function so `gtacli --help` stays fast. Every command is wrapped in the one error handler.
 COMMANDS = [
     ("quickstart", "quickstart", "quickstart_command"),
     ("fetch", "fetch", "fetch_command"),
@@ -58,13 +58,8 @@ def _root(
 
 def _register() -> None:
     for name, module_name, attr in COMMANDS:
-        try:
-            module = importlib.import_module(f"gtacli.cli.{module_name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"gtacli.cli.{module_name}":
-                continue  # command not built yet
-            raise
-        app.command(name)(getattr(module, attr))
+        module = importlib.import_module(f"gtacli.cli.{module_name}")  # a broken module is an error
+        app.command(name)(handle_errors(getattr(module, attr)))
 
 
 _register()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from gtacli.cli.common import Annotated, DataRootOpt, DebugOpt, JsonOpt, Output, QuietOpt, run
+from gtacli.cli.common import Annotated, DataRootOpt, DebugOpt, JsonOpt, Output, QuietOpt
 
 
 def check_layout_command(
@@ -68,4 +68,4 @@ def check_layout_command(
         out.result(report.to_dict(), human=human)
         return 0 if report.ok else 1
 
-    run(out, body)
+    return body()

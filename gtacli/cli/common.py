@@ -1,16 +1,20 @@
 """What every command shares: option spellings, the output object, error handling.
 
 Each command module declares its options with the `Annotated` aliases below so that `--data-root`,
-`--json`, `--quiet`, `--debug`, `--device` are spelled and documented identically everywhere, and runs its
-body inside `run(...)`, which maps exceptions to one-line messages and exit codes:
+`--json`, `--quiet`, `--debug`, `--device` are spelled and documented identically everywhere. A command
+builds its `Output`, does its work and returns an exit code (or raises); the app wraps every command in
+`handle_errors` (registered once in `cli/app.py`), which maps exceptions to one-line messages and exit codes:
 
 * 0 success, 1 the job failed (bad input, failed check, failed download), 2 usage error;
 * `--debug` prints the full traceback instead of one line;
-* with `--json`, stdout carries exactly one JSON document and everything else goes to stderr.
+* with `--json`, stdout carries exactly one JSON document and everything else goes to stderr; a failure
+  prints `{"ok": false, "error": {...}}` there.
 """
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import json
 import os
 import sys
@@ -38,7 +42,7 @@ DataRootOpt = Annotated[
     Path,
     typer.Option(
         "--data-root",
-        help="Data tree (SPEC layout). Default: $GTACLI_DATA_ROOT, else ./data.",
+        help="Data tree (layout: docs/reproduction.md §1.2). Default: $GTACLI_DATA_ROOT, else ./data.",
         default_factory=default_data_root,
         show_default="$GTACLI_DATA_ROOT or ./data",
     ),
@@ -62,6 +66,7 @@ class Output:
         self.err = Console(stderr=True, highlight=False, soft_wrap=True)
         self.out = Console(highlight=False, soft_wrap=True)
         self._said_once: set = set()
+        _CURRENT_OUTPUT.set(self)  # the app's error handler reports through the command's own Output
 
     # diagnostics -> stderr
     def info(self, message: str) -> None:
@@ -109,31 +114,58 @@ class Output:
         self.out.print(table)
 
 
-def run(out: Output, body: Callable[[], Optional[int]]) -> None:
-    """Run a command body; map failures to one line on stderr and the documented exit code."""
-    try:
-        code = body()
-    except typer.Exit:
-        raise
-    except GtacliError as exc:
-        if out.debug:
-            traceback.print_exc()
-        out.err.print(f"error: {exc.one_line()}", markup=False, style="red")
-        raise typer.Exit(exc.exit_code) from None
-    except KeyboardInterrupt:
-        out.err.print("interrupted", markup=False)
-        raise typer.Exit(130) from None
-    except Exception as exc:  # a bug or an unexpected environment problem
-        if out.debug:
-            traceback.print_exc()
+_CURRENT_OUTPUT: contextvars.ContextVar[Optional[Output]] = contextvars.ContextVar(
+    "gtacli_output", default=None
+)
+
+
+def handle_errors(command: Callable[..., Optional[int]]) -> Callable[..., None]:
+    """Wrap a command: its return value becomes the exit code; exceptions become one line and an exit code.
+
+    Applied once to every command by `cli/app.py`; commands themselves never catch to print.
+    """
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        token = _CURRENT_OUTPUT.set(None)
+        try:
+            code = command(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except BaseException as exc:  # noqa: B902 - every failure leaves through one line and an exit code
+            out = _CURRENT_OUTPUT.get() or Output(
+                json_mode=bool(kwargs.get("json_mode")), debug=bool(kwargs.get("debug"))
+            )
+            raise typer.Exit(report_error(out, exc)) from None
+        finally:
+            _CURRENT_OUTPUT.reset(token)
+        raise typer.Exit(code or 0)
+
+    return wrapper
+
+
+def report_error(out: Output, exc: BaseException) -> int:
+    """Print `exc` as one line on stderr (and as a JSON error object on stdout in --json mode); its exit code."""
+    if isinstance(exc, KeyboardInterrupt):
+        kind, message, code = "interrupted", "interrupted", 130
+    elif isinstance(exc, GtacliError):
+        kind, message, code = type(exc).__name__, exc.one_line(), exc.exit_code
+    elif isinstance(exc, (SystemExit, GeneratorExit)):
+        raise exc
+    else:  # a bug or an unexpected environment problem
         first = " ".join(str(exc).split())[:300]
-        out.err.print(
-            f"error: {type(exc).__name__}: {first} (run again with --debug for the traceback)",
-            markup=False,
-            style="red",
-        )
-        raise typer.Exit(1) from None
-    raise typer.Exit(code or 0)
+        kind, code = type(exc).__name__, 1
+        message = f"{kind}: {first} (run again with --debug for the traceback)"
+    if out.debug and not isinstance(exc, KeyboardInterrupt):
+        traceback.print_exception(type(exc), exc, exc.__traceback__)
+    out.err.print(f"error: {message}", markup=False, style="red")
+    if out.json_mode:
+        error: Dict[str, Any] = {"type": kind, "message": message, "exit_code": code}
+        if isinstance(exc, GtacliError):
+            error.update(problem=exc.problem, path=exc.path, fix=exc.fix)
+        sys.stdout.write(json.dumps({"ok": False, "error": error}, indent=2) + "\n")
+        sys.stdout.flush()
+    return code
 
 
 def parse_key_values(items: Optional[List[str]], option: str = "--set") -> Dict[str, str]:

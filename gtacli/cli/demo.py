@@ -17,7 +17,6 @@ from gtacli.cli.common import (
     Output,
     ProgressBar,
     QuietOpt,
-    run,
 )
 
 FFMPEG_LOG_QUIET = "-8"  # libavutil's AV_LOG_QUIET
@@ -171,4 +170,4 @@ def demo_command(
         out.result(summary, human)
         return 0
 
-    run(out, body)
+    return body()

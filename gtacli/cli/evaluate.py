@@ -1,4 +1,4 @@
-"""`gtacli eval`: evaluate a checkpoint on 3DPW (mmhuman3d's protocol, SPEC §8), Human3.6M or MPI-INF-3DHP."""
+"""`gtacli eval`: evaluate a checkpoint on 3DPW (mmhuman3d's protocol, docs/reproduction.md §8), Human3.6M or MPI-INF-3DHP."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from gtacli.cli.common import (
     Output,
     ProgressBar,
     QuietOpt,
-    run,
 )
 
 SYNTHETIC_NOTE = (
@@ -130,7 +129,7 @@ def eval_command(
         out.result(doc, human=lambda: _print_human(out, doc))
         return 0
 
-    run(out, body)
+    return body()
 
 
 def _print_human(out: Output, doc: Dict[str, Any]) -> None:

@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Optional
 
 import typer
 
-from gtacli.cli.common import Annotated, DataRootOpt, DebugOpt, JsonOpt, Output, QuietOpt, run
+from gtacli.cli.common import Annotated, DataRootOpt, DebugOpt, JsonOpt, Output, QuietOpt
 from gtacli.errors import UsageError
 
 
@@ -245,7 +245,7 @@ def fetch_command(
             out.result(payload, human=lambda: _print_smpl(out, payload))
         return 1 if failed else 0
 
-    run(out, body)
+    return body()
 
 
 def _print_smpl(out: Output, payload: Dict[str, Any]) -> None:

@@ -18,7 +18,6 @@ from gtacli.cli.common import (
     Output,
     ProgressBar,
     QuietOpt,
-    run,
 )
 
 DEFAULT_BATCH_SIZE = 32
@@ -46,7 +45,9 @@ def fit_command(
     ] = DEFAULT_BATCH_SIZE,
     iterations: Annotated[
         Optional[int],
-        typer.Option("--iterations", min=1, help="Adam iterations per stage (default 50, SPEC §7.4)."),
+        typer.Option(
+            "--iterations", min=1, help="Adam iterations per stage (default 50, docs/reproduction.md §7.4)."
+        ),
     ] = None,
     device: DeviceOpt = "auto",
     output: Annotated[
@@ -66,7 +67,7 @@ def fit_command(
     keypoints to the 224x224 box crop, runs the registrant's SMPLify (GMoF keypoint term, GMM / joint / shape
     priors, f = 5000, Adam lr 1e-2 in two stages, batched, CUDA when present) and writes
     static_fits/NAME_fits.npy as float64, in the original image frame, atomically. The summary gives the mean
-    final loss and the fraction of fits training accepts (keypoint loss < 10, SPEC §7.1).
+    final loss and the fraction of fits training accepts (keypoint loss < 10, docs/reproduction.md §7.1).
 
     --init mean starts from smpl_mean_params.npz; --init PATH (or --checkpoint PATH) from that network's
     predictions on the image crops (needs the images). With --limit and no --output the file is written as
@@ -180,7 +181,7 @@ def fit_command(
         out.result(payload, human=human)
         return 0
 
-    run(out, body)
+    return body()
 
 
 def _resolve_init(init: str, checkpoint: Optional[Path], usage_error: Any) -> Optional[Path]:
@@ -244,7 +245,7 @@ def _open_annotation(path: Path, limit: Optional[int], bad_file: Any) -> Any:
 
 
 def _crop_keypoints(kp_image: Any, boxes: Any) -> Any:
-    """Image-pixel keypoints (N,49,3) -> 224-crop pixels with each box's crop affine (SPEC §2.2, §6.6 step 5,
+    """Image-pixel keypoints (N,49,3) -> 224-crop pixels with each box's crop affine (docs/reproduction.md §2.2, §6.6 step 5,
     rotation 0); confidence kept, keypoints with conf 0 untouched (as the pipeline does)."""
     import numpy as np
 

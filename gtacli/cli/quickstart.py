@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import typer
 
-from gtacli.cli.common import Annotated, DebugOpt, DeviceOpt, JsonOpt, Output, QuietOpt, run
+from gtacli.cli.common import Annotated, DebugOpt, DeviceOpt, JsonOpt, Output, QuietOpt
 from gtacli.errors import GtacliError, UsageError
 from gtacli.io.atomic import ensure_writable_dir
 
@@ -68,7 +68,7 @@ def quickstart_command(
         out.result(summary, human=lambda: _print_summary(out, summary))
         return 0
 
-    run(out, body)
+    return body()
 
 
 def run_quickstart(

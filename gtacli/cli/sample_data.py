@@ -1,4 +1,4 @@
-"""`gtacli sample-data`: write a complete miniature SYNTHETIC data tree (SPEC §1.2 layout) for offline use."""
+"""`gtacli sample-data`: write a complete miniature SYNTHETIC data tree (docs/reproduction.md §1.2 layout) for offline use."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any, Dict
 
 import typer
 
-from gtacli.cli.common import Annotated, DataRootOpt, DebugOpt, JsonOpt, Output, ProgressBar, QuietOpt, run
+from gtacli.cli.common import Annotated, DataRootOpt, DebugOpt, JsonOpt, Output, ProgressBar, QuietOpt
 
 
 def sample_data_command(
@@ -82,4 +82,4 @@ def sample_data_command(
         out.result(payload, human=human)
         return 0
 
-    run(out, body)
+    return body()

@@ -16,7 +16,6 @@ from gtacli.cli.common import (
     Output,
     QuietOpt,
     parse_key_values,
-    run,
 )
 
 RecipeOpt = Annotated[str, typer.Option("--recipe", help="Recipe name: gta-spin-ft or spin.")]
@@ -218,7 +217,7 @@ def _train_entry(
             out.result(summary, human=lambda: _print_summary(out, summary))
         return 0
 
-    run(out, body)
+    return body()
 
 
 def _print_summary(out: Output, s: dict) -> None:

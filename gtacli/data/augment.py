@@ -1,4 +1,4 @@
-"""The training augmentation pipeline of SPEC §6.6, in mmhuman3d's order, with SPEC §11's RNG draw order.
+"""The training augmentation pipeline of docs/reproduction.md §6.6, in mmhuman3d's order, with docs/reproduction.md §11's RNG draw order.
 
 Per sample (all on numpy; the image is BGR uint8 as loaded):
 
@@ -67,7 +67,7 @@ class AugmentParams:
 
 
 def draw_params(rng: np.random.RandomState, cfg: AugmentConfig) -> AugmentParams:
-    """The five RNG draws of SPEC §11, in order: uniform(1,3); rand; randn; randn; rand."""
+    """The five RNG draws of docs/reproduction.md §11, in order: uniform(1,3); rand; randn; randn; rand."""
     gain = rng.uniform(1.0 - cfg.noise_factor, 1.0 + cfg.noise_factor, size=(1, 3))[0]
     flip = bool(rng.rand() <= cfg.flip_prob)
     scale = float(
@@ -172,7 +172,7 @@ def apply_augmentation(
         global_orient, body_pose = flip_pose72(global_orient, body_pose)
     side = _scaled_side(ann["scale"], params.scale)
     # The crop and the 3D rotation use the float64 angle (MeshAffine gets the drawn value); only the
-    # `rotation` handed to the model (and so to the fits lookup) is float32 (SPEC §11).
+    # `rotation` handed to the model (and so to the fits lookup) is float32 (docs/reproduction.md §11).
     rot_deg = float(params.rotation_deg)
     trans = affine_transform(center, side, rot_deg, cfg.img_res)
     crop = warp_affine_cv4(np.ascontiguousarray(img), trans, (cfg.img_res, cfg.img_res))

@@ -1,20 +1,20 @@
 """The crop of the SPIN pipeline, bit-exact with what produced mmhuman3d's numbers.
 
 * `bbox_to_center_scale`: box `[x, y, w, h(, score)]` -> centre `(x + w/2, y + h/2)` (float64, as numpy<1.24
-  computes it in mmhuman3d) and the side of the square crop `max(w, h)` in pixels (SPEC §2.2; no /200, no
+  computes it in mmhuman3d) and the side of the square crop `max(w, h)` in pixels (docs/reproduction.md §2.2; no /200, no
   extra factor: stored boxes already carry 1.2).
-* `affine_transform`: the 2x3 similarity of SPEC §6.6 step 5 (3-point construction in float32 solved by
+* `affine_transform`: the 2x3 similarity of docs/reproduction.md §6.6 step 5 (3-point construction in float32 solved by
   `cv2.getAffineTransform`, as mmhuman3d's `get_affine_transform` does; positive rotation turns the image content
   counter-clockwise).
 * `warp_affine_cv4`: OpenCV 4.x's `warpAffine(INTER_LINEAR, BORDER_CONSTANT 0)` on uint8 images, re-implemented
-  in vectorised numpy so the crop does not depend on the installed OpenCV (OpenCV 5 changed this warp; SPEC
-  "Product decisions" 8). The 4.x arithmetic: the matrix is inverted in float64; for each output pixel the
+  in vectorised numpy so the crop does not depend on the installed OpenCV (OpenCV 5 changed this warp;
+  docs/reproduction.md decision 8). The 4.x arithmetic: the matrix is inverted in float64; for each output pixel the
   source position in 1/32 pixel is `(rint(1024·(m01·y + m02)) + 16 + rint(1024·m00·x)) >> 5` (same for y);
   its integer part picks the 2x2 neighbourhood, its 5 fractional bits the weights `(32−a)(32−b)·32`, … which
   sum to 32768; the result is `(Σ w·src + 16384) >> 15`; neighbours outside the image read 0.
 * `normalize`: BGR uint8 -> RGB float32 CHW, `(x − mean)·(1/std)` computed as mmcv's `imnormalize` does with
   mmhuman3d's float32 mean/std (mean subtracted in float32, 1/float64(float32 std), the product rounded from
-  float64) (SPEC §6.6 step 6).
+  float64) (docs/reproduction.md §6.6 step 6).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import numpy as np
 
 from gtacli.body.camera import IMG_RES  # the crop side, defined once with the camera that uses it
 
-# SPEC §6.6 step 6: ImageNet mean/std on the 0-255 scale, RGB order.
+# docs/reproduction.md §6.6 step 6: ImageNet mean/std on the 0-255 scale, RGB order.
 NORM_MEAN_RGB = (123.675, 116.28, 103.53)
 NORM_STD_RGB = (58.395, 57.12, 57.375)
 
@@ -220,7 +220,7 @@ def _inv_std_f64() -> np.ndarray:
 
 
 def normalize(img_bgr: np.ndarray) -> np.ndarray:
-    """(H,W,3) BGR uint8 -> (3,H,W) RGB float32, `(x − mean)/std` with mmcv's rounding (SPEC §6.6 step 6)."""
+    """(H,W,3) BGR uint8 -> (3,H,W) RGB float32, `(x − mean)/std` with mmcv's rounding (docs/reproduction.md §6.6 step 6)."""
     rgb = img_bgr[:, :, ::-1].astype(np.float32)
     centred = rgb - np.asarray(NORM_MEAN_RGB, dtype=np.float32)
     scaled = (centred.astype(np.float64) * _inv_std_f64()).astype(np.float32)

@@ -1,4 +1,4 @@
-"""Test-time dataset over a HumanData file (SPEC §8 test pipeline): load BGR uint8 -> square crop of side
+"""Test-time dataset over a HumanData file (docs/reproduction.md §8 test pipeline): load BGR uint8 -> square crop of side
 max(w, h) around the box centre (no rotation, no scale noise, OpenCV-4.x-exact warp) -> normalise.
 
 Items carry `index` (row in the file), the image and the row's ground truth:

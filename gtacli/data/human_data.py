@@ -1,4 +1,4 @@
-"""HumanData `.npz` files (SPEC §2.1): read lazily and safely, convert keypoints to smpl_49, write mmhuman3d's format.
+"""HumanData `.npz` files (docs/reproduction.md §2.1): read lazily and safely, convert keypoints to smpl_49, write mmhuman3d's format.
 
 Reading never uses `allow_pickle=True`: numeric and string members are read as plain `.npy` data, the 0-d
 object members (`smpl`, `meta`, `misc` dicts) through the restricted unpickler of `gtacli.io.safe`.
@@ -20,7 +20,7 @@ gigabytes once inflated. So:
   wherever `cache_dir` says.
 
 Compressed keypoints (`__keypoints_compressed__`) stay compressed in memory; `keypoints2d_smpl49(index)`
-gathers the smpl_49 columns of the requested rows only (SPEC §2.2 step 2: exact-name mapping through
+gathers the smpl_49 columns of the requested rows only (docs/reproduction.md §2.2 step 2: exact-name mapping through
 `SMPL_49_TO_HUMAN_DATA`, confidence copied unchanged, joints absent from the mask are zero).
 """
 
@@ -196,7 +196,7 @@ class HumanData(Mapping[str, Any]):
         return full
 
     def _to_smpl49(self, key: str, index: Index, dim: int) -> np.ndarray:
-        if not self._src.has(key):  # SPEC §2.2: zeros when the file has no such keypoints
+        if not self._src.has(key):  # docs/reproduction.md §2.2: zeros when the file has no such keypoints
             picked = np.arange(self._len)[index] if index is not None else np.arange(self._len)
             return np.zeros(np.shape(picked) + (len(SMPL_49_TO_HUMAN_DATA), dim), np.float32)
         stored = np.asarray(_take(self._src.array(key), index))

@@ -1,4 +1,4 @@
-"""Mixed-dataset sampling (SPEC §6.5, "Product decisions" 4).
+"""Mixed-dataset sampling (docs/reproduction.md §6.5, "Product decisions" 4).
 
 An epoch is `num_data` draws **with replacement** across all ranks: each draw picks a dataset with the
 normalised partition (GTA 50 % in `gta-spin-ft`) and then a sample uniformly inside it. Unlike mmhuman3d
@@ -11,7 +11,7 @@ normalised partition (GTA 50 % in `gta-spin-ft`) and then a sample uniformly ins
   the samples that W processes with batch B see together (what the DDP test compares);
 * resumable: `set_epoch(epoch, start=position)` skips the draws this rank already consumed.
 
-Every draw also carries its own augmentation seed (so the pipeline's RNG draws of SPEC §11 are replayable).
+Every draw also carries its own augmentation seed (so the pipeline's RNG draws of docs/reproduction.md §11 are replayable).
 Per rank, an epoch has `ceil(num_data / world_size)` samples (mmhuman3d's DistributedSampler rounds up), in
 batches of `batch_size` with a last partial batch.
 """
@@ -156,7 +156,7 @@ class MixedDataset:
         return self.num_data
 
     def __getitem__(self, draw: Draw) -> Dict[str, Any]:
-        # numpy's legacy RandomState: the pipeline's draw order and distributions follow SPEC §11
+        # numpy's legacy RandomState: the pipeline's draw order and distributions follow docs/reproduction.md §11
         rng = np.random.RandomState(int(draw.seed) % _AUG_SEED_RANGE)
         return self.datasets[draw.dataset].sample(int(draw.index), rng)
 

@@ -1,4 +1,4 @@
-"""Per-dataset training images (SPEC §2.2) and the batch dict of the train/fit contract.
+"""Per-dataset training images (docs/reproduction.md §2.2) and the batch dict of the train/fit contract.
 
 `TrainImageDataset(layout, name, aug_cfg)` opens the dataset's HumanData file (lazily; large files are
 memory-mapped through the HumanData cache) and yields, per sample index and RNG:
@@ -65,7 +65,9 @@ class TrainImageDataset:
         # Decode every member we read per sample now, in the parent process: data-loader workers then
         # share the decoded (or memory-mapped) arrays instead of each re-reading the archive.
         self.image_paths = self.data.image_paths()
-        self.bbox = np.asarray(self.data.bbox_xywh())  # dtype kept: centre arithmetic follows it (SPEC §2.2)
+        self.bbox = np.asarray(
+            self.data.bbox_xywh()
+        )  # dtype kept: centre arithmetic follows it (docs/reproduction.md §2.2)
         # keypoints are gathered per sample (a 1.4 M-frame file would not fit in memory as (N,49,3) float)
         self.data.keypoints2d_smpl49([0])
         self.data.keypoints3d_smpl49([0])

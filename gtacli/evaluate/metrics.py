@@ -1,4 +1,4 @@
-"""Error metrics on batched torch tensors (computed in float64 on the caller's device; SPEC §8).
+"""Error metrics on batched torch tensors (computed in float64 on the caller's device; docs/reproduction.md §8).
 
 All inputs are in millimetres (or any unit: outputs keep it). Per-frame values are returned so a caller can
 aggregate per sequence; the dataset value is the mean over frames (every frame has the same joint count, so
@@ -19,7 +19,7 @@ AUC_THRESHOLDS_MM = tuple(150.0 * i / 30 for i in range(31))  # np.linspace(0, 1
 def compute_similarity_transform(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     """Procrustes-align `pred` (B,J,3) to `gt` (B,J,3) per sample (scale, rotation, translation); returns (B,J,3).
 
-    SPEC §8 (HMR's `compute_similarity_transform`): centre both (μ1, μ2); K = X1·X2ᵀ (3x3); U,S,Vᵀ = svd(K);
+    docs/reproduction.md §8 (HMR's `compute_similarity_transform`): centre both (μ1, μ2); K = X1·X2ᵀ (3x3); U,S,Vᵀ = svd(K);
     Z = diag(1, 1, sign(det(U·Vᵀ))); R = V·Z·Uᵀ; s = trace(R·K)/‖X1‖²; t = μ2 − s·R·μ1; pred_hat = s·R·pred + t.
     Computed in float64.
     """

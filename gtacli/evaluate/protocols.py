@@ -1,4 +1,4 @@
-"""What each test set is evaluated on, in the form mmhuman3d uses (SPEC §8 for 3DPW).
+"""What each test set is evaluated on, in the form mmhuman3d uses (docs/reproduction.md §8 for 3DPW).
 
 * ``pw3d`` (the reproduction target): GT = gendered SMPL (`meta.gender` 'm' -> male, anything else -> female,
   as mmhuman3d) through `J_regressor_h36m`; prediction = neutral SMPL through the same regressor; pelvis =
@@ -74,7 +74,7 @@ PROTOCOLS: Dict[str, Protocol] = {
         gt_source="smpl_gendered",
         eval_joints=H36M_TO_J14,
         metrics=("mpjpe_mm", "pa_mpjpe_mm", "pve_mm"),
-        summary="gendered SMPL GT, J_regressor_h36m, 14 LSP joints, pelvis = H36M joint 0, mm (SPEC §8)",
+        summary="gendered SMPL GT, J_regressor_h36m, 14 LSP joints, pelvis = H36M joint 0, mm (docs/reproduction.md §8)",
     ),
     "h36m": Protocol(
         name="h36m",

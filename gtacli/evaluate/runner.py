@@ -2,7 +2,7 @@
 
 Data loading overlaps with compute (DataLoader workers, prefetching, pinned memory on CUDA); inference runs
 under `torch.no_grad()` with the model in eval mode (BatchNorm running statistics, dropout off). On CUDA TF32
-is switched off unless asked for (SPEC decision 9: TF32 moves 3DPW metrics by ~0.1 mm); `amp` runs the
+is switched off unless asked for (docs/reproduction.md decision 9: TF32 moves 3DPW metrics by ~0.1 mm); `amp` runs the
 network in reduced precision (numbers are then not the reproduction numbers).
 """
 

@@ -1,4 +1,4 @@
-"""SMPLify fitting and static fits (SPEC §7).
+"""SMPLify fitting and static fits (docs/reproduction.md §7).
 
 * `priors`: GMoF, the GMM max-mixture pose prior (gmm_08.pkl), joint angle and shape priors.
 * `smplify`: batched SMPLify (`SMPLify`, `SMPLifyConfig`), the registrant's keypoint term, `fit_dataset`.

@@ -1,11 +1,11 @@
-"""The static-fits store: one `(N, 82)` float64 array per dataset (`[pose72 | betas10]`, SPEC §7.2).
+"""The static-fits store: one `(N, 82)` float64 array per dataset (`[pose72 | betas10]`, docs/reproduction.md §7.2).
 
 Rows are kept in the canonical frame of the original image (unflipped, unrotated), row index = `sample_idx`.
-`lookup` brings a row into the augmented frame of a training sample (SPEC §7.1 step 3: flip first with the
+`lookup` brings a row into the augmented frame of a training sample (docs/reproduction.md §7.1 step 3: flip first with the
 SMPL pose flip of §3.5, then rotate the global orient `R ← R_z(−r)·R`, the data pipeline's order);
-`update` does the inverse (undo the rotation, then the flip) before writing (SPEC §7.4).
+`update` does the inverse (undo the rotation, then the flip) before writing (docs/reproduction.md §7.4).
 
-Datasets whose every sample carries GT SMPL (e.g. `gta`, SPEC decision 3) can be declared `missing_ok`: their
+Datasets whose every sample carries GT SMPL (e.g. `gta`, docs/reproduction.md decision 3) can be declared `missing_ok`: their
 fits file may be absent and rows read as zeros. Such a dataset allocates nothing (GTA has ~1.4 M samples: a dense
 zero array would take ~1 GB and go into every checkpoint); rows written to it are kept individually.
 `lookup` is only asked for rows of samples *without* GT SMPL.
@@ -28,7 +28,7 @@ BETAS_DIM = 10
 
 
 def fits_file_name(dataset: str) -> str:
-    """`<ds>_fits.npy` — the name SPEC §1.2 gives (TRAIN_DATASETS) or the same pattern for other datasets."""
+    """`<ds>_fits.npy` — the name docs/reproduction.md §1.2 gives (TRAIN_DATASETS) or the same pattern for other datasets."""
     return TRAIN_DATASETS[dataset][1] if dataset in TRAIN_DATASETS else f"{dataset}_fits.npy"
 
 
@@ -74,7 +74,7 @@ def save_fits_file(path: PathLike, fits: np.ndarray) -> Path:
 def to_augmented_frame(
     pose72: torch.Tensor, rotation_deg: torch.Tensor, is_flipped: torch.Tensor
 ) -> torch.Tensor:
-    """Canonical -> augmented frame (SPEC §7.1 step 3): flip (where flagged), then `R_go ← R_z(−r)·R_go`.
+    """Canonical -> augmented frame (docs/reproduction.md §7.1 step 3): flip (where flagged), then `R_go ← R_z(−r)·R_go`.
 
     pose72 (B, 72), rotation_deg (B,), is_flipped (B,) -> (B, 72).
     """
@@ -89,7 +89,7 @@ def to_augmented_frame(
 def to_canonical_frame(
     pose72: torch.Tensor, rotation_deg: torch.Tensor, is_flipped: torch.Tensor
 ) -> torch.Tensor:
-    """Augmented -> canonical frame (SPEC §7.4): undo the rotation (`R_z(+r)·R_go`), then undo the flip."""
+    """Augmented -> canonical frame (docs/reproduction.md §7.4): undo the rotation (`R_z(+r)·R_go`), then undo the flip."""
     from gtacli.body.rotations import flip_smpl_pose, rotate_global_orient
 
     global_orient = rotate_global_orient(pose72[:, :3], -rotation_deg.reshape(-1).to(pose72.dtype))
@@ -99,7 +99,7 @@ def to_canonical_frame(
 
 
 class FitsStore:
-    """Per-dataset `(N, 82)` float64 fits in RAM, with frame-aware lookup/update (SPEC §7.1–7.4).
+    """Per-dataset `(N, 82)` float64 fits in RAM, with frame-aware lookup/update (docs/reproduction.md §7.1–7.4).
 
     Build it with `FitsStore.from_layout(layout, datasets, lengths=..., missing_ok=("gta",))` or directly
     from a `{name: array}` mapping.
@@ -151,7 +151,7 @@ class FitsStore:
             path = layout.static_fits_dir / fits_file_name(name)
             sources[name] = path
             if name in missing_ok:
-                # every sample has GT SMPL, so its fits are never read (SPEC §7.2, decision 3): do not load a
+                # every sample has GT SMPL, so its fits are never read (docs/reproduction.md §7.2, decision 3): do not load a
                 # present file either (gta_fits.npy is ~0.9 GB per process); check-layout validates it.
                 zero_filled.append(name)
             elif path.is_file():
@@ -237,7 +237,7 @@ class FitsStore:
     ) -> int:
         """Store fitted (pose (B, 72), betas (B, 10)) given in the augmented frame, where `mask` (B,) is True.
 
-        Undoes the rotation then the flip (SPEC §7.4) and writes canonical rows. Returns the number written.
+        Undoes the rotation then the flip (docs/reproduction.md §7.4) and writes canonical rows. Returns the number written.
         """
         idx = _as_numpy_index(sample_idx)
         keep = np.ones(idx.shape[0], bool) if mask is None else _as_numpy_bool(mask)

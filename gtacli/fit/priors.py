@@ -1,4 +1,4 @@
-"""SMPLify's robust keypoint function and the three priors of the registrant (SPEC §7.3).
+"""SMPLify's robust keypoint function and the three priors of the registrant (docs/reproduction.md §7.3).
 
 Everything here is a batched torch function (any float dtype, the caller's device) returning one value per
 sample, unweighted unless a `weight` is passed; `gtacli.fit.smplify` multiplies by the recipe weights below.
@@ -25,7 +25,7 @@ from torch import nn
 
 from gtacli.errors import BadFileError, PathLike
 
-# Registrant loss weights (SPEC §7.3), as mmhuman3d writes them: 5.0², 15.2², 4.78².
+# Registrant loss weights (docs/reproduction.md §7.3), as mmhuman3d writes them: 5.0², 15.2², 4.78².
 SHAPE_PRIOR_WEIGHT = 5.0**2  # 25
 JOINT_PRIOR_WEIGHT = 15.2**2  # 231.04
 POSE_PRIOR_WEIGHT = 4.78**2  # 22.8484
@@ -46,7 +46,7 @@ JOINT_PRIOR_VARIANTS = {"mmhuman3d": JOINT_PRIOR_MMHUMAN3D, "spin": JOINT_PRIOR_
 def gmof(x: torch.Tensor, sigma: float = KEYPOINT_GMOF_SIGMA) -> torch.Tensor:
     """Geman-McClure robust function, elementwise: `sigma²·x² / (sigma² + x²)`.
 
-    Note the registrant feeds it the *squared* residual (SPEC §7.1 step 5), so the keypoint term is ≈ r⁴.
+    Note the registrant feeds it the *squared* residual (docs/reproduction.md §7.1 step 5), so the keypoint term is ≈ r⁴.
     """
     sigma_sq = sigma * sigma
     x_sq = x * x

@@ -1,14 +1,14 @@
-"""Registration: the pseudo-ground-truth SMPL of a training batch (SPEC §7.1, §7.2 static, §7.4 in the loop).
+"""Registration: the pseudo-ground-truth SMPL of a training batch (docs/reproduction.md §7.1, §7.2 static, §7.4 in the loop).
 
 `Registrant(body_model, fits, config)(pred, batch)` returns the targets the SMPL losses use:
 
 1. `pred_cam_t` from the predicted weak-perspective camera (detached).
 2. GT meshes from the batch's SMPL parameters (neutral body model, no translation).
 3. Fits for the samples **without** GT SMPL, from the `FitsStore` in the batch's augmented frame (flip, then
-   rotate); samples with GT SMPL skip the lookup entirely (SPEC decision 3) and use their GT.
+   rotate); samples with GT SMPL skip the lookup entirely (docs/reproduction.md decision 3) and use their GT.
 4. `opt_cam_t` by `estimate_translation` on smpl_49 joints 25–48; where no joint is confident the predicted
    camera translation is used instead (mmhuman3d would crash there) and `cam_t_fallback` says so.
-5. `opt_joint_loss` = the registrant's keypoint term (SPEC §7.1 step 5).
+5. `opt_joint_loss` = the registrant's keypoint term (docs/reproduction.md §7.1 step 5).
 6. `in_the_loop` only: SMPLify from the prediction, accept-if-better, write accepted fits back (canonical frame).
 7. rows of `opt_betas` with any |β| > 3 are zeroed (after the meshes were built, as mmhuman3d does).
 8. GT SMPL samples take their GT (already the case, see 3).
@@ -34,20 +34,20 @@ from gtacli.fit.fits_store import FitsStore
 from gtacli.fit.smplify import SMPLify, SMPLifyConfig, keypoint_term, keypoint_weights
 
 REGISTRATION_MODES = ("static", "in_the_loop")
-VALID_FIT_THRESHOLD = 10.0  # run_registration's `threshold` (SPEC §7.1)
-MAX_ABS_BETA = 3.0  # rows with any |β| above this are zeroed (SPEC §7.1 step 7)
+VALID_FIT_THRESHOLD = 10.0  # run_registration's `threshold` (docs/reproduction.md §7.1)
+MAX_ABS_BETA = 3.0  # rows with any |β| above this are zeroed (docs/reproduction.md §7.1 step 7)
 MEAN_CAMERA = (0.9, 0.0, 0.0)  # smpl_mean_params cam: fallback camera when no prediction is given
 
 
 @dataclass
 class RegistrationConfig(SMPLifyConfig):
-    """Registration settings (SPEC §7.1–7.4); the SMPLify fields come from `SMPLifyConfig`."""
+    """Registration settings (docs/reproduction.md §7.1–7.4); the SMPLify fields come from `SMPLifyConfig`."""
 
     mode: str = "static"  # 'static' (fits read-only) or 'in_the_loop' (SMPLify + accept-if-better + update)
     threshold: float = VALID_FIT_THRESHOLD
     max_abs_beta: float = MAX_ABS_BETA
     # mmhuman3d subtracts the *initial* translation from the fitted (translated) vertices, leaving an offset
-    # of t_fit − t_init in opt_vertices (SPEC §7.4, §10.1). True reproduces it; False subtracts t_fit.
+    # of t_fit − t_init in opt_vertices (docs/reproduction.md §7.4, §10.1). True reproduces it; False subtracts t_fit.
     mmhuman3d_vertex_offset: bool = True
 
     def __post_init__(self) -> None:
@@ -56,7 +56,7 @@ class RegistrationConfig(SMPLifyConfig):
 
 
 class Registrant:
-    """Pseudo-GT SMPL targets for a batch (SPEC §7.1); `in_the_loop` also refines and updates the fits."""
+    """Pseudo-GT SMPL targets for a batch (docs/reproduction.md §7.1); `in_the_loop` also refines and updates the fits."""
 
     def __init__(
         self,
@@ -81,7 +81,7 @@ class Registrant:
             self.smplify = SMPLify(body_model, Path(gmm_path) if gmm_path is not None else None, self.config)
 
     def keypoint_loss(self, joints: torch.Tensor, transl: torch.Tensor, kp2d: torch.Tensor) -> torch.Tensor:
-        """SPEC §7.1 step 5 per sample (B,) for untranslated joints (B,49,3) at `transl` (B,3)."""
+        """docs/reproduction.md §7.1 step 5 per sample (B,) for untranslated joints (B,49,3) at `transl` (B,3)."""
         c = self.config
         return c.keypoint_weight * keypoint_term(
             joints + transl[:, None, :], kp2d, self.weights, c.focal_length, c.img_res, c.gmof_sigma
@@ -203,7 +203,7 @@ class Registrant:
         opt_cam_t: torch.Tensor,
         opt_joint_loss: torch.Tensor,
     ) -> torch.Tensor:
-        """SPEC §7.4 on the rows `need` (in place on the opt_* tensors); returns the (B,) mask of accepted rows."""
+        """docs/reproduction.md §7.4 on the rows `need` (in place on the opt_* tensors); returns the (B,) mask of accepted rows."""
         from gtacli.fit.smplify import axis_angle_from_rotmat
 
         assert self.smplify is not None and self.fits is not None

@@ -1,8 +1,8 @@
-"""SMPLify as the registrant of mmhuman3d's SPIN configs runs it (SPEC §7.3–7.4), batched.
+"""SMPLify as the registrant of mmhuman3d's SPIN configs runs it (docs/reproduction.md §7.3–7.4), batched.
 
 Objective per sample (everything summed, `reduction='sum'`):
 
-    E = Σ_j Σ_xy w_j·c_j·gmof((p̂ − k̂)², σ=100)          keypoint term (SPEC §7.1 step 5)
+    E = Σ_j Σ_xy w_j·c_j·gmof((p̂ − k̂)², σ=100)          keypoint term (docs/reproduction.md §7.1 step 5)
       + 25·Σβ²  + 231.04·joint_angle_prior(θ)  + 22.8484·GMM(θ)
 
 with `p̂ = 2·(f·X/Z + 112)/223 − 1` (camera f = 5000, principal point (112, 112), joints translated by
@@ -51,7 +51,7 @@ from gtacli.fit.priors import (
 
 NUM_KEYPOINTS = 49
 
-# SPEC §7.3–7.4 (configs/spin/resnet50_spin_pw3d.py registrant): one number, one name.
+# docs/reproduction.md §7.3–7.4 (configs/spin/resnet50_spin_pw3d.py registrant): one number, one name.
 SMPLIFY_ITERS_PER_STAGE = 50
 SMPLIFY_LR = 1e-2
 SMPLIFY_ADAM_BETAS = (0.9, 0.999)
@@ -64,7 +64,7 @@ SINGLE_THREAD_MAX_BATCH = 128
 
 @dataclass
 class SMPLifyConfig:
-    """Every number of the registrant's SMPLify (SPEC §7.3–7.4)."""
+    """Every number of the registrant's SMPLify (docs/reproduction.md §7.3–7.4)."""
 
     num_iters: int = SMPLIFY_ITERS_PER_STAGE  # per stage (two stages)
     lr: float = SMPLIFY_LR
@@ -91,7 +91,7 @@ class SMPLifyConfig:
 
 
 def keypoint_weights(ignore: Sequence[int], num: int = NUM_KEYPOINTS, **kwargs: Any) -> torch.Tensor:
-    """(49,) weights: 1, and 0 on the ignore list (SPEC §3.6)."""
+    """(49,) weights: 1, and 0 on the ignore list (docs/reproduction.md §3.6)."""
     weights = torch.ones(num, **kwargs)
     weights[list(ignore)] = 0.0
     return weights
@@ -105,7 +105,7 @@ def keypoint_term(
     img_res: int = IMG_RES,
     sigma: float = KEYPOINT_GMOF_SIGMA,
 ) -> torch.Tensor:
-    """The registrant's keypoint loss per sample (SPEC §7.1 step 5). -> (B,).
+    """The registrant's keypoint loss per sample (docs/reproduction.md §7.1 step 5). -> (B,).
 
     joints_cam (B, 49, 3): joints in the camera frame (translation applied), metres.
     kp2d (B, 49, 3): (u, v, conf) in crop pixels. weights (49,): 0 on ignored joints.
@@ -260,7 +260,7 @@ class FitTrace:
 
 
 class SMPLify:
-    """Batched SMPLify (SPEC §7.3–7.4) on a `gtacli.body.smpl.BodyModel` (its device and dtype)."""
+    """Batched SMPLify (docs/reproduction.md §7.3–7.4) on a `gtacli.body.smpl.BodyModel` (its device and dtype)."""
 
     def __init__(
         self,
@@ -368,7 +368,7 @@ class SMPLify:
         with confidences. Returns (all detached, on the body model's device):
         `pose` (B, 72), `betas` (B, 10), `transl` (B, 3), `vertices` (B, 6890, 3) and `joints` (B, 49, 3) in
         the camera frame (translation applied, as mmhuman3d's registrant returns them), `loss` (B,) the final
-        objective, `keypoint_loss` (B,) its keypoint term (SPEC §7.1 step 5), `stages` (list of StageReport).
+        objective, `keypoint_loss` (B,) its keypoint term (docs/reproduction.md §7.1 step 5), `stages` (list of StageReport).
         """
         kw = {"device": self.device, "dtype": self.dtype}
         kp2d = kp2d.detach().to(**kw)
@@ -442,9 +442,11 @@ class DatasetFit:
 
     fits: Any  # (N, 82) float64: [pose72 | betas10], the crop camera frame (= original image frame, no rotation)
     loss: Any  # (N,) final SMPLify objective
-    joint_loss: Any  # (N,) SPEC §7.1 step 5 with estimate_translation, as training evaluates the fit
-    valid: Any  # (N,) bool: joint_loss < threshold (SPEC §7.1 step 9, without GT)
-    betas_zeroed: Any  # (N,) bool: rows training will zero (any |β| > 3, SPEC §7.1 step 7)
+    joint_loss: (
+        Any  # (N,) docs/reproduction.md §7.1 step 5 with estimate_translation, as training evaluates the fit
+    )
+    valid: Any  # (N,) bool: joint_loss < threshold (docs/reproduction.md §7.1 step 9, without GT)
+    betas_zeroed: Any  # (N,) bool: rows training will zero (any |β| > 3, docs/reproduction.md §7.1 step 7)
     translation_fallback: (
         Any  # (N,) bool: init translation from the camera, no confident joint to estimate it
     )

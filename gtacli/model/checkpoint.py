@@ -1,11 +1,11 @@
-"""Load and save estimator weights in every published layout (SPEC §5, "Product decisions" 6).
+"""Load and save estimator weights in every published layout (docs/reproduction.md §5, "Product decisions" 6).
 
 Layouts read by `load_weights` (always through `gtacli.io.safe.load_checkpoint`, i.e. `weights_only=True`):
 
 * ``mmhuman3d``: `{'meta', 'state_dict': {backbone.*, head.*, body_model_train.*, body_model_test.*}}`
   (the `body_model_*` SMPL buffers are ignored: SMPL is built from the .pkl instead);
 * ``spin``: SPIN's `{'model': {conv1.*, layer*.*, fc1.*, decpose.*, init_pose, ...}, 'optimizer', ...}`;
-  unprefixed names get `backbone.`/`head.` by the rule of SPEC §5.4;
+  unprefixed names get `backbone.`/`head.` by the rule of docs/reproduction.md §5.4;
 * ``torchvision``: a bare ImageNet ResNet-50 state_dict (backbone only; its classifier `fc.*` is ignored);
 * ``gtacli``: `{'state_dict', 'meta': {'format': 'gtacli', ...}, 'optimizers'?, ...}` written by `save_checkpoint`.
 
@@ -31,7 +31,7 @@ GTACLI_FORMAT = "gtacli"
 GTACLI_FORMAT_VERSION = 1
 LAYOUTS = ("gtacli", "mmhuman3d")
 
-# SPEC §5.4: which unprefixed top-level names belong to the backbone and which to the head.
+# docs/reproduction.md §5.4: which unprefixed top-level names belong to the backbone and which to the head.
 BACKBONE_ROOTS = ("conv1", "bn1", "layer1", "layer2", "layer3", "layer4")
 HEAD_ROOTS = ("fc1", "fc2", "decpose", "decshape", "deccam", "init_pose", "init_shape", "init_cam")
 # Keys that are in published files but are not estimator weights (reported as `ignored`).

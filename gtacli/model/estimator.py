@@ -1,7 +1,7 @@
 """The estimator: ResNet-50 backbone + HMR head -> SMPL rotation matrices, betas, weak-perspective camera.
 
-State-dict keys are `backbone.*` (torchvision names) and `head.*` (SPEC §5.1), so an mmhuman3d checkpoint's
-`state_dict` (minus `body_model_*`) loads as is. Vertices and joints (SPEC §4.6) come from passing the
+State-dict keys are `backbone.*` (torchvision names) and `head.*` (docs/reproduction.md §5.1), so an mmhuman3d checkpoint's
+`state_dict` (minus `body_model_*`) loads as is. Vertices and joints (docs/reproduction.md §4.6) come from passing the
 output through a body model (`gtacli.body.smpl.BodyModel`), see `predict_body`.
 """
 

@@ -1,4 +1,4 @@
-"""HMR iterative regressor (SPEC §4.2; same maths as SPIN's `hmr.py` and mmhuman3d's `HMRHead`).
+"""HMR iterative regressor (docs/reproduction.md §4.2; same maths as SPIN's `hmr.py` and mmhuman3d's `HMRHead`).
 
 Global-average-pooled features are concatenated with the current (pose 6D x24, betas, camera) estimate and
 refined `HMR_ITERATIONS` times by a shared MLP, starting from the SMPL mean parameters (buffers, saved in the

@@ -1,4 +1,4 @@
-"""ResNet-50 backbone with torchvision's parameter names and no classifier (SPEC §4.1).
+"""ResNet-50 backbone with torchvision's parameter names and no classifier (docs/reproduction.md §4.1).
 
 Written out here (no torchvision dependency) so the state_dict keys are exactly torchvision's `resnet50`
 minus `fc.*`, i.e. mmhuman3d's `backbone.*` keys once prefixed. `forward` returns the layer4 feature map.
@@ -11,7 +11,7 @@ from typing import List, Optional, Sequence
 import torch
 from torch import nn
 
-# (planes, blocks) of the four stages of ResNet-50 and their strides (SPEC §4.1).
+# (planes, blocks) of the four stages of ResNet-50 and their strides (docs/reproduction.md §4.1).
 RESNET50_STAGES: Sequence[tuple] = ((64, 3), (128, 4), (256, 6), (512, 3))
 RESNET50_STRIDES: Sequence[int] = (1, 2, 2, 2)
 BOTTLENECK_EXPANSION = 4

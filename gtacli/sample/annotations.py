@@ -1,4 +1,4 @@
-"""HumanData fields and static fits for rendered scenes, with the keys each real file has (SPEC §2.3-2.6).
+"""HumanData fields and static fits for rendered scenes, with the keys each real file has (docs/reproduction.md §2.3-2.6).
 
 * `spin_*_train.npz`: SPIN-style square boxes (1.2x the extent of the annotated joints), `keypoints2d` over
   the 49 smpl_49 HUMAN_DATA slots (OpenPose slots carry detector-like confidences and pixel noise, GT slots the
@@ -239,7 +239,7 @@ def pw3d_fields(scenes: SceneBatch, misc: Dict[str, Any]) -> Dict[str, Any]:
 
 def write_legacy_human_data(path, fields: Dict[str, Any]) -> None:
     """Write a HumanData file with the legacy `__temporal_len__` header instead of `__data_len__` (as the
-    released `gta_human_4x.npz` has, SPEC §2.6): keypoints compressed by their masks, dicts as 0-d object
+    released `gta_human_4x.npz` has, docs/reproduction.md §2.6): keypoints compressed by their masks, dicts as 0-d object
     arrays, `np.savez_compressed`, atomic."""
     from gtacli.io.atomic import atomic_path
 

@@ -1,6 +1,6 @@
 """What each synthetic dataset looks like: image names, sizes, cameras and which annotations it carries.
 
-One `DatasetSpec` per dataset of SPEC §1.1, mirroring the real file it stands in for (SPEC §2.3-2.6):
+One `DatasetSpec` per dataset of docs/reproduction.md §1.1, mirroring the real file it stands in for (docs/reproduction.md §2.3-2.6):
 which of SPIN's 24 ground-truth joints are annotated, whether OpenPose detections, 3D keypoints and SMPL
 parameters exist, how the bounding box is made, and the image-name pattern of the real dataset.
 Image sizes are scaled-down versions of the real ones (same aspect ratio) so that rendering stays fast.
@@ -15,14 +15,14 @@ from typing import Callable, Dict, Optional, Tuple
 LSP_14 = tuple(range(14))  # ankles..wrists, neck_extra, headtop
 MPII_16 = LSP_14 + (14, 15)  # + pelvis_extra, thorax_extra
 COCO_17 = tuple(range(12)) + (19, 20, 21, 22, 23)  # limbs + nose, eyes, ears
-# H36M / MPI-INF-3DHP: the 17 H36M joints placed into smpl_24 slots (SPEC §2.5 `global_idx`).
+# H36M / MPI-INF-3DHP: the 17 H36M joints placed into smpl_24 slots (docs/reproduction.md §2.5 `global_idx`).
 H36M_17_IN_SMPL_24 = (14, 3, 4, 5, 2, 1, 0, 16, 12, 17, 18, 9, 10, 11, 8, 7, 6)
 ALL_24 = tuple(range(24))
 
 H36M_SUBJECTS = ("S1", "S5", "S6", "S7", "S8")
 H36M_ACTIONS = ("Directions_1", "Discussion", "Eating", "Greeting_1", "Posing", "Walking")
 H36M_CAMERAS = ("54138969", "55011271", "58860488", "60457274")
-H36M_FRAME_STEP = 5  # every 5th frame (SPEC §1.1), numbered frame_i + 1
+H36M_FRAME_STEP = 5  # every 5th frame (docs/reproduction.md §1.1), numbered frame_i + 1
 MPI_INF_FRAME_STEP = 10
 PW3D_SEQUENCES = (
     "courtyard_basketball_00",
@@ -31,7 +31,7 @@ PW3D_SEQUENCES = (
     "office_phoneCall_00",
 )
 PW3D_GENDERS = ("m", "f", "m", "f")  # one person per synthetic sequence
-GTA_FIRST_SEQUENCE = 12  # seq_00000012, as in SPEC's example path
+GTA_FIRST_SEQUENCE = 12  # seq_00000012, as in mmhuman3d's example path
 
 # Box styles: 'spin' (square, 1.2x keypoint extent), 'keypoints' (1.2x keypoint box), 'tight' (mesh silhouette).
 BoxStyle = str
@@ -75,7 +75,7 @@ def _lsp(seq: int, frame: int) -> str:
 
 
 def _lspet(seq: int, frame: int) -> str:
-    return f"im{seq + 1:05d}.png"  # SPIN's lspet npz stores .png names (SPEC §1.1)
+    return f"im{seq + 1:05d}.png"  # SPIN's lspet npz stores .png names (docs/reproduction.md §1.1)
 
 
 def _mpii(seq: int, frame: int) -> str:
@@ -101,7 +101,7 @@ def _focal(width: int, height: int, fov_deg: float) -> float:
     return width / 2.0 / math.tan(math.radians(fov_deg) / 2.0)
 
 
-# GTA-Human's camera: focal 1158.0337 px for 1920x1080 (SPEC §2.6); scaled with the image.
+# GTA-Human's camera: focal 1158.0337 px for 1920x1080 (docs/reproduction.md §2.6); scaled with the image.
 GTA_FOCAL_PER_WIDTH = 1158.0337 / 1920.0
 
 SPECS: Dict[str, DatasetSpec] = {

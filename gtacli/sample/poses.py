@@ -23,7 +23,7 @@ BODY_POSE_DIM = NUM_BODY_JOINTS * 3  # 69
 NUM_BETAS = 10
 NUM_COMPONENTS = 8
 
-# SMPL joint indices (kinematic tree order, SPEC §3.1) used by the templates.
+# SMPL joint indices (kinematic tree order, docs/reproduction.md §3.1) used by the templates.
 L_HIP, R_HIP, SPINE1, L_KNEE, R_KNEE, SPINE2, L_ANKLE, R_ANKLE, SPINE3 = 1, 2, 3, 4, 5, 6, 7, 8, 9
 NECK, L_COLLAR, R_COLLAR, HEAD, L_SHOULDER, R_SHOULDER, L_ELBOW, R_ELBOW = 12, 13, 14, 15, 16, 17, 18, 19
 L_WRIST, R_WRIST = 20, 21
@@ -106,7 +106,7 @@ class PoseMixture:
         return self.means[component] + noise * std[component]
 
     def as_gmm_dict(self) -> Dict[str, np.ndarray]:
-        """The dict `gmm_08.pkl` holds (SPEC §7.3): float64 `means`, `covars`, `weights`."""
+        """The dict `gmm_08.pkl` holds (docs/reproduction.md §7.3): float64 `means`, `covars`, `weights`."""
         return {
             "means": self.means.astype(np.float64),
             "covars": self.covars.astype(np.float64),
@@ -194,7 +194,7 @@ def matrix_to_axis_angle_np(rot: np.ndarray) -> np.ndarray:
 
 
 def rotmat_to_rot6d_np(rot: np.ndarray) -> np.ndarray:
-    """(…,3,3) -> (…,6) in SPIN's layout (SPEC §4.3): `[R00, R01, R10, R11, R20, R21]`."""
+    """(…,3,3) -> (…,6) in SPIN's layout (docs/reproduction.md §4.3): `[R00, R01, R10, R11, R20, R21]`."""
     return np.asarray(rot)[..., :, :2].reshape(rot.shape[:-2] + (6,))
 
 

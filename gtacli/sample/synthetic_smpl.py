@@ -29,7 +29,7 @@ Skinning weights come from the distance to each bone's capsule; `J_regressor` ro
 combinations of vertices around each joint; shape directions change height, girth, leg/arm length, shoulder
 and hip width, belly, chest, head and torso length; pose correctives are small, left/right-equivariant offsets
 (a fraction of the joint rotation's displacement plus a bulge along the normal). Genders differ in height,
-shoulders and hips. Because everything is mirror-symmetric, flipping an SMPL pose (SPEC §3.5) mirrors the
+shoulders and hips. Because everything is mirror-symmetric, flipping an SMPL pose (docs/reproduction.md §3.5) mirrors the
 posed mesh exactly, which the tests use.
 """
 

@@ -1,4 +1,4 @@
-"""`build_sample_tree`: a complete miniature data tree in the exact SPEC §1.2 layout, offline and synthetic.
+"""`build_sample_tree`: a complete miniature data tree in the exact docs/reproduction.md §1.2 layout, offline and synthetic.
 
 What it writes (every path from `DataLayout`, every file atomically):
 

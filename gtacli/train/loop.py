@@ -1,4 +1,4 @@
-"""The training loop of `gtacli finetune` / `gtacli train` (SPEC §6.1, §6.4, "Product decisions" 3–5).
+"""The training loop of `gtacli finetune` / `gtacli train` (docs/reproduction.md §6.1, §6.4, "Product decisions" 3–5).
 
 One step = forward (float32; AMP on CUDA only with `--set amp=true`) → registration (static fits or
 SMPLify in the loop; no grad) → the six losses of §6.2 on the neutral body model's joints/vertices →
@@ -548,7 +548,7 @@ class Trainer:
         )
         kp2d = batch["keypoints2d"]
         if self.recipe.openpose_confidence == "zero":
-            # what the config's dead keypoint_weight = [0]*25 + [1]*24 intended (SPEC §10.1.3)
+            # what the config's dead keypoint_weight = [0]*25 + [1]*24 intended (docs/reproduction.md §10.1.3)
             kp2d = kp2d.clone()
             kp2d[:, : self.recipe.num_openpose_keypoints, 2] = 0
         return compute_losses(pred, body.joints, body.vertices, batch, targets, self.loss_weights, kp2d)

@@ -1,4 +1,4 @@
-"""The six training losses of SPEC §6.2, as mmhuman3d's `compute_losses` computes them.
+"""The six training losses of docs/reproduction.md §6.2, as mmhuman3d's `compute_losses` computes them.
 
 Each loss module of mmhuman3d applies its weight to the element-wise loss *before* masking, and the keypoint
 and vertex losses divide the confidence-weighted sum by the number of entries with a positive confidence
@@ -123,7 +123,7 @@ def keypoints2d_loss(
 
 
 def cam_to_translation(cam: torch.Tensor, focal_length: float, img_res: int) -> torch.Tensor:
-    """Weak-perspective (B,3) [s,tx,ty] -> camera translation (B,3) (tx, ty, 2f/(res·s + 1e-9)) (SPEC §4.4)."""
+    """Weak-perspective (B,3) [s,tx,ty] -> camera translation (B,3) (tx, ty, 2f/(res·s + 1e-9)) (docs/reproduction.md §4.4)."""
     return torch.stack([cam[:, 1], cam[:, 2], 2.0 * focal_length / (img_res * cam[:, 0] + 1e-9)], dim=-1)
 
 
@@ -177,7 +177,7 @@ def compute_losses(
     weights: LossWeights = LossWeights(),
     keypoints2d_override: Optional[torch.Tensor] = None,
 ) -> Dict[str, torch.Tensor]:
-    """All six losses (names as mmhuman3d logs them) and `loss` = their plain sum (SPEC §6.1 step 5).
+    """All six losses (names as mmhuman3d logs them) and `loss` = their plain sum (docs/reproduction.md §6.1 step 5).
 
     pred: the estimator's dict (`pred_pose` (B,24,3,3), `pred_shape` (B,10), `pred_cam` (B,3));
     pred_joints (B,49,3) / pred_vertices (B,6890,3) from the neutral body model on the prediction;

@@ -1,12 +1,12 @@
-"""Training recipes: every number of SPEC §6–7 in one typed object.
+"""Training recipes: every number of docs/reproduction.md §6–7 in one typed object.
 
 Two recipes are defined:
 
 * ``gta-spin-ft`` (default of `gtacli finetune`): `configs/gta_human/spin/resnet50_spin_gta_ft.py` as
-  mmhuman3d's code actually ran it (SPEC "Product decisions" 3–4, §6, §7.2): seven datasets mixed 50 % GTA,
+  mmhuman3d's code actually ran it (docs/reproduction.md decision 3–4, §6, §7.2): seven datasets mixed 50 % GTA,
   100,000 draws per epoch, 10 epochs, batch 32 per GPU, two Adams at a constant 3e-5, no gradient clipping,
   static fits read-only.
-* ``spin`` (default of `gtacli train`): `configs/spin/resnet50_spin_pw3d.py` (SPEC §7.4): six datasets, the
+* ``spin`` (default of `gtacli train`): `configs/spin/resnet50_spin_pw3d.py` (docs/reproduction.md §7.4): six datasets, the
   SMPLify fitter in the loop, batch 8 per GPU, lr 3e-5 divided by 10 after epoch 3, SyncBN on CUDA.
 
 A recipe is printed at the start of a run and saved in the run directory (`recipe.json`); the CLI overrides
@@ -24,7 +24,7 @@ from gtacli.body.camera import FOCAL_LENGTH, IMG_RES
 from gtacli.data.crop import NORM_MEAN_RGB, NORM_STD_RGB
 from gtacli.errors import UsageError
 
-# SPEC §1.1 table order (mmhuman3d `data.train.configs`).
+# docs/reproduction.md §1.1 table order (mmhuman3d `data.train.configs`).
 SPIN_DATASETS: Tuple[str, ...] = ("h36m", "mpi_inf_3dhp", "lsp", "lspet", "mpii", "coco")
 GTA_SPIN_FT_DATASETS: Tuple[str, ...] = SPIN_DATASETS + ("gta",)
 
@@ -37,7 +37,7 @@ class Recipe:
     description: str
     init: str  # what `--init` defaults to: 'spin_official' (a layout file), 'imagenet' or 'none'
 
-    # data and sampling (SPEC §6.5, "Product decisions" 4)
+    # data and sampling (docs/reproduction.md §6.5, "Product decisions" 4)
     datasets: Tuple[str, ...]
     partition: Tuple[float, ...]  # normalised by its sum at sampling time
     num_data: int = 100_000  # draws per epoch across all ranks
@@ -46,7 +46,7 @@ class Recipe:
     workers: int = 2  # data-loader workers per process (mmhuman3d workers_per_gpu)
     prefetch_factor: int = 2
 
-    # optimisation (SPEC §6.4): two Adams (backbone, head)
+    # optimisation (docs/reproduction.md §6.4): two Adams (backbone, head)
     lr: float = 3e-5
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
@@ -55,14 +55,16 @@ class Recipe:
     lr_schedule: str = "fixed"  # 'fixed' | 'step'
     lr_steps: Tuple[int, ...] = ()  # epochs after which lr *= lr_gamma (step schedule)
     lr_gamma: float = 0.1
-    grad_clip: bool = False  # published run: off (SPEC §10.1.2); the config's stated value below
+    grad_clip: bool = (
+        False  # published run: off (docs/reproduction.md §10.1.2); the config's stated value below
+    )
     grad_clip_max_norm: float = 35.0
     grad_clip_norm_type: float = 2.0
     # mixed precision on CUDA (ignored on CPU). Off by default: mmhuman3d's configs train in float32 (no fp16
     # section), and reduced precision changes the numbers; `--set amp=true` trades that for speed.
     amp: bool = False
 
-    # losses (SPEC §6.2)
+    # losses (docs/reproduction.md §6.2)
     loss_keypoints3d_weight: float = 100.0
     loss_keypoints2d_weight: float = 10.0
     loss_vertex_weight: float = 2.0
@@ -77,7 +79,7 @@ class Recipe:
     )
     num_openpose_keypoints: int = 25  # smpl_49 indices 0..24
 
-    # augmentation (SPEC §6.6)
+    # augmentation (docs/reproduction.md §6.6)
     noise_factor: float = 0.4  # channel gains ~ U[1-f, 1+f]
     flip_prob: float = 0.5
     rot_factor: float = 30.0  # degrees, r = clip(N(0,1)*f, -2f, 2f)
@@ -87,14 +89,14 @@ class Recipe:
     img_norm_mean: Tuple[float, float, float] = NORM_MEAN_RGB  # RGB, 0..255 (the eval crop's constants)
     img_norm_std: Tuple[float, float, float] = NORM_STD_RGB
 
-    # camera (SPEC §4.4)
+    # camera (docs/reproduction.md §4.4)
     focal_length: float = FOCAL_LENGTH
 
-    # registration and fits (SPEC §7)
+    # registration and fits (docs/reproduction.md §7)
     registration_mode: str = "static"  # 'static' | 'in_the_loop'
     registration_threshold: float = 10.0
     fits_missing_ok: Tuple[str, ...] = ("gta",)  # every sample has GT SMPL: fits never read (decision 3)
-    # SMPLify in the loop (used by registration_mode 'in_the_loop' only): Adam, two stages (SPEC §7.4)
+    # SMPLify in the loop (used by registration_mode 'in_the_loop' only): Adam, two stages (docs/reproduction.md §7.4)
     smplify_iters_per_stage: int = 50
     smplify_lr: float = 1e-2
     smplify_ftol: float = 1e-4
@@ -229,7 +231,7 @@ GTA_SPIN_FT = Recipe(
     ),
     init="spin_official",
     datasets=GTA_SPIN_FT_DATASETS,
-    partition=(0.35, 0.15, 0.1, 0.1, 0.1, 0.2, 1.0),  # sum 2.0 -> GTA 50 % (SPEC §6.5)
+    partition=(0.35, 0.15, 0.1, 0.1, 0.1, 0.2, 1.0),  # sum 2.0 -> GTA 50 % (docs/reproduction.md §6.5)
 )
 
 SPIN = Recipe(

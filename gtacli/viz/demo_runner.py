@@ -5,7 +5,7 @@ Stages per chunk of frames (streamed, so memory stays bounded for long videos):
 1. frames from an image, a folder or a video (`gtacli.viz.video`);
 2. person boxes: user boxes (`--bbox` / `--bbox-file`) or a detector (`gtacli.viz.detect`), at most
    `max_people` per frame, ids kept across frames by IoU tracking (videos and folders);
-3. crop per SPEC §9: centre = box centre, square side `DEMO_BBOX_SCALE · max(w, h)`, warped to 224x224 with
+3. crop per docs/reproduction.md §9: centre = box centre, square side `DEMO_BBOX_SCALE · max(w, h)`, warped to 224x224 with
    `gtacli.data.crop` and normalised;
 4. batched `HMREstimator` forward; optional One-Euro smoothing per person (`gtacli.viz.smooth`);
 5. neutral SMPL (`gtacli.body.smpl.BodyModel`): vertices, smpl_49 joints, H36M joints -> J14;
@@ -55,7 +55,7 @@ RESULTS_NPZ = "results.npz"
 RESULTS_JSON = "results.json"
 SIDE_VIEW_DEG = 90.0  # the side view turns the mesh by this much about the vertical axis
 SIDE_VIEW_BACKGROUND_BGR = (255, 255, 255)
-CAM_DENOM_EPS = 1e-9  # guards s * W against a zero camera scale, like SPEC §4.4's 1e-9
+CAM_DENOM_EPS = 1e-9  # guards s * W against a zero camera scale, like docs/reproduction.md §4.4's 1e-9
 
 
 @dataclass
@@ -322,7 +322,7 @@ def run_demo(
 
 
 def _crop_square(box: np.ndarray) -> Tuple[np.ndarray, float]:
-    """SPEC §9: centre = box centre, side = DEMO_BBOX_SCALE x max(w, h) (pixels)."""
+    """docs/reproduction.md §9: centre = box centre, side = DEMO_BBOX_SCALE x max(w, h) (pixels)."""
     from gtacli.body.camera import DEMO_BBOX_SCALE
     from gtacli.data.crop import bbox_to_center_scale
 
@@ -599,7 +599,7 @@ def _summary(
             else "per person 5000 * crop_size / 224 px (the crop camera's focal in image pixels)",
             "keypoints2d": "K_img (X + transl_crop), K_img = [[5000 W/224, 0, cx], [0, 5000 W/224, cy], [0, 0, 1]]",
             "keypoints3d": "metres, SMPL body-model frame (no translation)",
-            "crop": "centre = box centre, side = 1.25 * max(w, h) (SPEC 9)",
+            "crop": "centre = box centre, side = 1.25 * max(w, h) (docs/reproduction.md §9)",
         },
         "fields": {k: v[0] for k, v in RESULT_FIELDS.items() if k != "vertices" or config.save_vertices},
     }

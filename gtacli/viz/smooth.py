@@ -5,7 +5,7 @@ speed: `cutoff = min_cutoff + beta * |dx/dt|`, so a still person is smoothed str
 little. It is causal, so it runs frame by frame as the demo streams.
 
 Rotations are filtered in the 6D representation (the first two columns of each rotation matrix, the inverse
-of SPEC §4.3) and re-orthonormalised by Gram-Schmidt afterwards, so every output is a proper rotation
+of docs/reproduction.md §4.3) and re-orthonormalised by Gram-Schmidt afterwards, so every output is a proper rotation
 (unlike mmhuman3d, which smooths matrices as 9-vectors and never re-orthonormalises). Betas and the
 weak-perspective camera are filtered directly. Each person id keeps its own filter state.
 """
@@ -59,12 +59,12 @@ class OneEuroFilter:
 
 
 def rotmat_to_rot6d_np(rotmat: np.ndarray) -> np.ndarray:
-    """(..., 3, 3) -> (..., 6): `[R00, R01, R10, R11, R20, R21]` (first two columns, SPEC §4.3 inverse)."""
+    """(..., 3, 3) -> (..., 6): `[R00, R01, R10, R11, R20, R21]` (first two columns, docs/reproduction.md §4.3 inverse)."""
     return np.asarray(rotmat)[..., :, :2].reshape(*np.shape(rotmat)[:-2], 6)
 
 
 def rot6d_to_rotmat_np(x: np.ndarray) -> np.ndarray:
-    """(..., 6) -> (..., 3, 3) by Gram-Schmidt (SPEC §4.3: row-major 3x2, columns b1, b2, b1 x b2)."""
+    """(..., 6) -> (..., 3, 3) by Gram-Schmidt (docs/reproduction.md §4.3: row-major 3x2, columns b1, b2, b1 x b2)."""
     m = np.asarray(x, np.float64).reshape(*np.shape(x)[:-1], 3, 2)
     a1, a2 = m[..., 0], m[..., 1]
     b1 = a1 / np.maximum(np.linalg.norm(a1, axis=-1, keepdims=True), 1e-12)

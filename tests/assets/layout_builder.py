@@ -1,6 +1,6 @@
 """Write the files of a data root one by one (small, valid content), for check-layout tests.
 
-Shapes come from SPEC §1–2 and §5 (not from gtacli's own code): SMPL (6890, 3) template, regressors
+Shapes come from docs/reproduction.md §1–2 and §5 (not from gtacli's own code): SMPL (6890, 3) template, regressors
 (9|17, 6890), mean params pose (144,) shape (10,) cam (3,), GMM (8, 69), fits (N, 82), HumanData keys.
 """
 

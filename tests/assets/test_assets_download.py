@@ -121,7 +121,7 @@ def test_manifest_lists_every_spec_asset_in_its_group(manifest):
     }
     for name, sha in KNOWN_SHA256.items():
         assert manifest.get(name).sha256 == sha
-    # the published checkpoint's name carries sha256[:8] (SPEC §5.2)
+    # the published checkpoint's name carries sha256[:8] (docs/reproduction.md §5.2)
     ft = manifest.get("resnet50_spin_gta_ft")
     assert ft.sha256_prefix == "2538df81" and "2538df81" in ft.dest
     assert all(

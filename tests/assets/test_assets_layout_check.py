@@ -167,7 +167,7 @@ def test_sample_tree_passes_check_layout_all(request):
 
 
 def test_optional_gta_fits_may_be_longer_than_the_annotation(tmp_path):
-    """SPEC §7.2: gta_fits.npy needs at least one row per GTA sample; it is never read (GT SMPL overrides)."""
+    """docs/reproduction.md §7.2: gta_fits.npy needs at least one row per GTA sample; it is never read (GT SMPL overrides)."""
     b = TreeBuilder(tmp_path / "data", n=4)
     b.finetune()
     b.fits("gta", rows=6)

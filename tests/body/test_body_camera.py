@@ -1,4 +1,4 @@
-"""Weak-perspective camera, projection and estimate_translation (SPEC §4.4, §7.1 step 4, §9)."""
+"""Weak-perspective camera, projection and estimate_translation (docs/reproduction.md §4.4, §7.1 step 4, §9)."""
 
 from __future__ import annotations
 

@@ -1,15 +1,15 @@
-"""The keypoint tables of gtacli.body.conventions against SPEC §3, typed here independently."""
+"""The keypoint tables of gtacli.body.conventions against docs/reproduction.md §3, typed here independently."""
 
 from __future__ import annotations
 
 from gtacli.body import conventions as C
 
-# SPEC §3.2 flat list (smpl_54 source index of each smpl_49 joint), copied from the spec text.
+# docs/reproduction.md §3.2 flat list (smpl_54 source index of each smpl_49 joint), copied from the spec text.
 SPEC_SMPL_54_TO_49 = [
     24, 12, 17, 19, 21, 16, 18, 20, 0, 2, 5, 8, 1, 4, 7, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34,
     8, 5, 45, 46, 4, 7, 21, 19, 17, 16, 18, 20, 47, 48, 49, 50, 51, 52, 53, 24, 26, 25, 28, 27,
 ]  # fmt: skip
-# SPEC §3.5 flip pairs of smpl_49.
+# docs/reproduction.md §3.5 flip pairs of smpl_49.
 SPEC_FLIP_PAIRS = [
     [5, 2], [6, 3], [7, 4], [12, 9], [13, 10], [14, 11], [16, 15], [18, 17], [19, 22], [20, 23], [21, 24],
     [28, 27], [29, 26], [30, 25], [34, 33], [35, 32], [36, 31], [45, 46], [47, 48],

@@ -1,4 +1,4 @@
-"""Rotation helpers against closed forms (SPEC §3.5, §4.3, §6.2.4, §6.6)."""
+"""Rotation helpers against closed forms (docs/reproduction.md §3.5, §4.3, §6.2.4, §6.6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""BodyModel / GenderedBodyModel on the synthetic SMPL files, checked against smplx itself (SPEC §3.1-3.4, §4.5)."""
+"""BodyModel / GenderedBodyModel on the synthetic SMPL files, checked against smplx itself (docs/reproduction.md §3.1-3.4, §4.5)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from gtacli.body.smpl import BodyModel, GenderedBodyModel, load_smpl_arrays
 from gtacli.errors import BadFileError, UnsafeFileError
 from gtacli.io.safe import load_npy
 
-# SPEC §3.2 flat list, typed again here so the test does not read the table it checks.
+# docs/reproduction.md §3.2 flat list, typed again here so the test does not read the table it checks.
 SPEC_54_TO_49 = [
     24, 12, 17, 19, 21, 16, 18, 20, 0, 2, 5, 8, 1, 4, 7, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34,
     8, 5, 45, 46, 4, 7, 21, 19, 17, 16, 18, 20, 47, 48, 49, 50, 51, 52, 53, 24, 26, 25, 28, 27,
@@ -49,7 +49,7 @@ def test_outputs_match_smplx_and_spec_joint_sets(body_layout, neutral, smplx_neu
     assert out.joints_h36m.shape == (3, 17, 3) and out.joints54.shape == (3, 54, 3)
     torch.testing.assert_close(out.vertices, ref.vertices)
     torch.testing.assert_close(out.joints54[:, :24], ref.joints[:, :24])
-    # smplx vertex joints are the posed vertices at the smplh ids of SPEC §3.1
+    # smplx vertex joints are the posed vertices at the smplh ids of docs/reproduction.md §3.1
     torch.testing.assert_close(out.joints54[:, 24:45], out.vertices[:, list(SMPL_VERTEX_JOINT_IDS)])
     extra = torch.as_tensor(load_npy(body_layout.j_regressor_extra), dtype=torch.float32)
     h36m = torch.as_tensor(load_npy(body_layout.j_regressor_h36m), dtype=torch.float32)
@@ -96,7 +96,7 @@ def test_float64_batch_sizes_and_no_stdout(body_layout, capsys):
 
 
 def test_pose_flip_mirrors_the_mesh(neutral):
-    # the synthetic mannequin is left/right symmetric, so flipping the pose (SPEC §3.5) must mirror the mesh in x
+    # the synthetic mannequin is left/right symmetric, so flipping the pose (docs/reproduction.md §3.5) must mirror the mesh in x
     v = neutral.smpl.v_template.double().numpy()
     index = {tuple(np.round(p, 6)): i for i, p in enumerate(v)}
     # mirror vertex of each vertex, found geometrically (every mirrored vertex must be a vertex)

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from gtacli.cli.app import app
 
-FOCAL = 5000.0  # SPEC §4.4 / §9, written out here so the tests do not reuse the code's constants
+FOCAL = 5000.0  # docs/reproduction.md §4.4 / §9, written out here so the tests do not reuse the code's constants
 CROP_RES = 224.0
 BOX = (100, 40, 120, 160)  # x, y, w, h inside the 320x240 test frames
 
@@ -118,7 +118,7 @@ def test_image_overlay_changes_pixels_only_where_the_mesh_projects(env, tmp_path
     overlay = cv2.imread(str(out / "overlays" / "photo.png"))
     res = np.load(out / "results.npz")
 
-    # the crop camera seen from the image, by SPEC §9: W = 1.25 max(w, h), K = [[f W/224, 0, cx], [0, f W/224, cy]]
+    # the crop camera seen from the image, by docs/reproduction.md §9: W = 1.25 max(w, h), K = [[f W/224, 0, cx], [0, f W/224, cy]]
     x, y, w, h = BOX
     side, cx, cy = 1.25 * max(w, h), x + w / 2, y + h / 2
     np.testing.assert_allclose(res["crop_center"][0], [cx, cy])
@@ -185,7 +185,7 @@ def test_bbox_option_and_spin_bbox_file_give_the_same_crop(env, tmp_path, shared
     _demo([image, *_common(env, a), "--bbox", "17,37,117,142", "--no-render"])
     _demo([image, *_common(env, b), "--bbox-file", shared_assets / "im1010_bbox.json", "--no-render"])
     ra, rb = np.load(a / "results.npz"), np.load(b / "results.npz")
-    # SPEC §9 by hand: centre (17 + 117/2, 37 + 142/2), side 1.25 * 142
+    # docs/reproduction.md §9 by hand: centre (17 + 117/2, 37 + 142/2), side 1.25 * 142
     for res in (ra, rb):
         np.testing.assert_allclose(res["crop_center"][0], [75.5, 108.0])
         np.testing.assert_allclose(res["crop_size"][0], 177.5)

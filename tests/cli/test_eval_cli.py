@@ -16,7 +16,7 @@ from gtacli.cli.app import app
 from gtacli.data.human_data import HumanData, write_human_data
 from gtacli.layout import DataLayout
 
-J14 = [6, 5, 4, 1, 2, 3, 16, 15, 14, 11, 12, 13, 8, 10]  # SPEC §3.4, typed by hand
+J14 = [6, 5, 4, 1, 2, 3, 16, 15, 14, 11, 12, 13, 8, 10]  # docs/reproduction.md §3.4, typed by hand
 H36M_SLOTS = [148, 145, 4, 7, 144, 5, 8, 150, 146, 152, 147, 16, 18, 20, 17, 19, 21]
 
 

@@ -1,4 +1,4 @@
-"""The training augmentation (SPEC §6.6) against direct formulas, and its RNG draw order (SPEC §11)."""
+"""The training augmentation (docs/reproduction.md §6.6) against direct formulas, and its RNG draw order (docs/reproduction.md §11)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from gtacli.data.augment import (
     transform_keypoints2d,
 )
 
-# SPEC §6.6 numbers, written out independently of the recipe module
+# docs/reproduction.md §6.6 numbers, written out independently of the recipe module
 CFG = AugmentConfig(
     noise_factor=0.4,
     flip_prob=0.5,
@@ -211,7 +211,7 @@ def test_3d_keypoints_and_global_orient_rotate_by_rz_minus_r():
 
 
 def test_positive_rotation_turns_content_counter_clockwise():
-    """SPEC §6.6: positive r rotates the image content counter-clockwise (a point right of the centre goes up)."""
+    """docs/reproduction.md §6.6: positive r rotates the image content counter-clockwise (a point right of the centre goes up)."""
     kp2d = np.zeros((49, 3), np.float32)
     kp2d[0] = [150.0, 100.0, 1.0]  # 50 px right of the centre
     ann = {
@@ -263,7 +263,7 @@ def test_crop_equals_opencv_warp_of_the_flipped_image():
 
 
 def _mm_affine(center, side, rot_deg, res=224):
-    """SPEC §6.6 step 5 written out: three point pairs held in float32 (centre, centre + R·(0, −side/2), that
+    """docs/reproduction.md §6.6 step 5 written out: three point pairs held in float32 (centre, centre + R·(0, −side/2), that
     vector turned 90°) -> cv2.getAffineTransform."""
     rad = np.pi * rot_deg / 180
     half = side * -0.5  # in the side's own dtype

@@ -1,4 +1,4 @@
-"""HumanData reading (files laid out as mmhuman3d writes them, built here by hand), writing, cache (SPEC §2)."""
+"""HumanData reading (files laid out as mmhuman3d writes them, built here by hand), writing, cache (docs/reproduction.md §2)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import pytest
 from gtacli.data.human_data import HumanData, cache_folder, write_human_data
 from gtacli.errors import BadFileError, UnsafeFileError
 
-# SPEC §3.3, typed from the SPEC (not imported) so the test checks the table too.
+# docs/reproduction.md §3.3, typed from that table (not imported) so the test checks the table too.
 SMPL49_SLOTS = [153, 154, 155, 156, 157, 158, 159, 160, 161, 162, 163, 164, 165, 166, 167, 168, 169, 170, 171, 172,
                 173, 174, 175, 176, 177, 8, 5, 144, 145, 4, 7, 21, 19, 17, 16, 18, 20, 146, 147, 148, 149, 150,
                 151, 152, 55, 57, 56, 59, 58]  # fmt: skip
-GTA_SLOTS = sorted(SMPL49_SLOTS[25:])  # the 24 "GT" joints a GTA-style file keeps (SPEC §2.6)
+GTA_SLOTS = sorted(SMPL49_SLOTS[25:])  # the 24 "GT" joints a GTA-style file keeps (docs/reproduction.md §2.6)
 
 
 def _full_keypoints(n: int, dim: int, mask: np.ndarray, seed: int) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Mixed sampling (SPEC §6.5): proportions, reproducibility, rank split, resume."""
+"""Mixed sampling (docs/reproduction.md §6.5): proportions, reproducibility, rank split, resume."""
 
 from __future__ import annotations
 

@@ -59,7 +59,7 @@ def test_batch_dict_follows_the_contract(sample_tree):
 
 def test_has_smpl_rule_per_dataset(sample_tree):
     by_name = {d.name: d for d in _datasets(sample_tree)}
-    assert by_name["gta"].all_have_smpl  # smpl, no has_smpl key -> 1 for all (SPEC §2.6)
+    assert by_name["gta"].all_have_smpl  # smpl, no has_smpl key -> 1 for all (docs/reproduction.md §2.6)
     assert not by_name["coco"].has_smpl.any()  # no smpl -> 0
 
 

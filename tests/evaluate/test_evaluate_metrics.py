@@ -1,4 +1,4 @@
-"""Metrics on hand cases (SPEC §8)."""
+"""Metrics on hand cases (docs/reproduction.md §8)."""
 
 from __future__ import annotations
 

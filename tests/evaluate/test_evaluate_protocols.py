@@ -1,4 +1,4 @@
-"""Protocol helpers: GT joints picked by H36M names, pelvis centring and the J14 subset (SPEC §3.4, §8)."""
+"""Protocol helpers: GT joints picked by H36M names, pelvis centring and the J14 subset (docs/reproduction.md §3.4, §8)."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from gtacli.errors import BadFileError, MissingFileError
 from gtacli.fit.fits_store import FitsStore, load_fits_file, save_fits_file
 from gtacli.layout import DataLayout
 
-# SPEC §3.5, typed here independently of gtacli.body.conventions
+# docs/reproduction.md §3.5, typed here independently of gtacli.body.conventions
 JOINT_PERM = [0, 2, 1, 3, 5, 4, 6, 8, 7, 9, 11, 10, 12, 14, 13, 15, 17, 16, 19, 18, 21, 20, 23, 22]
 
 
@@ -155,7 +155,7 @@ def test_failed_save_leaves_no_file(tmp_path):
 
 def test_a_present_fits_file_of_a_gt_smpl_dataset_is_not_loaded(tmp_path):
     """gta's samples all carry GT SMPL, so its fits are never read: even a present (and longer) file stays on
-    disk instead of costing ~0.9 GB per process (SPEC §7.2, decision 3)."""
+    disk instead of costing ~0.9 GB per process (docs/reproduction.md §7.2, decision 3)."""
     layout = DataLayout(tmp_path)
     save_fits_file(layout.static_fits("lsp"), random_fits(7))
     save_fits_file(layout.static_fits("gta"), random_fits(5, seed=3))  # 5 rows for 3 samples: allowed

@@ -1,4 +1,4 @@
-"""GMoF and the registrant's priors on hand cases and against a direct numpy implementation of SPEC §7.3."""
+"""GMoF and the registrant's priors on hand cases and against a direct numpy implementation of docs/reproduction.md §7.3."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def test_joint_angle_prior_variants_hand_case():
 
 
 def direct_max_mixture(theta: np.ndarray, gmm: dict) -> np.ndarray:
-    """SPEC §7.3 typed out: min_m 0.5 (θ−μ)ᵀ Σ⁻¹ (θ−μ) − log(w_m / ((2π)^{69/2} sqrt(det Σ_m) / min_k sqrt(det Σ_k)))."""
+    """docs/reproduction.md §7.3 typed out: min_m 0.5 (θ−μ)ᵀ Σ⁻¹ (θ−μ) − log(w_m / ((2π)^{69/2} sqrt(det Σ_m) / min_k sqrt(det Σ_k)))."""
     dets = np.array([np.linalg.det(c) for c in gmm["covars"]])
     sqrdets = np.sqrt(dets)
     nll_weights = gmm["weights"] / ((2 * np.pi) ** (69 / 2.0) * (sqrdets / sqrdets.min()))

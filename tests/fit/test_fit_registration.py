@@ -22,7 +22,7 @@ def _gmof_sq(r: torch.Tensor, sigma: float = 100.0) -> torch.Tensor:
 
 
 def direct_joint_loss(joints: torch.Tensor, transl: torch.Tensor, kp: torch.Tensor) -> torch.Tensor:
-    """SPEC §7.1 step 5 written out: Σ_j Σ_xy w_j c_j gmof((p̂ − k̂)², 100)."""
+    """docs/reproduction.md §7.1 step 5 written out: Σ_j Σ_xy w_j c_j gmof((p̂ − k̂)², 100)."""
     cam = joints.double() + transl.double()[:, None]
     proj = 5000.0 * cam[..., :2] / cam[..., 2:] + 112.0
     p_hat = 2 * proj / 223 - 1
@@ -110,7 +110,7 @@ def test_static_registration(body_model):
     gt_mesh = body_model(ref["gt_betas"], ref["gt_pose"][:, 3:], ref["gt_pose"][:, :3]).vertices
     torch.testing.assert_close(out["gt_vertices"], gt_mesh)
     torch.testing.assert_close(out["opt_vertices"][hs], gt_mesh[hs])
-    # camera and joint loss as SPEC §7.1 steps 4-5
+    # camera and joint loss as docs/reproduction.md §7.1 steps 4-5
     t_expected, _ = estimate_translation(out["opt_joints"], batch["keypoints2d"])
     torch.testing.assert_close(out["opt_cam_t"], t_expected)
     expected_loss = direct_joint_loss(out["opt_joints"], out["opt_cam_t"], batch["keypoints2d"])

@@ -21,11 +21,11 @@ from gtacli.fit.smplify import (
     relative_change,
 )
 
-IGNORED = [1, 9, 12, 27, 28]  # SPEC §3.6, typed independently
+IGNORED = [1, 9, 12, 27, 28]  # docs/reproduction.md §3.6, typed independently
 
 
 def _gmof_sq(r: float, sigma: float = 100.0) -> float:
-    """gmof applied to the squared residual, as SPEC §7.1 step 5 writes it."""
+    """gmof applied to the squared residual, as docs/reproduction.md §7.1 step 5 writes it."""
     x = r * r
     return sigma**2 * x**2 / (sigma**2 + x**2)
 

@@ -1,4 +1,4 @@
-"""Every checkpoint layout loads with each key accounted for and gives identical predictions (SPEC §5)."""
+"""Every checkpoint layout loads with each key accounted for and gives identical predictions (docs/reproduction.md §5)."""
 
 from __future__ import annotations
 

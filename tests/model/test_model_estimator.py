@@ -1,4 +1,4 @@
-"""The estimator's architecture: key names and shapes of SPEC §5.1, head maths of SPEC §4.2."""
+"""The estimator's architecture: key names and shapes of docs/reproduction.md §5.1, head maths of docs/reproduction.md §4.2."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from gtacli.model.estimator import HMREstimator, build_estimator, load_mean_params
 from gtacli.model.hmr_head import HMRHead
 
-# SPEC §5.1: (planes, blocks) per stage and the input channels of each block.
+# docs/reproduction.md §5.1: (planes, blocks) per stage and the input channels of each block.
 STAGES = [(64, 3), (128, 4), (256, 6), (512, 3)]
 
 
@@ -80,7 +80,7 @@ def test_mean_parameter_buffers_are_float32_copies(model):
 
 
 def test_head_with_zero_decoders_returns_the_mean_parameters():
-    """Three iterations add decoder outputs to the mean; zero decoders leave the mean unchanged (SPEC §4.2)."""
+    """Three iterations add decoder outputs to the mean; zero decoders leave the mean unchanged (docs/reproduction.md §4.2)."""
     params = _mean_params(1)
     head = HMRHead(params).eval()
     for layer in (head.decpose, head.decshape, head.deccam):

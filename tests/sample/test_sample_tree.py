@@ -1,7 +1,7 @@
-"""The synthetic sample tree: every file of SPEC §1.2 with the keys/shapes the real files have, and images,
+"""The synthetic sample tree: every file of docs/reproduction.md §1.2 with the keys/shapes the real files have, and images,
 keypoints and boxes consistent with the SMPL bodies they were rendered from.
 
-Uses the session-wide tiny tree of `conftest.sample_tree` (seed 0); expected values come from SPEC (slots,
+Uses the session-wide tiny tree of `conftest.sample_tree` (seed 0); expected values come from docs/reproduction.md (slots,
 shapes, box rules), from the body model run on the stored SMPL parameters, and from the regenerated
 backgrounds, not from the generator's own intermediate arrays.
 """
@@ -24,7 +24,7 @@ from gtacli.io.safe import load_checkpoint, load_npy, load_npz, load_pickle
 from gtacli.layout import DataLayout
 from gtacli.sample.backgrounds import background_for
 
-# SPEC §1.2, spelled out here (not taken from DataLayout) so a wrong layout path fails the test.
+# docs/reproduction.md §1.2, spelled out here (not taken from DataLayout) so a wrong layout path fails the test.
 SPEC_FILES = [
     "gmm_08.pkl",
     "body_models/J_regressor_extra.npy",
@@ -50,7 +50,7 @@ SPIN_FILES = {
     "coco": "spin_coco_2014_train.npz",
 }
 ANNOTATIONS = {**SPIN_FILES, "gta": "gta_human_4x.npz", "pw3d": "pw3d_test.npz"}
-# SPEC §1.1 image-path forms.
+# docs/reproduction.md §1.1 image-path forms.
 IMAGE_PATTERNS = {
     "h36m": r"S\d+/images/S\d+_\w+\.\d{8}/S\d+_\w+\.\d{8}_\d{6}\.jpg",
     "mpi_inf_3dhp": r"S\d/Seq\d/video_\d+/\d{6}\.jpg",
@@ -63,7 +63,7 @@ IMAGE_PATTERNS = {
 }
 OPENPOSE = slice(0, 25)
 PELVIS_EXTRA, THORAX_EXTRA, R_HIP_EXTRA, L_HIP_EXTRA, R_SHOULDER, L_SHOULDER = 39, 40, 27, 28, 33, 34
-GTA_FOCAL_1920 = 1158.0337  # SPEC §2.6 camera, for a 1920-px-wide image
+GTA_FOCAL_1920 = 1158.0337  # docs/reproduction.md §2.6 camera, for a 1920-px-wide image
 BODY_DIFF = 40  # grey levels: a pixel differs this much from the background only where the body is
 JPEG_DIFF = 25  # JPEG noise away from edges stays below this
 
@@ -115,7 +115,7 @@ def test_body_assets_have_the_real_formats(sample_tree: Path) -> None:
     assert pose.shape == (144,) and shape.shape == (10,) and cam.shape == (3,)
     np.testing.assert_allclose(
         pose[:6], [1, 0, 0, -1, 0, 0], atol=1e-6
-    )  # joint 0: 180° about x (6D, SPEC §4.3)
+    )  # joint 0: 180° about x (6D, docs/reproduction.md §4.3)
     np.testing.assert_allclose(cam, [0.9, 0, 0])
     gmm = load_pickle(sample_tree / "gmm_08.pkl")
     assert set(gmm) == {"means", "covars", "weights"}
@@ -160,7 +160,7 @@ def test_spin_annotation_has_the_real_keys_and_boxes(sample_tree: Path, dataset:
     with load_npz(path) as raw:
         n = int(raw["__data_len__"])
         assert bool(raw["__keypoints_compressed__"]) is True
-        assert raw.header("keypoints2d")[0] == (n, 49, 3)  # compressed to the 49 mapped slots (SPEC §2.3)
+        assert raw.header("keypoints2d")[0] == (n, 49, 3)  # compressed to the 49 mapped slots (docs/reproduction.md §2.3)
         np.testing.assert_array_equal(np.flatnonzero(raw["keypoints2d_mask"]), sorted(SMPL_49_TO_HUMAN_DATA))
         has_3d = dataset in ("h36m", "mpi_inf_3dhp")
         assert ("keypoints3d" in raw) == has_3d
@@ -182,7 +182,7 @@ def test_spin_annotation_has_the_real_keys_and_boxes(sample_tree: Path, dataset:
     if dataset == "mpi_inf_3dhp":
         has_smpl = np.asarray(hd["has_smpl"])
         assert set(np.unique(has_smpl)) == {0.0, 1.0}
-    # SPIN box (SPEC §2.3): square, side 1.2 x the larger extent of the confident GT joints, same centre
+    # SPIN box (docs/reproduction.md §2.3): square, side 1.2 x the larger extent of the confident GT joints, same centre
     boxes = hd.bbox_xywh()
     for k, box in zip(kp, boxes):
         pts = k[25:][k[25:, 2] > 0, :2]
@@ -195,7 +195,7 @@ def test_spin_annotation_has_the_real_keys_and_boxes(sample_tree: Path, dataset:
 def test_gta_annotation_has_the_legacy_header_and_24_keypoints(sample_tree: Path) -> None:
     path = sample_tree / "preprocessed_datasets/gta_human_4x.npz"
     with load_npz(path) as raw:
-        assert "__temporal_len__" in raw and "__data_len__" not in raw  # SPEC §2.6
+        assert "__temporal_len__" in raw and "__data_len__" not in raw  # docs/reproduction.md §2.6
         n = int(raw["__temporal_len__"])
         assert "meta" not in raw and "has_smpl" not in raw
         for key in ("keypoints2d_gta", "keypoints3d_gta", "keypoints2d_gta_mask", "keypoints3d_gta_mask"):
@@ -229,7 +229,7 @@ def test_3d_keypoints_are_the_smpl_joints_in_metres(sample_tree: Path, dataset: 
     out = _run_body(_body(sample_tree), {k: v[rows] for k, v in hd.smpl().items()})
     joints = out.joints.numpy()
     valid = kp3d[rows, :, 3] > 0
-    assert valid.sum(axis=1).min() == 17  # the 17 H36M joints in smpl_24 slots (SPEC §2.5)
+    assert valid.sum(axis=1).min() == 17  # the 17 H36M joints in smpl_24 slots (docs/reproduction.md §2.5)
     # root-relative positions do not depend on the unknown camera translation
     got = kp3d[rows, :, :3] - kp3d[rows, PELVIS_EXTRA : PELVIS_EXTRA + 1, :3]
     want = joints - joints[:, PELVIS_EXTRA : PELVIS_EXTRA + 1]
@@ -340,7 +340,7 @@ def test_images_and_keypoints_show_the_bodies(sample_tree: Path, gendered_model,
             assert mask[y, x], (rel, j)
         ys, xs = np.nonzero(mask)
         x, y, bw, bh = hd.bbox_xywh()[i][:4]
-        if dataset == "gta":  # tight box around the person (SPEC §2.6: no expansion)
+        if dataset == "gta":  # tight box around the person (docs/reproduction.md §2.6: no expansion)
             np.testing.assert_allclose(
                 [xs.min(), ys.min(), xs.max(), ys.max()], [x, y, x + bw, y + bh], atol=1.5
             )

@@ -1,4 +1,4 @@
-"""The six losses of SPEC §6.2 on hand-computed cases."""
+"""The six losses of docs/reproduction.md §6.2 on hand-computed cases."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from gtacli.train.losses import (
     vertex_loss,
 )
 
-W = LossWeights()  # SPEC defaults: 100/10/2/3/0.02/60, scale 10, focal 5000, res 224
+W = LossWeights()  # recipe defaults: 100/10/2/3/0.02/60, scale 10, focal 5000, res 224
 
 
 def test_default_weights_are_the_spec_numbers_and_the_recipe_numbers():
@@ -55,7 +55,7 @@ def test_keypoints3d_centres_both_on_the_hip_midpoint():
     gt[:, :, :3] = torch.randn(2, 49, 3)
     pred = gt[..., :3].clone() + torch.tensor([0.3, -1.0, 2.0])  # same pose, translated
     assert float(keypoints3d_loss(pred, gt)) == pytest.approx(0.0, abs=1e-6)
-    # hips with zero confidence still define the pelvis (SPEC §6.2.1)
+    # hips with zero confidence still define the pelvis (docs/reproduction.md §6.2.1)
     gt[:, [27, 28], 3] = 0.0
     assert float(keypoints3d_loss(pred, gt)) == pytest.approx(0.0, abs=1e-6)
 

@@ -1,4 +1,4 @@
-"""Recipes hold SPEC §6–7's numbers; overrides are typed."""
+"""Recipes hold docs/reproduction.md §6–7's numbers; overrides are typed."""
 
 from __future__ import annotations
 
