@@ -105,29 +105,6 @@ def estimate_translation(
     return transl.to(dtype), ok
 
 
-def crop_intrinsics(focal: float = FOCAL_LENGTH, img_res: int = IMG_RES) -> np.ndarray:
-    """3x3 intrinsics of the crop camera: f on the diagonal, principal point at the crop centre (docs/reproduction.md §9)."""
-    c = img_res / 2.0
-    return np.array([[focal, 0.0, c], [0.0, focal, c], [0.0, 0.0, 1.0]])
-
-
-def bbox_to_intrinsics(
-    bbox_xyxy: Sequence[float],
-    focal: float = FOCAL_LENGTH,
-    img_res: int = IMG_RES,
-    bbox_scale: float = DEMO_BBOX_SCALE,
-) -> np.ndarray:
-    """Intrinsics that render the crop camera's view into the original image (mmhuman3d convert_bbox_to_intrinsic).
-
-    The crop is the square of side W = bbox_scale * max(w, h) centred on the box; crop pixel p maps to image
-    pixel p * W / img_res + (cx - W/2, cy - W/2), so K_img = [[f W / img_res, 0, cx], [0, f W / img_res, cy], [0, 0, 1]].
-    For an explicit crop (centre, side) use `crop_to_image_intrinsics`.
-    """
-    x1, y1, x2, y2 = (float(v) for v in bbox_xyxy[:4])
-    side = bbox_scale * max(x2 - x1, y2 - y1)
-    return crop_to_image_intrinsics(((x1 + x2) / 2.0, (y1 + y2) / 2.0), side, focal, img_res)
-
-
 def crop_to_image_intrinsics(
     center_xy: Sequence[float], side_px: float, focal: float = FOCAL_LENGTH, img_res: int = IMG_RES
 ) -> np.ndarray:

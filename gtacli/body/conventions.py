@@ -5,7 +5,7 @@ Index tables are plain tuples; names are the mmhuman3d names, so a table can be 
 
 from __future__ import annotations
 
-from typing import Dict, List, Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 # §3.1 smpl_54: what the training body model regresses (SMPL 24 + 21 smplx vertex joints + 9 extra).
 SMPL_24_KINEMATIC = (
@@ -75,9 +75,7 @@ H36M_17 = (
     "right_ankle", "spine_extra", "neck_extra", "head_extra", "headtop", "left_shoulder", "left_elbow",
     "left_wrist", "right_shoulder", "right_elbow", "right_wrist",
 )  # fmt: skip
-H36M_TO_J17 = (6, 5, 4, 1, 2, 3, 16, 15, 14, 11, 12, 13, 8, 10, 0, 7, 9)
 H36M_TO_J14 = (6, 5, 4, 1, 2, 3, 16, 15, 14, 11, 12, 13, 8, 10)
-J24_TO_J14 = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 18)
 H36M_PELVIS = 0  # evaluation pelvis: H36M-regressor joint 0
 
 # §3.5 flip permutation of smpl_49 (new[i] = old[perm[i]]) and the SMPL pose flip.
@@ -86,31 +84,8 @@ SMPL_49_FLIP_PERM = (
     30, 29, 28, 27, 26, 25, 36, 35, 34, 33, 32, 31, 37, 38, 39, 40, 41, 42, 43, 44, 46, 45, 48, 47,
 )  # fmt: skip
 SMPL_POSE_FLIP_JOINT_PERM = (
-    0,
-    2,
-    1,
-    3,
-    5,
-    4,
-    6,
-    8,
-    7,
-    9,
-    11,
-    10,
-    12,
-    14,
-    13,
-    15,
-    17,
-    16,
-    19,
-    18,
-    21,
-    20,
-    23,
-    22,
-)
+    0, 2, 1, 3, 5, 4, 6, 8, 7, 9, 11, 10, 12, 14, 13, 15, 17, 16, 19, 18, 21, 20, 23, 22,
+)  # fmt: skip
 SMPL_POSE_FLIP_PERM_72 = tuple(3 * j + k for j in SMPL_POSE_FLIP_JOINT_PERM for k in range(3))
 
 # §3.6 joints the SMPLify keypoint term ignores (smpl_49 indices).
@@ -127,13 +102,6 @@ REGISTRANT_IGNORE = (1, 9, 12, 27, 28)
 TRAIN_PELVIS_PAIR = (27, 28)
 # Joints used by estimate_translation (docs/reproduction.md §7.1 step 4): smpl_49 25..48.
 TRANSLATION_JOINTS = tuple(range(25, 49))
-
-CONVENTIONS: Dict[str, Sequence[str]] = {
-    "smpl_24": SMPL_24,
-    "smpl_49": SMPL_49,
-    "smpl_54": SMPL_54,
-    "h36m": H36M_17,
-}
 
 
 def flip_pairs(names: Sequence[str]) -> List[Tuple[int, int]]:

@@ -16,17 +16,19 @@ from __future__ import annotations
 import contextvars
 import functools
 import json
+import math
 import os
 import sys
+import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from gtacli.errors import GtacliError
+from gtacli.errors import GtacliError, UsageError
 
 try:  # Python >= 3.9
     from typing import Annotated
@@ -54,6 +56,30 @@ DeviceOpt = Annotated[
     str,
     typer.Option("--device", help="'auto' (CUDA when present, else CPU), 'cpu', 'cuda' or 'cuda:N'."),
 ]
+
+
+def _hide_flag_types() -> None:
+    """Rich help shows no value type for flags (typer >= 0.2x prints `<bool>` after `--json`, even `--help`).
+
+    Flags take no value, so the type column is left empty for them, as click's plain help does; options with
+    values keep theirs. Applied once when the CLI is imported.
+    """
+    from typer.core import TyperOption
+
+    show_type = getattr(TyperOption, "display_type_rich", None)
+    if show_type is None or getattr(show_type, "_gtacli_flags_hidden", False):
+        return
+
+    def display_type_rich(self: Any, ctx: Any) -> Optional[str]:
+        if getattr(self, "is_flag", False) and not getattr(self, "count", False):
+            return None
+        return show_type(self, ctx)
+
+    display_type_rich._gtacli_flags_hidden = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_hide_flag_types()
 
 
 class Output:
@@ -170,8 +196,6 @@ def report_error(out: Output, exc: BaseException) -> int:
 
 def parse_key_values(items: Optional[List[str]], option: str = "--set") -> Dict[str, str]:
     """`key=value` pairs from a repeated option; a malformed one is a usage error."""
-    from gtacli.errors import UsageError
-
     result: Dict[str, str] = {}
     for item in items or []:
         if "=" not in item:
@@ -191,13 +215,51 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-class ProgressBar:
-    """A rich progress bar on stderr, or nothing when progress is off (--quiet, or stderr not a terminal).
+PROGRESS_INTERVAL_ENV = "GTACLI_PROGRESS_INTERVAL"
+DEFAULT_PROGRESS_INTERVAL_S = 30.0  # seconds between progress records in logs (stderr not a terminal)
 
-    Used as ``with ProgressBar(out, "eval", rate_unit="frames") as update: ... update(done, total)``; `update`
-    is None when no bar is shown, so the core can take an optional callback and stay screen-agnostic.
-    `update(done, total=None, description=None)`; with `rate_unit` the bar shows items per second counted
-    from the first `update` call.
+
+def progress_interval_s() -> float:
+    """Seconds between one-line progress records: $GTACLI_PROGRESS_INTERVAL, else 30; 0 = every update."""
+    raw = os.environ.get(PROGRESS_INTERVAL_ENV, "").strip()
+    if not raw:
+        return DEFAULT_PROGRESS_INTERVAL_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value) or value < 0:
+        raise UsageError(
+            f"{PROGRESS_INTERVAL_ENV}={raw!r} is not a number of seconds >= 0",
+            fix=f"set {PROGRESS_INTERVAL_ENV} to e.g. 30 (or unset it)",
+        )
+    return value
+
+
+def format_duration(seconds: float) -> str:
+    """12s, 3m05s, 2h07m (whole seconds; what a log reader scans)."""
+    total = int(round(max(0.0, seconds)))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
+
+
+class ProgressBar:
+    """The one progress display of long commands, on stderr.
+
+    ``with ProgressBar(out, "eval", rate_unit="frames") as update: ... update(done, total, description)``.
+    `update` is always a callable, so the core takes it as an optional callback and stays screen-agnostic:
+
+    * stderr is a terminal (or $GTACLI_PROGRESS=1): a rich progress bar;
+    * stderr is a file or a pipe (nohup, SLURM, CI): one plain line every $GTACLI_PROGRESS_INTERVAL seconds
+      (30 by default) and one at the end: label, done/total, rate, elapsed, ETA and the description;
+    * --quiet: nothing.
+
+    The rate counts items per second from the first `update` call (or from the last `done == 0`).
     """
 
     def __init__(self, out: Output, label: str, *, rate_unit: Optional[str] = None, transient: bool = True):
@@ -208,10 +270,19 @@ class ProgressBar:
         self.bar: Any = None
         self.task: Any = None
         self.started: Optional[float] = None
+        self.started_done = 0
+        self.interval_s = DEFAULT_PROGRESS_INTERVAL_S
+        self.last_record: Optional[float] = None
+        self.state: Optional[Tuple[int, Optional[int], Optional[str]]] = (
+            None  # last (done, total, description)
+        )
 
-    def __enter__(self) -> Optional[Callable[..., None]]:
+    def __enter__(self) -> Callable[..., None]:
+        if self.out.quiet:
+            return _ignore_progress
         if not self.out.show_progress:
-            return None
+            self.interval_s = progress_interval_s()  # a bad value fails before any work
+            return self._record
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         columns: List[Any] = [TextColumn(self.label), BarColumn(), MofNCompleteColumn()]
@@ -223,21 +294,65 @@ class ProgressBar:
         self.task = self.bar.add_task("", total=None, rate="-")
         return self.update
 
-    def update(self, done: int, total: Optional[int] = None, description: Optional[str] = None) -> None:
-        import time
-
-        now = time.perf_counter()
+    def _rate(self, done: int, now: float) -> Optional[float]:
+        """Items per second since the first update (whose items took unmeasured time, so they do not count)."""
         if self.started is None or done == 0:
-            self.started = now
+            self.started, self.started_done = now, done
         elapsed = now - self.started
-        rate = f"{done / elapsed:.2f}" if done and elapsed > 0 else "-"
-        fields: Dict[str, Any] = {"completed": done, "rate": rate}
+        counted = done - self.started_done
+        return counted / elapsed if counted > 0 and elapsed > 0 else None
+
+    def update(self, done: int, total: Optional[int] = None, description: Optional[str] = None) -> None:
+        """Move the bar (terminal mode)."""
+        rate = self._rate(done, time.perf_counter())
+        fields: Dict[str, Any] = {"completed": done, "rate": "-" if rate is None else f"{rate:.2f}"}
         if total is not None:
             fields["total"] = total
         if description is not None:
             fields["description"] = description
         self.bar.update(self.task, **fields)
 
-    def __exit__(self, *exc: Any) -> None:
+    def _record(self, done: int, total: Optional[int] = None, description: Optional[str] = None) -> None:
+        """Log mode: remember the state; write a record when the interval has passed since the last one."""
+        now = time.perf_counter()
+        self._rate(done, now)
+        previous = self.state
+        self.state = (
+            done,
+            total if total is not None else (previous[1] if previous else None),
+            description if description is not None else (previous[2] if previous else None),
+        )
+        if self.last_record is None:
+            self.last_record = now  # the first record comes one interval after the start
+        if now - self.last_record >= self.interval_s:
+            self._write(now)
+
+    def _write(self, now: float, *, final: Optional[str] = None) -> None:
+        assert self.state is not None and self.started is not None
+        done, total, description = self.state
+        elapsed = now - self.started
+        rate = self._rate(done, now)
+        unit = self.rate_unit or "items"
+        parts = [f"{self.label}: {done}/{total} {unit}" if total else f"{self.label}: {done} {unit}"]
+        if total:
+            parts[0] += f" ({100.0 * done / total:.0f}%)"
+        parts.append("- " + unit + "/s" if rate is None else f"{rate:.3g} {unit}/s")
+        parts.append(f"elapsed {format_duration(elapsed)}")
+        if final:
+            parts.append(final)
+        elif total and rate:
+            parts.append(f"ETA {format_duration((total - done) / rate)}")
+        if description:
+            parts.append(description)
+        self.out.err.print(" | ".join(parts), markup=False, highlight=False)
+        self.last_record = now
+
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
         if self.bar is not None:
             self.bar.stop()
+        elif self.state is not None:  # log mode: always close with a record, the last state included
+            self._write(time.perf_counter(), final="done" if exc_type is None else "stopped")
+
+
+def _ignore_progress(done: int, total: Optional[int] = None, description: Optional[str] = None) -> None:
+    """The progress callback under --quiet."""

@@ -2,7 +2,8 @@
 
 It runs the user-facing commands themselves (each as `python -m gtacli <command> --json` in a child process), so
 what a newcomer sees working is exactly what they will type later: sample-data -> check-layout -> finetune -> eval
--> demo. Children's progress goes to stderr; their JSON results are collected into one summary.
+-> demo. Each child's messages, progress and resolved recipe go to a log file in the run folder; their JSON
+results are collected into one summary.
 """
 
 from __future__ import annotations
@@ -16,23 +17,33 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import typer
 
-from gtacli.cli.common import Annotated, DebugOpt, DeviceOpt, JsonOpt, Output, QuietOpt
+from gtacli.cli.common import Annotated, DebugOpt, DeviceOpt, JsonOpt, Output, ProgressBar, QuietOpt
 from gtacli.errors import GtacliError, UsageError
 from gtacli.io.atomic import ensure_writable_dir
 
 SYNTHETIC_WARNING = (
     "The quickstart data are SYNTHETIC (a generated mannequin body model, rendered images and a random-weight "
-    "checkpoint): the losses and MPJPE / PA-MPJPE below show that the pipeline runs end to end and mean NOTHING "
+    "checkpoint): its losses and MPJPE / PA-MPJPE show that the pipeline runs end to end and mean NOTHING "
     "about real accuracy. For real numbers: gtacli fetch --all, then gtacli eval (see README)."
 )
-
+LOSS_NOTE = (
+    "a few dozen steps on synthetic data from random weights prove nothing about convergence either way; "
+    "single-batch losses are noisy (the window means show the trend)"
+)
+DEFAULT_DIR = Path("runs") / "quickstart"  # under /runs/, which .gitignore covers in a clone
 QUICKSTART_LOSS_WINDOWS = 5  # mean-loss windows reported over the fine-tuning run
+STEP_TAIL_LINES = 5  # lines of a failed step's log shown with the error
 
 
 def quickstart_command(
     directory: Annotated[
-        Path, typer.Option("--dir", help="Folder for the sample tree, the run and the demo output.")
-    ] = Path("gtacli_quickstart"),
+        Path,
+        typer.Option(
+            "--dir",
+            help="Folder for everything it writes: the sample tree (data/), the run (run/, with recipe.json), "
+            "the demo output (demo/) and each step's log (logs/). About 0.5 GB with --size small.",
+        ),
+    ] = DEFAULT_DIR,
     size: Annotated[str, typer.Option("--size", help="Sample tree size: tiny (tests) or small.")] = "small",
     steps: Annotated[int, typer.Option("--steps", min=1, help="Fine-tuning steps.")] = 30,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Fine-tuning batch size.")] = 4,
@@ -41,34 +52,32 @@ def quickstart_command(
     json_mode: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
-) -> None:
+) -> int:
     """Run the whole pipeline offline on a generated synthetic data tree, then print a summary.
 
     Steps: build the `sample-data` tree (if missing) -> `check-layout --for all` -> `finetune` for a few dozen steps
     from the tree's spin_official.pth -> `eval --dataset pw3d` of the new checkpoint -> `demo` on one image.
-    Takes a few minutes on 2 CPU cores; needs no downloads and no GPU.
+    Each step is the real command run as a child process; its messages go to DIR/logs/STEP.log, the resolved
+    recipe to DIR/run/recipe.json. Takes a few minutes on 2 CPU cores; needs no downloads and no GPU.
 
     Examples:
 
-      gtacli quickstart
+      gtacli quickstart                       # writes under ./runs/quickstart
 
       gtacli quickstart --dir /tmp/qs --size tiny --steps 10 --json
     """
     out = Output(json_mode=json_mode, quiet=quiet, debug=debug)
+    if size not in ("tiny", "small"):
+        raise UsageError(f"--size {size!r} is not tiny or small", fix="use --size tiny or --size small")
+    ensure_writable_dir(
+        Path(directory), what="the quickstart folder", fix="choose a writable folder with --dir"
+    )
+    summary = run_quickstart(directory, size, steps, batch_size, seed, device, out)
+    out.result(summary, human=lambda: _print_summary(out, summary))
+    return 0
 
-    def body() -> int:
-        if size not in ("tiny", "small"):
-            raise UsageError(f"--size {size!r} is not tiny or small", fix="use --size tiny or --size small")
-        ensure_writable_dir(
-            Path(directory),
-            what="the quickstart folder",
-            fix="choose a writable folder with --dir",
-        )
-        summary = run_quickstart(directory, size, steps, batch_size, seed, device, out)
-        out.result(summary, human=lambda: _print_summary(out, summary))
-        return 0
 
-    return body()
+STAGES = ("sample-data", "check-layout", "finetune", "eval", "demo")
 
 
 def run_quickstart(
@@ -78,71 +87,76 @@ def run_quickstart(
     root = directory / "data"
     run_dir = directory / "run"
     demo_dir = directory / "demo"
+    log_dir = directory / "logs"
     started = time.perf_counter()
-    out.warn(SYNTHETIC_WARNING)
+    out.warn(SYNTHETIC_WARNING)  # the one warning; the children's own synthetic notes go to their logs
+    out.info(f"[quickstart] writing under {directory.resolve()}")
     stage_seconds: Dict[str, float] = {}
-
-    def step(name: str, args: List[str]) -> Dict[str, Any]:
-        out.info(f"[quickstart] {name}: gtacli {' '.join(args)}")
-        t0 = time.perf_counter()
-        result = _run_gtacli(args, name, debug=out.debug, quiet=out.quiet)
-        stage_seconds[name] = round(time.perf_counter() - t0, 2)
-        return result
 
     from gtacli.layout import DataLayout
 
     layout = DataLayout(root)
-    if layout.is_synthetic and layout.spin_official.is_file():
-        out.info(f"[quickstart] reusing the sample tree at {root}")
-        sample = {"root": str(root), "reused": True}
-    else:
-        sample = step(
-            "sample-data", ["sample-data", "--data-root", str(root), "--size", size, "--seed", str(seed)]
-        )
-    layout_report = step("check-layout", ["check-layout", "--for", "all", "--data-root", str(root)])
-    train = step(
-        "finetune",
-        [
-            "finetune", "--init", str(layout.spin_official), "--data-root", str(root), "--work-dir", str(run_dir),
-            "--max-steps", str(steps), "--batch-size", str(batch_size), "--seed", str(seed), "--device", device,
-            "--workers", "1", "--set", f"log_interval={_log_interval(steps)}",
-        ],
-    )  # fmt: skip
-    checkpoint = Path(train.get("checkpoint") or run_dir / "latest.pth")
-    evaluation = step(
-        "eval",
-        [
+    with ProgressBar(out, "quickstart", rate_unit="stages", transient=False) as progress:
+
+        def step(name: str, args: List[str]) -> Dict[str, Any]:
+            progress(STAGES.index(name), len(STAGES), name)
+            out.info(f"[quickstart] {name}: gtacli {' '.join(args)}")
+            t0 = time.perf_counter()
+            result = _run_gtacli(args, name, log_dir / f"{name}.log", debug=out.debug)
+            stage_seconds[name] = round(time.perf_counter() - t0, 2)
+            return result
+
+        if layout.is_synthetic and layout.spin_official.is_file():
+            out.info(f"[quickstart] reusing the sample tree at {root}")
+            sample = {"root": str(root), "reused": True}
+        else:
+            sample = step(
+                "sample-data", ["sample-data", "--data-root", str(root), "--size", size, "--seed", str(seed)]
+            )
+        layout_report = step("check-layout", ["check-layout", "--for", "all", "--data-root", str(root)])
+        train = step(
+            "finetune",
+            [
+                "finetune", "--init", str(layout.spin_official), "--data-root", str(root), "--work-dir",
+                str(run_dir), "--max-steps", str(steps), "--batch-size", str(batch_size), "--seed", str(seed),
+                "--device", device, "--workers", "1", "--set", f"log_interval={_log_interval(steps)}",
+            ],
+        )  # fmt: skip
+        checkpoint = Path(train.get("checkpoint") or run_dir / "latest.pth")
+        evaluation = step(
             "eval",
-            "--dataset",
-            "pw3d",
-            "--checkpoint",
-            str(checkpoint),
-            "--data-root",
-            str(root),
-            "--device",
-            device,
-        ],
-    )
-    demo_input, demo_box = _first_test_frame(layout)
-    demo = step(
-        "demo",
-        [
-            "demo", str(demo_input), "--checkpoint", str(checkpoint), "--data-root", str(root), "--output",
-            str(demo_dir), "--device", device, "--bbox", ",".join(f"{v:.1f}" for v in demo_box),
-        ],
-    )  # fmt: skip
-    losses = train.get("losses") or {}
+            [
+                "eval", "--dataset", "pw3d", "--checkpoint", str(checkpoint), "--data-root", str(root),
+                "--device", device,
+            ],
+        )  # fmt: skip
+        demo_input, demo_box = _first_test_frame(layout)
+        demo = step(
+            "demo",
+            [
+                "demo", str(demo_input), "--checkpoint", str(checkpoint), "--data-root", str(root), "--output",
+                str(demo_dir), "--device", device, "--bbox", ",".join(f"{v:.1f}" for v in demo_box),
+            ],
+        )  # fmt: skip
+        progress(len(STAGES), len(STAGES), "summary")
+    losses = train.get("losses") if isinstance(train.get("losses"), dict) else {}
+    windows = _loss_windows(run_dir)
     return {
         "synthetic": True,
         "warning": SYNTHETIC_WARNING,
+        "directory": str(directory.resolve()),
         "data_root": str(root),
+        "logs": str(log_dir),
+        "recipe": str(run_dir / "recipe.json"),
         "sample_data": sample,
         "check_layout_ok": bool(layout_report.get("ok", True)),
         "steps": train.get("steps", steps),
-        "loss_first": losses.get("first") if isinstance(losses, dict) else None,
-        "loss_last": losses.get("last") if isinstance(losses, dict) else None,
+        "loss_first": losses.get("first"),
+        "loss_last": losses.get("last"),
         # single-batch losses are noisy; the mean loss of each logging window shows the trend
-        "loss_windows": _loss_windows(run_dir),
+        "loss_windows": windows,
+        "loss_trend": _loss_trend(windows),
+        "loss_note": LOSS_NOTE,
         "train": train,
         "checkpoint": str(checkpoint),
         "mpjpe_mm": evaluation.get("mpjpe_mm"),
@@ -155,6 +169,16 @@ def run_quickstart(
         "stage_seconds": stage_seconds,
         "seconds": round(time.perf_counter() - started, 2),
     }
+
+
+def _loss_trend(windows: List[Dict[str, float]]) -> Optional[str]:
+    """'fell', 'rose' or 'flat' from the first to the last window mean (None with fewer than two windows)."""
+    if len(windows) < 2:
+        return None
+    first, last = windows[0]["loss"], windows[-1]["loss"]
+    if last < first:
+        return "fell"
+    return "rose" if last > first else "flat"
 
 
 def _log_interval(steps: int) -> int:
@@ -182,20 +206,25 @@ def _loss_windows(run_dir: Path) -> List[Dict[str, float]]:
     return windows
 
 
-def _run_gtacli(args: List[str], name: str, debug: bool = False, quiet: bool = False) -> Dict[str, Any]:
-    """Run `python -m gtacli <args> --json`; stderr (progress, warnings) passes through; parse stdout's JSON."""
+def _run_gtacli(args: List[str], name: str, log: Path, debug: bool = False) -> Dict[str, Any]:
+    """Run `python -m gtacli <args> --json` with its stderr (messages, progress records, the resolved recipe)
+    written to `log`; return its stdout's JSON. A failed step raises with the end of its log."""
     command = [sys.executable, "-m", "gtacli", *args, "--json"] + (["--debug"] if debug else [])
-    command += ["--quiet"] if quiet else []
-    proc = subprocess.run(command, stdout=subprocess.PIPE, stderr=None, text=True)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w", encoding="utf-8") as stderr:
+        proc = subprocess.run(command, stdout=subprocess.PIPE, stderr=stderr, text=True)
     if proc.returncode != 0:
+        tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-STEP_TAIL_LINES:]
         raise GtacliError(
-            f"quickstart step '{name}' failed with exit code {proc.returncode}",
-            fix=f"see the error above; re-run it alone: gtacli {' '.join(args)} --debug",
+            f"quickstart step '{name}' failed with exit code {proc.returncode}; its log ends: "
+            + " / ".join(line.strip() for line in tail if line.strip()),
+            path=log,
+            fix=f"read the log; re-run the step alone: gtacli {' '.join(args)} --debug",
         )
     try:
         return json.loads(proc.stdout) if proc.stdout.strip() else {}
     except json.JSONDecodeError as exc:
-        raise GtacliError(f"quickstart step '{name}' printed no valid JSON ({exc})") from exc
+        raise GtacliError(f"quickstart step '{name}' printed no valid JSON ({exc})", path=log) from exc
 
 
 def _first_test_frame(layout: Any) -> Tuple[Path, List[float]]:
@@ -225,6 +254,7 @@ def _print_summary(out: Output, s: Dict[str, Any]) -> None:
     def fmt(value: Optional[float], unit: str = "") -> str:
         return "n/a" if value is None else f"{value:.4g}{unit}"
 
+    trend = s.get("loss_trend")
     rows = [
         ("data (SYNTHETIC)", s["data_root"]),
         ("check-layout", "ok" if s["check_layout_ok"] else "FAILED"),
@@ -235,12 +265,18 @@ def _print_summary(out: Output, s: Dict[str, Any]) -> None:
             " -> ".join(f"{w['loss']:.3g}" for w in s.get("loss_windows") or []) or "n/a",
         ),
         ("checkpoint", s["checkpoint"]),
+        ("recipe", s["recipe"]),
         ("eval frames", str(s["eval_frames"])),
         ("MPJPE / PA-MPJPE", f"{fmt(s['mpjpe_mm'], ' mm')} / {fmt(s['pa_mpjpe_mm'], ' mm')}"),
         ("demo output", s["demo_output"]),
+        ("step logs", s["logs"]),
         ("total time", f"{s['seconds']:.0f} s"),
     ]
     out.table(
-        "gtacli quickstart (synthetic data: numbers mean nothing about accuracy)", ["item", "value"], rows
+        "gtacli quickstart (SYNTHETIC data: the numbers mean nothing about accuracy)", ["item", "value"], rows
     )
-    out.out.print(SYNTHETIC_WARNING, markup=False)
+    if trend == "rose":
+        out.out.print(f"The mean loss rose over the run: {LOSS_NOTE}.", markup=False)
+    elif trend is not None:
+        out.out.print(f"The mean loss {trend} over the run, but {LOSS_NOTE}.", markup=False)
+    out.out.print(f"Everything was written under {s['directory']}.", markup=False)

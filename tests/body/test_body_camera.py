@@ -108,18 +108,17 @@ def test_estimate_translation_weighted_least_squares_matches_numpy_solution():
         np.testing.assert_allclose(est[b].numpy(), sol, rtol=1e-7, atol=1e-7)
 
 
-def test_intrinsics_map_crop_to_image():
-    K = C.crop_intrinsics()
-    np.testing.assert_array_equal(K, [[5000, 0, 112], [0, 5000, 112], [0, 0, 1]])
-    # box 100x200 at (50, 40): crop side 1.25 * 200 = 250 centred at (100, 140)
-    Ki = C.bbox_to_intrinsics([50, 40, 150, 240])
-    point = np.array([0.05, -0.02, 20.0])
-    crop_px = K @ point / point[2]
-    image_px = Ki @ point / point[2]
-    side = 250.0
-    np.testing.assert_allclose(
-        image_px[:2], crop_px[:2] * side / 224 + np.array([100 - side / 2, 140 - side / 2])
-    )
+def test_crop_to_image_intrinsics_maps_crop_pixels_to_image_pixels():
+    # the demo's crop: side 250 px centred at (100, 140); the crop camera has f = 5000 and its principal point
+    # at the crop centre (112, 112), so image pixel = crop pixel * side / 224 + crop corner
+    side, centre = 250.0, (100.0, 140.0)
+    K_crop = np.array([[5000.0, 0.0, 112.0], [0.0, 5000.0, 112.0], [0.0, 0.0, 1.0]])
+    K_image = C.crop_to_image_intrinsics(centre, side)
+    for point in (np.array([0.05, -0.02, 20.0]), np.array([-0.3, 0.4, 35.0])):
+        crop_px = (K_crop @ point / point[2])[:2]
+        image_px = (K_image @ point / point[2])[:2]
+        corner = np.array([centre[0] - side / 2, centre[1] - side / 2])
+        np.testing.assert_allclose(image_px, crop_px * side / 224 + corner)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

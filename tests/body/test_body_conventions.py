@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from gtacli.body import conventions as C
 
-# docs/reproduction.md §3.2 flat list (smpl_54 source index of each smpl_49 joint), copied from the spec text.
-SPEC_SMPL_54_TO_49 = [
+# docs/reproduction.md §3.2 flat list (smpl_54 source index of each smpl_49 joint), typed from the table there.
+REFERENCE_SMPL_54_TO_49 = [
     24, 12, 17, 19, 21, 16, 18, 20, 0, 2, 5, 8, 1, 4, 7, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34,
     8, 5, 45, 46, 4, 7, 21, 19, 17, 16, 18, 20, 47, 48, 49, 50, 51, 52, 53, 24, 26, 25, 28, 27,
 ]  # fmt: skip
 # docs/reproduction.md §3.5 flip pairs of smpl_49.
-SPEC_FLIP_PAIRS = [
+REFERENCE_FLIP_PAIRS = [
     [5, 2], [6, 3], [7, 4], [12, 9], [13, 10], [14, 11], [16, 15], [18, 17], [19, 22], [20, 23], [21, 24],
     [28, 27], [29, 26], [30, 25], [34, 33], [35, 32], [36, 31], [45, 46], [47, 48],
 ]  # fmt: skip
@@ -20,8 +20,8 @@ LSP_14 = [
 ]  # fmt: skip
 
 
-def test_smpl_54_to_49_equals_spec_list():
-    assert list(C.SMPL_54_TO_SMPL_49) == SPEC_SMPL_54_TO_49
+def test_smpl_54_to_49_equals_reference_list():
+    assert list(C.SMPL_54_TO_SMPL_49) == REFERENCE_SMPL_54_TO_49
     assert len(C.SMPL_54) == 54 and len(C.SMPL_49) == 49
 
 
@@ -46,9 +46,9 @@ def test_flip_permutation_is_an_involution_mapping_left_to_right():
             assert ("left" in a) != ("left" in b)
 
 
-def test_flip_permutation_equals_spec_pairs_and_helpers():
+def test_flip_permutation_equals_reference_pairs_and_helpers():
     expect = list(range(49))
-    for a, b in SPEC_FLIP_PAIRS:
+    for a, b in REFERENCE_FLIP_PAIRS:
         expect[a], expect[b] = b, a
     assert list(C.SMPL_49_FLIP_PERM) == expect
     assert C.flip_permutation(C.SMPL_49) == expect
