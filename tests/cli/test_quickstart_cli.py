@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
 def test_quickstart_runs_every_stage_and_reports_metrics(tmp_path: Path) -> None:
     directory = tmp_path / "qs"
     proc = subprocess.run(
@@ -19,7 +25,20 @@ def test_quickstart_runs_every_stage_and_reports_metrics(tmp_path: Path) -> None
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout)  # exactly one JSON document on stdout
     assert summary["synthetic"] is True
-    assert "SYNTHETIC" in proc.stderr  # the user is told the data are synthetic
+    assert proc.stderr.count("SYNTHETIC") == 1, (
+        proc.stderr
+    )  # told once (the children's notes go to their logs)
+    assert "SYNTHETIC" in summary["warning"] and "below" not in summary["warning"]
+    assert summary["directory"] == str(directory.resolve())
+    # the resolved recipe is a file in the run folder, not a JSON dump on the terminal
+    recipe = json.loads(Path(summary["recipe"]).read_text())
+    assert Path(summary["recipe"]).parent == directory / "run" and recipe
+    assert '"' not in proc.stderr.split("SYNTHETIC")[1], proc.stderr  # no JSON on stderr after the warning
+    logs = Path(summary["logs"])
+    assert sorted(p.name for p in logs.iterdir()) == [
+        "check-layout.log", "demo.log", "eval.log", "finetune.log", "sample-data.log",
+    ]  # fmt: skip
+    assert "convergence" in summary["loss_note"]
     assert summary["check_layout_ok"] is True
     assert summary["steps"] == 3
     assert Path(summary["checkpoint"]).is_file()
@@ -35,6 +54,45 @@ def test_quickstart_runs_every_stage_and_reports_metrics(tmp_path: Path) -> None
     demo_dir = Path(summary["demo_output"])
     assert (demo_dir / "results.npz").is_file()
     assert any(p.suffix in (".jpg", ".png") for p in demo_dir.rglob("*"))
+
+
+def test_quickstart_default_folder_is_ignored_by_git() -> None:
+    from gtacli.cli.quickstart import quickstart_command
+
+    default = inspect.signature(quickstart_command).parameters["directory"].default
+    assert not default.is_absolute() and default.parts[0] == "runs"
+    probe = default / "data" / "body_models" / "smpl" / "SMPL_NEUTRAL.pkl"  # any file it may write
+    proc = subprocess.run(
+        ["git", "-C", str(REPO), "check-ignore", "-q", "--no-index", str(probe)], capture_output=True
+    )
+    if proc.returncode == 128:
+        pytest.skip("not a git checkout")
+    assert proc.returncode == 0, f"{probe} is not covered by .gitignore"
+
+
+def _summary(windows: list) -> dict:
+    return {
+        "data_root": "d", "check_layout_ok": True, "steps": 30, "loss_first": windows[0], "loss_last": windows[-1],
+        "loss_windows": [{"step": 6 * (i + 1), "loss": w} for i, w in enumerate(windows)],
+        "checkpoint": "c", "recipe": "r", "eval_frames": 8, "mpjpe_mm": 200.0, "pa_mpjpe_mm": 150.0,
+        "demo_output": "o", "logs": "l", "seconds": 60.0, "directory": "/abs/runs/quickstart",
+    }  # fmt: skip
+
+
+def test_summary_comments_on_a_rising_loss_and_says_where_it_wrote(capsys) -> None:
+    from gtacli.cli.common import Output
+    from gtacli.cli.quickstart import _loss_trend, _print_summary
+
+    rising = _summary([1.0, 1.4, 1.9])
+    rising["loss_trend"] = _loss_trend(rising["loss_windows"])
+    assert rising["loss_trend"] == "rose"
+    _print_summary(Output(), rising)
+    text = " ".join(capsys.readouterr().out.split())
+    assert "rose" in text and "prove nothing about convergence" in text
+    assert "SYNTHETIC" in text  # the summary repeats it
+    assert "written under /abs/runs/quickstart" in text
+    assert _loss_trend([{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.0}]) == "fell"
+    assert _loss_trend([{"step": 1, "loss": 2.0}]) is None
 
 
 def test_quickstart_rejects_unknown_size(tmp_path: Path) -> None:

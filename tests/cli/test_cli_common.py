@@ -1,0 +1,201 @@
+"""What every command shares (gtacli/cli/common.py, gtacli/cli/app.py): help without value types on flags,
+progress records in logs, a command module that fails to import."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+# A long command's progress as the CLI drives it: Output + ProgressBar, `update(done, total, description)`.
+PROGRESS_SCRIPT = """
+import sys, time
+from gtacli.cli.common import Output, ProgressBar
+total, pause = int(sys.argv[1]), float(sys.argv[2])
+out = Output(quiet=sys.argv[3] == "quiet")
+with ProgressBar(out, "eval", rate_unit="frames") as update:
+    assert callable(update)
+    for i in range(total):
+        time.sleep(pause)
+        update(i + 1, total, f"batch {i + 1} loss 0.{i + 1}")
+"""
+
+
+def _env(**extra: str) -> Dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GTACLI_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    env.update(extra)
+    return env
+
+
+def _run_logged(tmp_path: Path, args: List[str], env: Dict[str, str]) -> subprocess.CompletedProcess:
+    """Run with stderr written to a real file (as nohup / SLURM do); stderr's text in `.stderr`."""
+    log = tmp_path / "stderr.log"
+    with open(log, "w") as stderr:
+        proc = subprocess.run(args, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env, timeout=120)
+    proc.stderr = log.read_text()
+    return proc
+
+
+def _help(*args: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-m", "gtacli", *args],
+        capture_output=True,
+        text=True,
+        env=_env(COLUMNS="120"),
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def _option_line(text: str, option: str) -> str:
+    """The row of the options panel (rich draws it with │ borders) that declares `option`."""
+    lines = [
+        line
+        for line in text.splitlines()
+        if line.startswith("│") and re.search(rf"│\s*(\*\s+)?{re.escape(option)}\b", line)
+    ]
+    assert lines, f"{option} not in the options panel"
+    return lines[0]
+
+
+def test_help_shows_no_bool_type_on_flags() -> None:
+    root = _help("--help", "-h")
+    assert "<bool>" not in root
+    assert "--version" in root and "--help" in root
+    command = _help("quickstart", "--help")
+    assert "<bool>" not in command
+    for flag in ("--json", "--quiet", "--debug", "--help"):
+        assert "<" not in _option_line(command, flag), flag  # a flag takes no value: no type shown
+    # options that take a value keep their type
+    assert "<path>" in _option_line(command, "--dir")
+    assert "<int" in _option_line(command, "--steps")
+
+
+@pytest.mark.slow
+def test_help_of_every_command_shows_no_bool() -> None:
+    from gtacli.cli.app import COMMANDS
+
+    for name, _, _ in COMMANDS:
+        assert "<bool>" not in _help(name, "--help"), name
+
+
+def _records(stderr: str) -> List[str]:
+    return [line for line in stderr.splitlines() if line.startswith("eval: ")]
+
+
+def test_progress_records_in_a_log_file_every_update_with_interval_zero(tmp_path: Path) -> None:
+    total, pause = 4, 0.05
+    proc = _run_logged(
+        tmp_path,
+        [sys.executable, "-c", PROGRESS_SCRIPT, str(total), str(pause), "loud"],
+        _env(GTACLI_PROGRESS_INTERVAL="0"),
+    )
+    assert proc.returncode == 0, proc.stderr
+    records = _records(proc.stderr)
+    assert len(records) == total + 1, proc.stderr  # one per update, then the closing record
+    assert "\x1b[" not in proc.stderr  # plain text in a log, no terminal control codes
+    for i, line in enumerate(records[:total], start=1):
+        fields = line.split(" | ")
+        assert fields[0] == f"eval: {i}/{total} frames ({round(100 * i / total)}%)"
+        assert fields[-1] == f"batch {i} loss 0.{i}"
+        assert fields[2].startswith("elapsed ")
+    # from the second update on there is a rate; each item took >= `pause` seconds, so the rate is bounded
+    for line in records[1:total]:
+        rate = float(line.split(" | ")[1].split()[0])
+        assert 0 < rate <= 1 / pause * 1.01, line
+    assert "ETA " in records[1] and "ETA " not in records[-1]
+    assert records[-1].split(" | ")[-2:] == ["done", f"batch {total} loss 0.{total}"]
+
+
+def test_progress_default_interval_writes_only_the_closing_record(tmp_path: Path) -> None:
+    proc = _run_logged(tmp_path, [sys.executable, "-c", PROGRESS_SCRIPT, "5", "0", "loud"], _env())
+    assert proc.returncode == 0, proc.stderr
+    records = _records(proc.stderr)
+    assert len(records) == 1 and records[0].startswith("eval: 5/5 frames (100%)"), proc.stderr
+
+
+def test_progress_quiet_writes_nothing(tmp_path: Path) -> None:
+    proc = _run_logged(
+        tmp_path,
+        [sys.executable, "-c", PROGRESS_SCRIPT, "3", "0", "quiet"],
+        _env(GTACLI_PROGRESS_INTERVAL="0"),
+    )
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+
+
+STOPPED_SCRIPT = """
+from gtacli.cli.common import Output, ProgressBar
+with ProgressBar(Output(), "eval", rate_unit="frames") as update:
+    update(1, 9)
+    update(2, 9)
+    raise SystemExit(3)
+"""
+
+
+def test_progress_stopped_by_an_error_says_stopped(tmp_path: Path) -> None:
+    proc = _run_logged(
+        tmp_path, [sys.executable, "-c", STOPPED_SCRIPT], _env(GTACLI_PROGRESS_INTERVAL="1000")
+    )
+    assert proc.returncode == 3
+    records = _records(proc.stderr)
+    assert len(records) == 1, proc.stderr
+    assert records[0].startswith("eval: 2/9 frames (22%)") and records[0].endswith(" | stopped")
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "nan"])
+def test_bad_progress_interval_is_a_usage_error_before_any_work(tmp_path: Path, value: str) -> None:
+    root = tmp_path / "data"
+    proc = _run_logged(
+        tmp_path,
+        [sys.executable, "-m", "gtacli", "sample-data", "--data-root", str(root), "--size", "tiny"],
+        _env(GTACLI_PROGRESS_INTERVAL=value),
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "GTACLI_PROGRESS_INTERVAL" in lines[0] and "Traceback" not in proc.stderr
+    assert not root.exists()  # nothing was built
+
+
+@pytest.mark.slow
+def test_a_real_command_logs_progress_records_when_stderr_is_a_file(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    proc = _run_logged(
+        tmp_path,
+        [sys.executable, "-m", "gtacli", "sample-data", "--data-root", str(root), "--size", "tiny"],
+        _env(GTACLI_PROGRESS_INTERVAL="0"),
+    )
+    assert proc.returncode == 0, proc.stderr
+    records = [line for line in proc.stderr.splitlines() if line.startswith("sample-data: ")]
+    assert len(records) >= 3, proc.stderr
+    done = [int(re.match(r"sample-data: (\d+)", line).group(1)) for line in records]
+    assert done == sorted(done)  # progress only moves forward
+    assert records[-1].split(" | ")[-2] == "done"
+
+
+def _import_app_with_broken(module: Optional[str]) -> subprocess.CompletedProcess:
+    # `sys.modules[name] = None` makes `import name` raise ImportError: a module that fails to import
+    code = "import sys\n"
+    if module:
+        code += f"sys.modules[{module!r}] = None\n"
+    code += "sys.argv = ['gtacli', '--help']\nfrom gtacli.cli.app import main\nmain()\n"
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=_env(COLUMNS="120"), timeout=120
+    )
+
+
+def test_a_command_module_that_fails_to_import_is_an_error_not_a_missing_command() -> None:
+    healthy = _import_app_with_broken(None)
+    assert healthy.returncode == 0 and " fit " in healthy.stdout
+    broken = _import_app_with_broken("gtacli.cli.fit")
+    assert broken.returncode != 0
+    last = broken.stderr.strip().splitlines()[-1]
+    assert "gtacli.cli.fit" in last and re.match(r"\w*(Import|NotFound)Error: ", last), broken.stderr
