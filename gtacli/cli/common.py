@@ -333,10 +333,11 @@ class ProgressBar:
         elapsed = now - self.started
         rate = self._rate(done, now)
         unit = self.rate_unit or "items"
-        parts = [f"{self.label}: {done}/{total} {unit}" if total else f"{self.label}: {done} {unit}"]
+        count = f"{_si(done)}/{_si(total)}" if total else _si(done)
+        parts = [f"{self.label}: {count} {unit}"]
         if total:
             parts[0] += f" ({100.0 * done / total:.0f}%)"
-        parts.append("- " + unit + "/s" if rate is None else f"{rate:.3g} {unit}/s")
+        parts.append(f"{'-' if rate is None else _si(rate, 3)} {unit}/s")
         parts.append(f"elapsed {format_duration(elapsed)}")
         if final:
             parts.append(final)
@@ -352,6 +353,17 @@ class ProgressBar:
             self.bar.stop()
         elif self.state is not None:  # log mode: always close with a record, the last state included
             self._write(time.perf_counter(), final="done" if exc_type is None else "stopped")
+
+
+def _si(value: float, digits: Optional[int] = None) -> str:
+    """A count for a log line: exact below a million (or `digits` significant figures), else 12.3M / 4.56G."""
+    if abs(value) >= 1e6:
+        for scale, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M")):
+            if abs(value) >= scale:
+                return f"{value / scale:.3g}{suffix}"
+    if digits is not None:
+        return f"{value:.{digits}g}" if abs(value) < 10**digits else f"{value:.0f}"
+    return str(int(value)) if float(value).is_integer() else f"{value:.3g}"
 
 
 def _ignore_progress(done: int, total: Optional[int] = None, description: Optional[str] = None) -> None:

@@ -199,3 +199,18 @@ def test_a_command_module_that_fails_to_import_is_an_error_not_a_missing_command
     assert broken.returncode != 0
     last = broken.stderr.strip().splitlines()[-1]
     assert "gtacli.cli.fit" in last and re.match(r"\w*(Import|NotFound)Error: ", last), broken.stderr
+
+
+def test_progress_record_of_large_counts_uses_si_suffixes(monkeypatch, capsys) -> None:
+    from gtacli.cli.common import Output, ProgressBar
+
+    monkeypatch.setenv("GTACLI_PROGRESS_INTERVAL", "1000")
+    with ProgressBar(Output(), "fetch", rate_unit="B") as update:
+        update(0, 3_000_000_000, "spin_official.pth")
+        update(1_500_000_000, 3_000_000_000)  # the description is kept until a new one comes
+    records = [line for line in capsys.readouterr().err.splitlines() if line.startswith("fetch: ")]
+    assert len(records) == 1, records
+    fields = records[0].split(" | ")
+    assert fields[0] == "fetch: 1.5G/3G B (50%)"
+    assert re.fullmatch(r"[0-9.]+[MGT]? B/s", fields[1]), fields[1]
+    assert fields[-2:] == ["done", "spin_official.pth"]
