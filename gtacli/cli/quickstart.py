@@ -120,7 +120,7 @@ def run_quickstart(
                 "finetune", "--init", str(layout.spin_official), "--data-root", str(root), "--work-dir",
                 str(run_dir), "--max-steps", str(steps), "--batch-size", str(batch_size), "--seed", str(seed),
                 "--device", device, "--workers", "1", "--set", f"log_interval={_log_interval(steps)}",
-            ],
+            ] + _rerun_args(run_dir),
         )  # fmt: skip
         checkpoint = Path(train.get("checkpoint") or run_dir / "latest.pth")
         evaluation = step(
@@ -169,6 +169,12 @@ def run_quickstart(
         "stage_seconds": stage_seconds,
         "seconds": round(time.perf_counter() - started, 2),
     }
+
+
+def _rerun_args(run_dir: Path) -> List[str]:
+    """A quickstart run again in the same folder starts its fine-tuning anew in its own `run/` folder (finetune
+    refuses a non-empty work dir without --resume or --overwrite)."""
+    return ["--overwrite"] if run_dir.is_dir() and any(run_dir.iterdir()) else []
 
 
 def _loss_trend(windows: List[Dict[str, float]]) -> Optional[str]:
