@@ -3,6 +3,7 @@ progress records in logs, a command module that fails to import."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -214,3 +215,19 @@ def test_progress_record_of_large_counts_uses_si_suffixes(monkeypatch, capsys) -
     assert fields[0] == "fetch: 1.5G/3G B (50%)"
     assert re.fullmatch(r"[0-9.]+[MGT]? B/s", fields[1]), fields[1]
     assert fields[-2:] == ["done", "spin_official.pth"]
+
+
+def test_json_mode_failure_is_one_json_error_object_on_stdout(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "gtacli", "quickstart", "--dir", str(tmp_path), "--size", "huge", "--json"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    document = json.loads(proc.stdout)  # exactly one JSON document
+    assert document["ok"] is False
+    error = document["error"]
+    assert error["type"] == "UsageError" and error["exit_code"] == 2 and "--size" in error["message"]
+    assert error["fix"] and "Traceback" not in proc.stderr
