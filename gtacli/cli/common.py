@@ -273,9 +273,8 @@ class ProgressBar:
         self.started_done = 0
         self.interval_s = DEFAULT_PROGRESS_INTERVAL_S
         self.last_record: Optional[float] = None
-        self.state: Optional[Tuple[int, Optional[int], Optional[str]]] = (
-            None  # last (done, total, description)
-        )
+        # the last (done, total, description) reported, written as the next record
+        self.state: Optional[Tuple[int, Optional[int], Optional[str]]] = None
 
     def __enter__(self) -> Callable[..., None]:
         if self.out.quiet:
@@ -295,9 +294,14 @@ class ProgressBar:
         return self.update
 
     def _rate(self, done: int, now: float) -> Optional[float]:
-        """Items per second since the first update (whose items took unmeasured time, so they do not count)."""
+        """Count an update; items per second since the first one (whose items took unmeasured time, so they do
+        not count). A `done` of 0 starts the count again."""
         if self.started is None or done == 0:
             self.started, self.started_done = now, done
+        return self._rate_since_start(done, now)
+
+    def _rate_since_start(self, done: int, now: float) -> Optional[float]:
+        assert self.started is not None
         elapsed = now - self.started
         counted = done - self.started_done
         return counted / elapsed if counted > 0 and elapsed > 0 else None
@@ -331,7 +335,7 @@ class ProgressBar:
         assert self.state is not None and self.started is not None
         done, total, description = self.state
         elapsed = now - self.started
-        rate = self._rate(done, now)
+        rate = self._rate_since_start(done, now)
         unit = self.rate_unit or "items"
         count = f"{_si(done)}/{_si(total)}" if total else _si(done)
         parts = [f"{self.label}: {count} {unit}"]
