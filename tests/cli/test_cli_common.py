@@ -231,3 +231,31 @@ def test_json_mode_failure_is_one_json_error_object_on_stdout(tmp_path: Path) ->
     error = document["error"]
     assert error["type"] == "UsageError" and error["exit_code"] == 2 and "--size" in error["message"]
     assert error["fix"] and "Traceback" not in proc.stderr
+
+
+def test_progress_on_a_terminal_is_a_bar_not_log_records() -> None:
+    pty = pytest.importorskip("pty")  # POSIX only
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", PROGRESS_SCRIPT, "3", "0.05", "loud"],
+            stdout=subprocess.PIPE,
+            stderr=slave,
+            env=_env(GTACLI_PROGRESS_INTERVAL="0", TERM="xterm", COLUMNS="100"),
+        )
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:  # the terminal closed: the child is done
+                break
+            if not data:
+                break
+            chunks.append(data)
+        assert proc.wait(timeout=120) == 0
+    finally:
+        os.close(master)
+    screen = b"".join(chunks).decode("utf-8", "replace")
+    assert "eval" in screen and "frames/s" in screen  # the bar's label and rate column
+    assert not re.search(r"eval: \d+/\d+ frames \(\d+%\) \|", screen)  # no log records on a terminal
