@@ -33,10 +33,11 @@ from gtacli.assets.manifest import (
     validate_human_data,
     validate_npy,
 )
-from gtacli.assets.smpl_import import NUM_VERTICES, SMPL_SOURCES, check_smpl_arrays
-from gtacli.errors import GtacliError, UnsafeFileError
+from gtacli.assets.smpl_import import SMPL_SOURCES
+from gtacli.body.smpl import load_smpl_arrays
+from gtacli.errors import GtacliError
 from gtacli.io.hashing import sha256_file
-from gtacli.io.safe import load_npz, load_pickle
+from gtacli.io.safe import load_npz
 from gtacli.layout import ANNOTATION_ALIASES, TRAIN_DATASETS, DataLayout
 
 JOBS = ("eval-pw3d", "finetune", "train", "demo", "all")
@@ -182,13 +183,6 @@ class _Checker:
         def check(p: Path) -> str:
             try:
                 return _check_smpl_file(p)
-            except UnsafeFileError as exc:
-                if "chumpy" in exc.problem:  # the official pickle copied in as-is (mmhuman3d's docs say so)
-                    raise GtacliError(
-                        "is the original chumpy pickle; gtacli needs it converted to plain numpy",
-                        fix=f"gtacli fetch --smpl-from {p}",
-                    ) from None
-                raise GtacliError(exc.problem, fix=fix) from None
             except GtacliError as exc:
                 raise GtacliError(exc.problem, fix=fix) from None
 
@@ -428,22 +422,17 @@ def _read_lock(layout: DataLayout) -> Dict[str, Any]:
 
 
 def _check_smpl_file(path: Path) -> str:
-    """Load a body model the way the rest of gtacli will (body.smpl.load_smpl_arrays when available)."""
-    loader = None
-    try:
-        from gtacli.body import smpl as body_smpl
+    """Load a body model the way every job will (`body.smpl.load_smpl_arrays`: plain numpy or the official
+    chumpy pickle read in place through inert stand-ins)."""
+    arrays = load_smpl_arrays(path)
+    legacy = _has_legacy_classes(path)
+    detail = f"{arrays['v_template'].shape[0]} vertices, {arrays['shapedirs'].shape[2]} shape components"
+    return detail + (", official pickle read in place" if legacy else "")
 
-        loader = getattr(body_smpl, "load_smpl_arrays", None)
-    except ImportError:
-        loader = None
-    model = loader(path) if loader is not None else load_pickle(path)
-    if isinstance(model, dict) and all(k in model for k in ("v_template", "f", "shapedirs", "posedirs")):
-        arrays = check_smpl_arrays(model, path)
-        return f"{arrays['v_template'].shape[0]} vertices, {arrays['shapedirs'].shape[2]} shape components"
-    v = np.asarray(model.get("v_template")) if isinstance(model, dict) else None
-    if v is None or v.shape != (NUM_VERTICES, 3):
-        raise GtacliError(f"not an SMPL model with {NUM_VERTICES} vertices", path=path)
-    return f"{NUM_VERTICES} vertices"
+
+def _has_legacy_classes(path: Path) -> bool:
+    with open(path, "rb") as fp:
+        return any(marker in fp.read() for marker in (b"chumpy", b"scipy.sparse"))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -24,7 +24,8 @@ from torch import nn
 
 from gtacli.body.conventions import SMPL_54_TO_SMPL_49
 from gtacli.errors import BadFileError, PathLike
-from gtacli.io.safe import load_npy, load_pickle
+from gtacli.io.legacy_pickle import loads_smpl_pickle
+from gtacli.io.safe import load_npy, read_bytes
 
 NUM_VERTICES = 6890
 NUM_FACES = 13776
@@ -52,33 +53,18 @@ _GENDER_ALIASES = {
 }  # fmt: skip
 
 
-def load_smpl_arrays(path: PathLike, extra_globals: Optional[Mapping] = None) -> Dict[str, np.ndarray]:
-    """Read an SMPL model pickle of plain numpy arrays (as our SMPL importer and the synthetic generator write).
-
-    Restricted unpickling only; a pickle that still references chumpy or other classes is refused with a fix
-    (`gtacli fetch --smpl-from PATH`). Sparse matrices (objects with `.toarray()`) become dense arrays. Checks the keys and
-    shapes smplx needs. Returns a dict of numpy arrays (extra keys are kept).
+def load_smpl_arrays(path: PathLike) -> Dict[str, np.ndarray]:
+    """Read an SMPL model pickle: plain numpy (our importer, the synthetic generator) or the official file as
+    mmhuman3d users keep it (v1.0.0 / v1.1.0 / SMPLify neutral renamed to `SMPL_<GENDER>.pkl`, with chumpy
+    objects and scipy sparse regressors) through `gtacli.io.legacy_pickle`'s stand-ins: nothing in the file is
+    executed and a pickle that references anything else is refused. Checks the keys and shapes smplx needs.
+    Returns a dict of numpy arrays (extra keys are kept).
     """
     path = Path(path)
-    try:
-        data = load_pickle(path, extra_globals=extra_globals)
-    except BadFileError:
-        raise
-    except Exception as exc:  # UnsafeFileError keeps its own message; add the SMPL-specific fix
-        if hasattr(exc, "problem"):
-            raise type(exc)(
-                exc.problem,  # type: ignore[attr-defined]
-                path=path,
-                fix="import the official SMPL file with `gtacli fetch --smpl-from PATH` (converts it to plain numpy)",
-            ) from exc
-        raise
+    data = loads_smpl_pickle(read_bytes(path), path)
     if not isinstance(data, dict):
         raise BadFileError(f"expected a dict of arrays, found {type(data).__name__}", path=path)
-    arrays: Dict[str, Any] = {}
-    for key, value in data.items():
-        if hasattr(value, "toarray"):
-            value = value.toarray()
-        arrays[key] = value
+    arrays = {str(key): value for key, value in data.items()}
     _check_smpl_arrays(arrays, path)
     return arrays
 
