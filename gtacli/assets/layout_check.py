@@ -392,11 +392,14 @@ class _Checker:
 
         def run() -> CheckItem:
             if not path.is_dir():
+                # mmhuman3d's data trees often have no cache/: training creates it when the root is writable
+                if os.access(path.parent, os.W_OK):
+                    return CheckItem("cache folder", str(path), True, "absent; created on first run")
                 return CheckItem(
                     "cache folder",
                     str(path),
                     False,
-                    "absent (training writes its caches here)",
+                    "absent and the data root is not writable (training writes its caches here)",
                     f"mkdir -p {path}",
                 )
             if not os.access(path, os.W_OK):
