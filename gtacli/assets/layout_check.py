@@ -33,17 +33,18 @@ from gtacli.assets.manifest import (
     validate_human_data,
     validate_npy,
 )
-from gtacli.assets.smpl_import import SMPL_SOURCES
+from gtacli.assets.smpl_import import SMPL_SOURCES, check_smpl_arrays
 from gtacli.body.smpl import load_smpl_arrays
 from gtacli.errors import GtacliError
 from gtacli.io.hashing import sha256_file
-from gtacli.io.safe import load_npz
+from gtacli.io.safe import load_npy, load_npz
 from gtacli.layout import ANNOTATION_ALIASES, TRAIN_DATASETS, DataLayout
 
 JOBS = ("eval-pw3d", "finetune", "train", "demo", "all")
 SPIN_DATASETS = ("h36m", "mpi_inf_3dhp", "lsp", "lspet", "mpii", "coco")  # config order, no GTA
 FINETUNE_DATASETS = SPIN_DATASETS + ("gta",)
 IMAGE_SAMPLE_SIZE = 16  # image paths checked per dataset without --deep
+FITS_SCAN_ROWS = 1 << 16  # rows of a static-fits file read at once when scanning for NaN/inf
 FITS_COLUMNS = 82  # 72 pose (axis-angle) + 10 betas per row (docs/reproduction.md §7)
 CHECKPOINT_KEYS = ("head.fc1.weight", "head.decpose.weight", "backbone.conv1.weight")
 PW3D_GENDERS = {"m", "f"}
@@ -214,7 +215,7 @@ class _Checker:
         return item, path if item.ok else None
 
     def _check_annotation(self, dataset: str, path: Path) -> str:
-        n, detail = validate_human_data(path, ("image_path", "bbox_xywh"))
+        n, detail = validate_human_data(path, ("image_path", "bbox_xywh"), deep=self.deep)
         self._lengths[dataset] = n
         if dataset == "h36m":
             with load_npz(path) as npz:
@@ -252,7 +253,7 @@ class _Checker:
         ), None
 
     def _check_pw3d(self, path: Path) -> str:
-        n, detail = validate_human_data(path, ("image_path", "bbox_xywh"))
+        n, detail = validate_human_data(path, ("image_path", "bbox_xywh"), deep=self.deep)
         self._lengths["pw3d"] = n
         with load_npz(path) as npz:
             if "smpl" not in npz or "meta" not in npz:
@@ -332,7 +333,12 @@ class _Checker:
 
         def check(p: Path) -> str:
             detail = validate_npy(p, (None, FITS_COLUMNS), "float", fix=f"gtacli fetch --force {name}")
-            rows = validate_npy_rows(p)
+            rows, bad = fits_rows_and_non_finite(p)
+            if bad:
+                raise GtacliError(
+                    f"{bad} of {rows} rows hold NaN/inf (finetune refuses such fits)",
+                    fix=f"gtacli fetch --force {name}, or re-create the fits",
+                )
             n = self.length(dataset)
             if n is None:
                 return detail + "; annotation length unknown (annotation not usable)"
@@ -409,13 +415,16 @@ class _Checker:
         return self.once("cache", run)
 
 
-def validate_npy_rows(path: Path) -> int:
-    from gtacli.io.safe import load_npy
-
+def fits_rows_and_non_finite(path: Path) -> Tuple[int, int]:
+    """(rows, rows holding NaN/inf) of a static-fits array, scanned memory-mapped in chunks."""
     arr = load_npy(path, mmap=True)
     rows = int(arr.shape[0])
+    bad = 0
+    for start in range(0, rows, FITS_SCAN_ROWS):
+        chunk = np.asarray(arr[start : start + FITS_SCAN_ROWS])
+        bad += int((~np.isfinite(chunk).all(axis=1)).sum())
     del arr
-    return rows
+    return rows, bad
 
 
 def _read_lock(layout: DataLayout) -> Dict[str, Any]:
@@ -427,7 +436,7 @@ def _read_lock(layout: DataLayout) -> Dict[str, Any]:
 def _check_smpl_file(path: Path) -> str:
     """Load a body model the way every job will (`body.smpl.load_smpl_arrays`: plain numpy or the official
     chumpy pickle read in place through inert stand-ins)."""
-    arrays = load_smpl_arrays(path)
+    arrays = check_smpl_arrays(load_smpl_arrays(path), path)  # SMPL proper: 6890 vertices
     legacy = _has_legacy_classes(path)
     detail = f"{arrays['v_template'].shape[0]} vertices, {arrays['shapedirs'].shape[2]} shape components"
     return detail + (", official pickle read in place" if legacy else "")

@@ -6,7 +6,8 @@ carries `sha256[:8]`), and a validator that checks the content once the bytes ar
 
 * `npy`: shape (None = any length) and dtype kind, from the header (memory-mapped, nothing read);
 * `npz`: member names, shapes and dtype kinds, from the member headers;
-* `human_data`: a HumanData annotation npz (docs/reproduction.md §2.1): required keys and the frame count;
+* `human_data`: a HumanData annotation npz (docs/reproduction.md §2.1): required keys, the frame count, the
+  shapes of boxes and keypoints, plain member names, and finite boxes and keypoints;
 * `gmm`: the GMM pose prior pickle through the restricted unpickler;
 * `checkpoint`: `torch.load(weights_only=True)` and the expected state_dict keys;
 * `text`: UTF-8 text (the training log).
@@ -25,11 +26,15 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from gtacli.data.human_data import HumanData, cache_file_name
 from gtacli.errors import BadFileError, GtacliError, PathLike, UsageError
 from gtacli.io.safe import load_checkpoint, load_npy, load_npz, load_pickle
 
 MANIFEST_PATH = Path(__file__).with_name("manifest.json")
 TEXT_CHECK_BYTES = 1 << 20  # how much of a text asset must decode as UTF-8
+# Members scanned for NaN/inf (boxes, keypoints). Bigger ones are only scanned with check-layout --deep.
+FINITE_CHECK_MAX_BYTES = 512 << 20
+FINITE_CHECKED_KEYS = ("bbox_xywh", "keypoints2d", "keypoints3d")
 
 
 @dataclass(frozen=True)
@@ -192,24 +197,15 @@ def validate_npz(path: PathLike, members: Mapping[str, Mapping[str, Any]], fix: 
         return ", ".join(f"{k} {npz.header(k)[0]}" for k in members)
 
 
-def human_data_length(npz: Any, path: PathLike) -> int:
-    """Number of frames of a HumanData npz: `__data_len__`, or for legacy files (`__temporal_len__`)
-    the first dimension of `bbox_xywh` (what mmhuman3d's loader infers, docs/reproduction.md §2.1)."""
-    if "__data_len__" in npz:
-        value = npz["__data_len__"]
-        return int(np.asarray(value).reshape(()))
-    if "bbox_xywh" in npz:
-        return int(npz.header("bbox_xywh")[0][0])
-    if "image_path" in npz:
-        return int(npz.header("image_path")[0][0])
-    raise BadFileError(
-        "not a HumanData file: no __data_len__, bbox_xywh or image_path", path=path, fix="download it again"
-    )
-
-
-def validate_human_data(path: PathLike, keys: Sequence[str] = (), fix: str = "") -> Tuple[int, str]:
-    """Keys present, `bbox_xywh` (N, 4|5), `image_path` of length N. Returns (N, detail)."""
+def validate_human_data(
+    path: PathLike, keys: Sequence[str] = (), fix: str = "", *, deep: bool = False
+) -> Tuple[int, str]:
+    """Keys present, plain member names, `bbox_xywh` (N, 4|5), keypoints (N, K, 3|4), `image_path` of length
+    N, and no NaN/inf in boxes and keypoints (members over `FINITE_CHECK_MAX_BYTES` only with `deep`).
+    Returns (N, detail)."""
     with load_npz(path) as npz:
+        for key in npz:  # a name that is not a plain file name is how a hostile file escapes the cache
+            cache_file_name(Path(path), key)
         missing = [k for k in keys if k not in npz]
         if missing:
             raise BadFileError(
@@ -217,16 +213,30 @@ def validate_human_data(path: PathLike, keys: Sequence[str] = (), fix: str = "")
                 path=path,
                 fix=fix,
             )
-        n = human_data_length(npz, path)
-        if "bbox_xywh" in npz:
-            shape, _ = npz.header("bbox_xywh")
-            if len(shape) != 2 or shape[0] != n or shape[1] not in (4, 5):
-                raise BadFileError(f"bbox_xywh has shape {shape}, expected ({n}, 4|5)", path=path, fix=fix)
-        if "image_path" in npz:
-            shape, _ = npz.header("image_path")
-            if len(shape) != 1 or shape[0] != n:
-                raise BadFileError(f"image_path has shape {shape}, expected ({n},)", path=path, fix=fix)
-        return n, f"{n} frames"
+        nbytes = {}
+        for key in FINITE_CHECKED_KEYS:
+            if key in npz:
+                shape, dtype = npz.header(key)
+                nbytes[key] = int(np.prod(shape)) * dtype.itemsize
+    hd = HumanData.load(path, use_cache=False)  # checks every per-frame member's shape
+    n = len(hd)
+    skipped = []
+    for key, size in nbytes.items():
+        if not deep and size > FINITE_CHECK_MAX_BYTES:
+            skipped.append(key)
+            continue
+        values = np.asarray(hd.rows(key))
+        bad = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1)
+        if bad.any():
+            raise BadFileError(
+                f"{int(bad.sum())} of {n} frames have NaN/inf values in '{key}' (first: frame {int(np.argmax(bad))})",
+                path=path,
+                fix=fix or "re-create the annotation without non-finite values (they would poison training)",
+            )
+    detail = f"{n} frames"
+    if skipped:
+        detail += f"; {', '.join(skipped)} not scanned for NaN/inf (large; use --deep)"
+    return n, detail
 
 
 def validate_gmm(path: PathLike, num_gaussians: int = 8, dim: int = 69, fix: str = "") -> str:
