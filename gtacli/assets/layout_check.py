@@ -24,6 +24,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from gtacli.assets.lockfile import read_lock_file
 from gtacli.assets.manifest import (
     Asset,
     Manifest,
@@ -428,8 +429,6 @@ def fits_rows_and_non_finite(path: Path) -> Tuple[int, int]:
 
 
 def _read_lock(layout: DataLayout) -> Dict[str, Any]:
-    from gtacli.assets.download import read_lock_file
-
     return read_lock_file(layout)
 
 

@@ -10,7 +10,8 @@ carries `sha256[:8]`), and a validator that checks the content once the bytes ar
   shapes of boxes and keypoints, plain member names, and finite boxes and keypoints;
 * `gmm`: the GMM pose prior pickle through the restricted unpickler;
 * `checkpoint`: `torch.load(weights_only=True)` and the expected state_dict keys;
-* `text`: UTF-8 text (the training log).
+* `text`: UTF-8 text (the training log);
+* `onnx`: an ONNX network loaded with OpenCV's `cv2.dnn.readNetFromONNX` (the demo's detector).
 
 Every validator raises `BadFileError` (one line: file, problem, fix) or returns a short detail string.
 """
@@ -24,6 +25,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
+import cv2
 import numpy as np
 
 from gtacli.data.human_data import HumanData, cache_file_name
@@ -81,6 +83,11 @@ class Manifest:
     def names(self) -> List[str]:
         return [a.name for a in self.assets]
 
+    @property
+    def group_names(self) -> List[str]:
+        """The declared groups, then any group an entry names without a description."""
+        return list(dict.fromkeys([*self.groups, *(a.group for a in self.assets)]))
+
     def get(self, name: str) -> Asset:
         try:
             return self._by_name[name]
@@ -93,10 +100,10 @@ class Manifest:
             ) from None
 
     def in_group(self, group: str) -> List[Asset]:
-        if group not in self.groups:
+        if group not in self.groups and not any(a.group == group for a in self.assets):
             raise UsageError(
                 f"unknown asset group '{group}'",
-                fix=f"use one of: {', '.join(self.groups)}",
+                fix=f"use one of: {', '.join(self.group_names)}",
             )
         return [a for a in self.assets if a.group == group]
 
@@ -106,7 +113,15 @@ class Manifest:
         """Assets named, in the groups given, or all; manifest order, no duplicates."""
         if everything:
             return list(self.assets)
-        wanted = {self.get(n).name for n in names}
+        wanted = set()
+        groups = list(groups)
+        for name in names:  # a positional name is an entry, else a group (`gtacli fetch detector`)
+            if name in self._by_name:
+                wanted.add(name)
+            elif name in self.group_names:
+                groups.append(name)
+            else:
+                self.get(name)  # raises with "did you mean"
         for group in groups:
             wanted.update(a.name for a in self.in_group(group))
         return [a for a in self.assets if a.name in wanted]
@@ -299,6 +314,20 @@ def validate_text(path: PathLike, fix: str = "") -> str:
     return f"{Path(path).stat().st_size} bytes of text"
 
 
+def validate_onnx(path: PathLike, fix: str = "") -> str:
+    """An ONNX network that OpenCV's DNN module (what the demo's detector uses) can load."""
+    try:
+        net = cv2.dnn.readNetFromONNX(str(path))
+    except cv2.error as exc:
+        first = next((line for line in str(exc).splitlines() if line.strip()), "unreadable")
+        raise BadFileError(
+            f"not an ONNX network OpenCV can load ({first.strip()[:160]})", path=path, fix=fix
+        ) from None
+    if net.empty():
+        raise BadFileError("OpenCV loaded an empty ONNX network", path=path, fix=fix)
+    return f"ONNX network, {len(net.getLayerNames())} layers"
+
+
 def validate_asset(asset: Asset, path: Optional[PathLike] = None, *, root: Optional[PathLike] = None) -> str:
     """Run the asset's content validator on `path` (default: its destination under `root`)."""
     if path is None:
@@ -320,6 +349,8 @@ def validate_asset(asset: Asset, path: Optional[PathLike] = None, *, root: Optio
         return validate_checkpoint(path, spec.get("keys", ()), fix=fix)
     if kind == "text":
         return validate_text(path, fix=fix)
+    if kind == "onnx":
+        return validate_onnx(path, fix=fix)
     if kind is None:
         return "no content check"
     raise UsageError(f"manifest entry {asset.name} has unknown validator kind '{kind}'")

@@ -16,18 +16,10 @@ import numpy as np
 import pytest
 from fault_server import FaultServer, oss_crc64
 
-from gtacli.assets.download import (
-    FetchOptions,
-    candidate_urls,
-    fetch_asset,
-    fetch_assets,
-    mirror_url,
-    parse_mirrors,
-    part_path,
-    read_lock_file,
-    verify_present,
-)
+from gtacli.assets.download import fetch_asset, fetch_assets, verify_present
+from gtacli.assets.lockfile import read_lock_file
 from gtacli.assets.manifest import load_manifest
+from gtacli.assets.transfer import FetchOptions, candidate_urls, mirror_url, parse_mirrors, part_path
 from gtacli.errors import UsageError
 from gtacli.layout import DataLayout
 

@@ -32,6 +32,7 @@ V11_NAMES = {
     for g in ("female", "male", "neutral")
 }
 
+
 def _model_arrays(seed: int) -> dict:
     rng = np.random.default_rng(seed)
     j_reg = np.zeros((N_J, N_V))
