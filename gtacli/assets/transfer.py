@@ -352,9 +352,9 @@ def _transfer(session: Any, url: str, dest: Path, opts: FetchOptions, name: str)
             raise _Retryable(f"connection broke after {human_bytes(got)} ({_short_exc(exc)})") from None
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
+                need = f"~{(total - got) / 1e6:.1f} MB more" if total else "more space"
                 raise DownloadError(
-                    "no space left on the device while downloading",
-                    path=part,
+                    f"no space left on device: {part}, needs {need}",
                     fix="free disk space and run again (the partial file resumes)",
                 ) from None
             raise

@@ -299,4 +299,3 @@ def _require_file(path: Path) -> None:
         raise MissingFileError(
             "file not found", path=path, fix="check the path, or run `gtacli check-layout`"
         )
-
