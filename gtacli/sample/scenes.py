@@ -15,16 +15,10 @@ from typing import Callable, List, Optional
 
 import numpy as np
 
+from gtacli.body.rotations import axis_angle_to_matrix_np, matrix_to_axis_angle_np, rot_y
 from gtacli.sample.backgrounds import background_for
 from gtacli.sample.datasets import DatasetSpec
-from gtacli.sample.poses import (
-    PoseMixture,
-    axis_angle_to_matrix_np,
-    facing_camera_orient,
-    matrix_to_axis_angle_np,
-    rot_y,
-    sample_betas,
-)
+from gtacli.sample.poses import PoseMixture, facing_camera_orient, sample_betas
 
 # Body placement: the silhouette's height takes this share of the image height (before clamping to fit).
 BODY_HEIGHT_FRACTION = (0.55, 0.8)
