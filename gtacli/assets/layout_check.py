@@ -36,7 +36,7 @@ from gtacli.assets.manifest import (
 )
 from gtacli.assets.smpl_import import SMPL_SOURCES, check_smpl_arrays
 from gtacli.body.smpl import load_smpl_arrays
-from gtacli.errors import GtacliError
+from gtacli.errors import GtacliError, UsageError
 from gtacli.io.hashing import sha256_file
 from gtacli.io.safe import load_npy, load_npz
 from gtacli.layout import ANNOTATION_ALIASES, TRAIN_DATASETS, DataLayout
@@ -499,8 +499,6 @@ def check_layout(
 ) -> LayoutReport:
     """Check the data root for `job` ('eval-pw3d' | 'finetune' | 'train' | 'demo' | 'all')."""
     if job not in JOBS:
-        from gtacli.errors import UsageError
-
         raise UsageError(f"unknown job '{job}'", fix=f"use --for one of: {', '.join(JOBS)}")
     layout = DataLayout(root)
     checker = _Checker(layout, manifest or load_manifest(), deep)

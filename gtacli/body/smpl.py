@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
 import numpy as np
+import smplx
 import torch
+from smplx.utils import Struct
 from torch import nn
 
 from gtacli.body.conventions import SMPL_54_TO_SMPL_49
@@ -146,8 +148,6 @@ class BodyModel(nn.Module):
         model_path: Optional[PathLike] = None,
     ) -> None:
         super().__init__()
-        import smplx
-        from smplx.utils import Struct
 
         _check_smpl_arrays(smpl_arrays, model_path)
         self.gender = _gender_name(gender)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
+import torch
 
 from gtacli.errors import BadFileError, MissingFileError, PathLike, UnsafeFileError
 
@@ -218,8 +219,6 @@ def load_npz(path: PathLike, *, extra_globals: Optional[Mapping[GlobalKey, Any]]
 
 def load_checkpoint(path: PathLike, *, map_location: Any = "cpu") -> Any:
     """`torch.load(weights_only=True)` with numpy scalars allowed (mmcv metas contain them) and errors as one line."""
-    import torch
-
     path = Path(path)
     _require_file(path)
     safe = [np.dtype, np.ndarray]

@@ -27,16 +27,33 @@ write goes through a symlink that leaves the data root (`datasets -> /`).
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
+import cv2
 import numpy as np
+import torch
 
 from gtacli import __version__
+from gtacli.body.smpl import BodyModel, GenderedBodyModel
+from gtacli.data.crop import bbox_to_center_scale, crop, normalize
+from gtacli.data.human_data import HumanData, write_human_data
 from gtacli.errors import BadFileError, GtacliError, PathLike, UnsafeFileError, UsageError
-from gtacli.io.atomic import ensure_writable_dir
+from gtacli.io.atomic import atomic_path, atomic_write_bytes, atomic_write_json, ensure_writable_dir
 from gtacli.layout import TEST_DATASETS, TRAIN_DATASETS, DataLayout
+from gtacli.model.checkpoint import save_checkpoint
+from gtacli.model.estimator import build_estimator, load_mean_params
+from gtacli.sample import annotations
+from gtacli.sample.datasets import PW3D_GENDERS, SPECS, TRAIN_ORDER, frames_per_sequence, sample_count
+from gtacli.sample.poses import mean_params, pose_mixture
+from gtacli.sample.scenes import make_scenes
+from gtacli.sample.synthetic_smpl import (
+    make_synthetic_regressors,
+    make_synthetic_smpl,
+    write_synthetic_smpl,
+)
 
 GENERATOR = "gtacli sample-data"
 MARKER_FORMAT_VERSION = 1
@@ -153,8 +170,6 @@ def _ensure_writable(root: Path) -> None:
 
 
 def _read_image(path: Path) -> np.ndarray:
-    import cv2
-
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
         raise BadFileError(
@@ -221,8 +236,6 @@ class _Builder:
     def __init__(
         self, layout: DataLayout, size: str, seed: int, progress: Optional[Progress], owned: List[str]
     ):
-        from gtacli.sample.datasets import SPECS, sample_count
-
         self.layout = layout
         self.owned = set(owned)
         self.journal = layout.root / JOURNAL_NAME
@@ -278,8 +291,6 @@ class _Builder:
         }
 
     def mark(self, complete: bool, files: List[str]) -> None:
-        from gtacli.io.atomic import atomic_write_json
-
         marker = {
             "generator": GENERATOR,
             "version": __version__,
@@ -316,23 +327,13 @@ class _Builder:
 
     # -- writers ------------------------------------------------------------------------------------
     def write_npy(self, path: Path, array: np.ndarray) -> None:
-        from gtacli.io.atomic import atomic_path
-
         with atomic_path(self.claim(path)) as tmp:
             np.save(tmp, array, allow_pickle=False)
 
     def write_pickle(self, path: Path, obj: Any) -> None:
-        import pickle
-
-        from gtacli.io.atomic import atomic_write_bytes
-
         atomic_write_bytes(self.claim(path), pickle.dumps(obj, protocol=PICKLE_PROTOCOL))
 
     def write_image(self, dataset: str, relative: str, image: np.ndarray) -> None:
-        import cv2
-
-        from gtacli.io.atomic import atomic_write_bytes
-
         path = self.layout.image(dataset, relative)
         ext = "." + relative.rsplit(".", 1)[-1].lower()
         params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if ext in (".jpg", ".jpeg") else []
@@ -344,8 +345,6 @@ class _Builder:
     # -- the build ----------------------------------------------------------------------------------
     def preflight(self) -> None:
         """Refuse before writing anything when a folder leaves the root or a fixed file is not ours."""
-        from gtacli.sample.datasets import SPECS
-
         layout = self.layout
         folders = [layout.body_models, layout.smpl_dir, layout.preprocessed, layout.static_fits_dir]
         folders += [layout.pretrained_models, layout.cache] + [layout.image_root(name) for name in SPECS]
@@ -376,14 +375,6 @@ class _Builder:
         self.build_checkpoint()
 
     def build_body_assets(self):
-        from gtacli.io.atomic import atomic_path
-        from gtacli.sample.poses import mean_params, pose_mixture
-        from gtacli.sample.synthetic_smpl import (
-            make_synthetic_regressors,
-            make_synthetic_smpl,
-            write_synthetic_smpl,
-        )
-
         layout = self.layout
         for gender in GENDERS:  # one topology and vertex order for all three, as real SMPL's genders
             write_synthetic_smpl(self.claim(layout.smpl_model(gender)), gender=gender, seed=self.seed)
@@ -403,12 +394,6 @@ class _Builder:
         return mixture
 
     def build_datasets(self, mixture) -> None:
-        from gtacli.body.smpl import BodyModel, GenderedBodyModel
-        from gtacli.data.human_data import write_human_data
-        from gtacli.sample import annotations
-        from gtacli.sample.datasets import PW3D_GENDERS, SPECS, TRAIN_ORDER, frames_per_sequence
-        from gtacli.sample.scenes import make_scenes
-
         neutral = BodyModel.from_layout(self.layout, "neutral", h36m=False)
         gendered = GenderedBodyModel.from_layout(self.layout, genders=("male", "female"), h36m=False)
         misc = self.misc()
@@ -449,11 +434,6 @@ class _Builder:
             self.step(f"static fits {name}")
 
     def build_checkpoint(self) -> None:
-        import torch
-
-        from gtacli.model.checkpoint import save_checkpoint
-        from gtacli.model.estimator import build_estimator, load_mean_params
-
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed * 1000 + _STREAMS["checkpoint"])
             model = build_estimator(load_mean_params(self.layout.smpl_mean_params))
@@ -478,12 +458,6 @@ class _Builder:
         ResNet-50's activations grow through the residual stages (pooled features ~10x too large), which makes
         the first fine-tuning steps from this checkpoint jump. Statistics measured on real inputs keep
         every layer's eval-mode output normalised, like a trained network's."""
-        import torch
-
-        from gtacli.data.crop import bbox_to_center_scale, crop, normalize
-        from gtacli.data.human_data import HumanData
-        from gtacli.sample.datasets import SPECS
-
         crops = []
         for name in SPECS:
             path = self.layout.preprocessed / (
