@@ -46,8 +46,8 @@ _REQUIRED_SHAPES: Dict[str, tuple] = {
     "weights": ("V", 24),
     "kintree_table": (2, 24),
 }
-# Gender codes of mmhuman3d's GenderedSMPL (docs/reproduction.md §4.5, §8): -1 neutral, 0 male, 1 female.
-GENDER_CODES = {"neutral": -1, "male": 0, "female": 1}
+# Gender spellings: words, letters and the codes of mmhuman3d's GenderedSMPL (docs/reproduction.md §4.5, §8):
+# -1 neutral, 0 male, 1 female.
 _GENDER_ALIASES = {
     "n": "neutral", "neutral": "neutral", "-1": "neutral",
     "m": "male", "male": "male", "0": "male",

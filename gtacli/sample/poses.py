@@ -29,7 +29,6 @@ from gtacli.body.rotations import (
 from gtacli.body.smpl import NUM_BETAS, NUM_BODY_JOINTS
 
 BODY_POSE_DIM = NUM_BODY_JOINTS * 3  # 69
-NUM_COMPONENTS = 8
 
 # SMPL joint indices (kinematic tree order, docs/reproduction.md §3.1) used by the templates.
 L_HIP, R_HIP, SPINE1, L_KNEE, R_KNEE, SPINE2, L_ANKLE, R_ANKLE, SPINE3 = 1, 2, 3, 4, 5, 6, 7, 8, 9
