@@ -358,12 +358,11 @@ def test_npy_validator_rejects_wrong_shape(manifest, server, tmp_path):
     assert _nothing_at(asset.path(tmp_path))
 
 
-def test_large_annotation_gets_its_memory_mapped_cache_at_download(manifest, server, tmp_path, monkeypatch):
-    """A GTA-size HumanData file is slow to open the first time; fetch pays that once (issue 4 benchmark b)."""
-    from gtacli.data import human_data
-
-    n = 5
-    fields = {
+def _pw3d_like(n: int = 2, nested: bool = True) -> dict:
+    meta = {"gender": (["m", "f"] * n)[:n]}
+    if nested:
+        meta["nested"] = {"inner": np.arange(3)}  # a dict inside a dict
+    return {
         "image_path": [f"imageFiles/seq_00/image_{i:05d}.jpg" for i in range(n)],
         "bbox_xywh": np.tile(np.array([[10.0, 20.0, 100.0, 200.0, 1.0]]), (n, 1)),
         "smpl": {
@@ -371,9 +370,16 @@ def test_large_annotation_gets_its_memory_mapped_cache_at_download(manifest, ser
             "global_orient": np.zeros((n, 3)),
             "betas": np.zeros((n, 10)),
         },
-        "meta": {"gender": ["m", "f", "m", "f", "m"]},
+        "meta": meta,
         "config": "pw3d",
     }
+
+
+def test_large_annotation_gets_its_memory_mapped_cache_at_download(manifest, server, tmp_path, monkeypatch):
+    """A GTA-size HumanData file is slow to open the first time; fetch pays that once (issue 4 benchmark b)."""
+    from gtacli.data import human_data
+
+    fields = _pw3d_like(5, nested=False)
     source = tmp_path / "src" / "pw3d_test.npz"
     human_data.write_human_data(source, fields)
     data = source.read_bytes()
@@ -387,19 +393,6 @@ def test_large_annotation_gets_its_memory_mapped_cache_at_download(manifest, ser
     assert (folder / human_data.CACHE_MANIFEST).is_file()
     assert (folder / "bbox_xywh.npy").is_file()
     np.testing.assert_array_equal(np.load(folder / "bbox_xywh.npy"), fields["bbox_xywh"])
-
-
-def _pw3d_like(n: int = 2) -> dict:
-    return {
-        "image_path": [f"imageFiles/seq_00/image_{i:05d}.jpg" for i in range(n)],
-        "bbox_xywh": np.tile(np.array([[10.0, 20.0, 100.0, 200.0, 1.0]]), (n, 1)),
-        "smpl": {
-            "body_pose": np.zeros((n, 23, 3)),
-            "global_orient": np.zeros((n, 3)),
-            "betas": np.zeros((n, 10)),
-        },
-        "meta": {"gender": ["m", "f"][:n], "nested": {"inner": np.arange(3)}},  # a dict inside a dict
-    }
 
 
 def test_cache_failure_after_the_move_does_not_fail_the_fetch(manifest, server, tmp_path, monkeypatch):

@@ -76,6 +76,13 @@ def test_sample_tree_passes_for_all(request):
     assert result.stderr.count("SYNTHETIC") == 1
 
 
+def _failed_item(b, job: str, name: str) -> dict:
+    doc = json.loads(_check(["--for", job, "--data-root", b.root, "--json"], 1).stdout)
+    item = {i["item"]: i for i in doc["items"]}[name]
+    assert not item["ok"]
+    return item
+
+
 def _rewrite_annotation(path: Path, **changes) -> None:
     import numpy as np
 
@@ -99,9 +106,8 @@ def test_non_finite_annotation_values_are_reported_per_file(tmp_path, member):
     values[1, 0] = np.nan
     values[3, 0] = np.inf
     _rewrite_annotation(ann, **{member: values})
-    doc = json.loads(_check(["--for", "eval-pw3d", "--data-root", b.root, "--json"], 1).stdout)
-    item = {i["item"]: i for i in doc["items"]}["annotation pw3d"]
-    assert not item["ok"] and f"2 of {b.n} frames have NaN/inf values in '{member}'" in item["detail"]
+    item = _failed_item(b, "eval-pw3d", "annotation pw3d")
+    assert f"2 of {b.n} frames have NaN/inf values in '{member}'" in item["detail"]
 
 
 def test_all_nan_static_fits_are_not_ok(tmp_path):
@@ -110,9 +116,7 @@ def test_all_nan_static_fits_are_not_ok(tmp_path):
     b = TreeBuilder(tmp_path / "data")
     b.finetune()
     np.save(b.layout.static_fits("lsp"), np.full((b.n, 82), np.nan))
-    doc = json.loads(_check(["--for", "finetune", "--data-root", b.root, "--json"], 1).stdout)
-    item = {i["item"]: i for i in doc["items"]}["static fits lsp"]
-    assert not item["ok"] and f"{b.n} of {b.n} rows hold NaN/inf" in item["detail"]
+    assert f"{b.n} of {b.n} rows hold NaN/inf" in _failed_item(b, "finetune", "static fits lsp")["detail"]
 
 
 def test_annotation_with_a_member_name_that_leaves_the_cache_is_refused(tmp_path):
@@ -128,7 +132,5 @@ def test_annotation_with_a_member_name_that_leaves_the_cache_is_refused(tmp_path
     np.lib.format.write_array(buf, np.zeros(3))
     with zipfile.ZipFile(ann, "a") as zf:
         zf.writestr("../../../../escaped_x.npy", buf.getvalue())
-    doc = json.loads(_check(["--for", "eval-pw3d", "--data-root", b.root, "--json"], 1).stdout)
-    item = {i["item"]: i for i in doc["items"]}["annotation pw3d"]
-    assert not item["ok"] and "not a plain name" in item["detail"]
+    assert "not a plain name" in _failed_item(b, "eval-pw3d", "annotation pw3d")["detail"]
     assert not list(tmp_path.parent.rglob("escaped_x*"))
