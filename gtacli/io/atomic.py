@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import json
 import os
 import secrets
@@ -59,12 +60,18 @@ def atomic_path(final: PathLike, *, expected_bytes: Optional[int] = None) -> Ite
     except RuntimeError as exc:
         full = disk_full_error(final, tmp, expected_bytes) if _is_torch_write_failure(exc) else None
         _unlink_quietly(tmp)
-        if full is not None:
-            raise full from exc
-        raise
+        if full is None:
+            raise
+        raise full from exc
     except BaseException:
         _unlink_quietly(tmp)
         raise
+
+
+def _drop_tracebacks(exc: Optional[BaseException]) -> None:
+    while exc is not None:
+        exc.__traceback__ = None
+        exc = exc.__context__ or exc.__cause__
 
 
 def _is_torch_write_failure(exc: RuntimeError) -> bool:
@@ -114,8 +121,23 @@ def atomic_write_with(
 ) -> Path:
     """Call `writer(tmp_path)` (e.g. `lambda p: torch.save(obj, p)`) and rename into place."""
     with atomic_path(final, expected_bytes=expected_bytes) as tmp:
-        writer(tmp)
+        _run_writer(writer, tmp, Path(final), expected_bytes)
     return Path(final)
+
+
+def _run_writer(writer: Callable[[Path], Any], tmp: Path, final: Path, expected_bytes: Optional[int]) -> None:
+    """`writer(tmp)`; torch's full-disk RuntimeError becomes the one-line error, and the failed writer is let go
+    at once: it lives in the traceback's frames and keeps the temp file open (its space not given back)."""
+    try:
+        writer(tmp)
+    except RuntimeError as exc:
+        full = disk_full_error(final, tmp, expected_bytes) if _is_torch_write_failure(exc) else None
+        if full is None:
+            raise
+        _drop_tracebacks(exc)
+        del exc
+        gc.collect()
+        raise full from None
 
 
 def _unlink_quietly(path: Path) -> None:
