@@ -212,7 +212,7 @@ def fetch_command(
                     r.name,
                     r.status,
                     _size(r.size),
-                    _short(r.error or r.detail) if not r.ok else (r.verified_by or ""),
+                    _last_cause(r.error or r.detail) if not r.ok else (r.verified_by or ""),
                 )
                 for r in results
             ],
@@ -233,7 +233,9 @@ def fetch_command(
     return 1 if failed else 0
 
 
-def _short(text: str, width: int = 48) -> str:
+def _last_cause(error: str, width: int = 48) -> str:
+    """The table's short form of an error: the last URL's cause without its host (the full text is below)."""
+    text = error.split("; ")[-1].split(": ", 1)[-1]
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
