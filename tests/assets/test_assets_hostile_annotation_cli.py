@@ -7,6 +7,7 @@ import io
 import zipfile
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from gtacli.cli.app import app
@@ -14,6 +15,7 @@ from gtacli.data import human_data
 from gtacli.layout import DataLayout
 
 
+@pytest.mark.slow
 def test_eval_refuses_an_annotation_whose_member_escapes_the_cache(sample_tree, tmp_path, monkeypatch):
     root = tmp_path / "data"
     root.mkdir()

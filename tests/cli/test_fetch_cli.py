@@ -159,6 +159,7 @@ def test_smpl_import_errors_are_one_line_and_leave_nothing(tmp_path):
     assert not (root / "body_models" / "smpl").exists() or not any((root / "body_models" / "smpl").iterdir())
 
 
+@pytest.mark.slow
 def test_two_concurrent_fetch_runs_do_not_corrupt_each_other(server, tmp_path):
     manifest = load_manifest()
     asset = manifest.get("resnet50_spin_gta_ft_log")
