@@ -22,15 +22,13 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from gtacli.body.smpl import NUM_FACES, NUM_VERTICES
+from gtacli.body.smpl import NUM_VERTICES
+from gtacli.body.smpl import check_smpl_arrays as check_body_arrays
 from gtacli.errors import BadFileError, GtacliError, MissingFileError, PathLike, UnsafeFileError
 from gtacli.io.atomic import atomic_write_bytes
 from gtacli.io.legacy_pickle import loads_smpl_pickle
 from gtacli.layout import GENDERS, DataLayout
 
-NUM_JOINTS = 24
-NUM_POSE_BASIS = 207  # 23 joints x 9 rotation-matrix entries
-MIN_SHAPE_BASIS = 10
 OUTPUT_PICKLE_PROTOCOL = 4  # plain numpy arrays; no _codecs/NEWOBJ tricks
 MAX_PICKLE_BYTES = 2 << 30  # refuse absurd zip members before reading them into memory
 
@@ -40,16 +38,7 @@ SMPL_SOURCES = {
     "female": "https://smpl.is.tue.mpg.de/ (SMPL for Python, v1.0 or v1.1)",
     "neutral": "https://smplify.is.tue.mpg.de/ (SMPLify code+model zip) or SMPL v1.1 from https://smpl.is.tue.mpg.de/",
 }
-# Keys copied to the output, with the shape each must have (None = free size).
-REQUIRED_SHAPES: Dict[str, Tuple[Optional[int], ...]] = {
-    "v_template": (NUM_VERTICES, 3),
-    "f": (NUM_FACES, 3),
-    "shapedirs": (NUM_VERTICES, 3, None),
-    "posedirs": (NUM_VERTICES, 3, NUM_POSE_BASIS),
-    "J_regressor": (NUM_JOINTS, NUM_VERTICES),
-    "weights": (NUM_VERTICES, NUM_JOINTS),
-    "kintree_table": (2, NUM_JOINTS),
-}
+# Harmless metadata copied to the output besides the required arrays.
 OPTIONAL_KEYS = ("J", "bs_style", "bs_type", "joint2num", "vert_sym_idxs", "gender")
 
 
@@ -58,37 +47,8 @@ OPTIONAL_KEYS = ("J", "bs_style", "bs_type", "joint2num", "vert_sym_idxs", "gend
 
 
 def check_smpl_arrays(model: Any, source: PathLike) -> Dict[str, np.ndarray]:
-    """The model's arrays if it is an SMPL model (6890 vertices ...), else `BadFileError` saying why."""
-    if not isinstance(model, Mapping):
-        raise BadFileError(
-            f"not an SMPL model: the pickle holds a {type(model).__name__}, expected a dict of arrays",
-            path=source,
-            fix="pass the SMPL model .pkl (basicmodel_*_lbs_10_207_0_v1.*.pkl)",
-        )
-    missing = [k for k in REQUIRED_SHAPES if k not in model]
-    if missing:
-        raise BadFileError(
-            f"not an SMPL model: missing {', '.join(missing)}",
-            path=source,
-            fix="pass the SMPL model .pkl (basicmodel_*_lbs_10_207_0_v1.*.pkl)",
-        )
-    arrays: Dict[str, np.ndarray] = {}
-    for key, want in REQUIRED_SHAPES.items():
-        arr = np.asarray(model[key])
-        ok = arr.ndim == len(want) and all(w is None or s == w for s, w in zip(arr.shape, want))
-        if key == "shapedirs" and ok and arr.shape[2] < MIN_SHAPE_BASIS:
-            ok = False
-        if not ok:
-            raise BadFileError(
-                f"not an SMPL model: {key} has shape {arr.shape}, expected "
-                f"({', '.join('K' if w is None else str(w) for w in want)})",
-                path=source,
-                fix="pass the SMPL (not SMPL-H/SMPL-X/MANO) model .pkl",
-            )
-        if arr.dtype.kind not in "fiu":
-            raise BadFileError(f"not an SMPL model: {key} has dtype {arr.dtype}", path=source)
-        arrays[key] = arr
-    return arrays
+    """The model's arrays if it is an SMPL model proper (6890 vertices ...), else `BadFileError` saying why."""
+    return check_body_arrays(model, source, num_vertices=NUM_VERTICES)
 
 
 def plain_model(model: Mapping[str, Any], source: PathLike) -> Dict[str, Any]:

@@ -67,36 +67,52 @@ def load_smpl_arrays(path: PathLike) -> Dict[str, np.ndarray]:
     if not isinstance(data, dict):
         raise BadFileError(f"expected a dict of arrays, found {type(data).__name__}", path=path)
     arrays = {str(key): value for key, value in data.items()}
-    _check_smpl_arrays(arrays, path)
+    check_smpl_arrays(arrays, path)
     return arrays
 
 
-def _check_smpl_arrays(arrays: Mapping[str, Any], path: Optional[PathLike]) -> None:
-    missing = [k for k in _REQUIRED_SHAPES if k not in arrays]
-    if missing:
+def check_smpl_arrays(
+    model: Any, path: Optional[PathLike], *, num_vertices: Optional[int] = None
+) -> Dict[str, np.ndarray]:
+    """The arrays smplx needs if `model` is an SMPL-format model, else one `BadFileError` saying why.
+
+    Shapes follow the model's own vertex count V (the synthetic test models use SMPL's 6890 too);
+    `num_vertices=NUM_VERTICES` also demands SMPL proper (not SMPL-H/SMPL-X/MANO sized).
+    Returns {key: array} for the keys of `_REQUIRED_SHAPES`.
+    """
+    fix = "import the official SMPL files with `gtacli fetch --smpl-from PATH`"
+    if not isinstance(model, Mapping):
         raise BadFileError(
-            f"not an SMPL model: missing {', '.join(missing)}",
+            f"not an SMPL model: the pickle holds a {type(model).__name__}, expected a dict of arrays",
             path=path,
-            fix="import the official SMPL files with `gtacli fetch --smpl-from PATH`",
+            fix=fix,
         )
-    num_v = np.shape(arrays["v_template"])[0]
+    missing = [k for k in _REQUIRED_SHAPES if k not in model]
+    if missing:
+        raise BadFileError(f"not an SMPL model: missing {', '.join(missing)}", path=path, fix=fix)
+    num_v = num_vertices if num_vertices is not None else np.shape(model["v_template"])[0]
+    arrays: Dict[str, np.ndarray] = {}
     for key, want in _REQUIRED_SHAPES.items():
-        value = arrays[key]
+        value = model[key]
         shape = np.shape(value)
         expect = tuple(num_v if w == "V" else w for w in want)
         good = (
             isinstance(value, np.ndarray)
             and len(shape) == len(expect)
             and all(e is None or s == e for s, e in zip(shape, expect))
+            and not (key == "shapedirs" and shape[2] < NUM_BETAS)
         )
-        if key == "shapedirs" and good and shape[2] < NUM_BETAS:
-            good = False
         if not good:
+            want_text = ", ".join("K" if e is None else str(e) for e in expect)
             raise BadFileError(
-                f"SMPL array '{key}' has shape {shape} ({type(value).__name__}), expected {expect}",
+                f"not an SMPL model: {key} has shape {shape} ({type(value).__name__}), expected ({want_text})",
                 path=path,
-                fix="re-import the official SMPL download with `gtacli fetch --smpl-from PATH`",
+                fix=fix,
             )
+        if value.dtype.kind not in "fiu":
+            raise BadFileError(f"not an SMPL model: {key} has dtype {value.dtype}", path=path, fix=fix)
+        arrays[key] = value
+    return arrays
 
 
 def _load_regressor(path: Path, rows: int, num_vertices: int) -> np.ndarray:
@@ -149,7 +165,7 @@ class BodyModel(nn.Module):
     ) -> None:
         super().__init__()
 
-        _check_smpl_arrays(smpl_arrays, model_path)
+        check_smpl_arrays(smpl_arrays, model_path)
         self.gender = _gender_name(gender)
         self.dtype = dtype
         # smplx prints a warning to stdout for 10-component shape spaces; keep stdout clean for --json.
