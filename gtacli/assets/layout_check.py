@@ -24,6 +24,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from gtacli.assets.lockfile import read_lock_file
 from gtacli.assets.manifest import (
     Asset,
     Manifest,
@@ -33,16 +34,18 @@ from gtacli.assets.manifest import (
     validate_human_data,
     validate_npy,
 )
-from gtacli.assets.smpl_import import NUM_VERTICES, SMPL_SOURCES, check_smpl_arrays
-from gtacli.errors import GtacliError, UnsafeFileError
+from gtacli.assets.smpl_import import SMPL_SOURCES, check_smpl_arrays
+from gtacli.body.smpl import load_smpl_arrays
+from gtacli.errors import GtacliError, UsageError
 from gtacli.io.hashing import sha256_file
-from gtacli.io.safe import load_npz, load_pickle
+from gtacli.io.safe import load_npy, load_npz
 from gtacli.layout import ANNOTATION_ALIASES, TRAIN_DATASETS, DataLayout
 
 JOBS = ("eval-pw3d", "finetune", "train", "demo", "all")
 SPIN_DATASETS = ("h36m", "mpi_inf_3dhp", "lsp", "lspet", "mpii", "coco")  # config order, no GTA
 FINETUNE_DATASETS = SPIN_DATASETS + ("gta",)
 IMAGE_SAMPLE_SIZE = 16  # image paths checked per dataset without --deep
+FITS_SCAN_ROWS = 1 << 16  # rows of a static-fits file read at once when scanning for NaN/inf
 FITS_COLUMNS = 82  # 72 pose (axis-angle) + 10 betas per row (docs/reproduction.md §7)
 CHECKPOINT_KEYS = ("head.fc1.weight", "head.decpose.weight", "backbone.conv1.weight")
 PW3D_GENDERS = {"m", "f"}
@@ -182,13 +185,6 @@ class _Checker:
         def check(p: Path) -> str:
             try:
                 return _check_smpl_file(p)
-            except UnsafeFileError as exc:
-                if "chumpy" in exc.problem:  # the official pickle copied in as-is (mmhuman3d's docs say so)
-                    raise GtacliError(
-                        "is the original chumpy pickle; gtacli needs it converted to plain numpy",
-                        fix=f"gtacli fetch --smpl-from {p}",
-                    ) from None
-                raise GtacliError(exc.problem, fix=fix) from None
             except GtacliError as exc:
                 raise GtacliError(exc.problem, fix=fix) from None
 
@@ -220,7 +216,7 @@ class _Checker:
         return item, path if item.ok else None
 
     def _check_annotation(self, dataset: str, path: Path) -> str:
-        n, detail = validate_human_data(path, ("image_path", "bbox_xywh"))
+        n, detail = validate_human_data(path, ("image_path", "bbox_xywh"), deep=self.deep)
         self._lengths[dataset] = n
         if dataset == "h36m":
             with load_npz(path) as npz:
@@ -258,7 +254,7 @@ class _Checker:
         ), None
 
     def _check_pw3d(self, path: Path) -> str:
-        n, detail = validate_human_data(path, ("image_path", "bbox_xywh"))
+        n, detail = validate_human_data(path, ("image_path", "bbox_xywh"), deep=self.deep)
         self._lengths["pw3d"] = n
         with load_npz(path) as npz:
             if "smpl" not in npz or "meta" not in npz:
@@ -338,7 +334,12 @@ class _Checker:
 
         def check(p: Path) -> str:
             detail = validate_npy(p, (None, FITS_COLUMNS), "float", fix=f"gtacli fetch --force {name}")
-            rows = validate_npy_rows(p)
+            rows, bad = fits_rows_and_non_finite(p)
+            if bad:
+                raise GtacliError(
+                    f"{bad} of {rows} rows hold NaN/inf (finetune refuses such fits)",
+                    fix=f"gtacli fetch --force {name}, or re-create the fits",
+                )
             n = self.length(dataset)
             if n is None:
                 return detail + "; annotation length unknown (annotation not usable)"
@@ -398,11 +399,14 @@ class _Checker:
 
         def run() -> CheckItem:
             if not path.is_dir():
+                # mmhuman3d's data trees often have no cache/: training creates it when the root is writable
+                if os.access(path.parent, os.W_OK):
+                    return CheckItem("cache folder", str(path), True, "absent; created on first run")
                 return CheckItem(
                     "cache folder",
                     str(path),
                     False,
-                    "absent (training writes its caches here)",
+                    "absent and the data root is not writable (training writes its caches here)",
                     f"mkdir -p {path}",
                 )
             if not os.access(path, os.W_OK):
@@ -412,38 +416,34 @@ class _Checker:
         return self.once("cache", run)
 
 
-def validate_npy_rows(path: Path) -> int:
-    from gtacli.io.safe import load_npy
-
+def fits_rows_and_non_finite(path: Path) -> Tuple[int, int]:
+    """(rows, rows holding NaN/inf) of a static-fits array, scanned memory-mapped in chunks."""
     arr = load_npy(path, mmap=True)
     rows = int(arr.shape[0])
+    bad = 0
+    for start in range(0, rows, FITS_SCAN_ROWS):
+        chunk = np.asarray(arr[start : start + FITS_SCAN_ROWS])
+        bad += int((~np.isfinite(chunk).all(axis=1)).sum())
     del arr
-    return rows
+    return rows, bad
 
 
 def _read_lock(layout: DataLayout) -> Dict[str, Any]:
-    from gtacli.assets.download import read_lock_file
-
     return read_lock_file(layout)
 
 
 def _check_smpl_file(path: Path) -> str:
-    """Load a body model the way the rest of gtacli will (body.smpl.load_smpl_arrays when available)."""
-    loader = None
-    try:
-        from gtacli.body import smpl as body_smpl
+    """Load a body model the way every job will (`body.smpl.load_smpl_arrays`: plain numpy or the official
+    chumpy pickle read in place through inert stand-ins)."""
+    arrays = check_smpl_arrays(load_smpl_arrays(path), path)  # SMPL proper: 6890 vertices
+    legacy = _has_legacy_classes(path)
+    detail = f"{arrays['v_template'].shape[0]} vertices, {arrays['shapedirs'].shape[2]} shape components"
+    return detail + (", official pickle read in place" if legacy else "")
 
-        loader = getattr(body_smpl, "load_smpl_arrays", None)
-    except ImportError:
-        loader = None
-    model = loader(path) if loader is not None else load_pickle(path)
-    if isinstance(model, dict) and all(k in model for k in ("v_template", "f", "shapedirs", "posedirs")):
-        arrays = check_smpl_arrays(model, path)
-        return f"{arrays['v_template'].shape[0]} vertices, {arrays['shapedirs'].shape[2]} shape components"
-    v = np.asarray(model.get("v_template")) if isinstance(model, dict) else None
-    if v is None or v.shape != (NUM_VERTICES, 3):
-        raise GtacliError(f"not an SMPL model with {NUM_VERTICES} vertices", path=path)
-    return f"{NUM_VERTICES} vertices"
+
+def _has_legacy_classes(path: Path) -> bool:
+    with open(path, "rb") as fp:
+        return any(marker in fp.read() for marker in (b"chumpy", b"scipy.sparse"))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -499,8 +499,6 @@ def check_layout(
 ) -> LayoutReport:
     """Check the data root for `job` ('eval-pw3d' | 'finetune' | 'train' | 'demo' | 'all')."""
     if job not in JOBS:
-        from gtacli.errors import UsageError
-
         raise UsageError(f"unknown job '{job}'", fix=f"use --for one of: {', '.join(JOBS)}")
     layout = DataLayout(root)
     checker = _Checker(layout, manifest or load_manifest(), deep)

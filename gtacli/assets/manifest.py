@@ -6,10 +6,12 @@ carries `sha256[:8]`), and a validator that checks the content once the bytes ar
 
 * `npy`: shape (None = any length) and dtype kind, from the header (memory-mapped, nothing read);
 * `npz`: member names, shapes and dtype kinds, from the member headers;
-* `human_data`: a HumanData annotation npz (docs/reproduction.md §2.1): required keys and the frame count;
+* `human_data`: a HumanData annotation npz (docs/reproduction.md §2.1): required keys, the frame count, the
+  shapes of boxes and keypoints, plain member names, and finite boxes and keypoints;
 * `gmm`: the GMM pose prior pickle through the restricted unpickler;
 * `checkpoint`: `torch.load(weights_only=True)` and the expected state_dict keys;
-* `text`: UTF-8 text (the training log).
+* `text`: UTF-8 text (the training log);
+* `onnx`: an ONNX network loaded with OpenCV's `cv2.dnn.readNetFromONNX` (the demo's detector).
 
 Every validator raises `BadFileError` (one line: file, problem, fix) or returns a short detail string.
 """
@@ -23,13 +25,18 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
+import cv2
 import numpy as np
 
+from gtacli.data.human_data import HumanData, cache_file_name
 from gtacli.errors import BadFileError, GtacliError, PathLike, UsageError
 from gtacli.io.safe import load_checkpoint, load_npy, load_npz, load_pickle
 
 MANIFEST_PATH = Path(__file__).with_name("manifest.json")
 TEXT_CHECK_BYTES = 1 << 20  # how much of a text asset must decode as UTF-8
+# Members scanned for NaN/inf (boxes, keypoints). Bigger ones are only scanned with check-layout --deep.
+FINITE_CHECK_MAX_BYTES = 512 << 20
+FINITE_CHECKED_KEYS = ("bbox_xywh", "keypoints2d", "keypoints3d")
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,11 @@ class Manifest:
     def names(self) -> List[str]:
         return [a.name for a in self.assets]
 
+    @property
+    def group_names(self) -> List[str]:
+        """The declared groups, then any group an entry names without a description."""
+        return list(dict.fromkeys([*self.groups, *(a.group for a in self.assets)]))
+
     def get(self, name: str) -> Asset:
         try:
             return self._by_name[name]
@@ -88,10 +100,10 @@ class Manifest:
             ) from None
 
     def in_group(self, group: str) -> List[Asset]:
-        if group not in self.groups:
+        if group not in self.groups and not any(a.group == group for a in self.assets):
             raise UsageError(
                 f"unknown asset group '{group}'",
-                fix=f"use one of: {', '.join(self.groups)}",
+                fix=f"use one of: {', '.join(self.group_names)}",
             )
         return [a for a in self.assets if a.group == group]
 
@@ -101,7 +113,15 @@ class Manifest:
         """Assets named, in the groups given, or all; manifest order, no duplicates."""
         if everything:
             return list(self.assets)
-        wanted = {self.get(n).name for n in names}
+        wanted = set()
+        groups = list(groups)
+        for name in names:  # a positional name is an entry, else a group (`gtacli fetch detector`)
+            if name in self._by_name:
+                wanted.add(name)
+            elif name in self.group_names:
+                groups.append(name)
+            else:
+                self.get(name)  # raises with "did you mean"
         for group in groups:
             wanted.update(a.name for a in self.in_group(group))
         return [a for a in self.assets if a.name in wanted]
@@ -192,24 +212,15 @@ def validate_npz(path: PathLike, members: Mapping[str, Mapping[str, Any]], fix: 
         return ", ".join(f"{k} {npz.header(k)[0]}" for k in members)
 
 
-def human_data_length(npz: Any, path: PathLike) -> int:
-    """Number of frames of a HumanData npz: `__data_len__`, or for legacy files (`__temporal_len__`)
-    the first dimension of `bbox_xywh` (what mmhuman3d's loader infers, docs/reproduction.md §2.1)."""
-    if "__data_len__" in npz:
-        value = npz["__data_len__"]
-        return int(np.asarray(value).reshape(()))
-    if "bbox_xywh" in npz:
-        return int(npz.header("bbox_xywh")[0][0])
-    if "image_path" in npz:
-        return int(npz.header("image_path")[0][0])
-    raise BadFileError(
-        "not a HumanData file: no __data_len__, bbox_xywh or image_path", path=path, fix="download it again"
-    )
-
-
-def validate_human_data(path: PathLike, keys: Sequence[str] = (), fix: str = "") -> Tuple[int, str]:
-    """Keys present, `bbox_xywh` (N, 4|5), `image_path` of length N. Returns (N, detail)."""
+def validate_human_data(
+    path: PathLike, keys: Sequence[str] = (), fix: str = "", *, deep: bool = False
+) -> Tuple[int, str]:
+    """Keys present, plain member names, `bbox_xywh` (N, 4|5), keypoints (N, K, 3|4), `image_path` of length
+    N, and no NaN/inf in boxes and keypoints (members over `FINITE_CHECK_MAX_BYTES` only with `deep`).
+    Returns (N, detail)."""
     with load_npz(path) as npz:
+        for key in npz:  # a name that is not a plain file name is how a hostile file escapes the cache
+            cache_file_name(Path(path), key)
         missing = [k for k in keys if k not in npz]
         if missing:
             raise BadFileError(
@@ -217,16 +228,30 @@ def validate_human_data(path: PathLike, keys: Sequence[str] = (), fix: str = "")
                 path=path,
                 fix=fix,
             )
-        n = human_data_length(npz, path)
-        if "bbox_xywh" in npz:
-            shape, _ = npz.header("bbox_xywh")
-            if len(shape) != 2 or shape[0] != n or shape[1] not in (4, 5):
-                raise BadFileError(f"bbox_xywh has shape {shape}, expected ({n}, 4|5)", path=path, fix=fix)
-        if "image_path" in npz:
-            shape, _ = npz.header("image_path")
-            if len(shape) != 1 or shape[0] != n:
-                raise BadFileError(f"image_path has shape {shape}, expected ({n},)", path=path, fix=fix)
-        return n, f"{n} frames"
+        nbytes = {}
+        for key in FINITE_CHECKED_KEYS:
+            if key in npz:
+                shape, dtype = npz.header(key)
+                nbytes[key] = int(np.prod(shape)) * dtype.itemsize
+    hd = HumanData.load(path, use_cache=False)  # checks every per-frame member's shape
+    n = len(hd)
+    skipped = []
+    for key, size in nbytes.items():
+        if not deep and size > FINITE_CHECK_MAX_BYTES:
+            skipped.append(key)
+            continue
+        values = np.asarray(hd.rows(key))
+        bad = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1)
+        if bad.any():
+            raise BadFileError(
+                f"{int(bad.sum())} of {n} frames have NaN/inf values in '{key}' (first: frame {int(np.argmax(bad))})",
+                path=path,
+                fix=fix or "re-create the annotation without non-finite values (they would poison training)",
+            )
+    detail = f"{n} frames"
+    if skipped:
+        detail += f"; {', '.join(skipped)} not scanned for NaN/inf (large; use --deep)"
+    return n, detail
 
 
 def validate_gmm(path: PathLike, num_gaussians: int = 8, dim: int = 69, fix: str = "") -> str:
@@ -289,6 +314,20 @@ def validate_text(path: PathLike, fix: str = "") -> str:
     return f"{Path(path).stat().st_size} bytes of text"
 
 
+def validate_onnx(path: PathLike, fix: str = "") -> str:
+    """An ONNX network that OpenCV's DNN module (what the demo's detector uses) can load."""
+    try:
+        net = cv2.dnn.readNetFromONNX(str(path))
+    except cv2.error as exc:
+        first = next((line for line in str(exc).splitlines() if line.strip()), "unreadable")
+        raise BadFileError(
+            f"not an ONNX network OpenCV can load ({first.strip()[:160]})", path=path, fix=fix
+        ) from None
+    if net.empty():
+        raise BadFileError("OpenCV loaded an empty ONNX network", path=path, fix=fix)
+    return f"ONNX network, {len(net.getLayerNames())} layers"
+
+
 def validate_asset(asset: Asset, path: Optional[PathLike] = None, *, root: Optional[PathLike] = None) -> str:
     """Run the asset's content validator on `path` (default: its destination under `root`)."""
     if path is None:
@@ -310,6 +349,8 @@ def validate_asset(asset: Asset, path: Optional[PathLike] = None, *, root: Optio
         return validate_checkpoint(path, spec.get("keys", ()), fix=fix)
     if kind == "text":
         return validate_text(path, fix=fix)
+    if kind == "onnx":
+        return validate_onnx(path, fix=fix)
     if kind is None:
         return "no content check"
     raise UsageError(f"manifest entry {asset.name} has unknown validator kind '{kind}'")

@@ -5,17 +5,14 @@ Accepted sources (`gtacli fetch --smpl-from PATH`): the official SMPL zip (v1.0:
 `basicmodel_{f,m,neutral}_lbs_10_207_0_v1.1.0.pkl`), the SMPLify zip
 (`basicModel_neutral_lbs_10_207_0_v1.0.0.pkl`), a folder containing such files, or single `.pkl` files.
 
-The originals are Python-2 pickles holding chumpy objects (`chumpy.ch.Ch`) and old scipy sparse matrices
-(`scipy.sparse.csc.csc_matrix`). They are read through the restricted unpickler of `gtacli.io.safe` with
-inert stand-in classes for exactly those names: a stand-in only stores the pickled state; afterwards the
-state is turned into numpy arrays. No chumpy is needed and nothing from the file is executed. The output
-is a plain pickle of numpy arrays (what `smplx.SMPL` reads). Zip entries with `..` or absolute paths are
+The originals are Python-2 pickles holding chumpy objects and old scipy sparse matrices; they are read by
+`gtacli.io.legacy_pickle` (inert stand-ins, nothing from the file executed; `gtacli.body.smpl` reads them
+the same way in place). The output is a plain pickle of numpy arrays (what `smplx.SMPL` reads). Zip entries with `..` or absolute paths are
 refused, and nothing is written outside `<data root>/body_models/smpl/`.
 """
 
 from __future__ import annotations
 
-import io
 import pickle
 import re
 import zipfile
@@ -25,16 +22,13 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from gtacli.body.smpl import NUM_VERTICES
+from gtacli.body.smpl import check_smpl_arrays as check_body_arrays
 from gtacli.errors import BadFileError, GtacliError, MissingFileError, PathLike, UnsafeFileError
 from gtacli.io.atomic import atomic_write_bytes
-from gtacli.io.safe import NUMPY_GLOBALS, RestrictedUnpickler
+from gtacli.io.legacy_pickle import loads_smpl_pickle
 from gtacli.layout import GENDERS, DataLayout
 
-NUM_VERTICES = 6890
-NUM_FACES = 13776
-NUM_JOINTS = 24
-NUM_POSE_BASIS = 207  # 23 joints x 9 rotation-matrix entries
-MIN_SHAPE_BASIS = 10
 OUTPUT_PICKLE_PROTOCOL = 4  # plain numpy arrays; no _codecs/NEWOBJ tricks
 MAX_PICKLE_BYTES = 2 << 30  # refuse absurd zip members before reading them into memory
 
@@ -44,185 +38,8 @@ SMPL_SOURCES = {
     "female": "https://smpl.is.tue.mpg.de/ (SMPL for Python, v1.0 or v1.1)",
     "neutral": "https://smplify.is.tue.mpg.de/ (SMPLify code+model zip) or SMPL v1.1 from https://smpl.is.tue.mpg.de/",
 }
-# Keys copied to the output, with the shape each must have (None = free size).
-REQUIRED_SHAPES: Dict[str, Tuple[Optional[int], ...]] = {
-    "v_template": (NUM_VERTICES, 3),
-    "f": (NUM_FACES, 3),
-    "shapedirs": (NUM_VERTICES, 3, None),
-    "posedirs": (NUM_VERTICES, 3, NUM_POSE_BASIS),
-    "J_regressor": (NUM_JOINTS, NUM_VERTICES),
-    "weights": (NUM_VERTICES, NUM_JOINTS),
-    "kintree_table": (2, NUM_JOINTS),
-}
+# Harmless metadata copied to the output besides the required arrays.
 OPTIONAL_KEYS = ("J", "bs_style", "bs_type", "joint2num", "vert_sym_idxs", "gender")
-
-
-# --------------------------------------------------------------------------------------------------
-# stand-ins for chumpy and old scipy.sparse classes
-
-
-class _StandIn:
-    """An inert object that only records what the pickle tried to put in it."""
-
-    origin: Tuple[str, str] = ("", "")
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._args = args
-        self._state: Any = None
-
-    def __setstate__(self, state: Any) -> None:
-        self._state = state
-
-    def __repr__(self) -> str:
-        return f"<stand-in for {'.'.join(self.origin)}>"
-
-
-class ChumpyStandIn(_StandIn):
-    pass
-
-
-class SparseStandIn(_StandIn):
-    pass
-
-
-_STANDIN_CLASSES: Dict[Tuple[str, str], type] = {}
-
-
-def _standin_class(module: str, name: str, base: type) -> type:
-    key = (module, name)
-    if key not in _STANDIN_CLASSES:
-        _STANDIN_CLASSES[key] = type(f"StandIn_{name}", (base,), {"origin": key})
-    return _STANDIN_CLASSES[key]
-
-
-def _safe_reconstructor(cls: Any, base: Any, state: Any) -> Any:
-    """`copy_reg._reconstructor` of protocol-0/1 pickles, limited to our stand-ins."""
-    if not (isinstance(cls, type) and issubclass(cls, _StandIn)) or base is not object:
-        raise UnsafeFileError(f"refusing to unpickle: reconstructs {cls!r}, which is not a SMPL data class")
-    return cls.__new__(cls)
-
-
-def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
-    """Python 3 writes bytes in protocol-2 pickles as `_codecs.encode(str, 'latin1')`; only that is allowed."""
-    if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
-        raise UnsafeFileError("refusing to unpickle: unexpected use of _codecs.encode")
-    return text.encode("latin1")
-
-
-_SPARSE_MODULE = re.compile(r"^scipy\.sparse(\.[A-Za-z_]+)*$")
-_SPARSE_NAMES = {"csc_matrix", "csr_matrix", "coo_matrix", "csc_array", "csr_array", "coo_array"}
-
-_SMPL_EXTRA_GLOBALS: Dict[Tuple[str, str], Any] = {
-    ("copy_reg", "_reconstructor"): _safe_reconstructor,
-    ("copyreg", "_reconstructor"): _safe_reconstructor,
-    ("__builtin__", "object"): object,
-    ("builtins", "object"): object,
-    ("__builtin__", "set"): set,
-    ("builtins", "set"): set,
-    ("__builtin__", "frozenset"): frozenset,
-    ("builtins", "frozenset"): frozenset,
-    ("_codecs", "encode"): _latin1_encode,
-}
-
-
-class SmplUnpickler(RestrictedUnpickler):
-    """The project's restricted unpickler plus stand-ins for chumpy.* and scipy.sparse.* matrix classes."""
-
-    def find_class(self, module: str, name: str) -> Any:  # noqa: D401 - pickle API
-        if module == "chumpy" or module.startswith("chumpy."):
-            if not name.isidentifier():
-                raise UnsafeFileError(f"refusing to unpickle: odd chumpy name {name!r}", path=self._source)
-            return _standin_class(module, name, ChumpyStandIn)
-        if _SPARSE_MODULE.match(module) and name in _SPARSE_NAMES:
-            return _standin_class(module, name, SparseStandIn)
-        return super().find_class(module, name)
-
-
-def loads_smpl_pickle(data: bytes, source: PathLike) -> Any:
-    """Restricted load of a (Python 2) SMPL pickle; stand-ins are then converted to numpy."""
-    allowed = {**NUMPY_GLOBALS, **_SMPL_EXTRA_GLOBALS}
-    try:
-        obj = SmplUnpickler(io.BytesIO(data), allowed=allowed, encoding="latin1", source=source).load()
-    except UnsafeFileError as exc:
-        if exc.path is None:
-            raise UnsafeFileError(exc.problem, path=source, fix=exc.fix) from None
-        raise
-    except Exception as exc:
-        raise BadFileError(
-            f"not a readable pickle ({type(exc).__name__}: {exc})",
-            path=source,
-            fix="use the original .pkl from the SMPL/SMPLify zip",
-        ) from None
-    return _to_plain(obj, source)
-
-
-def _state_dict(obj: _StandIn) -> Dict[str, Any]:
-    state = obj._state
-    if isinstance(state, tuple) and len(state) == 2 and isinstance(state[1], dict):  # (dict, slots)
-        state = {**(state[0] or {}), **state[1]}
-    return state if isinstance(state, dict) else {}
-
-
-def _chumpy_to_array(obj: ChumpyStandIn, source: PathLike) -> np.ndarray:
-    state = _state_dict(obj)
-    module, name = obj.origin
-    if "x" in state:  # a plain Ch holds its value in `x`
-        return np.asarray(_to_plain(state["x"], source))
-    # A few reordering ops appear in some model files; evaluate them on their input.
-    if "a" in state:
-        a = np.asarray(_to_plain(state["a"], source))
-        if name == "Select" and "idxs" in state:
-            return a.ravel()[np.asarray(state["idxs"])].reshape(state.get("preferred_shape") or (-1,))
-        if name in ("Reshape", "reshape") and "newshape" in state:
-            return a.reshape(state["newshape"])
-        if name == "transpose":
-            return np.transpose(a, state.get("axes"))
-    raise BadFileError(
-        f"contains a chumpy object {module}.{name} that cannot be converted to an array",
-        path=source,
-        fix="use the original SMPL/SMPLify .pkl files",
-    )
-
-
-def _sparse_to_dense(obj: SparseStandIn, source: PathLike) -> np.ndarray:
-    state = _state_dict(obj)
-    shape = state.get("_shape", state.get("shape"))
-    name = obj.origin[1][:3]
-    try:
-        shape = tuple(int(s) for s in shape)
-        dense = np.zeros(shape, dtype=np.float64)
-        if name in ("csc", "csr"):
-            data = np.asarray(state["data"], dtype=np.float64)
-            indices = np.asarray(state["indices"], dtype=np.int64)
-            indptr = np.asarray(state["indptr"], dtype=np.int64)
-            outer = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
-            rows, cols = (indices, outer) if name == "csc" else (outer, indices)
-            np.add.at(dense, (rows, cols), data)
-        else:  # coo
-            rows = np.asarray(state["row"], dtype=np.int64)
-            cols = np.asarray(state["col"], dtype=np.int64)
-            np.add.at(dense, (rows, cols), np.asarray(state["data"], dtype=np.float64))
-        return dense
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
-        raise BadFileError(
-            f"sparse matrix {'.'.join(obj.origin)} has an unexpected layout ({exc})", path=source
-        ) from None
-
-
-def _to_plain(obj: Any, source: PathLike) -> Any:
-    if isinstance(obj, ChumpyStandIn):
-        return _chumpy_to_array(obj, source)
-    if isinstance(obj, SparseStandIn):
-        return _sparse_to_dense(obj, source)
-    if isinstance(obj, dict):
-        return {
-            (k.decode("latin1") if isinstance(k, bytes) else k): _to_plain(v, source) for k, v in obj.items()
-        }
-    if isinstance(obj, list):
-        return [_to_plain(v, source) for v in obj]
-    if isinstance(obj, tuple):
-        return tuple(_to_plain(v, source) for v in obj)
-    return obj
 
 
 # --------------------------------------------------------------------------------------------------
@@ -230,37 +47,8 @@ def _to_plain(obj: Any, source: PathLike) -> Any:
 
 
 def check_smpl_arrays(model: Any, source: PathLike) -> Dict[str, np.ndarray]:
-    """The model's arrays if it is an SMPL model (6890 vertices ...), else `BadFileError` saying why."""
-    if not isinstance(model, Mapping):
-        raise BadFileError(
-            f"not an SMPL model: the pickle holds a {type(model).__name__}, expected a dict of arrays",
-            path=source,
-            fix="pass the SMPL model .pkl (basicmodel_*_lbs_10_207_0_v1.*.pkl)",
-        )
-    missing = [k for k in REQUIRED_SHAPES if k not in model]
-    if missing:
-        raise BadFileError(
-            f"not an SMPL model: missing {', '.join(missing)}",
-            path=source,
-            fix="pass the SMPL model .pkl (basicmodel_*_lbs_10_207_0_v1.*.pkl)",
-        )
-    arrays: Dict[str, np.ndarray] = {}
-    for key, want in REQUIRED_SHAPES.items():
-        arr = np.asarray(model[key])
-        ok = arr.ndim == len(want) and all(w is None or s == w for s, w in zip(arr.shape, want))
-        if key == "shapedirs" and ok and arr.shape[2] < MIN_SHAPE_BASIS:
-            ok = False
-        if not ok:
-            raise BadFileError(
-                f"not an SMPL model: {key} has shape {arr.shape}, expected "
-                f"({', '.join('K' if w is None else str(w) for w in want)})",
-                path=source,
-                fix="pass the SMPL (not SMPL-H/SMPL-X/MANO) model .pkl",
-            )
-        if arr.dtype.kind not in "fiu":
-            raise BadFileError(f"not an SMPL model: {key} has dtype {arr.dtype}", path=source)
-        arrays[key] = arr
-    return arrays
+    """The model's arrays if it is an SMPL model proper (6890 vertices ...), else `BadFileError` saying why."""
+    return check_body_arrays(model, source, num_vertices=NUM_VERTICES)
 
 
 def plain_model(model: Mapping[str, Any], source: PathLike) -> Dict[str, Any]:

@@ -205,3 +205,40 @@ def rotate_global_orient(aa: ArrayLike, rot_deg: ArrayLike) -> ArrayLike:
         torch.from_numpy(aa_np.astype(np.float64)), torch.as_tensor(np.asarray(rot_deg, np.float64))
     )
     return out.numpy().astype(aa_np.dtype if aa_np.dtype.kind == "f" else np.float64)
+
+
+# numpy (float64) variants for code that works on arrays (the synthetic data generator): the torch
+# functions above do the maths, so each formula has one home.
+
+
+def rot_x(angle: float) -> np.ndarray:
+    """(3, 3) rotation by `angle` radians about x."""
+    c, s = math.cos(angle), math.sin(angle)
+    return np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
+
+
+def rot_y(angle: float) -> np.ndarray:
+    """(3, 3) rotation by `angle` radians about y."""
+    c, s = math.cos(angle), math.sin(angle)
+    return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
+
+
+def rot_z(angle: float) -> np.ndarray:
+    """(3, 3) rotation by `angle` radians about z."""
+    c, s = math.cos(angle), math.sin(angle)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def axis_angle_to_matrix_np(aa: np.ndarray) -> np.ndarray:
+    """(..., 3) axis-angle -> (..., 3, 3) rotation matrices, float64 (`axis_angle_to_matrix`)."""
+    return axis_angle_to_matrix(torch.as_tensor(np.asarray(aa, dtype=np.float64))).numpy()
+
+
+def matrix_to_axis_angle_np(rot: np.ndarray) -> np.ndarray:
+    """(..., 3, 3) rotation matrices -> (..., 3) axis-angle, float64, robust at 0 and 180 degrees."""
+    return matrix_to_axis_angle(torch.as_tensor(np.asarray(rot, dtype=np.float64))).numpy()
+
+
+def rotmat_to_rot6d_np(rot: np.ndarray) -> np.ndarray:
+    """(..., 3, 3) -> (..., 6) in SPIN's layout `[R00, R01, R10, R11, R20, R21]` (`rotmat_to_rot6d`)."""
+    return rotmat_to_rot6d(torch.as_tensor(np.asarray(rot))).numpy()

@@ -19,12 +19,15 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
 import numpy as np
+import smplx
 import torch
+from smplx.utils import Struct
 from torch import nn
 
 from gtacli.body.conventions import SMPL_54_TO_SMPL_49
 from gtacli.errors import BadFileError, PathLike
-from gtacli.io.safe import load_npy, load_pickle
+from gtacli.io.legacy_pickle import loads_smpl_pickle
+from gtacli.io.safe import load_npy, read_bytes
 
 NUM_VERTICES = 6890
 NUM_FACES = 13776
@@ -43,8 +46,8 @@ _REQUIRED_SHAPES: Dict[str, tuple] = {
     "weights": ("V", 24),
     "kintree_table": (2, 24),
 }
-# Gender codes of mmhuman3d's GenderedSMPL (docs/reproduction.md §4.5, §8): -1 neutral, 0 male, 1 female.
-GENDER_CODES = {"neutral": -1, "male": 0, "female": 1}
+# Gender spellings: words, letters and the codes of mmhuman3d's GenderedSMPL (docs/reproduction.md §4.5, §8):
+# -1 neutral, 0 male, 1 female.
 _GENDER_ALIASES = {
     "n": "neutral", "neutral": "neutral", "-1": "neutral",
     "m": "male", "male": "male", "0": "male",
@@ -52,63 +55,64 @@ _GENDER_ALIASES = {
 }  # fmt: skip
 
 
-def load_smpl_arrays(path: PathLike, extra_globals: Optional[Mapping] = None) -> Dict[str, np.ndarray]:
-    """Read an SMPL model pickle of plain numpy arrays (as our SMPL importer and the synthetic generator write).
-
-    Restricted unpickling only; a pickle that still references chumpy or other classes is refused with a fix
-    (`gtacli fetch --smpl-from PATH`). Sparse matrices (objects with `.toarray()`) become dense arrays. Checks the keys and
-    shapes smplx needs. Returns a dict of numpy arrays (extra keys are kept).
+def load_smpl_arrays(path: PathLike) -> Dict[str, np.ndarray]:
+    """Read an SMPL model pickle: plain numpy (our importer, the synthetic generator) or the official file as
+    mmhuman3d users keep it (v1.0.0 / v1.1.0 / SMPLify neutral renamed to `SMPL_<GENDER>.pkl`, with chumpy
+    objects and scipy sparse regressors) through `gtacli.io.legacy_pickle`'s stand-ins: nothing in the file is
+    executed and a pickle that references anything else is refused. Checks the keys and shapes smplx needs.
+    Returns a dict of numpy arrays (extra keys are kept).
     """
     path = Path(path)
-    try:
-        data = load_pickle(path, extra_globals=extra_globals)
-    except BadFileError:
-        raise
-    except Exception as exc:  # UnsafeFileError keeps its own message; add the SMPL-specific fix
-        if hasattr(exc, "problem"):
-            raise type(exc)(
-                exc.problem,  # type: ignore[attr-defined]
-                path=path,
-                fix="import the official SMPL file with `gtacli fetch --smpl-from PATH` (converts it to plain numpy)",
-            ) from exc
-        raise
+    data = loads_smpl_pickle(read_bytes(path), path)
     if not isinstance(data, dict):
         raise BadFileError(f"expected a dict of arrays, found {type(data).__name__}", path=path)
-    arrays: Dict[str, Any] = {}
-    for key, value in data.items():
-        if hasattr(value, "toarray"):
-            value = value.toarray()
-        arrays[key] = value
-    _check_smpl_arrays(arrays, path)
+    arrays = {str(key): value for key, value in data.items()}
+    check_smpl_arrays(arrays, path)
     return arrays
 
 
-def _check_smpl_arrays(arrays: Mapping[str, Any], path: Optional[PathLike]) -> None:
-    missing = [k for k in _REQUIRED_SHAPES if k not in arrays]
-    if missing:
+def check_smpl_arrays(
+    model: Any, path: Optional[PathLike], *, num_vertices: Optional[int] = None
+) -> Dict[str, np.ndarray]:
+    """The arrays smplx needs if `model` is an SMPL-format model, else one `BadFileError` saying why.
+
+    Shapes follow the model's own vertex count V (the synthetic test models use SMPL's 6890 too);
+    `num_vertices=NUM_VERTICES` also demands SMPL proper (not SMPL-H/SMPL-X/MANO sized).
+    Returns {key: array} for the keys of `_REQUIRED_SHAPES`.
+    """
+    fix = "import the official SMPL files with `gtacli fetch --smpl-from PATH`"
+    if not isinstance(model, Mapping):
         raise BadFileError(
-            f"not an SMPL model: missing {', '.join(missing)}",
+            f"not an SMPL model: the pickle holds a {type(model).__name__}, expected a dict of arrays",
             path=path,
-            fix="import the official SMPL files with `gtacli fetch --smpl-from PATH`",
+            fix=fix,
         )
-    num_v = np.shape(arrays["v_template"])[0]
+    missing = [k for k in _REQUIRED_SHAPES if k not in model]
+    if missing:
+        raise BadFileError(f"not an SMPL model: missing {', '.join(missing)}", path=path, fix=fix)
+    num_v = num_vertices if num_vertices is not None else np.shape(model["v_template"])[0]
+    arrays: Dict[str, np.ndarray] = {}
     for key, want in _REQUIRED_SHAPES.items():
-        value = arrays[key]
+        value = model[key]
         shape = np.shape(value)
         expect = tuple(num_v if w == "V" else w for w in want)
         good = (
             isinstance(value, np.ndarray)
             and len(shape) == len(expect)
             and all(e is None or s == e for s, e in zip(shape, expect))
+            and not (key == "shapedirs" and shape[2] < NUM_BETAS)
         )
-        if key == "shapedirs" and good and shape[2] < NUM_BETAS:
-            good = False
         if not good:
+            want_text = ", ".join("K" if e is None else str(e) for e in expect)
             raise BadFileError(
-                f"SMPL array '{key}' has shape {shape} ({type(value).__name__}), expected {expect}",
+                f"not an SMPL model: {key} has shape {shape} ({type(value).__name__}), expected ({want_text})",
                 path=path,
-                fix="re-import the official SMPL download with `gtacli fetch --smpl-from PATH`",
+                fix=fix,
             )
+        if value.dtype.kind not in "fiu":
+            raise BadFileError(f"not an SMPL model: {key} has dtype {value.dtype}", path=path, fix=fix)
+        arrays[key] = value
+    return arrays
 
 
 def _load_regressor(path: Path, rows: int, num_vertices: int) -> np.ndarray:
@@ -160,10 +164,8 @@ class BodyModel(nn.Module):
         model_path: Optional[PathLike] = None,
     ) -> None:
         super().__init__()
-        import smplx
-        from smplx.utils import Struct
 
-        _check_smpl_arrays(smpl_arrays, model_path)
+        check_smpl_arrays(smpl_arrays, model_path)
         self.gender = _gender_name(gender)
         self.dtype = dtype
         # smplx prints a warning to stdout for 10-component shape spaces; keep stdout clean for --json.

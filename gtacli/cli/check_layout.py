@@ -35,37 +35,36 @@ def check_layout_command(
 
       gtacli check-layout --json
     """
+    from gtacli.assets.layout_check import JOBS, check_layout
+    from gtacli.errors import UsageError
+
+    if job not in JOBS:  # usage first, before any output
+        raise UsageError(f"unknown job '{job}'", fix=f"use --for one of: {', '.join(JOBS)}")
     out = Output(json_mode=json_mode, quiet=quiet, debug=debug)
+    report = check_layout(data_root, job, deep=deep)
+    if not data_root.is_dir():  # the usual cause of an all-red table: the wrong (or default) data root
+        out.warn(
+            f"the data root {data_root} does not exist. Set --data-root or $GTACLI_DATA_ROOT "
+            "(default ./data), or create it: gtacli fetch --all, or gtacli sample-data --data-root PATH"
+        )
+    if report.synthetic:
+        out.once(
+            "synthetic",
+            f"{report.root} is a SYNTHETIC sample tree (gtacli sample-data): it exercises the pipeline, "
+            "numbers computed on it mean nothing",
+        )
 
-    def body() -> int:
-        from gtacli.assets.layout_check import check_layout
+    def human() -> None:
+        out.table(
+            f"check-layout --for {job} ({report.root})",
+            ["item", "status", "detail", "fix"],
+            [(i.item, i.status, i.detail, i.fix) for i in report.items],
+        )
+        verdict = "can run" if report.ok else "can NOT run"
+        out.out.print(f"{job}: {verdict}", markup=False)
+        for i in report.items:  # the fixes again, one per line, unwrapped (tables fold long cells)
+            if not i.ok and i.required:
+                out.out.print(f"  {i.item}: {i.fix}", markup=False, soft_wrap=True)
 
-        report = check_layout(data_root, job, deep=deep)
-        if not data_root.is_dir():  # the usual cause of an all-red table: the wrong (or default) data root
-            out.warn(
-                f"the data root {data_root} does not exist. Set --data-root or $GTACLI_DATA_ROOT "
-                "(default ./data), or create it: gtacli fetch --all, or gtacli sample-data --data-root PATH"
-            )
-        if report.synthetic:
-            out.once(
-                "synthetic",
-                f"{report.root} is a SYNTHETIC sample tree (gtacli sample-data): it exercises the pipeline, "
-                "numbers computed on it mean nothing",
-            )
-
-        def human() -> None:
-            out.table(
-                f"check-layout --for {job} ({report.root})",
-                ["item", "status", "detail", "fix"],
-                [(i.item, i.status, i.detail, i.fix) for i in report.items],
-            )
-            verdict = "can run" if report.ok else "can NOT run"
-            out.out.print(f"{job}: {verdict}", markup=False)
-            for i in report.items:  # the fixes again, one per line, unwrapped (tables fold long cells)
-                if not i.ok and i.required:
-                    out.out.print(f"  {i.item}: {i.fix}", markup=False, soft_wrap=True)
-
-        out.result(report.to_dict(), human=human)
-        return 0 if report.ok else 1
-
-    return body()
+    out.result(report.to_dict(), human=human)
+    return 0 if report.ok else 1

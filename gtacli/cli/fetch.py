@@ -4,88 +4,41 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import typer
 
-from gtacli.cli.common import Annotated, DataRootOpt, DebugOpt, JsonOpt, Output, QuietOpt
+from gtacli.cli.common import Annotated, DataRootOpt, DebugOpt, JsonOpt, Output, ProgressBar, QuietOpt
 from gtacli.errors import UsageError
 
 
-class _RichProgress:
-    """Per-file progress bars (bytes, speed, ETA) on stderr; messages printed above the bars."""
+class _FetchProgress:
+    """The download sink of `assets.download` on top of the shared `ProgressBar`: bytes of the whole run, the
+    current file in the description; retry and wait messages on stderr. Called from worker threads."""
 
-    def __init__(self, out: Output):
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
-
+    def __init__(self, out: Output, update: Optional[Callable[..., None]], total: Optional[int]):
         self._out = out
+        self._update = update
+        self._total = total
         self._lock = threading.Lock()
-        self._tasks: Dict[str, Any] = {}
-        self._progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-            console=out.err,
-            transient=True,
-        )
+        self._done: Dict[str, int] = {}
 
-    def __enter__(self) -> _RichProgress:
-        self._progress.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._progress.stop()
+    def _show(self, name: str) -> None:
+        if self._update is not None:
+            done = sum(self._done.values())
+            self._update(done, self._total, f"{name} ({done / 1e6:.1f} MB)")
 
     def start(self, name: str, total: Optional[int], completed: int = 0) -> None:
         with self._lock:
-            if name in self._tasks:
-                self._progress.update(self._tasks[name], total=total, completed=completed, visible=True)
-            else:
-                self._tasks[name] = self._progress.add_task(name, total=total, completed=completed)
+            self._done[name] = completed
+            self._show(name)
 
     reset = start
 
     def advance(self, name: str, nbytes: int) -> None:
         with self._lock:
-            if name in self._tasks:
-                self._progress.advance(self._tasks[name], nbytes)
-
-    def finish(self, name: str) -> None:
-        with self._lock:
-            if name in self._tasks:
-                self._progress.update(self._tasks[name], visible=False)
-
-    def message(self, text: str) -> None:
-        if not self._out.quiet:
-            self._progress.console.print(text, markup=False, highlight=False)
-
-
-class _QuietProgress:
-    """No bars (not a terminal, --quiet or --json): only retry/wait messages, on stderr."""
-
-    def __init__(self, out: Output):
-        self._out = out
-
-    def __enter__(self) -> _QuietProgress:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
-
-    def start(self, name: str, total: Optional[int], completed: int = 0) -> None: ...
-
-    reset = start
-
-    def advance(self, name: str, nbytes: int) -> None: ...
+            self._done[name] = self._done.get(name, 0) + nbytes
+            self._show(name)
 
     def finish(self, name: str) -> None: ...
 
@@ -97,7 +50,7 @@ def fetch_command(
     data_root: DataRootOpt,
     names: Annotated[
         Optional[List[str]],
-        typer.Argument(help="Asset names (see `gtacli fetch --all --dry-run`).", show_default=False),
+        typer.Argument(help="Asset or group names (see `gtacli fetch --all --dry-run`).", show_default=False),
     ] = None,
     group: Annotated[
         Optional[List[str]],
@@ -142,13 +95,17 @@ def fetch_command(
 ) -> None:
     """Download the public assets of the GTA-Human SPIN recipe into the data root, verified and resumable.
 
+    NAMES are entry names or group names (`gtacli fetch detector`, `gtacli fetch extras spin_official`).
+
     Each file streams to `<dest>.part` (resumed with HTTP Range after an interruption), is verified by its
     known sha256 (or the server's Content-MD5 / ETag MD5 / CRC-64), checked at content level, and only then
     moved into place; the lock file `gtacli.lock.json` records what was fetched. Files already present
     that verify are skipped. Exit 1 if any file fails.
 
     Tuning (environment): GTACLI_FETCH_RETRIES (attempts per URL, default 5), GTACLI_FETCH_BACKOFF_S
-    (first retry wait, doubles, default 1), GTACLI_FETCH_TIMEOUT_S (read timeout, default 60).
+    (first retry wait, doubles, default 1), GTACLI_FETCH_TIMEOUT_S (read timeout, default 60). A host that
+    cannot be resolved or refuses connections is given up after one attempt for the whole run. The run
+    ends with one line: `N fetched, M failed, K skipped, X MB`.
 
     Examples:
 
@@ -162,90 +119,129 @@ def fetch_command(
 
       gtacli fetch --all --verify-only --json
     """
+    from gtacli.assets.download import (
+        dry_run as plan,
+    )
+    from gtacli.assets.download import (
+        ensure_writable_root,
+        fetch_assets,
+        grouped_errors,
+        summarize,
+        verify_present,
+    )
+    from gtacli.assets.manifest import load_manifest
+    from gtacli.assets.smpl_import import find_candidates, import_smpl
+    from gtacli.assets.transfer import FetchOptions, parse_mirrors
+    from gtacli.layout import DataLayout
+
+    # usage first: nothing is printed before the options are known to work
+    if dry_run and verify_only:
+        raise UsageError("--dry-run and --verify-only exclude each other", fix="use one of them")
+    layout = DataLayout(data_root)
+    manifest = load_manifest()
+    assets = manifest.select(names or [], group or [], all_assets)
+    if not assets and not smpl_from:
+        raise UsageError(
+            "nothing to fetch",
+            fix="name assets or groups, or use --group G / --all / --smpl-from PATH "
+            "(list: gtacli fetch --all --dry-run)",
+        )
+    mirrors = parse_mirrors(mirror or [])
+    opts = FetchOptions(mirrors=mirrors, force=force)  # reads $GTACLI_FETCH_*: a bad value is a usage error
     out = Output(json_mode=json_mode, quiet=quiet, debug=debug)
+    payload: Dict[str, Any] = {"data_root": str(layout.root), "mirrors": mirrors}
+    failed = False
 
-    def body() -> int:
-        from gtacli.assets.download import (
-            FetchOptions,
-            fetch_assets,
-            parse_mirrors,
-            verify_present,
-        )
-        from gtacli.assets.download import (
-            dry_run as plan,
-        )
-        from gtacli.assets.manifest import load_manifest
-        from gtacli.layout import DataLayout
-
-        layout = DataLayout(data_root)
-        manifest = load_manifest()
-        assets = manifest.select(names or [], group or [], all_assets)
-        if not assets and not smpl_from:
-            raise UsageError(
-                "nothing to fetch",
-                fix="name assets, or use --group G / --all / --smpl-from PATH (list: gtacli fetch --all --dry-run)",
-            )
-        if dry_run and verify_only:
-            raise UsageError("--dry-run and --verify-only exclude each other", fix="use one of them")
-        mirrors = parse_mirrors(mirror or [])
-        payload: Dict[str, Any] = {"data_root": str(layout.root), "mirrors": mirrors}
-        failed = False
-
-        if smpl_from:
-            if dry_run:
-                from gtacli.assets.smpl_import import find_candidates
-
-                found = find_candidates(smpl_from)
-                payload["smpl_import"] = {"would_import": {c.gender: c.source for c in found}}
-            else:
-                from gtacli.assets.download import ensure_writable_root
-                from gtacli.assets.smpl_import import import_smpl
-
-                ensure_writable_root(layout.root)
-                report = import_smpl(smpl_from, layout)
-                payload["smpl_import"] = report.to_dict()
-                if report.missing:
-                    out.warn(report.missing_hint())
-
-        if assets:
-            if layout.is_synthetic:
-                out.once(
-                    "synthetic", f"{layout.root} is a SYNTHETIC sample tree; real assets do not belong here"
-                )
-            opts = FetchOptions(mirrors=mirrors, force=force)
-            if dry_run:
-                results = plan(assets, layout, opts)
-            elif verify_only:
-                results = [verify_present(a, layout, deep=True) for a in assets]
-            else:
-                progress = _RichProgress(out) if out.show_progress else _QuietProgress(out)
-                opts.progress = progress
-                with progress:
-                    results = fetch_assets(assets, layout, opts, jobs=jobs)
-            failed = any(not r.ok for r in results)
-            payload["files"] = [r.to_dict() for r in results]
-            payload["ok"] = not failed
-
-            def human() -> None:
-                title = "fetch (dry run)" if dry_run else ("verify" if verify_only else "fetch")
-                out.table(
-                    title,
-                    ["name", "status", "size", "verified by", "detail"],
-                    [
-                        (r.name, r.status, _size(r.size), r.verified_by or "", r.detail or r.dest)
-                        for r in results
-                    ],
-                )
-
-            out.result(payload, human=lambda: (_print_smpl(out, payload), human()))
-            for r in results:
-                if not r.ok:  # one line per failed file, on stderr
-                    out.err.print(f"error: {r.name}: {r.detail}", markup=False, style="red")
+    if smpl_from:
+        if dry_run:
+            found = find_candidates(smpl_from)
+            payload["smpl_import"] = {"would_import": {c.gender: c.source for c in found}}
         else:
-            out.result(payload, human=lambda: _print_smpl(out, payload))
-        return 1 if failed else 0
+            ensure_writable_root(layout.root)
+            report = import_smpl(smpl_from, layout)
+            payload["smpl_import"] = report.to_dict()
+            if report.missing:
+                out.warn(report.missing_hint())
 
-    return body()
+    if not assets:
+        out.result(payload, human=lambda: _print_smpl(out, payload))
+        return 0
+    if layout.is_synthetic:
+        out.once("synthetic", f"{layout.root} is a SYNTHETIC sample tree; real assets do not belong here")
+    if dry_run:
+        results = plan(assets, layout, opts)
+    elif verify_only:
+        results = [verify_present(a, layout, deep=True) for a in assets]
+    else:
+        total = sum(a.size or 0 for a in assets) or None
+        with ProgressBar(out, "fetch", rate_unit="B") as update:
+            opts.progress = _FetchProgress(out, update, total)
+            results = fetch_assets(assets, layout, opts, jobs=jobs)
+    failed = any(not r.ok for r in results)
+    summary = summarize(results)
+    errors = grouped_errors(results)
+    payload["files"] = [r.to_dict() for r in results]
+    payload["ok"] = not failed
+    if dry_run:
+        payload["total_bytes"] = sum(r.size or 0 for r in results if r.status != "present")
+    else:
+        payload["summary"] = summary.to_dict()
+
+    def human() -> None:
+        _print_smpl(out, payload)
+        if dry_run:
+            out.table(
+                "fetch (dry run)",
+                ["name", "size", "destination", "verified by"],
+                [(r.name, _size(r.size), _relative(r.dest, layout.root), r.verified_by) for r in results],
+            )
+            todo = [r for r in results if r.status != "present"]
+            unknown = sum(r.size is None for r in todo)
+            out.out.print(
+                f"{len(todo)} to fetch, {_size(payload['total_bytes']) or '0 B'} in total"
+                + (f" ({unknown} of unknown size)" if unknown else "")
+                + f"; {len(results) - len(todo)} present",
+                markup=False,
+            )
+            return
+        out.table(
+            "verify" if verify_only else "fetch",
+            ["name", "status", "size", "detail"],
+            [
+                (
+                    r.name,
+                    r.status,
+                    _size(r.size),
+                    _last_cause(r.error or r.detail) if not r.ok else (r.verified_by or ""),
+                )
+                for r in results
+            ],
+        )
+        if not verify_only:
+            out.out.print(summary.line(), markup=False)
+
+    out.result(payload, human=human)
+    for cause, files in errors:  # each cause once, on stderr
+        which = files[0] if len(files) == 1 else f"{len(files)} files: {', '.join(files[:4])}"
+        which += ", ..." if len(files) > 4 else ""
+        fix = (
+            ""
+            if "Fix:" in cause
+            else ". Fix: check the network or --mirror, then run again (downloads resume)"
+        )
+        out.err.print(f"error: {cause} ({which}){fix}", markup=False, style="red")
+    return 1 if failed else 0
+
+
+def _last_cause(error: str, width: int = 48) -> str:
+    """The table's short form of an error: the last URL's cause without its host (the full text is below)."""
+    text = error.split("; ")[-1].split(": ", 1)[-1]
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _relative(dest: str, root: Path) -> str:
+    path = Path(dest)
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else dest
 
 
 def _print_smpl(out: Output, payload: Dict[str, Any]) -> None:

@@ -40,46 +40,42 @@ def sample_data_command(
 
       GTACLI_DATA_ROOT=/tmp/gtacli-data gtacli sample-data && gtacli check-layout --for all
     """
+    from gtacli.errors import UsageError
+    from gtacli.layout import DataLayout
+    from gtacli.sample.tree import SIZES, SYNTHETIC_WARNING, build_sample_tree, tree_stats
+
+    if size not in SIZES:
+        raise UsageError(
+            f"--size {size!r} is not one of {', '.join(SIZES)}", fix="use --size tiny or --size small"
+        )
+    if seed < 0:
+        raise UsageError(f"--seed {seed} is negative", fix="pass --seed 0 (or any N >= 0)")
     out = Output(json_mode=json_mode, quiet=quiet, debug=debug)
+    started = time.perf_counter()
+    with ProgressBar(out, "sample-data") as update:
+        # the builder reports (what, done, total)
+        progress = None if update is None else (lambda what, done, total: update(done, total, what))
+        root = build_sample_tree(data_root, size=size, seed=seed, force=force, progress=progress)
+    seconds = time.perf_counter() - started
+    out.warn(SYNTHETIC_WARNING)  # after the build, so that a failure prints only its one-line error
+    stats = tree_stats(DataLayout(root))
+    payload: Dict[str, Any] = {
+        "root": str(root),
+        "files": stats["files"],
+        "bytes": stats["bytes"],
+        "seconds": round(seconds, 2),
+        "size": size,
+        "seed": seed,
+        "synthetic": True,
+    }
 
-    def body() -> int:
-        from gtacli.errors import UsageError
-        from gtacli.layout import DataLayout
-        from gtacli.sample.tree import SIZES, SYNTHETIC_WARNING, build_sample_tree, tree_stats
+    def human() -> None:
+        mib = stats["bytes"] / 2**20
+        out.out.print(
+            f"wrote a {size} synthetic tree to {root}: {stats['files']} files, {mib:.1f} MiB in {seconds:.1f} s",
+            markup=False,
+        )
+        out.out.print(f"next: gtacli check-layout --for all --data-root {root}", markup=False)
 
-        if size not in SIZES:
-            raise UsageError(
-                f"--size {size!r} is not one of {', '.join(SIZES)}", fix="use --size tiny or --size small"
-            )
-        if seed < 0:
-            raise UsageError(f"--seed {seed} is negative", fix="pass --seed 0 (or any N >= 0)")
-        started = time.perf_counter()
-        with ProgressBar(out, "sample-data") as update:
-            # the builder reports (what, done, total)
-            progress = None if update is None else (lambda what, done, total: update(done, total, what))
-            root = build_sample_tree(data_root, size=size, seed=seed, force=force, progress=progress)
-        seconds = time.perf_counter() - started
-        out.warn(SYNTHETIC_WARNING)  # after the build, so that a failure prints only its one-line error
-        stats = tree_stats(DataLayout(root))
-        payload: Dict[str, Any] = {
-            "root": str(root),
-            "files": stats["files"],
-            "bytes": stats["bytes"],
-            "seconds": round(seconds, 2),
-            "size": size,
-            "seed": seed,
-            "synthetic": True,
-        }
-
-        def human() -> None:
-            mib = stats["bytes"] / 2**20
-            out.out.print(
-                f"wrote a {size} synthetic tree to {root}: {stats['files']} files, {mib:.1f} MiB in {seconds:.1f} s",
-                markup=False,
-            )
-            out.out.print(f"next: gtacli check-layout --for all --data-root {root}", markup=False)
-
-        out.result(payload, human=human)
-        return 0
-
-    return body()
+    out.result(payload, human=human)
+    return 0

@@ -39,8 +39,9 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from gtacli.body.conventions import HUMAN_DATA_NUM_KEYPOINTS, SMPL_49_TO_HUMAN_DATA
-from gtacli.errors import BadFileError, PathLike
-from gtacli.io.safe import SafeNpz, load_npz
+from gtacli.errors import BadFileError, PathLike, UnsafeFileError
+from gtacli.io.atomic import atomic_path
+from gtacli.io.safe import SafeNpz, load_npy, load_npz
 
 # Files at least this big get a memory-mappable .npy cache on first open (smaller ones decode fast enough).
 CACHE_MIN_BYTES = 64 * 1024 * 1024
@@ -68,6 +69,7 @@ class HumanData(Mapping[str, Any]):
         self.key_strict = bool(source.scalar("__key_strict__", False))
         self.keypoints_compressed = bool(source.scalar("__keypoints_compressed__", False))
         self._len = self._data_len()
+        self._check_shapes()
 
     # -- opening -------------------------------------------------------------------------------------
     @classmethod
@@ -86,8 +88,10 @@ class HumanData(Mapping[str, Any]):
                 raise ValueError("use_cache=True needs cache_dir for files outside a data root")
             try:
                 folder = ensure_cache(path, npz, cache_root)
-            except OSError:
-                folder = None  # read-only or full cache folder: decode lazily from the npz instead
+            except (OSError, CacheUnsupported):
+                # read-only or full cache folder, or members the cache cannot hold (a dict inside a dict):
+                # decode lazily from the npz instead
+                folder = None
             if folder is not None:
                 npz.close()
                 return cls(path, _CachedSource(path, folder))
@@ -110,6 +114,40 @@ class HumanData(Mapping[str, Any]):
             path=self.path,
             fix="is this a HumanData file? It needs bbox_xywh, image_path or keypoints",
         )
+
+    def _check_shapes(self) -> None:
+        """Per-frame members must have N rows and keypoints (N, K, 3|4): one `BadFileError` naming the member
+        now, instead of an IndexError deep inside a training or evaluation run."""
+        n = self._len
+        for key, tail in (("bbox_xywh", ((4,), (5,))), ("keypoints2d", None), ("keypoints3d", None)):
+            if not self._src.has(key):
+                continue
+            shape = tuple(self._src.shape(key))
+            if key.startswith("keypoints"):
+                dim = 3 if key == "keypoints2d" else 4
+                if self._is_compressed_keypoints(key):
+                    slots = int((self._mask(key) == 1).sum())  # type: ignore[union-attr]
+                else:
+                    slots = HUMAN_DATA_NUM_KEYPOINTS
+                want = f"({n}, {slots}, {dim})"
+                good = len(shape) == 3 and shape[0] == n and shape[1] == slots and shape[2] == dim
+            else:
+                want = f"({n}, 4|5)"
+                good = len(shape) == 2 and shape[0] == n and shape[1:] in tail  # type: ignore[operator]
+            if not good:
+                raise BadFileError(
+                    f"member '{key}' has shape {shape}, expected {want} for its {n} frames",
+                    path=self.path,
+                    fix="re-create or download the annotation again",
+                )
+        if self._src.has("image_path"):
+            rows = self._src.shape("image_path")
+            if not rows or rows[0] != n:
+                raise BadFileError(
+                    f"member 'image_path' has {rows[0] if rows else 0} entries, expected {n}",
+                    path=self.path,
+                    fix="re-create or download the annotation again",
+                )
 
     # -- Mapping ---------------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -288,8 +326,6 @@ class _CachedSource(_Source):
 
     def _npy(self, name: str) -> np.ndarray:
         if name not in self._arrays:
-            from gtacli.io.safe import load_npy
-
             self._arrays[name] = load_npy(self.folder / f"{name}.npy", mmap=True)
         return self._arrays[name]
 
@@ -340,6 +376,43 @@ class _CachedSource(_Source):
 # the cache
 
 
+class CacheUnsupported(Exception):
+    """A member the .npy cache cannot hold (e.g. a dict inside a dict); readers use the npz directly."""
+
+
+def cache_file_name(path: Path, *parts: str) -> str:
+    """`<key>[.<sub>].npy` for a member, refusing names that are not plain file names.
+
+    Member names come from the file (a hostile mirror controls them): a separator, `..`, an absolute path
+    or a control character would let a name such as `../../../../tmp/x` write outside the cache folder.
+    """
+    for part in parts:
+        bad = (
+            not part
+            or part in (".", "..")
+            or "/" in part
+            or "\\" in part
+            or part.startswith(".")
+            or any(ord(c) < 32 for c in part)
+            or len(part) > 200
+        )
+        if bad:
+            raise UnsafeFileError(
+                f"member name {part!r} is not a plain name (path separators, '..' and absolute paths are refused)",
+                path=path,
+                fix="this is not a genuine HumanData file; download or create it again from a trusted source",
+            )
+    return ".".join(parts) + ".npy"
+
+
+def _inside(folder: Path, name: str) -> Path:
+    """`folder / name`, checked to resolve inside `folder` (belt and braces after `cache_file_name`)."""
+    target = (folder / name).resolve()
+    if target.parent != folder.resolve():
+        raise UnsafeFileError(f"cache file {name!r} would be written outside {folder}", path=folder)
+    return target
+
+
 def cache_folder(path: PathLike, cache_root: PathLike) -> Path:
     """Where the cache of `path` lives: keyed by file name, size and mtime (a changed file gets a new folder)."""
     stat = Path(path).stat()
@@ -363,19 +436,23 @@ def ensure_cache(
     try:
         tmp.mkdir(parents=True)
         members: Dict[str, Any] = {}
+        for key in npz:  # every name checked before anything is written
+            cache_file_name(path, key)
         numeric = [key for key in npz if not npz.header(key)[1].hasobject]
         # numeric members are complete .npy files: inflate each straight to disk (no copy in memory), in
         # parallel (zlib releases the GIL); object members are unpickled (restricted) meanwhile
         with ThreadPoolExecutor(max_workers=min(CACHE_THREADS, max(1, len(numeric)))) as pool:
             jobs = [
-                pool.submit(_inflate_member, path, npz.member_info(key), tmp / f"{key}.npy")
+                pool.submit(
+                    _inflate_member, path, npz.member_info(key), _inside(tmp, cache_file_name(path, key))
+                )
                 for key in numeric
             ]
             for key in npz:
                 if key in numeric:
                     members[key] = {"kind": "array"}
                 else:
-                    members[key] = _cache_object_member(key, npz[key], tmp)
+                    members[key] = _cache_object_member(path, key, npz[key], tmp)
             for job in jobs:
                 job.result()
         manifest = {"format_version": CACHE_FORMAT_VERSION, "source": str(path), "members": members}
@@ -407,20 +484,27 @@ def _inflate_member(path: Path, info: zipfile.ZipInfo, target: Path) -> None:
         shutil.copyfileobj(src, dst, length=16 * 1024 * 1024)  # the CRC is checked at the end of the member
 
 
-def _cache_object_member(key: str, value: Any, folder: Path) -> Dict[str, Any]:
+def _cache_object_member(path: Path, key: str, value: Any, folder: Path) -> Dict[str, Any]:
     if isinstance(value, Mapping):
         items: Dict[str, Any] = {}
         for sub, subvalue in value.items():
             if _json_safe(subvalue):
                 items[str(sub)] = {"kind": "json", "value": subvalue}
             else:
-                np.save(folder / f"{key}.{sub}.npy", np.asarray(subvalue), allow_pickle=False)
+                _save_plain(_inside(folder, cache_file_name(path, key, str(sub))), subvalue, key)
                 items[str(sub)] = {"kind": "array"}
         return {"kind": "dict", "items": items}
     if _json_safe(value):
         return {"kind": "json", "value": value}
-    np.save(folder / f"{key}.npy", np.asarray(value), allow_pickle=False)
+    _save_plain(_inside(folder, cache_file_name(path, key)), value, key)
     return {"kind": "array"}
+
+
+def _save_plain(target: Path, value: Any, key: str) -> None:
+    array = np.asarray(value)
+    if array.dtype.hasobject:  # a dict in a dict, ragged lists...: not memory-mappable
+        raise CacheUnsupported(f"member '{key}' holds nested objects")
+    np.save(target, array, allow_pickle=False)
 
 
 def _default_cache_root(path: Path) -> Optional[Path]:
@@ -467,8 +551,6 @@ def write_human_data(path: PathLike, fields: Mapping[str, Any], compress: bool =
     (`__key_strict__`, `__data_len__`, `__keypoints_compressed__`) plus every field; dicts become 0-d object
     arrays, lists of strings string arrays (what numpy does with them). With `compress`, every
     `keypoints*` array that has a `keypoints*_mask` keeps only its mask==1 columns. Atomic."""
-    from gtacli.io.atomic import atomic_path
-
     data = dict(fields)
     key_strict = bool(data.pop("__key_strict__", False))
     data.pop("__keypoints_compressed__", None)

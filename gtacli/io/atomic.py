@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import json
 import os
 import secrets
+import shutil
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Optional
 
 from gtacli.errors import GtacliError, PathLike
 
@@ -23,9 +25,19 @@ def temp_path_for(final: PathLike) -> Path:
     return final.with_name(f".{final.stem}.tmp-{os.getpid()}-{secrets.token_hex(4)}{final.suffix}")
 
 
+# torch.save reports a full disk as a RuntimeError from its zip writer, not as OSError(ENOSPC).
+_TORCH_WRITE_FAILURES = ("inline_container.cc", "file write failed", "PytorchStreamWriter failed")
+# Below this much free space after a failed write, the failure is taken to be the full disk.
+DISK_FULL_FREE_BYTES = 64 << 20
+
+
 @contextlib.contextmanager
-def atomic_path(final: PathLike) -> Iterator[Path]:
+def atomic_path(final: PathLike, *, expected_bytes: Optional[int] = None) -> Iterator[Path]:
     """Yield a temporary path; on normal exit rename it to `final`, on any error delete it.
+
+    A full disk (ENOSPC, or torch's "enforce fail at inline_container.cc" RuntimeError) becomes one line:
+    "no space left on device: PATH, needs ~N MB" (`expected_bytes` when the caller knows the size, else at
+    least what had been written).
 
     >>> with atomic_path("out.npz") as tmp:   # doctest: +SKIP
     ...     np.savez(tmp, a=1)
@@ -42,11 +54,50 @@ def atomic_path(final: PathLike) -> Iterator[Path]:
             raise GtacliError("nothing was written", path=final)
         os.replace(tmp, final)
     except OSError as exc:
+        full = disk_full_error(final, tmp, expected_bytes) if exc.errno == errno.ENOSPC else None
         _unlink_quietly(tmp)
-        raise _as_gtacli_error(exc, final) from exc
+        raise (full or _as_gtacli_error(exc, final)) from exc
+    except RuntimeError as exc:
+        full = disk_full_error(final, tmp, expected_bytes) if _is_torch_write_failure(exc) else None
+        _unlink_quietly(tmp)
+        if full is None:
+            raise
+        raise full from exc
     except BaseException:
         _unlink_quietly(tmp)
         raise
+
+
+def _drop_tracebacks(exc: Optional[BaseException]) -> None:
+    while exc is not None:
+        exc.__traceback__ = None
+        exc = exc.__context__ or exc.__cause__
+
+
+def _is_torch_write_failure(exc: RuntimeError) -> bool:
+    return any(marker in str(exc) for marker in _TORCH_WRITE_FAILURES)
+
+
+def disk_full_error(final: Path, tmp: Path, expected_bytes: Optional[int] = None) -> Optional[GtacliError]:
+    """The one-line error for a write that failed on a full disk, or None when the disk is not (nearly) full.
+
+    Measured while the partial temporary file still exists: what it holds is a lower bound of the size."""
+    try:
+        written = tmp.stat().st_size if tmp.exists() else 0
+        free = shutil.disk_usage(final.parent).free
+    except OSError:
+        return None
+    if free >= max(DISK_FULL_FREE_BYTES, expected_bytes or 0):
+        return None
+    need = f"~{_mb(expected_bytes)} MB" if expected_bytes else f"more than {_mb(written)} MB"
+    return GtacliError(
+        f"no space left on device: {final}, needs {need} ({_mb(free)} MB free)",
+        fix="free disk space or write elsewhere, then run again",
+    )
+
+
+def _mb(n: Optional[int]) -> str:
+    return f"{(n or 0) / 1e6:.1f}"
 
 
 def atomic_write_bytes(final: PathLike, data: bytes) -> Path:
@@ -65,11 +116,28 @@ def atomic_write_json(final: PathLike, obj: Any) -> Path:
     return atomic_write_text(final, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def atomic_write_with(final: PathLike, writer: Callable[[Path], Any]) -> Path:
+def atomic_write_with(
+    final: PathLike, writer: Callable[[Path], Any], *, expected_bytes: Optional[int] = None
+) -> Path:
     """Call `writer(tmp_path)` (e.g. `lambda p: torch.save(obj, p)`) and rename into place."""
-    with atomic_path(final) as tmp:
-        writer(tmp)
+    with atomic_path(final, expected_bytes=expected_bytes) as tmp:
+        _run_writer(writer, tmp, Path(final), expected_bytes)
     return Path(final)
+
+
+def _run_writer(writer: Callable[[Path], Any], tmp: Path, final: Path, expected_bytes: Optional[int]) -> None:
+    """`writer(tmp)`; torch's full-disk RuntimeError becomes the one-line error, and the failed writer is let go
+    at once: it lives in the traceback's frames and keeps the temp file open (its space not given back)."""
+    try:
+        writer(tmp)
+    except RuntimeError as exc:
+        full = disk_full_error(final, tmp, expected_bytes) if _is_torch_write_failure(exc) else None
+        if full is None:
+            raise
+        _drop_tracebacks(exc)
+        del exc
+        gc.collect()
+        raise full from None
 
 
 def _unlink_quietly(path: Path) -> None:
@@ -79,7 +147,7 @@ def _unlink_quietly(path: Path) -> None:
 
 def _as_gtacli_error(exc: OSError, path: Path) -> GtacliError:
     if exc.errno == errno.ENOSPC:
-        return GtacliError("no space left on the device", path=path, fix="free disk space and run again")
+        return GtacliError(f"no space left on device: {path}", fix="free disk space and run again")
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return GtacliError(
             "cannot write here (read-only or permission denied)",

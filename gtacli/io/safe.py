@@ -20,9 +20,10 @@ import pickle
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
+import torch
 
 from gtacli.errors import BadFileError, MissingFileError, PathLike, UnsafeFileError
 
@@ -112,7 +113,7 @@ def load_pickle(
 ) -> Any:
     """Load a pickle file through the restricted unpickler (latin1 so Python-2 pickles such as gmm_08.pkl load)."""
     path = Path(path)
-    data = _read_bytes(path)
+    data = read_bytes(path)
     return loads_restricted(data, extra_globals=extra_globals, encoding=encoding, source=path)
 
 
@@ -218,8 +219,6 @@ def load_npz(path: PathLike, *, extra_globals: Optional[Mapping[GlobalKey, Any]]
 
 def load_checkpoint(path: PathLike, *, map_location: Any = "cpu") -> Any:
     """`torch.load(weights_only=True)` with numpy scalars allowed (mmcv metas contain them) and errors as one line."""
-    import torch
-
     path = Path(path)
     _require_file(path)
     safe = [np.dtype, np.ndarray]
@@ -284,7 +283,9 @@ def _read_header(fp: Any, version: Tuple[int, int]) -> Tuple[Tuple[int, ...], bo
     return np.lib.format._read_array_header(fp, version)  # type: ignore[attr-defined]
 
 
-def _read_bytes(path: Path) -> bytes:
+def read_bytes(path: PathLike) -> bytes:
+    """A file's bytes, or a one-line MissingFileError / BadFileError."""
+    path = Path(path)
     _require_file(path)
     try:
         return path.read_bytes()
@@ -297,7 +298,3 @@ def _require_file(path: Path) -> None:
         raise MissingFileError(
             "file not found", path=path, fix="check the path, or run `gtacli check-layout`"
         )
-
-
-AllowList = Mapping[GlobalKey, Any]
-StubFactory = Callable[..., Any]

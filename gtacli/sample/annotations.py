@@ -18,6 +18,7 @@ from typing import Any, Dict
 import numpy as np
 
 from gtacli.body.conventions import HUMAN_DATA_NUM_KEYPOINTS, SMPL_49_TO_HUMAN_DATA
+from gtacli.io.atomic import atomic_path
 from gtacli.sample.scenes import SceneBatch
 
 NUM_OPENPOSE = 25
@@ -241,8 +242,6 @@ def write_legacy_human_data(path, fields: Dict[str, Any]) -> None:
     """Write a HumanData file with the legacy `__temporal_len__` header instead of `__data_len__` (as the
     released `gta_human_4x.npz` has, docs/reproduction.md §2.6): keypoints compressed by their masks, dicts as 0-d object
     arrays, `np.savez_compressed`, atomic."""
-    from gtacli.io.atomic import atomic_path
-
     data = dict(fields)
     payload: Dict[str, Any] = {
         "__key_strict__": bool(data.pop("__key_strict__", False)),

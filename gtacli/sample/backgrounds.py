@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import zlib
 
+import cv2
 import numpy as np
 
 NOISE_GRID = 6  # coarse noise cells per image side (upscaled bicubically -> smooth blobs)
@@ -31,8 +32,6 @@ def background_for(seed: int, dataset: str, index: int, height: int, width: int)
 
 def make_background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     """(H, W, 3) uint8 BGR texture drawn from `rng` (consumes a fixed number of draws per call)."""
-    import cv2
-
     low, high = BACKGROUND_LEVELS
     top = rng.uniform(low, high, 3)
     bottom = rng.uniform(low, high, 3)

@@ -8,6 +8,7 @@ Image sizes are scaled-down versions of the real ones (same aspect ratio) so tha
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Tuple
 
@@ -96,8 +97,6 @@ def _pw3d(seq: int, frame: int) -> str:
 
 def _focal(width: int, height: int, fov_deg: float) -> float:
     """Focal length (px) that gives a horizontal field of view `fov_deg`."""
-    import math
-
     return width / 2.0 / math.tan(math.radians(fov_deg) / 2.0)
 
 

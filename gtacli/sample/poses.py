@@ -18,10 +18,17 @@ from typing import Dict, Tuple
 
 import numpy as np
 
-NUM_BODY_JOINTS = 23  # SMPL joints 1..23 (joint 0 is the global orient)
+from gtacli.body.rotations import (
+    axis_angle_to_matrix_np,
+    matrix_to_axis_angle_np,
+    rot_x,
+    rot_y,
+    rot_z,
+    rotmat_to_rot6d_np,
+)
+from gtacli.body.smpl import NUM_BETAS, NUM_BODY_JOINTS
+
 BODY_POSE_DIM = NUM_BODY_JOINTS * 3  # 69
-NUM_BETAS = 10
-NUM_COMPONENTS = 8
 
 # SMPL joint indices (kinematic tree order, docs/reproduction.md §3.1) used by the templates.
 L_HIP, R_HIP, SPINE1, L_KNEE, R_KNEE, SPINE2, L_ANKLE, R_ANKLE, SPINE3 = 1, 2, 3, 4, 5, 6, 7, 8, 9
@@ -147,55 +154,6 @@ def facing_camera_orient(rng: np.random.Generator, n: int) -> np.ndarray:
         rot = rot_x(np.pi) @ rot_z(roll[i]) @ rot_x(pitch[i]) @ rot_y(yaw[i])
         out[i] = matrix_to_axis_angle_np(rot)
     return out
-
-
-def rot_x(a: float) -> np.ndarray:
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[1.0, 0, 0], [0, c, -s], [0, s, c]])
-
-
-def rot_y(a: float) -> np.ndarray:
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[c, 0, s], [0, 1.0, 0], [-s, 0, c]])
-
-
-def rot_z(a: float) -> np.ndarray:
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1.0]])
-
-
-def axis_angle_to_matrix_np(aa: np.ndarray) -> np.ndarray:
-    """(…,3) axis-angle -> (…,3,3) rotation matrices (Rodrigues' formula, float64)."""
-    aa = np.asarray(aa, dtype=np.float64)
-    theta = np.linalg.norm(aa, axis=-1, keepdims=True)
-    axis = aa / np.maximum(theta, 1e-12)
-    x, y, z = axis[..., 0], axis[..., 1], axis[..., 2]
-    zero = np.zeros_like(x)
-    k = np.stack([zero, -z, y, z, zero, -x, -y, x, zero], axis=-1).reshape(aa.shape[:-1] + (3, 3))
-    s = np.sin(theta)[..., None]
-    c = np.cos(theta)[..., None]
-    return np.eye(3) + s * k + (1 - c) * (k @ k)
-
-
-def matrix_to_axis_angle_np(rot: np.ndarray) -> np.ndarray:
-    """(3,3) rotation -> (3,) axis-angle, including the 180° case (where the skew part vanishes)."""
-    rot = np.asarray(rot, dtype=np.float64)
-    cos = np.clip((np.trace(rot) - 1.0) / 2.0, -1.0, 1.0)
-    theta = np.arccos(cos)
-    if theta < 1e-8:
-        return np.zeros(3)
-    if np.pi - theta < 1e-4:  # axis from the symmetric part: R = 2 a aᵀ − I
-        sym = (rot + np.eye(3)) / 2.0
-        k = int(np.argmax(np.diag(sym)))
-        axis = sym[:, k] / np.sqrt(max(sym[k, k], 1e-12))
-        return axis / np.linalg.norm(axis) * theta
-    vec = np.array([rot[2, 1] - rot[1, 2], rot[0, 2] - rot[2, 0], rot[1, 0] - rot[0, 1]])
-    return vec / (2.0 * np.sin(theta)) * theta
-
-
-def rotmat_to_rot6d_np(rot: np.ndarray) -> np.ndarray:
-    """(…,3,3) -> (…,6) in SPIN's layout (docs/reproduction.md §4.3): `[R00, R01, R10, R11, R20, R21]`."""
-    return np.asarray(rot)[..., :, :2].reshape(rot.shape[:-2] + (6,))
 
 
 def mean_params(mixture: PoseMixture) -> Dict[str, np.ndarray]:

@@ -14,17 +14,13 @@ from dataclasses import dataclass
 from typing import Callable, List, Optional
 
 import numpy as np
+import torch
 
+from gtacli.body.rotations import axis_angle_to_matrix_np, matrix_to_axis_angle_np, rot_y
 from gtacli.sample.backgrounds import background_for
 from gtacli.sample.datasets import DatasetSpec
-from gtacli.sample.poses import (
-    PoseMixture,
-    axis_angle_to_matrix_np,
-    facing_camera_orient,
-    matrix_to_axis_angle_np,
-    rot_y,
-    sample_betas,
-)
+from gtacli.sample.poses import PoseMixture, facing_camera_orient, sample_betas
+from gtacli.viz.render import render_overlay
 
 # Body placement: the silhouette's height takes this share of the image height (before clamping to fit).
 BODY_HEIGHT_FRACTION = (0.55, 0.8)
@@ -155,8 +151,6 @@ def make_scenes(
     Image i's background is `backgrounds.background_for(seed, spec.name, i, h, w)`.
 
     `body_model` is a `BodyModel` (neutral) or, with `genders` ('m'/'f' per sample), a `GenderedBodyModel`."""
-    import torch
-
     body_pose, global_orient, betas = draw_parameters(spec, n, frames_per_sequence, mixture, rng)
     with torch.no_grad():
         args = (
@@ -214,6 +208,4 @@ def _faces_of(body_model, gender: str) -> np.ndarray:
 
 def render_body(background: np.ndarray, vertices_cam: np.ndarray, faces: np.ndarray, intrinsics: np.ndarray):
     """The mesh (camera frame, metres) rendered opaque over `background` (H,W,3 uint8 BGR) -> uint8 BGR."""
-    from gtacli.viz.render import render_overlay
-
     return render_overlay(background, vertices_cam, faces, intrinsics, color=BODY_COLOR_BGR, alpha=1.0)

@@ -16,21 +16,44 @@ What it writes (every path from `DataLayout`, every file atomically):
 A folder that holds anything but a synthetic tree is refused unless `force=True`; a synthetic tree is rebuilt
 in place (files of the previous build that this build does not write are removed, caches are cleared).
 Everything is a deterministic function of `(size, seed)`.
+
+Only files this generator wrote are ever replaced or removed, with or without `force`: the marker lists every
+file with its size and mtime, and a file whose stamp no longer matches (a licensed SMPL model, a real
+checkpoint or real images copied over it) is left alone; the build stops with one line naming it. A journal
+(`.sample-data-journal`) lists files as they are claimed, so a build that was interrupted can be redone. No
+write goes through a symlink that leaves the data root (`datasets -> /`).
 """
 
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
+import cv2
 import numpy as np
+import torch
 
 from gtacli import __version__
-from gtacli.errors import BadFileError, GtacliError, PathLike, UsageError
-from gtacli.io.atomic import ensure_writable_dir
+from gtacli.body.smpl import BodyModel, GenderedBodyModel
+from gtacli.data.crop import bbox_to_center_scale, crop, normalize
+from gtacli.data.human_data import HumanData, write_human_data
+from gtacli.errors import BadFileError, GtacliError, PathLike, UnsafeFileError, UsageError
+from gtacli.io.atomic import atomic_path, atomic_write_bytes, atomic_write_json, ensure_writable_dir
 from gtacli.layout import TEST_DATASETS, TRAIN_DATASETS, DataLayout
+from gtacli.model.checkpoint import save_checkpoint
+from gtacli.model.estimator import build_estimator, load_mean_params
+from gtacli.sample import annotations
+from gtacli.sample.datasets import PW3D_GENDERS, SPECS, TRAIN_ORDER, frames_per_sequence, sample_count
+from gtacli.sample.poses import mean_params, pose_mixture
+from gtacli.sample.scenes import make_scenes
+from gtacli.sample.synthetic_smpl import (
+    make_synthetic_regressors,
+    make_synthetic_smpl,
+    write_synthetic_smpl,
+)
 
 GENERATOR = "gtacli sample-data"
 MARKER_FORMAT_VERSION = 1
@@ -57,6 +80,8 @@ BN_CALIBRATION_IMAGES_PER_DATASET = 1
 BN_CALIBRATION_RES = 112
 BN_CALIBRATION_BATCH = 8
 
+JOURNAL_NAME = ".sample-data-journal"  # relative paths claimed by a build in progress, one per line
+
 Progress = Callable[[str, int, int], None]  # (what, done, total)
 
 
@@ -78,11 +103,13 @@ def build_sample_tree(
         raise UsageError(f"the seed must be 0 or positive, got {seed}", fix="pass --seed 0 (or any N >= 0)")
     layout = DataLayout(Path(root))
     previous = _prepare_root(layout, force)
-    builder = _Builder(layout, size, int(seed), progress)
+    builder = _Builder(layout, size, int(seed), progress, owned=previous)
+    builder.preflight()  # before the first write: a refusal leaves the folder as it was
     builder.mark(complete=False, files=previous)
     builder.build()
     builder.remove_stale(previous)
     builder.mark(complete=True, files=builder.written)
+    builder.journal.unlink(missing_ok=True)
     return layout.root
 
 
@@ -118,8 +145,10 @@ def _prepare_root(layout: DataLayout, force: bool) -> List[str]:
                 path=layout.synthetic_marker,
                 fix="remove the folder, choose another --data-root, or pass --force",
             )
-        _clear_folder(layout.cache)  # caches of the old synthetic annotations would be reused silently
-        return [p for p in marker.get("files", []) if isinstance(p, str)]
+        _clear_folder(
+            layout, layout.cache
+        )  # caches of the old synthetic annotations would be reused silently
+        return _owned_files(layout, marker)
     if root.is_dir() and any(root.iterdir()):
         if not force:
             raise GtacliError(
@@ -128,7 +157,7 @@ def _prepare_root(layout: DataLayout, force: bool) -> List[str]:
                 fix="choose an empty --data-root, or pass --force to write the sample files into it anyway",
             )
         _clear_caches_of_annotations(layout)
-    return []
+    return _journal_files(layout)
 
 
 def _ensure_writable(root: Path) -> None:
@@ -141,8 +170,6 @@ def _ensure_writable(root: Path) -> None:
 
 
 def _read_image(path: Path) -> np.ndarray:
-    import cv2
-
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
         raise BadFileError(
@@ -151,8 +178,42 @@ def _read_image(path: Path) -> np.ndarray:
     return image
 
 
-def _clear_folder(folder: Path) -> None:
-    if folder.is_dir():
+def _owned_files(layout: DataLayout, marker: Dict[str, Any]) -> List[str]:
+    """Files of the previous build that are still exactly what it wrote (size and mtime as stamped)."""
+    files = [p for p in marker.get("files", []) if isinstance(p, str)]
+    stamps = marker.get("stamps")
+    if isinstance(stamps, dict):
+        files = [p for p in files if _stamp(layout.root / p) == stamps.get(p)]
+    return sorted(set(files) | set(_journal_files(layout)))
+
+
+def _journal_files(layout: DataLayout) -> List[str]:
+    """Files an interrupted build claimed (it wrote them, or was about to)."""
+    try:
+        return [
+            line for line in (layout.root / JOURNAL_NAME).read_text(encoding="utf-8").splitlines() if line
+        ]
+    except OSError:
+        return []
+
+
+def _stamp(path: Path) -> Optional[List[int]]:
+    try:
+        st = path.lstat()
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
+def _inside_root(root: Path, path: Path) -> bool:
+    """Does `path` (following every symlink on the way, the last component included) stay inside `root`?"""
+    real_root = root.resolve()
+    target = path.resolve()
+    return target == real_root or real_root in target.parents
+
+
+def _clear_folder(layout: DataLayout, folder: Path) -> None:
+    if folder.is_dir() and not folder.is_symlink() and _inside_root(layout.root, folder):
         for entry in folder.iterdir():
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry)
@@ -164,7 +225,7 @@ def _clear_caches_of_annotations(layout: DataLayout) -> None:
     """Remove caches derived from the annotation files we are about to replace (they are keyed by name)."""
     stems = [Path(name).stem for name, _ in TRAIN_DATASETS.values()] + ["pw3d_test"]
     for folder in (layout.cache, layout.cache / "human_data"):
-        if not folder.is_dir():
+        if not folder.is_dir() or folder.is_symlink() or not _inside_root(layout.root, folder):
             continue
         for entry in folder.iterdir():
             if any(entry.name.startswith(stem) for stem in stems):
@@ -172,10 +233,12 @@ def _clear_caches_of_annotations(layout: DataLayout) -> None:
 
 
 class _Builder:
-    def __init__(self, layout: DataLayout, size: str, seed: int, progress: Optional[Progress]):
-        from gtacli.sample.datasets import SPECS, sample_count
-
+    def __init__(
+        self, layout: DataLayout, size: str, seed: int, progress: Optional[Progress], owned: List[str]
+    ):
         self.layout = layout
+        self.owned = set(owned)
+        self.journal = layout.root / JOURNAL_NAME
         self.size = size
         self.seed = seed
         self.progress = progress
@@ -195,8 +258,26 @@ class _Builder:
         if self.progress is not None:
             self.progress(what, self.done, self.total)
 
-    def record(self, path: Path) -> Path:
-        self.written.append(path.relative_to(self.layout.root).as_posix())
+    def claim(self, path: Path) -> Path:
+        """Check, before writing, that `path` may be written: it stays inside the data root (no symlink out)
+        and it is absent or a file this generator wrote. Journal it, then the caller writes it."""
+        rel = path.relative_to(self.layout.root).as_posix()
+        if not _inside_root(self.layout.root, path):
+            raise UnsafeFileError(
+                "refusing to write through a symlink that leaves the data root",
+                path=path,
+                fix="remove the symlink or choose another --data-root",
+            )
+        if (path.exists() or path.is_symlink()) and rel not in self.owned:
+            raise GtacliError(
+                "exists and was not written by gtacli sample-data; refusing to replace it (also with --force)",
+                path=path,
+                fix="move the file away, or choose another --data-root",
+            )
+        with open(self.journal, "a", encoding="utf-8") as fp:
+            fp.write(rel + "\n")
+        self.owned.add(rel)
+        self.written.append(rel)
         return path
 
     def misc(self) -> Dict[str, Any]:
@@ -210,8 +291,6 @@ class _Builder:
         }
 
     def mark(self, complete: bool, files: List[str]) -> None:
-        from gtacli.io.atomic import atomic_write_json
-
         marker = {
             "generator": GENERATOR,
             "version": __version__,
@@ -223,6 +302,9 @@ class _Builder:
             "warning": SYNTHETIC_WARNING,
             "datasets": self.counts,
             "files": sorted(set(files)),
+            "stamps": {rel: _stamp(self.layout.root / rel) for rel in sorted(set(files))}
+            if complete
+            else None,
         }
         self.layout.root.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.layout.synthetic_marker, marker)
@@ -245,35 +327,47 @@ class _Builder:
 
     # -- writers ------------------------------------------------------------------------------------
     def write_npy(self, path: Path, array: np.ndarray) -> None:
-        from gtacli.io.atomic import atomic_path
-
-        with atomic_path(path) as tmp:
+        with atomic_path(self.claim(path)) as tmp:
             np.save(tmp, array, allow_pickle=False)
-        self.record(path)
 
     def write_pickle(self, path: Path, obj: Any) -> None:
-        import pickle
-
-        from gtacli.io.atomic import atomic_write_bytes
-
-        atomic_write_bytes(path, pickle.dumps(obj, protocol=PICKLE_PROTOCOL))
-        self.record(path)
+        atomic_write_bytes(self.claim(path), pickle.dumps(obj, protocol=PICKLE_PROTOCOL))
 
     def write_image(self, dataset: str, relative: str, image: np.ndarray) -> None:
-        import cv2
-
-        from gtacli.io.atomic import atomic_write_bytes
-
         path = self.layout.image(dataset, relative)
         ext = "." + relative.rsplit(".", 1)[-1].lower()
         params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if ext in (".jpg", ".jpeg") else []
         ok, encoded = cv2.imencode(".jpg" if ext == ".jpeg" else ext, image, params)
         if not ok:
             raise GtacliError(f"OpenCV could not encode the image as {ext}", path=path)
-        atomic_write_bytes(path, encoded.tobytes())
-        self.record(path)
+        atomic_write_bytes(self.claim(path), encoded.tobytes())
 
     # -- the build ----------------------------------------------------------------------------------
+    def preflight(self) -> None:
+        """Refuse before writing anything when a folder leaves the root or a fixed file is not ours."""
+        layout = self.layout
+        folders = [layout.body_models, layout.smpl_dir, layout.preprocessed, layout.static_fits_dir]
+        folders += [layout.pretrained_models, layout.cache] + [layout.image_root(name) for name in SPECS]
+        files = [layout.smpl_model(g) for g in GENDERS] + [layout.j_regressor_extra, layout.j_regressor_h36m]
+        files += [layout.smpl_mean_params, layout.gmm_prior, layout.spin_official]
+        files += [layout.preprocessed / TEST_DATASETS["pw3d"]]
+        files += [layout.preprocessed / TRAIN_DATASETS[n][0] for n in TRAIN_DATASETS]
+        files += [layout.static_fits(n) for n in TRAIN_DATASETS]
+        for path in folders + files:
+            rel = path.relative_to(layout.root).as_posix()
+            if not _inside_root(layout.root, path):
+                raise UnsafeFileError(
+                    "refusing to write through a symlink that leaves the data root",
+                    path=path,
+                    fix="remove the symlink or choose another --data-root",
+                )
+            if path in files and (path.exists() or path.is_symlink()) and rel not in self.owned:
+                raise GtacliError(
+                    "exists and was not written by gtacli sample-data; refusing to replace it (also with --force)",
+                    path=path,
+                    fix="move the file away, or choose another --data-root",
+                )
+
     def build(self) -> None:
         self.layout.cache.mkdir(parents=True, exist_ok=True)
         mixture = self.build_body_assets()
@@ -281,18 +375,9 @@ class _Builder:
         self.build_checkpoint()
 
     def build_body_assets(self):
-        from gtacli.io.atomic import atomic_path
-        from gtacli.sample.poses import mean_params, pose_mixture
-        from gtacli.sample.synthetic_smpl import (
-            make_synthetic_regressors,
-            make_synthetic_smpl,
-            write_synthetic_smpl,
-        )
-
         layout = self.layout
         for gender in GENDERS:  # one topology and vertex order for all three, as real SMPL's genders
-            write_synthetic_smpl(layout.smpl_model(gender), gender=gender, seed=self.seed)
-            self.record(layout.smpl_model(gender))
+            write_synthetic_smpl(self.claim(layout.smpl_model(gender)), gender=gender, seed=self.seed)
             self.step(f"body model {gender}")
         neutral = make_synthetic_smpl("neutral", self.seed)  # cached by synthetic_smpl: not built twice
         reg_extra, reg_h36m = make_synthetic_regressors(neutral)
@@ -301,21 +386,14 @@ class _Builder:
         self.write_npy(layout.j_regressor_h36m, np.asarray(reg_h36m, dtype=np.float64))
         self.step("J_regressor_h36m")
         mixture = pose_mixture()
-        with atomic_path(layout.smpl_mean_params) as tmp:
+        with atomic_path(self.claim(layout.smpl_mean_params)) as tmp:
             np.savez(tmp, **mean_params(mixture))  # uncompressed, like the real file
-        self.record(layout.smpl_mean_params)
         self.step("smpl_mean_params")
         self.write_pickle(layout.gmm_prior, mixture.as_gmm_dict())
         self.step("gmm_08")
         return mixture
 
     def build_datasets(self, mixture) -> None:
-        from gtacli.body.smpl import BodyModel, GenderedBodyModel
-        from gtacli.data.human_data import write_human_data
-        from gtacli.sample import annotations
-        from gtacli.sample.datasets import PW3D_GENDERS, SPECS, TRAIN_ORDER, frames_per_sequence
-        from gtacli.sample.scenes import make_scenes
-
         neutral = BodyModel.from_layout(self.layout, "neutral", h36m=False)
         gendered = GenderedBodyModel.from_layout(self.layout, genders=("male", "female"), h36m=False)
         misc = self.misc()
@@ -341,27 +419,21 @@ class _Builder:
             )
             if spec.kind == "pw3d":
                 path = self.layout.preprocessed / TEST_DATASETS["pw3d"]
-                write_human_data(path, annotations.pw3d_fields(scenes, misc))
-                self.record(path)
+                write_human_data(self.claim(path), annotations.pw3d_fields(scenes, misc))
                 self.step("annotation pw3d", 2)
                 continue
             # the main name, never an alias: --force must not overwrite e.g. a user's h36m_mosh_train.npz
             path = self.layout.preprocessed / TRAIN_DATASETS[name][0]
+            self.claim(path)
             if spec.kind == "gta":
                 annotations.write_legacy_human_data(path, annotations.gta_fields(scenes, misc))
             else:
                 write_human_data(path, annotations.spin_fields(scenes, rng, misc))
-            self.record(path)
             self.step(f"annotation {name}")
             self.write_npy(self.layout.static_fits(name), annotations.static_fits(scenes, rng))
             self.step(f"static fits {name}")
 
     def build_checkpoint(self) -> None:
-        import torch
-
-        from gtacli.model.checkpoint import save_checkpoint
-        from gtacli.model.estimator import build_estimator, load_mean_params
-
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed * 1000 + _STREAMS["checkpoint"])
             model = build_estimator(load_mean_params(self.layout.smpl_mean_params))
@@ -376,8 +448,7 @@ class _Builder:
             **self.misc(),
             "note": "random backbone (BatchNorm statistics from the tree's crops); zero decoders (predicts the mean)",
         }
-        save_checkpoint(self.layout.spin_official, model, meta=meta, layout="mmhuman3d")
-        self.record(self.layout.spin_official)
+        save_checkpoint(self.claim(self.layout.spin_official), model, meta=meta, layout="mmhuman3d")
         self.step("spin_official.pth")
 
     def calibrate_batchnorm(self, backbone) -> None:
@@ -387,12 +458,6 @@ class _Builder:
         ResNet-50's activations grow through the residual stages (pooled features ~10x too large), which makes
         the first fine-tuning steps from this checkpoint jump. Statistics measured on real inputs keep
         every layer's eval-mode output normalised, like a trained network's."""
-        import torch
-
-        from gtacli.data.crop import bbox_to_center_scale, crop, normalize
-        from gtacli.data.human_data import HumanData
-        from gtacli.sample.datasets import SPECS
-
         crops = []
         for name in SPECS:
             path = self.layout.preprocessed / (

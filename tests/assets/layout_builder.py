@@ -103,7 +103,7 @@ class TreeBuilder:
         fields: Dict[str, object] = {
             "image_path": np.array(paths),
             "bbox_xywh": np.tile(np.array([10.0, 10.0, 100.0, 120.0, 1.0]), (n, 1)),
-            "keypoints2d": np.zeros((n, 49, 3), np.float32),
+            "keypoints2d": np.zeros((n, 190, 3), np.float32),
             "config": np.array(dataset),
         }
         if legacy:

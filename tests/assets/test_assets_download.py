@@ -16,18 +16,10 @@ import numpy as np
 import pytest
 from fault_server import FaultServer, oss_crc64
 
-from gtacli.assets.download import (
-    FetchOptions,
-    candidate_urls,
-    fetch_asset,
-    fetch_assets,
-    mirror_url,
-    parse_mirrors,
-    part_path,
-    read_lock_file,
-    verify_present,
-)
+from gtacli.assets.download import fetch_asset, fetch_assets, verify_present
+from gtacli.assets.lockfile import read_lock_file
 from gtacli.assets.manifest import load_manifest
+from gtacli.assets.transfer import FetchOptions, candidate_urls, mirror_url, parse_mirrors, part_path
 from gtacli.errors import UsageError
 from gtacli.layout import DataLayout
 
@@ -366,12 +358,11 @@ def test_npy_validator_rejects_wrong_shape(manifest, server, tmp_path):
     assert _nothing_at(asset.path(tmp_path))
 
 
-def test_large_annotation_gets_its_memory_mapped_cache_at_download(manifest, server, tmp_path, monkeypatch):
-    """A GTA-size HumanData file is slow to open the first time; fetch pays that once (issue 4 benchmark b)."""
-    from gtacli.data import human_data
-
-    n = 5
-    fields = {
+def _pw3d_like(n: int = 2, nested: bool = True) -> dict:
+    meta = {"gender": (["m", "f"] * n)[:n]}
+    if nested:
+        meta["nested"] = {"inner": np.arange(3)}  # a dict inside a dict
+    return {
         "image_path": [f"imageFiles/seq_00/image_{i:05d}.jpg" for i in range(n)],
         "bbox_xywh": np.tile(np.array([[10.0, 20.0, 100.0, 200.0, 1.0]]), (n, 1)),
         "smpl": {
@@ -379,9 +370,16 @@ def test_large_annotation_gets_its_memory_mapped_cache_at_download(manifest, ser
             "global_orient": np.zeros((n, 3)),
             "betas": np.zeros((n, 10)),
         },
-        "meta": {"gender": ["m", "f", "m", "f", "m"]},
+        "meta": meta,
         "config": "pw3d",
     }
+
+
+def test_large_annotation_gets_its_memory_mapped_cache_at_download(manifest, server, tmp_path, monkeypatch):
+    """A GTA-size HumanData file is slow to open the first time; fetch pays that once (issue 4 benchmark b)."""
+    from gtacli.data import human_data
+
+    fields = _pw3d_like(5, nested=False)
     source = tmp_path / "src" / "pw3d_test.npz"
     human_data.write_human_data(source, fields)
     data = source.read_bytes()
@@ -395,3 +393,85 @@ def test_large_annotation_gets_its_memory_mapped_cache_at_download(manifest, ser
     assert (folder / human_data.CACHE_MANIFEST).is_file()
     assert (folder / "bbox_xywh.npy").is_file()
     np.testing.assert_array_equal(np.load(folder / "bbox_xywh.npy"), fields["bbox_xywh"])
+
+
+def test_cache_failure_after_the_move_does_not_fail_the_fetch(manifest, server, tmp_path, monkeypatch):
+    from gtacli.data import human_data
+
+    source = tmp_path / "src" / "pw3d_test.npz"
+    human_data.write_human_data(source, _pw3d_like())
+    monkeypatch.setattr(human_data, "CACHE_MIN_BYTES", 1)
+    asset = manifest.get("pw3d_test")
+    server.add(asset.url, source.read_bytes(), content_md5=True)
+    later = manifest.get("gmm_08")
+    server.add(later.url, b"not a gmm", content_md5=True)
+    layout = DataLayout(tmp_path / "data")
+    results = fetch_assets([asset, later], layout, _opts(server.url))
+    assert results[0].status == "downloaded", results[0].detail  # in place, the run went on
+    assert "no memory-mapped cache" in results[0].detail
+    assert results[1].status == "failed"  # the next file was still attempted
+    assert len(human_data.HumanData.load(layout.annotation("pw3d"), cache_dir=layout.cache)) == 2
+
+
+def test_annotation_with_an_escaping_member_name_is_never_placed(manifest, server, tmp_path):
+    import io
+    import zipfile
+
+    from gtacli.data import human_data
+
+    source = tmp_path / "src" / "pw3d_test.npz"
+    human_data.write_human_data(source, {k: v for k, v in _pw3d_like().items() if k != "meta"})
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, np.full(4, 7.0))
+    with zipfile.ZipFile(source, "a") as zf:
+        zf.writestr("../../../../escaped_x.npy", buf.getvalue())
+    asset = manifest.get("pw3d_test")
+    server.add(asset.url, source.read_bytes(), content_md5=True)
+    result = fetch_asset(asset, DataLayout(tmp_path / "data"), _opts(server.url))
+    assert result.status == "failed" and "not a plain name" in result.detail
+    assert _nothing_at(asset.path(tmp_path / "data"))
+    assert not list(tmp_path.parent.rglob("escaped_x*"))
+
+
+def test_onnx_files_are_validated_by_loading_them_with_opencv(server, tmp_path):
+    from onnx_bytes import relu_model
+
+    from gtacli.assets.manifest import Asset
+
+    good = Asset(
+        name="detector", url="http://example.org/models/det.onnx", dest="pretrained_models/det.onnx",
+        group="detector", validator={"kind": "onnx"},
+    )  # fmt: skip
+    bad = Asset(
+        name="detector_bad", url="http://example.org/models/bad.onnx", dest="pretrained_models/bad.onnx",
+        group="detector", validator={"kind": "onnx"},
+    )  # fmt: skip
+    server.add(good.url, relu_model(), content_md5=True)
+    server.add(bad.url, b"\x08\x07garbage that is not a graph" * 10, content_md5=True)
+    layout = DataLayout(tmp_path / "data")
+    ok, refused = fetch_assets([good, bad], layout, _opts(server.url))
+    assert ok.status == "downloaded" and "ONNX network" in ok.detail
+    assert refused.status == "failed" and "ONNX" in refused.detail and "\n" not in refused.detail
+    assert _nothing_at(bad.path(layout.root))
+
+
+def test_positional_names_may_be_entries_or_groups_even_undeclared_ones(tmp_path):
+    """`gtacli fetch detector`: the demo's entry is appended with its own group, not listed under `groups`."""
+    import json
+
+    path = tmp_path / "manifest.json"
+    entry = {"url": "http://example.org/d.onnx", "validator": {"kind": "onnx"}}
+    path.write_text(json.dumps({
+        "groups": {"extras": "x"},
+        "assets": [
+            {"name": "gmm_08", "dest": "gmm_08.pkl", "group": "extras", "url": "http://example.org/g.pkl"},
+            {"name": "detector", "dest": "pretrained_models/detector.onnx", "group": "detector", **entry},
+            {"name": "detector_weights", "dest": "pretrained_models/w.onnx", "group": "detector", **entry},
+        ],
+    }))  # fmt: skip
+    manifest = load_manifest(path)
+    assert [a.name for a in manifest.select(["detector"])] == ["detector"]  # the entry wins over the group
+    assert [a.name for a in manifest.select([], ["detector"])] == ["detector", "detector_weights"]
+    assert [a.name for a in manifest.select(["extras"])] == ["gmm_08"]
+    with pytest.raises(Exception, match="did you mean detector"):
+        manifest.select(["detectr"])

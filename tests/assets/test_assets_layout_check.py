@@ -113,10 +113,10 @@ def test_finetune_train_all_green_and_fits_rows_checked(tmp_path):
     b.fits("gta", rows=2)
     report = check_layout(b.root, "finetune")
     assert report.ok and _items(report)["static fits gta"].status == "warn"
-    # the cache folder must exist
+    # no cache folder (mmhuman3d trees often have none): fine while the data root is writable
     b.layout.cache.rmdir()
     cache = _items(check_layout(b.root, "finetune"))["cache folder"]
-    assert not cache.ok and cache.fix.startswith("mkdir -p")
+    assert cache.ok and "created on first run" in cache.detail
 
 
 def test_h36m_alias_is_named(tmp_path):

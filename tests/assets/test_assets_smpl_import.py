@@ -1,9 +1,11 @@
 """SMPL import from zips/folders/pickles shaped like the official files, without chumpy installed.
 
 The official SMPL pickles hold `chumpy.ch.Ch` objects and `scipy.sparse.csc.csc_matrix`. We make such
-pickles here with a throwaway `chumpy` package written to a temporary folder (and a stand-in class
-registered as `scipy.sparse.csc.csc_matrix`), pickle them with protocol 2, then remove both from
-`sys.modules`/`sys.path` before importing, so the importer never sees the real classes.
+pickles here with a throwaway `chumpy` package written to a temporary folder and a stand-in class
+registered as `scipy.sparse.csc.csc_matrix` (stand-in `scipy`, `scipy.sparse` and `scipy.sparse.csc`
+modules in `sys.modules`: scipy is not installed and must not be needed), pickle them with protocol 2,
+then remove all of them from `sys.modules`/`sys.path` before loading, so the loaders never see the real
+classes.
 """
 
 from __future__ import annotations
@@ -12,12 +14,11 @@ import io
 import os
 import pickle
 import sys
-import types
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
+from official_pickles import official_pickles
 
 from gtacli.assets.smpl_import import gender_from_name, import_smpl, loads_smpl_pickle
 from gtacli.errors import BadFileError, GtacliError, MissingFileError, UnsafeFileError
@@ -30,23 +31,6 @@ V11_NAMES = {
     g: f"SMPL_python_v.1.1.0/smpl/models/basicmodel_{g[0] if g != 'neutral' else 'neutral'}_lbs_10_207_0_v1.1.0.pkl"
     for g in ("female", "male", "neutral")
 }
-
-CHUMPY_INIT = "from .ch import Ch\n"
-CHUMPY_CH = '''
-import numpy as np
-
-
-class Ch(object):
-    """Mimics what chumpy pickles: a __dict__ with the value in x plus bookkeeping (a set, a dict)."""
-
-    def __init__(self, x):
-        self.x = np.asarray(x, dtype=np.float64)
-        self._dirty_vars = set()
-        self._itr = None
-        self._depends_on_deps = {}
-        self._make_dense = False
-        self._make_sparse = False
-'''
 
 
 def _model_arrays(seed: int) -> dict:
@@ -69,77 +53,12 @@ def _model_arrays(seed: int) -> dict:
     }
 
 
-def _old_pickles(tmp_dir: Path, arrays_by_gender: dict, protocol: int = 2) -> dict:
-    """Pickle each model with chumpy Ch values and an old-path scipy sparse J_regressor."""
-    pkg = tmp_dir / "fake_chumpy_site" / "chumpy"
-    pkg.mkdir(parents=True)
-    (pkg / "__init__.py").write_text(CHUMPY_INIT)
-    (pkg / "ch.py").write_text(CHUMPY_CH)
-    site = str(pkg.parent)
-    sys.path.insert(0, site)
-    fake_csc = types.ModuleType("scipy.sparse.csc")
-
-    class csc_matrix:  # noqa: N801 - the historical class name
-        pass
-
-    csc_matrix.__module__ = "scipy.sparse.csc"
-    csc_matrix.__qualname__ = "csc_matrix"
-    fake_csc.csc_matrix = csc_matrix
-    saved_csc = sys.modules.get("scipy.sparse.csc")
-    sys.modules["scipy.sparse.csc"] = fake_csc
-    try:
-        import chumpy  # the throwaway package
-
-        out = {}
-        for gender, arrays in arrays_by_gender.items():
-            if set(arrays) == {"v_template", "weights"}:  # a small model for opcode-level tests
-                out[gender] = pickle.dumps({k: chumpy.Ch(v) for k, v in arrays.items()}, protocol=protocol)
-                continue
-            dense = arrays["J_regressor"]
-            sparse = csc_matrix()
-            nz_rows, nz_cols = np.nonzero(dense.T)  # CSC = column-major: walk columns
-            sparse.__dict__.update(
-                {
-                    "_shape": dense.shape,
-                    "data": dense[nz_cols, nz_rows],
-                    "indices": nz_cols.astype(np.int32),
-                    "indptr": np.concatenate(
-                        [[0], np.cumsum(np.bincount(nz_rows, minlength=dense.shape[1]))]
-                    ).astype(np.int32),
-                    "maxprint": 50,
-                    "format": "csc",
-                }
-            )
-            model = {
-                "v_template": chumpy.Ch(arrays["v_template"]),
-                "shapedirs": chumpy.Ch(arrays["shapedirs"]),
-                "posedirs": arrays["posedirs"],
-                "J_regressor": sparse,
-                "weights": chumpy.Ch(arrays["weights"]),
-                "kintree_table": arrays["kintree_table"],
-                "f": arrays["f"],
-                "J": chumpy.Ch(dense @ arrays["v_template"]),
-                "bs_type": "lrotmin",
-                "bs_style": "lbs",
-            }
-            out[gender] = pickle.dumps(model, protocol=protocol)
-        return out
-    finally:
-        sys.path.remove(site)
-        for name in [m for m in sys.modules if m == "chumpy" or m.startswith("chumpy.")]:
-            del sys.modules[name]
-        if saved_csc is None:
-            del sys.modules["scipy.sparse.csc"]
-        else:
-            sys.modules["scipy.sparse.csc"] = saved_csc
-
-
 @pytest.fixture(scope="module")
 def official_like(tmp_path_factory):
     """(arrays by gender, protocol-2 pickles by gender, a v1.1-style zip path)."""
     tmp = tmp_path_factory.mktemp("smpl_src")
     arrays = {g: _model_arrays(i) for i, g in enumerate(("female", "male", "neutral"))}
-    pickles = _old_pickles(tmp, arrays)
+    pickles = official_pickles(tmp, arrays)
     assert b"chumpy.ch" in pickles["male"] and b"scipy.sparse.csc" in pickles["male"]
     zip_path = tmp / "SMPL_python_v.1.1.0.zip"
     with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
@@ -204,7 +123,7 @@ def test_single_pickle_and_folder_sources_and_missing_genders(official_like, tmp
 def test_protocol0_pickle_with_reconstructor(tmp_path):
     arrays = _model_arrays(3)
     small = {k: arrays[k] for k in ("v_template", "weights")}
-    data = _old_pickles(tmp_path, {"male": small}, protocol=0)["male"]
+    data = official_pickles(tmp_path, {"male": small}, protocol=0)["male"]
     assert b"copy_reg\n_reconstructor" in data
     loaded = loads_smpl_pickle(data, "test.pkl")
     np.testing.assert_array_equal(loaded["v_template"], arrays["v_template"])
@@ -289,17 +208,47 @@ def test_written_pickle_holds_only_plain_data(official_like, tmp_path):
     assert plain["posedirs"].shape == (N_V, 3, 207) and plain["f"].dtype == np.uint32
 
 
-def test_official_pickle_copied_in_place_is_flagged_then_converted(official_like, tmp_path):
+def test_official_pickles_are_read_in_place_where_mmhuman3d_keeps_them(official_like, tmp_path):
+    """mmhuman3d's docs rename the official files to body_models/smpl/SMPL_<GENDER>.pkl: they load as they are."""
     from gtacli.assets.layout_check import check_layout
+    from gtacli.body.smpl import BodyModel, load_smpl_arrays
 
-    _, pickles, _ = official_like
+    arrays, pickles, _ = official_like
     layout = DataLayout(tmp_path / "data")
-    target = layout.smpl_model("male")
-    target.parent.mkdir(parents=True)
-    target.write_bytes(pickles["male"])  # what mmhuman3d's docs tell users to do
-    item = {i.item: i for i in check_layout(layout.root, "eval-pw3d").items}["SMPL male"]
-    assert not item.ok and "chumpy" in item.detail and item.fix == f"gtacli fetch --smpl-from {target}"
-    report = import_smpl([target], layout)  # the fix command's import, in place
-    assert report.written == {"male": str(target)}
-    item = {i.item: i for i in check_layout(layout.root, "eval-pw3d").items}["SMPL male"]
-    assert item.ok, item.detail
+    layout.smpl_dir.mkdir(parents=True)
+    for gender in ("male", "female", "neutral"):
+        layout.smpl_model(gender).write_bytes(pickles[gender])  # what mmhuman3d's docs tell users to do
+    assert "scipy" not in sys.modules and "chumpy" not in sys.modules
+    for gender in ("male", "female", "neutral"):
+        loaded = load_smpl_arrays(layout.smpl_model(gender))
+        # the csc J_regressor densified exactly, chumpy values unwrapped
+        np.testing.assert_array_equal(loaded["J_regressor"], arrays[gender]["J_regressor"])
+        np.testing.assert_array_equal(loaded["shapedirs"], arrays[gender]["shapedirs"])
+        item = {i.item: i for i in check_layout(layout.root, "eval-pw3d").items}[f"SMPL {gender}"]
+        assert item.ok and "read in place" in item.detail, item.detail
+    assert "scipy" not in sys.modules and "chumpy" not in sys.modules
+    model = BodyModel(load_smpl_arrays(layout.smpl_model("male")), gender="male")
+    import torch
+
+    betas = torch.tensor([[0.5, -1.0, 0, 0, 0, 0, 0, 0, 0, 2.0]])
+    out = model(betas, torch.zeros(1, 69), torch.zeros(1, 3))
+    expected = arrays["male"]["v_template"] + arrays["male"]["shapedirs"] @ betas[0].double().numpy()
+    np.testing.assert_allclose(out.vertices[0].numpy(), expected, atol=1e-4)
+    report = import_smpl([layout.smpl_model("male")], layout)  # `fetch --smpl-from` still converts in place
+    assert report.written == {"male": str(layout.smpl_model("male"))}
+    assert b"chumpy" not in layout.smpl_model("male").read_bytes()
+
+
+def test_hostile_pickle_in_the_smpl_folder_is_still_refused(tmp_path):
+    from gtacli.body.smpl import load_smpl_arrays
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("touch " + str(tmp_path / "pwned"),))
+
+    layout = DataLayout(tmp_path / "data")
+    layout.smpl_dir.mkdir(parents=True)
+    layout.smpl_model("neutral").write_bytes(pickle.dumps({"v_template": Evil()}, protocol=2))
+    with pytest.raises(UnsafeFileError, match="posix.system|os.system"):
+        load_smpl_arrays(layout.smpl_model("neutral"))
+    assert not (tmp_path / "pwned").exists()

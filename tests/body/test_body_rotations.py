@@ -159,3 +159,26 @@ def test_rotations_on_cuda_match_cpu():
         atol=1e-5,
         rtol=0,
     )
+
+
+def test_numpy_variants_match_closed_forms_including_180_degrees():
+    for angle in (0.0, 0.3, -1.2, math.pi):
+        np.testing.assert_allclose(R.rot_x(angle), rot_x(angle), atol=1e-15)
+        np.testing.assert_allclose(R.rot_z(angle), rot_z(angle), atol=1e-15)
+        c, s = math.cos(angle), math.sin(angle)
+        np.testing.assert_allclose(R.rot_y(angle), [[c, 0, s], [0, 1, 0], [-s, 0, c]], atol=1e-15)
+    aa = np.array([[math.pi / 2, 0, 0], [0, 0, 0.3], [0, 0, 0], [-1.0, 0, 0]])
+    mats = R.axis_angle_to_matrix_np(aa)
+    assert mats.dtype == np.float64
+    np.testing.assert_allclose(
+        mats, np.stack([rot_x(math.pi / 2), rot_z(0.3), np.eye(3), rot_x(-1.0)]), atol=1e-12
+    )
+    np.testing.assert_allclose(
+        R.matrix_to_axis_angle_np(mats),
+        [[math.pi / 2, 0, 0], [0, 0, 0.3], [0, 0, 0], [-1.0, 0, 0]],
+        atol=1e-12,
+    )
+    half_turn = R.matrix_to_axis_angle_np(rot_x(math.pi))  # the mean pose's root: 180 degrees about x
+    np.testing.assert_allclose(np.abs(half_turn), [math.pi, 0, 0], atol=1e-9)
+    six = R.rotmat_to_rot6d_np(rot_z(0.3))
+    np.testing.assert_allclose(six, rot_z(0.3)[:, :2].reshape(6), atol=1e-15)

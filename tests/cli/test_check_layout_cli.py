@@ -74,3 +74,63 @@ def test_sample_tree_passes_for_all(request):
     doc = json.loads(result.stdout)
     assert doc["ok"] and doc["synthetic"]
     assert result.stderr.count("SYNTHETIC") == 1
+
+
+def _failed_item(b, job: str, name: str) -> dict:
+    doc = json.loads(_check(["--for", job, "--data-root", b.root, "--json"], 1).stdout)
+    item = {i["item"]: i for i in doc["items"]}[name]
+    assert not item["ok"]
+    return item
+
+
+def _rewrite_annotation(path: Path, **changes) -> None:
+    import numpy as np
+
+    from gtacli.io.safe import load_npz
+
+    with load_npz(path) as npz:
+        fields = {k: npz[k] for k in npz}
+    fields.update(changes)
+    np.savez_compressed(path, **fields)
+
+
+@pytest.mark.parametrize("member", ["bbox_xywh", "keypoints2d"])
+def test_non_finite_annotation_values_are_reported_per_file(tmp_path, member):
+    import numpy as np
+
+    b = TreeBuilder(tmp_path / "data")
+    b.eval_pw3d()
+    ann = b.layout.annotation("pw3d")
+    with np.load(ann) as npz:
+        values = np.array(npz[member], dtype=np.float32)
+    values[1, 0] = np.nan
+    values[3, 0] = np.inf
+    _rewrite_annotation(ann, **{member: values})
+    item = _failed_item(b, "eval-pw3d", "annotation pw3d")
+    assert f"2 of {b.n} frames have NaN/inf values in '{member}'" in item["detail"]
+
+
+def test_all_nan_static_fits_are_not_ok(tmp_path):
+    import numpy as np
+
+    b = TreeBuilder(tmp_path / "data")
+    b.finetune()
+    np.save(b.layout.static_fits("lsp"), np.full((b.n, 82), np.nan))
+    assert f"{b.n} of {b.n} rows hold NaN/inf" in _failed_item(b, "finetune", "static fits lsp")["detail"]
+
+
+def test_annotation_with_a_member_name_that_leaves_the_cache_is_refused(tmp_path):
+    import io
+    import zipfile
+
+    import numpy as np
+
+    b = TreeBuilder(tmp_path / "data")
+    b.eval_pw3d()
+    ann = b.layout.annotation("pw3d")
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, np.zeros(3))
+    with zipfile.ZipFile(ann, "a") as zf:
+        zf.writestr("../../../../escaped_x.npy", buf.getvalue())
+    assert "not a plain name" in _failed_item(b, "eval-pw3d", "annotation pw3d")["detail"]
+    assert not list(tmp_path.parent.rglob("escaped_x*"))

@@ -159,6 +159,7 @@ def test_smpl_import_errors_are_one_line_and_leave_nothing(tmp_path):
     assert not (root / "body_models" / "smpl").exists() or not any((root / "body_models" / "smpl").iterdir())
 
 
+@pytest.mark.slow
 def test_two_concurrent_fetch_runs_do_not_corrupt_each_other(server, tmp_path):
     manifest = load_manifest()
     asset = manifest.get("resnet50_spin_gta_ft_log")
@@ -220,3 +221,59 @@ def io_npy(arr) -> bytes:
     buf = io.BytesIO()
     np.save(buf, arr)
     return buf.getvalue()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mirror", ["http://nonexistent.invalid", "http://127.0.0.1:9"])
+def test_offline_fetch_all_gives_up_on_dead_hosts_at_once(tmp_path, mirror):
+    """A real subprocess with the default retries (5, backoff 1 s): an unresolvable name and a closed port are
+    tried once for the whole run; one summary line, each cause once, an 80-column table, in seconds."""
+    import time
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GTACLI_FETCH_")}
+    env.update(GTACLI_MIRROR="", COLUMNS="80", PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "gtacli", "fetch", "--all", "--mirror", mirror, "--data-root", str(tmp_path)],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    seconds = time.perf_counter() - started
+    assert proc.returncode == 1, proc.stderr
+    n = len(load_manifest().assets)
+    assert seconds < 30, seconds  # before: ~3 minutes of retries with backoff
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    from urllib.parse import urlsplit
+
+    hosts = {urlsplit(a.url).netloc for a in load_manifest().assets}
+    assert len(errors) == len(hosts), proc.stderr  # each cause (dead mirror + dead origin) once, not per file
+    assert all(mirror.split("//")[1] in line and "not retried" in line for line in errors)
+    assert "retrying" not in proc.stderr
+    summary = [line for line in proc.stdout.splitlines() if "fetched," in line]
+    assert summary == [f"0 fetched, {n} failed, 0 skipped, 0.0 MB"], proc.stdout
+    assert max(len(line) for line in proc.stdout.splitlines()) <= 80
+
+
+def test_dry_run_lists_size_destination_verification_and_total(tmp_path):
+    result = _fetch(["--all", "--dry-run", "--data-root", tmp_path], 0, env={"COLUMNS": "80"})
+    assets = load_manifest().assets
+    known = sum(a.size or 0 for a in assets)
+    doc = json.loads(_fetch(["--all", "--dry-run", "--data-root", tmp_path, "--json"], 0).stdout)
+    assert doc["total_bytes"] == known
+    assert all(f["verified_by"] for f in doc["files"])
+    sha = next(a for a in assets if a.sha256)
+    assert next(f for f in doc["files"] if f["name"] == sha.name)["verified_by"].startswith("sha256")
+    for asset in assets:
+        assert asset.name[:12] in result.stdout  # long names fold inside the 80-column table
+    assert f"{len(assets)} to fetch" in result.stdout and max(map(len, result.stdout.splitlines())) <= 80
+
+
+def test_positional_group_name_selects_the_group(tmp_path):
+    doc = json.loads(_fetch(["extras", "--dry-run", "--data-root", tmp_path, "--json"], 0).stdout)
+    expected = [a.name for a in load_manifest().assets if a.group == "extras"]
+    assert [f["name"] for f in doc["files"]] == expected
+
+
+@pytest.mark.parametrize("name, value", [("GTACLI_FETCH_RETRIES", "many"), ("GTACLI_FETCH_TIMEOUT_S", "-1")])
+def test_bad_fetch_environment_values_are_usage_errors(tmp_path, name, value):
+    result = _fetch(["gmm_08", "--data-root", tmp_path], 2, env={name: value})
+    assert name in result.stderr and len(result.stderr.strip().splitlines()) == 1 and not result.stdout

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from gtacli.io.safe import load_checkpoint, load_npz
@@ -23,6 +24,7 @@ def _gtacli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_json_summary_then_a_rebuild_with_another_seed_gives_the_seeded_tree(
     tmp_path: Path, sample_tree: Path
 ) -> None:
@@ -49,6 +51,8 @@ def test_json_summary_then_a_rebuild_with_another_seed_gives_the_seeded_tree(
     stale = root / "datasets/lsp/images/im9999.jpg"
     stale.write_bytes(b"from an earlier, bigger build")
     marker["files"].append("datasets/lsp/images/im9999.jpg")
+    st = stale.stat()
+    marker["stamps"]["datasets/lsp/images/im9999.jpg"] = [st.st_size, st.st_mtime_ns]  # as if we wrote it
     (root / "SYNTHETIC_DATA.json").write_text(json.dumps(marker))
     (root / "cache/spin_lsp_train_smpl_49.npz").write_bytes(b"stale cache")
     mine = root / "datasets/lsp/my_notes.txt"
@@ -108,6 +112,9 @@ def _assert_same_tree(a: Path, b: Path) -> None:
             assert sa.keys() == sb.keys(), rel
             for k in sa:  # BatchNorm statistics come from a CPU forward pass: equal up to summation order
                 assert torch.allclose(sa[k].double(), sb[k].double(), rtol=1e-5, atol=1e-7), (rel, k)
+        elif rel == "SYNTHETIC_DATA.json":  # the same, up to the mtimes stamped for each file
+            ma, mb = json.loads(pa.read_text()), json.loads(pb.read_text())
+            assert ma.pop("stamps").keys() == mb.pop("stamps").keys() and ma == mb
         else:
             assert pa.read_bytes() == pb.read_bytes(), rel
 
@@ -119,3 +126,81 @@ def _assert_equal_values(x, y, where: str) -> None:
             _assert_equal_values(x[key], y[key], f"{where}.{key}")
     else:
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=where)
+
+
+def _copy_tree(src: Path, dest: Path) -> Path:
+    import shutil
+
+    shutil.copytree(src, dest, symlinks=True)
+    return dest
+
+
+def test_force_never_replaces_files_sample_data_did_not_write(tmp_path: Path, sample_tree: Path) -> None:
+    """A licensed SMPL model, a real checkpoint and real images in a folder: --force writes beside them or
+    stops with one line naming the file, and they stay byte for byte."""
+    from gtacli.errors import GtacliError
+    from gtacli.layout import DataLayout
+    from gtacli.sample.tree import build_sample_tree
+
+    for rel in ("body_models/smpl/SMPL_NEUTRAL.pkl", "pretrained_models/spin_official.pth"):
+        root = tmp_path / rel.split("/")[-1] / "data"
+        target = root / rel
+        target.parent.mkdir(parents=True)
+        target.write_bytes(b"licensed bytes")
+        try:
+            build_sample_tree(root, size="tiny", force=True)
+        except GtacliError as exc:
+            assert str(target) in str(exc) and "not written by gtacli sample-data" in str(exc)
+        else:
+            raise AssertionError("--force replaced a file it did not write")
+        assert target.read_bytes() == b"licensed bytes"
+        assert not (root / "SYNTHETIC_DATA.json").exists()  # refused before anything was written
+
+    # a synthetic tree where the user put the real model over ours: a rebuild leaves it alone
+    tree = _copy_tree(sample_tree, tmp_path / "synthetic")
+    smpl = DataLayout(tree).smpl_model("neutral")
+    smpl.write_bytes(b"the licensed SMPL_NEUTRAL.pkl")
+    proc = _gtacli("--data-root", str(tree), "--size", "tiny", "--force", "--quiet")
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error")]
+    assert proc.returncode == 1 and len(errors) == 1 and str(smpl) in errors[0]
+    assert smpl.read_bytes() == b"the licensed SMPL_NEUTRAL.pkl"
+
+
+def test_real_images_are_never_replaced(tmp_path: Path, sample_tree: Path) -> None:
+    from gtacli.errors import GtacliError
+    from gtacli.sample.tree import build_sample_tree
+
+    tree = _copy_tree(sample_tree, tmp_path / "synthetic")
+    image = tree / "datasets/lsp/images/im0001.jpg"
+    image.write_bytes(b"a real photo")
+    try:
+        build_sample_tree(tree, size="tiny", force=True)
+    except GtacliError as exc:
+        assert str(image) in str(exc)
+    else:
+        raise AssertionError("a real image was replaced")
+    assert image.read_bytes() == b"a real photo"
+
+
+def test_never_writes_through_a_symlink_that_leaves_the_root(tmp_path: Path) -> None:
+    from gtacli.errors import UnsafeFileError
+    from gtacli.sample.tree import build_sample_tree
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "datasets").symlink_to(outside)
+    try:
+        build_sample_tree(root, size="tiny", force=True)
+    except UnsafeFileError as exc:
+        assert "symlink that leaves the data root" in str(exc) and "\n" not in str(exc)
+    else:
+        raise AssertionError("wrote through a symlink out of the root")
+    assert list(outside.iterdir()) == []
+    assert sorted(p.name for p in root.iterdir()) == ["datasets"]  # nothing written before the refusal
+    (root / "datasets").unlink()
+    (root / "datasets").symlink_to("/")
+    proc = _gtacli("--data-root", str(root), "--size", "tiny", "--force", "--quiet")
+    assert proc.returncode == 1 and "symlink" in proc.stderr
+    assert not Path("/lsp").exists() and not Path("/h36m").exists()

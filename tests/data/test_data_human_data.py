@@ -222,3 +222,86 @@ def test_meta_gender_list_or_string_array_gives_mmhuman3d_genders(tmp_path, as_a
     rows = np.arange(3, n)
     got = gendered_names(np.asarray(data.meta()["gender"])[rows])
     assert got == ["male" if i % 3 else "female" for i in rows]
+
+
+def _npz_with_members(path, members):
+    """An npz written member by member (np.savez cannot spell hostile names)."""
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, value in members.items():
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.asarray(value), allow_pickle=False)
+            zf.writestr(name, buf.getvalue())
+
+
+@pytest.mark.parametrize("member", ["../../../../escaped_x.npy", "/tmp/gtacli_abs_escape_x.npy", "a/b.npy"])
+def test_cache_refuses_member_names_that_leave_the_cache(tmp_path, member):
+    root = tmp_path / "data"
+    ann = root / "preprocessed_datasets" / "big.npz"
+    ann.parent.mkdir(parents=True)
+    _npz_with_members(
+        ann, {"__data_len__.npy": np.array(2), "bbox_xywh.npy": np.ones((2, 4)), member: np.full(4, 7.0)}
+    )
+    before = set(tmp_path.rglob("*"))
+    with pytest.raises(UnsafeFileError, match="not a plain name") as info:
+        HumanData.load(ann, cache_dir=root / "cache", use_cache=True)
+    assert "\n" not in str(info.value) and str(ann) in str(info.value)
+    assert set(tmp_path.rglob("*")) - before <= {root / "cache", root / "cache" / "human_data"}
+    assert not list(tmp_path.parent.glob("escaped_x*")) and not os.path.exists("/tmp/gtacli_abs_escape_x.npy")
+
+
+def test_cache_refuses_hostile_names_inside_dict_members(tmp_path):
+    root = tmp_path / "data"
+    ann = root / "preprocessed_datasets" / "big.npz"
+    ann.parent.mkdir(parents=True)
+    smpl = np.empty((), dtype=object)
+    smpl[()] = {"../../../../escaped_sub": np.zeros((2, 10))}
+    np.savez_compressed(ann, __data_len__=2, bbox_xywh=np.ones((2, 4)), smpl=smpl)
+    with pytest.raises(UnsafeFileError, match="not a plain name"):
+        HumanData.load(ann, cache_dir=root / "cache", use_cache=True)
+    assert not list(tmp_path.parent.rglob("escaped_sub*"))
+
+
+def test_cache_threshold_parameterless_path_also_checks_names(tmp_path, monkeypatch):
+    """The size rule (files >= CACHE_MIN_BYTES) leads to the same check: lowered here to reach it cheaply."""
+    from gtacli.data import human_data
+
+    root = tmp_path / "data"
+    ann = root / "preprocessed_datasets" / "pw3d_test.npz"
+    ann.parent.mkdir(parents=True)
+    _npz_with_members(ann, {"__data_len__.npy": np.array(1), "../../../x.npy": np.zeros(3)})
+    monkeypatch.setattr(human_data, "CACHE_MIN_BYTES", 1)
+    with pytest.raises(UnsafeFileError):
+        HumanData.load(ann)  # default cache root: <data root>/cache
+    assert not (tmp_path / "x.npy").exists()
+
+
+def test_dict_nested_in_a_dict_falls_back_to_the_npz(tmp_path):
+    root = tmp_path / "data"
+    ann = root / "preprocessed_datasets" / "nested.npz"
+    ann.parent.mkdir(parents=True)
+    meta = np.empty((), dtype=object)
+    meta[()] = {"gender": ["m", "f"], "extra": {"inner": np.arange(3)}}
+    np.savez_compressed(ann, __data_len__=2, bbox_xywh=np.ones((2, 4)), meta=meta)
+    hd = HumanData.load(ann, cache_dir=root / "cache", use_cache=True)
+    assert len(hd) == 2 and hd.meta()["gender"] == ["m", "f"]
+    assert np.array_equal(hd.meta()["extra"]["inner"], np.arange(3))
+    assert not list((root / "cache").rglob("manifest.json"))  # no half cache left behind
+
+
+@pytest.mark.parametrize(
+    "fields, member",
+    [
+        ({"bbox_xywh": np.ones((3, 4)), "keypoints2d": np.zeros((4, 190, 3))}, "bbox_xywh"),  # boxes short
+        ({"bbox_xywh": np.ones((4, 4)), "keypoints2d": np.zeros((4, 17, 3))}, "keypoints2d"),  # wrong K
+        ({"bbox_xywh": np.ones((4, 4)), "keypoints3d": np.zeros((4, 190, 3))}, "keypoints3d"),  # no conf
+        ({"bbox_xywh": np.ones((4, 3))}, "bbox_xywh"),
+        ({"image_path": np.array(["a.jpg"] * 3)}, "image_path"),
+    ],
+)
+def test_wrong_shapes_are_one_line_at_load_naming_file_and_member(tmp_path, fields, member):
+    path = tmp_path / "bad.npz"
+    np.savez_compressed(path, __data_len__=4, **fields)
+    with pytest.raises(BadFileError) as info:
+        HumanData.load(path)
+    text = str(info.value)
+    assert f"'{member}'" in text and str(path) in text and "\n" not in text

@@ -160,7 +160,11 @@ def test_spin_annotation_has_the_real_keys_and_boxes(sample_tree: Path, dataset:
     with load_npz(path) as raw:
         n = int(raw["__data_len__"])
         assert bool(raw["__keypoints_compressed__"]) is True
-        assert raw.header("keypoints2d")[0] == (n, 49, 3)  # compressed to the 49 mapped slots (docs/reproduction.md §2.3)
+        assert raw.header("keypoints2d")[0] == (
+            n,
+            49,
+            3,
+        )  # compressed to the 49 mapped slots (docs/reproduction.md §2.3)
         np.testing.assert_array_equal(np.flatnonzero(raw["keypoints2d_mask"]), sorted(SMPL_49_TO_HUMAN_DATA))
         has_3d = dataset in ("h36m", "mpi_inf_3dhp")
         assert ("keypoints3d" in raw) == has_3d
@@ -349,6 +353,7 @@ def test_images_and_keypoints_show_the_bodies(sample_tree: Path, gendered_model,
             assert held.mean() > 0.9, (rel, held.mean())
 
 
+@pytest.mark.slow
 def test_checkpoint_is_mmhuman3d_layout_and_predicts_the_mean(sample_tree: Path) -> None:
     from gtacli.data.crop import normalize
     from gtacli.model.checkpoint import load_weights

@@ -1,0 +1,93 @@
+"""A full disk during an atomic write (checkpoint saves included) is one line: "no space left on device:
+PATH, needs ~N MB"; nothing is left behind. Real: a 2 MiB tmpfs (skipped where mounting is not permitted)."""
+
+from __future__ import annotations
+
+import errno
+import gc
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from gtacli.errors import GtacliError
+from gtacli.io.atomic import atomic_path, atomic_write_bytes, atomic_write_with
+
+TMPFS_BYTES = 2 << 20
+
+
+@pytest.fixture()
+def tiny_disk(tmp_path):
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={TMPFS_BYTES}", "tmpfs", str(mount)], capture_output=True
+    )
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode(errors='replace').strip()[:100]}")
+    try:
+        yield mount
+    finally:
+        gc.collect()  # torch's failed zip writer can hold the temp file open until collected
+        subprocess.run(["umount", "-l", str(mount)], check=False)  # lazy: never leave the mount behind
+
+
+def test_torch_save_on_a_full_disk_says_no_space_and_the_size(tiny_disk):
+    target = tiny_disk / "ckpt" / "latest.pth"
+    payload = {"w": torch.zeros(1_000_000)}  # 4 MB of float32 on a 2 MiB disk
+    need = 4_000_000
+    with pytest.raises(GtacliError) as info:
+        atomic_write_with(target, lambda tmp: torch.save(payload, tmp), expected_bytes=need)
+    text = str(info.value)
+    assert text.startswith(f"no space left on device: {target}, needs ~4.0 MB"), text
+    assert "\n" not in text and "inline_container" not in text
+    assert [p for p in tiny_disk.rglob("*") if p.is_file()] == []  # the partial temp file is gone
+    usage = shutil.disk_usage(tiny_disk)
+    assert usage.free >= usage.total - (64 << 10)  # and its space given back (no open handle keeps it)
+
+
+def test_checkpoint_saver_reports_a_full_disk(tiny_disk):
+    from gtacli.model.checkpoint import save_checkpoint
+
+    model = torch.nn.Linear(1000, 1000)  # 4 MB of weights
+    with pytest.raises(GtacliError, match=r"^no space left on device: .*latest\.pth, needs more than"):
+        save_checkpoint(tiny_disk / "latest.pth", model, {"epoch": 1})
+    assert not any(tiny_disk.iterdir())
+
+
+def test_plain_bytes_on_a_full_disk(tiny_disk):
+    target = tiny_disk / "big.bin"
+    with pytest.raises(GtacliError, match=r"^no space left on device: .*big\.bin, needs more than"):
+        atomic_write_bytes(target, os.urandom(3 << 20))
+    assert not any(tiny_disk.iterdir())
+
+
+def test_enospc_and_torch_writer_errors_are_mapped_only_when_the_disk_is_full(tmp_path, monkeypatch):
+    """The mapping itself, on a normal disk: free space decides whether a write failure is a full disk."""
+    import gtacli.io.atomic as atomic
+
+    target = tmp_path / "x.pth"
+
+    def torch_failure(tmp: Path) -> None:
+        tmp.write_bytes(b"x" * 1000)
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
+
+    with pytest.raises(RuntimeError, match="inline_container"):  # plenty of space: not a disk-full story
+        atomic_write_with(target, torch_failure)
+    usage = type("Usage", (), {"free": 10_000})
+    monkeypatch.setattr(atomic.shutil, "disk_usage", lambda _: usage)
+    with pytest.raises(
+        GtacliError, match=r"no space left on device: .*x\.pth, needs ~2\.0 MB \(0\.0 MB free\)"
+    ):
+        atomic_write_with(target, torch_failure, expected_bytes=2_000_000)
+
+    def enospc(tmp: Path) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(GtacliError, match=r"no space left on device: .*x\.pth"):
+        with atomic_path(target) as tmp:
+            enospc(tmp)
+    assert list(tmp_path.iterdir()) == []
