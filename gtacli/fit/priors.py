@@ -108,7 +108,7 @@ def gmm_constants(covars: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """(M,) `−log nll_weight_m` as SPIN and mmhuman3d hold them (float64 result; +inf never selected).
 
     Both references compute `nll_weight_m = w_m / ((2π)^{d/2} · sqrt(det Σ_m) / min_k sqrt(det Σ_k))` in float64,
-    store it as a float32 tensor, then take `−log` of that tensor (SMPLify-X `prior.py`, used by SPIN
+    store it as a float32 tensor, then take `−log` of that tensor (in float32) (SMPLify-X `prior.py`, used by SPIN
     `smplify/smplify.py` and mmhuman3d `prior_loss.py`). With the real gmm_08.pkl component 0's weight (≈2.1e-47)
     is below float32's range: it becomes 0, its constant +inf, and the component never wins; component 3's
     constant moves by ≈0.034. Determinants come from `slogdet` (same value, no overflow).
@@ -119,7 +119,7 @@ def gmm_constants(covars: np.ndarray, weights: np.ndarray) -> np.ndarray:
     log_nll = log_nll - 0.5 * (logdets - logdets.min())
     stored = np.exp(log_nll).astype(np.float32)  # the float32 tensor both references keep
     with np.errstate(divide="ignore"):
-        return -np.log(stored.astype(np.float64))
+        return (-np.log(stored)).astype(np.float64)  # −log of that float32 tensor, in float32
 
 
 class MaxMixturePrior(nn.Module):

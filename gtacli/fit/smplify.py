@@ -23,11 +23,19 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 import torch
 
+from gtacli.body.camera import FOCAL_LENGTH, IMG_RES
 from gtacli.body.rotations import matrix_to_axis_angle
 from gtacli.errors import PathLike
 from gtacli.fit.joints import RigidSkeleton, SparseJointModel, rodrigues
 from gtacli.fit.optim import FitTrace, StageReport, cpu_threads, now, run_adam_stage, threads_for
-from gtacli.fit.priors import MaxMixturePrior, gmof, joint_angle_prior, load_pose_prior, shape_prior
+from gtacli.fit.priors import (
+    KEYPOINT_GMOF_SIGMA,
+    MaxMixturePrior,
+    gmof,
+    joint_angle_prior,
+    load_pose_prior,
+    shape_prior,
+)
 
 if TYPE_CHECKING:
     from gtacli.fit.registration import RegistrationConfig
@@ -59,9 +67,9 @@ def keypoint_term(
     joints_cam: torch.Tensor,
     kp2d: torch.Tensor,
     weights: torch.Tensor,
-    focal_length: float,
-    img_res: int,
-    sigma: float,
+    focal_length: float = FOCAL_LENGTH,
+    img_res: int = IMG_RES,
+    sigma: float = KEYPOINT_GMOF_SIGMA,
 ) -> torch.Tensor:
     """The registrant's keypoint loss per sample (docs/reproduction.md §7.1 step 5). -> (B,).
 
