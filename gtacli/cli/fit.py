@@ -150,12 +150,12 @@ def fit_command(
                 progress=progress,
             )
     for problem in report.problems:
-        out.warn(problem.line("person" if openpose is not None else "sample"))
+        out.warn(problem.line())
     if layout.is_synthetic:
         out.once("synthetic", "this data tree is SYNTHETIC: the fits are for testing only")
     payload = report.to_dict()
     if not json_mode:
-        payload.pop("samples")
+        payload.pop("per_sample")
 
     def human() -> None:
         p = report.payload

@@ -39,12 +39,14 @@ class Problem:
     kind: str
     count: int
     first_index: int
+    unit: str = "sample"  # what is counted: sample, person, file
 
-    def line(self, what: str = "sample") -> str:
-        return f"{self.count} {what}{'s' if self.count != 1 else ''} skipped: {self.kind} (first: {what} {self.first_index})"
+    def line(self) -> str:
+        plural = "s" if self.count != 1 else ""
+        return f"{self.count} {self.unit}{plural} skipped: {self.kind} (first: {self.unit} {self.first_index})"
 
 
-def group_problems(reasons: Sequence[Optional[str]]) -> List[Problem]:
+def group_problems(reasons: Sequence[Optional[str]], unit: str = "sample") -> List[Problem]:
     """Per-row reasons (None = fine) -> one `Problem` per kind, in order of first appearance."""
     problems: Dict[str, Problem] = {}
     for i, reason in enumerate(reasons):
@@ -53,7 +55,7 @@ def group_problems(reasons: Sequence[Optional[str]]) -> List[Problem]:
         if reason in problems:
             problems[reason].count += 1
         else:
-            problems[reason] = Problem(reason, 1, i)
+            problems[reason] = Problem(reason, 1, i, unit)
     return list(problems.values())
 
 
@@ -70,9 +72,8 @@ def screen_keypoints(kp2d: np.ndarray) -> List[Optional[str]]:
         axis=(1, 2)
     )
     none = ~(confident & np.isfinite(conf)).any(axis=1)
-    sides = len(TORSO_OPENPOSE)
     torso = confident[:, list(TORSO_OPENPOSE)] | confident[:, list(TORSO_GT)]
-    few_torso = torso.sum(axis=1) < min(MIN_TORSO_JOINTS, sides)
+    few_torso = torso.sum(axis=1) < MIN_TORSO_JOINTS
     reasons: List[Optional[str]] = []
     for i in range(kp.shape[0]):
         if non_finite[i]:

@@ -97,7 +97,7 @@ class FitReport:
             **self.payload,
             "problems": [dataclasses.asdict(p) for p in self.problems],
             "outputs": [str(p) for p in self.outputs],
-            "samples": self.samples,
+            "per_sample": self.samples,
         }
 
 
@@ -231,8 +231,8 @@ def _summary(
     }
 
 
-def _nothing_to_fit(problems: List[Problem], path: Path, what: str) -> GtacliError:
-    reasons = "; ".join(p.line(what) for p in problems) or "no samples"
+def _nothing_to_fit(problems: List[Problem], path: Path) -> GtacliError:
+    reasons = "; ".join(p.line() for p in problems) or "no samples"
     return BadFileError(
         f"nothing to fit: {reasons}", path=path, fix="give keypoints with confident torso joints"
     )
@@ -293,7 +293,7 @@ def fit_annotation(
     target = fits_output_path(layout, dataset, output, options.limit)
     _check_target(target, force)
     hd = HumanData.load(annotation)
-    for key, why in (("keypoints2d", "SMPLify fits to them"), ("bbox_xywh", "the crop needs it")):
+    for key, why in (("keypoints2d", "SMPLify fits to its 2D keypoints"), ("bbox_xywh", "the crop needs it")):
         if key not in hd:
             raise BadFileError(
                 f"the annotation has no {key}: {why}",
@@ -313,7 +313,7 @@ def fit_annotation(
         skip[i] = skip[i] or "box not finite or empty"
     problems = group_problems(skip)
     if all(s is not None for s in skip):
-        raise _nothing_to_fit(problems, annotation, "sample")
+        raise _nothing_to_fit(problems, annotation)
     images: List[Optional[Path]] = []
     if options.init_checkpoint is not None:
         images = (
@@ -322,7 +322,7 @@ def fit_annotation(
     init = _initial_parameters(layout, options, images, centers, sides, skip)
     problems = group_problems(skip)
     if all(s is not None for s in skip):
-        raise _nothing_to_fit(problems, annotation, "sample")
+        raise _nothing_to_fit(problems, annotation)
     result, _, config = _run_fits(layout, options, kp_crop, init, skip, progress)
     report_file = report_path(target)
     samples = _sample_records(result)
@@ -431,9 +431,9 @@ def fit_openpose(
             centers.append(center)
             sides.append(side)
             row_skip.append(None if box is not None else NO_BOX)
-    file_problems = group_problems(file_skip)
+    file_problems = group_problems(file_skip, "file")
     if not kp_rows:
-        raise _nothing_to_fit(file_problems, openpose, "file")
+        raise _nothing_to_fit(file_problems, openpose)
     centers_np, sides_np = np.asarray(centers, np.float64), np.asarray(sides, np.float64)
     kp_crop = crop_keypoints(np.stack(kp_rows), centers_np, sides_np)
     screened = screen_keypoints(kp_crop)
@@ -441,9 +441,9 @@ def fit_openpose(
     init = _initial_parameters(
         layout, options, [Path(p["image"]) for p in people], centers_np, sides_np, skip
     )
-    problems = file_problems + group_problems(skip)
+    problems = file_problems + group_problems(skip, "person")
     if all(s is not None for s in skip):
-        raise _nothing_to_fit(problems, openpose, "person")
+        raise _nothing_to_fit(problems, openpose)
     result, body_model, config = _run_fits(layout, options, kp_crop, init, skip, progress)
     scale = sides_np / config.img_res
     for i, person in enumerate(people):
