@@ -65,7 +65,9 @@ def fit_command(
     iterations: Annotated[
         Optional[int],
         typer.Option(
-            "--iterations", min=1, help="Adam steps per stage (default: the method's own: 60, 100, 50)."
+            "--iterations",
+            min=1,
+            help="Adam steps per stage (default: the method's own; gtacli at most 100, spin 100, mmhuman3d 50).",
         ),
     ] = None,
     device: DeviceOpt = "auto",

@@ -1,9 +1,7 @@
 """Fit many samples: screen the keypoints, start each fit, run a fitter in batches, judge every result.
 
 * `screen_keypoints`: which samples can be fitted; every problem kind once, with its count and first index.
-* `initial_translation`: least squares on the ground-truth joints (smpl_49 25–48, as both trainers place a
-  fit), else on the torso (OpenPose and ground-truth hips and shoulders: SPIN's camera stage joints), else
-  the weak-perspective camera.
+* the initial translation: `gtacli.fit.camera_init.initial_translation`.
 * `fit_dataset`: the chosen fitter on the fittable rows, `batch_size` at a time; every row of the result
   is finite (rows that were not fitted keep their initial parameters and say why).
 """
@@ -11,18 +9,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
 
 from gtacli.body.camera import cam_to_translation, estimate_translation
 from gtacli.body.rotations import rot6d_to_rotmat
+from gtacli.fit.camera_init import initial_translation
 from gtacli.fit.registration import RegistrationConfig, fit_criterion
 from gtacli.fit.smplify import axis_angle_from_rotmat, keypoint_weights
 from gtacli.fit.spin_smplify import TORSO_GT, TORSO_OPENPOSE, project
 
-TORSO_JOINTS = TORSO_OPENPOSE + TORSO_GT
 MIN_TORSO_JOINTS = 4  # hips and shoulders: what places and orients the body (SPIN's camera stage)
 
 # problem kinds, in the order they are checked (a sample is reported under the first that applies)
@@ -43,7 +41,9 @@ class Problem:
 
     def line(self) -> str:
         plural = "s" if self.count != 1 else ""
-        return f"{self.count} {self.unit}{plural} skipped: {self.kind} (first: {self.unit} {self.first_index})"
+        return (
+            f"{self.count} {self.unit}{plural} skipped: {self.kind} (first: {self.unit} {self.first_index})"
+        )
 
 
 def group_problems(reasons: Sequence[Optional[str]], unit: str = "sample") -> List[Problem]:
@@ -95,16 +95,6 @@ def mean_init(mean_params: Dict[str, Any], batch: int, **kwargs: Any) -> Dict[st
     betas = torch.as_tensor(mean_params["shape"], **kwargs).reshape(1, -1)
     cam = torch.as_tensor(mean_params["cam"], **kwargs).reshape(1, 3)
     return {"pose": pose.expand(batch, -1), "betas": betas.expand(batch, -1), "cam": cam.expand(batch, -1)}
-
-
-def initial_translation(
-    joints: torch.Tensor, kp2d: torch.Tensor, cam_t: torch.Tensor, focal_length: float, img_res: int
-) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(transl (B, 3), from_camera (B,) bool): see the module docstring."""
-    est, ok = estimate_translation(joints, kp2d, focal_length, img_res)
-    torso, torso_ok = estimate_translation(joints, kp2d, focal_length, img_res, joint_idx=TORSO_JOINTS)
-    transl = torch.where(ok[:, None], est, torch.where(torso_ok[:, None], torso, cam_t))
-    return transl, ~(ok | torso_ok)
 
 
 @dataclass

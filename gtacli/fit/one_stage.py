@@ -5,10 +5,13 @@ little once the initial translation is the least-squares solution on the keypoin
 what both trainers compute for a fit anyway), and fixing the translation during the body stage costs
 accuracy: a torso that is a few centimetres off in depth must then be absorbed by bending the limbs. So:
 
+* start: the facing direction (0/90/180/270° about the vertical) that explains the keypoints best, with
+  its least-squares translation (`gtacli.fit.camera_init.best_facing`);
 * objective: SPIN's `body_fitting_loss` (GMoF σ = 100 on pixel residuals weighted by confidence², GMM,
   angle and shape priors; `gtacli.fit.spin_smplify`), so fits are judged by SPIN's fitting loss;
-* one Adam stage on global orient + body pose + betas + translation together, `one_stage_iters` steps at
-  `one_stage_lr` (both in `RegistrationConfig`), with mmhuman3d's relative-change early stop.
+* one Adam stage on global orient + body pose + betas + translation together, at most `one_stage_iters`
+  steps at `one_stage_lr`, stopping early when the batch loss changes by less than `one_stage_ftol` in a
+  step (mmhuman3d's rule with a looser tolerance; all three in `RegistrationConfig`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any, Dict, Optional
 
 import torch
 
+from gtacli.fit.camera_init import best_facing
 from gtacli.fit.optim import FitTrace, cpu_threads, now, run_adam_stage, threads_for
 from gtacli.fit.spin_smplify import SpinSMPLify
 
@@ -38,10 +42,18 @@ class OneStageSMPLify(SpinSMPLify):
         kw = {"device": self.device, "dtype": self.dtype}
         kp2d = kp2d.detach().to(**kw)
         batch = kp2d.shape[0]
-        global_orient = init_pose[:, :3].detach().to(**kw).clone().requires_grad_(True)
-        body_pose = init_pose[:, 3:].detach().to(**kw).clone().requires_grad_(True)
-        betas = init_betas.detach().to(**kw).reshape(batch, -1).clone().requires_grad_(True)
-        transl = init_transl.detach().to(**kw).reshape(batch, 3).clone().requires_grad_(True)
+        body_pose = init_pose[:, 3:].detach().to(**kw).clone()
+        betas = init_betas.detach().to(**kw).reshape(batch, -1).clone()
+        global_orient, transl = best_facing(
+            self,
+            init_pose[:, :3].detach().to(**kw),
+            body_pose,
+            betas,
+            init_transl.detach().to(**kw).reshape(batch, 3),
+            kp2d,
+        )
+        for param in (global_orient, body_pose, betas, transl):
+            param.requires_grad_(True)
         with torch.enable_grad(), cpu_threads(self.device, threads_for(c.cpu_threads, batch)):
             report = run_adam_stage(
                 [global_orient, body_pose, betas, transl],
@@ -51,7 +63,7 @@ class OneStageSMPLify(SpinSMPLify):
                 iterations=c.one_stage_iters,
                 lr=c.one_stage_lr,
                 betas=c.adam_betas,
-                ftol=c.ftol,
+                ftol=c.one_stage_ftol,
                 trace=trace,
                 t0=now(),
             )

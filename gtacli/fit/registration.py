@@ -85,8 +85,11 @@ class RegistrationConfig:
     spin_num_iters: int = 100  # SPIN --num_smplify_iters, per stage, no early stop
     spin_threshold: float = 100.0  # SPIN --smplify_threshold on its per-sample fitting loss (px²)
     spin_depth_loss_weight: float = 100.0  # SPIN camera_fitting_loss: 100²·(t_z − t_z,init)²
-    one_stage_iters: int = 60  # method 'gtacli': Adam steps of its single stage (benchmarks/bench_fitter.py)
-    one_stage_lr: float = 2e-2
+    # method 'gtacli' (benchmarks/bench_fitter.py): at most this many Adam steps in its single stage, stopping
+    # when the batch loss changes by less than one_stage_ftol (relative) in a step
+    one_stage_iters: int = 100
+    one_stage_lr: float = 3e-2
+    one_stage_ftol: float = 2e-3
     # Evaluate the 49 joints from the vertices they need only, and camera stages as a rigid transform (same result).
     fast_joints: bool = True
     # CPU intra-op threads while fitting; None = 1 thread for small batches (see gtacli.fit.optim), else torch's.

@@ -152,7 +152,9 @@ def test_fit_command_reference_methods(cli_layout, body_model, gmm_path, method)
     _write_annotation(cli_layout, body_model, gmm_path, n=2)
     target = cli_layout.root / f"{method}.npy"
     args = ["fit", "--dataset", "lsp", "--data-root", str(cli_layout.root), "--device", "cpu", "--json"]
-    result = CliRunner().invoke(_app(), [*args, "--method", method, "--iterations", "20", "--output", str(target)])
+    result = CliRunner().invoke(
+        _app(), [*args, "--method", method, "--iterations", "20", "--output", str(target)]
+    )
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert payload["method"] == method and payload["valid_threshold"] == (100.0 if method == "spin" else 10.0)
@@ -176,7 +178,17 @@ def _poison(kp: np.ndarray) -> None:
 def test_fit_command_skips_bad_samples_and_says_so(cli_layout, body_model, gmm_path):
     """#12 bad input: one line per problem kind (count, first sample), the others fitted, every row finite."""
     _write_annotation(cli_layout, body_model, gmm_path, n=7, edit=_poison)
-    args = ["fit", "--dataset", "lsp", "--data-root", str(cli_layout.root), "--device", "cpu", "--iterations", "10"]
+    args = [
+        "fit",
+        "--dataset",
+        "lsp",
+        "--data-root",
+        str(cli_layout.root),
+        "--device",
+        "cpu",
+        "--iterations",
+        "10",
+    ]
     result = CliRunner().invoke(_app(), [*args, "--json"])
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
@@ -201,7 +213,9 @@ def test_fit_command_nan_keypoints_blame_the_annotation(cli_layout, body_model, 
         kp[..., :2] = np.nan
 
     _write_annotation(cli_layout, body_model, gmm_path, n=3, edit=all_nan)
-    result = CliRunner().invoke(_app(), ["fit", "--dataset", "lsp", "--data-root", str(cli_layout.root), "--device", "cpu"])
+    result = CliRunner().invoke(
+        _app(), ["fit", "--dataset", "lsp", "--data-root", str(cli_layout.root), "--device", "cpu"]
+    )
     assert result.exit_code == 1
     message = result.output.strip()
     assert message.count("\n") == 0 and "non-finite keypoints" in message
@@ -223,7 +237,9 @@ def test_fit_command_missing_images_for_checkpoint_init(sample_tree, tmp_path):
         layout.image("lsp", paths[i]).unlink()
     target = tmp_path / "fits.npy"
     args = ["fit", "--dataset", "lsp", "--data-root", str(root), "--device", "cpu", "--json", "--limit", "4"]
-    result = CliRunner().invoke(_app(), [*args, "--init", str(layout.spin_official), "--iterations", "3", "--output", str(target)])
+    result = CliRunner().invoke(
+        _app(), [*args, "--init", str(layout.spin_official), "--iterations", "3", "--output", str(target)]
+    )
     assert result.exit_code == 0, result.output
     line = [x for x in result.stderr.splitlines() if "image" in x]
     assert len(line) == 1 and "2 samples skipped: image missing" in line[0] and "(first: sample 1)" in line[0]
@@ -254,7 +270,9 @@ def test_fit_openpose_end_to_end(cli_layout, shared_assets, tmp_path):
     # the BODY_25 keypoints are explained to a few pixels of the 153 x 192 photo
     assert person["reprojection_px"] < 10.0 and person["reprojection_px_image"] < 10.0
     fits = np.load(out_dir / "fits.npz", allow_pickle=False)
-    assert fits["pose"].shape == (1, 72) and fits["betas"].shape == (1, 10) and np.isfinite(fits["pose"]).all()
+    assert (
+        fits["pose"].shape == (1, 72) and fits["betas"].shape == (1, 10) and np.isfinite(fits["pose"]).all()
+    )
     assert json.loads((out_dir / "report.json").read_text())["per_sample"][0]["status"] == person["status"]
     import cv2
 

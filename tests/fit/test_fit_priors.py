@@ -55,7 +55,10 @@ def test_joint_angle_prior_variants_hand_case():
     ]
     # SPIN smplify/losses.py angle_prior: exp(s·θ)² with no −1, so a zero angle contributes exp(0)² = 1
     spin_expected = [
-        1.0 + e(-0.5) ** 2 + 1.0 + e(0.2) ** 2,  # row 0 has 55 and 12 set: spin's 2nd and 4th entries (sign −1)
+        1.0
+        + e(-0.5) ** 2
+        + 1.0
+        + e(0.2) ** 2,  # row 0 has 55 and 12 set: spin's 2nd and 4th entries (sign −1)
         e(0.4) ** 2 + e(0.6) ** 2 + e(-0.7) ** 2 + e(0.2) ** 2,
     ]
     assert joint_angle_prior(pose).tolist() == pytest.approx(mm_expected)

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from gtacli.errors import MissingFileError
-from gtacli.fit.priors import load_gmm
 from gtacli.fit.joints import SparseJointModel, rodrigues
 from gtacli.fit.optim import relative_change
+from gtacli.fit.priors import load_gmm
 from gtacli.fit.registration import RegistrationConfig
 from gtacli.fit.smplify import SMPLify, keypoint_term, keypoint_weights
 
@@ -44,7 +44,9 @@ def test_keypoint_term_hand_case():
     assert got.item() == pytest.approx(expected, rel=1e-12)
     # a residual of a whole crop saturates: gmof(r², 100) with r² = 4 -> 1e4·16/(1e4+16)
     kp[0, 25, :2] = torch.tensor([122.0 + 223.0, 92.0], **f64)
-    assert keypoint_term(joints, kp, weights, 5000.0, 224, 100.0).item() == pytest.approx(0.5 * _gmof_sq(2.0), rel=1e-12)
+    assert keypoint_term(joints, kp, weights, 5000.0, 224, 100.0).item() == pytest.approx(
+        0.5 * _gmof_sq(2.0), rel=1e-12
+    )
 
 
 def test_relative_change_hand_cases():
@@ -89,8 +91,12 @@ def _problem(body_model, gmm_path, batch: int, dtype=torch.float32, seed: int = 
 def test_fast_path_gives_the_same_fit(body_model64, gmm_path):
     p = _problem(body_model64, gmm_path, 2, torch.float64)
     args = (p["init_pose"], p["init_betas"], p["init_transl"], p["kp"])
-    fast = SMPLify(body_model64, gmm_path, RegistrationConfig(num_iters=4, ftol=0.0, fast_joints=True)).fit(*args)
-    slow = SMPLify(body_model64, gmm_path, RegistrationConfig(num_iters=4, ftol=0.0, fast_joints=False)).fit(*args)
+    fast = SMPLify(body_model64, gmm_path, RegistrationConfig(num_iters=4, ftol=0.0, fast_joints=True)).fit(
+        *args
+    )
+    slow = SMPLify(body_model64, gmm_path, RegistrationConfig(num_iters=4, ftol=0.0, fast_joints=False)).fit(
+        *args
+    )
     for key in ("pose", "betas", "transl", "loss", "joints"):
         torch.testing.assert_close(fast[key], slow[key], rtol=1e-7, atol=1e-7)
     assert [s.iterations for s in fast["stages"]] == [4, 4]

@@ -78,12 +78,14 @@ def test_body_stage_loss_and_fitting_loss_are_spins_formulas(body_model64, gmm_p
         angle = sum(
             math.exp(s * body_pose[i, k].item()) ** 2 for k, s in zip((52, 55, 9, 12), (1, -1, -1, -1))
         )
-        expected = sum(reproj) + 4.78**2 * gmm[i].item() + 15.2**2 * angle + 5.0**2 * (betas[i] ** 2).sum().item()
+        expected = (
+            sum(reproj) + 4.78**2 * gmm[i].item() + 15.2**2 * angle + 5.0**2 * (betas[i] ** 2).sum().item()
+        )
         assert got[i].item() == pytest.approx(expected, rel=1e-10)
         # the fitting loss that decides acceptance: mean over the 49 joints of the reprojection term
-        assert spin.criterion(joints + transl[:, None], torch.zeros_like(transl), kp)[i].item() == pytest.approx(
-            sum(reproj) / 49, rel=1e-10
-        )
+        assert spin.criterion(joints + transl[:, None], torch.zeros_like(transl), kp)[
+            i
+        ].item() == pytest.approx(sum(reproj) / 49, rel=1e-10)
 
 
 def _problem(body_model, batch=3, dtype=torch.float32):
@@ -110,11 +112,16 @@ def test_fit_recovers_a_known_body(body_model, gmm_path, method):
     result = fitter.fit(init_pose, torch.zeros_like(betas), init_t, kp)
     assert (result["loss"] < before).all()
     torch.testing.assert_close(
-        result["loss"], fitter.total_loss(result["pose"], result["betas"], result["transl"], kp), rtol=1e-5, atol=1e-2
+        result["loss"],
+        fitter.total_loss(result["pose"], result["betas"], result["transl"], kp),
+        rtol=1e-5,
+        atol=1e-2,
     )
     assert (result["keypoint_loss"] < config.spin_threshold).all()  # valid by SPIN's rule
     stages = [s.iterations for s in result["stages"]]
-    assert stages == ([40, 40] if method == "spin" else stages) and len(stages) == (2 if method == "spin" else 1)
+    assert stages == ([40, 40] if method == "spin" else stages) and len(stages) == (
+        2 if method == "spin" else 1
+    )
     uv = F * result["joints"][..., :2] / result["joints"][..., 2:] + C
     assert ((uv - kp[..., :2]).norm(dim=-1).mean(dim=1) < 6.0).all()
 
@@ -129,7 +136,14 @@ def test_spin_stage_one_keeps_translation_near_its_depth(body_model, gmm_path):
 
 def test_registration_config_defaults_are_mmhuman3ds_registrant():
     c = RegistrationConfig()
-    assert (c.method, c.mode, c.num_iters, c.lr, c.adam_betas, c.ftol) == ("mmhuman3d", "static", 50, 1e-2, (0.9, 0.999), 1e-4)
+    assert (c.method, c.mode, c.num_iters, c.lr, c.adam_betas, c.ftol) == (
+        "mmhuman3d",
+        "static",
+        50,
+        1e-2,
+        (0.9, 0.999),
+        1e-4,
+    )
     assert (c.threshold, c.max_abs_beta, c.focal_length, c.img_res) == (10.0, 3.0, 5000.0, 224)
     assert c.shape_prior_weight == pytest.approx(25.0) and c.joint_prior_weight == pytest.approx(231.04)
     assert c.pose_prior_weight == pytest.approx(22.8484) and tuple(c.ignore_keypoints) == tuple(IGNORED)
@@ -170,3 +184,43 @@ def test_registrant_with_spin_method_judges_by_spins_fitting_loss(body_model):
         spin_loss.append(total / 49)
     assert out["opt_joint_loss"].tolist() == pytest.approx(spin_loss, rel=1e-4, abs=1e-4)
     assert spin_loss[0] < 100 < spin_loss[1] and out["valid_fit"].tolist() == [True, False]
+
+
+def test_best_facing_turns_a_body_seen_from_the_back(body_model, gmm_path):
+    """From a start facing the camera, a body seen from the back is found by the facing search; a start that is
+    already right is kept."""
+    from gtacli.fit.camera_init import best_facing, turned
+
+    pose, betas, transl, _, kp, _ = _problem(body_model, 2)
+    fitter = build_fitter(body_model, gmm_path, RegistrationConfig(method="gtacli"))
+    start = pose[:, :3].clone()
+    start[0] = turned(pose[:1, :3], 180.0)[0]  # sample 0 starts facing the wrong way
+    orient, trans = best_facing(fitter, start, pose[:, 3:], betas, transl + 1.0, kp)
+    truth_rot = torch.stack([torch.as_tensor(_rotmat(o)) for o in pose[:, :3]])
+    got_rot = torch.stack([torch.as_tensor(_rotmat(o)) for o in orient])
+    assert (got_rot - truth_rot).abs().max() < 1e-4
+    torch.testing.assert_close(trans, transl, atol=1e-3, rtol=0)
+
+
+def _rotmat(aa: torch.Tensor) -> np.ndarray:
+    """Rodrigues' formula written out (independent of the code under test)."""
+    v = aa.double().numpy()
+    angle = np.linalg.norm(v)
+    k = v / angle
+    K = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    return np.eye(3) + math.sin(angle) * K + (1 - math.cos(angle)) * K @ K
+
+
+def test_registration_config_is_flat_and_set_by_name(body_model, gmm_path):
+    """Training composes its recipe with a RegistrationConfig and sets fields by name (`--set
+    registration.method=spin`): plain fields only, and the method picks the in-the-loop fitter."""
+    import dataclasses
+
+    from gtacli.fit.fits_store import FitsStore
+    from gtacli.fit.spin_smplify import SpinSMPLify
+
+    for f in dataclasses.fields(RegistrationConfig):
+        assert f.type in ("str", "int", "float", "bool", "Optional[int]", "Tuple[float, float]", "Tuple[int, ...]"), f
+    config = dataclasses.replace(RegistrationConfig(), method="spin", mode="in_the_loop")
+    registrant = Registrant(body_model, FitsStore({}), config, gmm_path=gmm_path)
+    assert isinstance(registrant.smplify, SpinSMPLify)
