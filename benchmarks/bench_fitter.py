@@ -56,7 +56,7 @@ from gtacli.fit.priors import MaxMixturePrior, load_gmm
 from gtacli.fit.registration import RegistrationConfig, build_fitter
 from gtacli.fit.runner import DEFAULT_METHOD, crop_keypoints
 from gtacli.io.atomic import atomic_write_text
-from gtacli.sample.poses import axis_angle_to_matrix_np, matrix_to_axis_angle_np, rot_x, rot_y
+from gtacli.sample.poses import matrix_to_axis_angle_np, rot_x, rot_y
 from gtacli.sample.synthetic_smpl import make_synthetic_smpl, write_synthetic_smpl
 
 REPO = Path(__file__).resolve().parents[1]

@@ -17,8 +17,9 @@ import torch
 from gtacli.body.camera import cam_to_translation, estimate_translation
 from gtacli.body.rotations import rot6d_to_rotmat
 from gtacli.fit.camera_init import initial_translation
+from gtacli.fit.fitter import keypoint_weights
 from gtacli.fit.registration import RegistrationConfig, fit_criterion
-from gtacli.fit.smplify import axis_angle_from_rotmat, keypoint_weights
+from gtacli.fit.smplify import axis_angle_from_rotmat
 from gtacli.fit.spin_smplify import TORSO_GT, TORSO_OPENPOSE, project
 
 MIN_TORSO_JOINTS = 4  # hips and shoulders: what places and orients the body (SPIN's camera stage)

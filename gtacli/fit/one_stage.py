@@ -38,26 +38,16 @@ class OneStageSMPLify(SpinSMPLify):
         torso_from_openpose: bool = True,
         trace: Optional[FitTrace] = None,
     ) -> Dict[str, Any]:
+        """Same inputs and outputs as `SpinSMPLify.fit` (`torso_from_openpose` has no stage to act on here)."""
         c = self.config
-        kw = {"device": self.device, "dtype": self.dtype}
-        kp2d = kp2d.detach().to(**kw)
-        batch = kp2d.shape[0]
-        body_pose = init_pose[:, 3:].detach().to(**kw).clone()
-        betas = init_betas.detach().to(**kw).reshape(batch, -1).clone()
-        global_orient, transl = best_facing(
-            self,
-            init_pose[:, :3].detach().to(**kw),
-            body_pose,
-            betas,
-            init_transl.detach().to(**kw).reshape(batch, 3),
-            kp2d,
-        )
+        kp2d, global_orient, body_pose, betas, transl = self.start(init_pose, init_betas, init_transl, kp2d)
+        global_orient, transl = best_facing(self, global_orient, body_pose, betas, transl, kp2d)
         for param in (global_orient, body_pose, betas, transl):
             param.requires_grad_(True)
-        with torch.enable_grad(), cpu_threads(self.device, threads_for(c.cpu_threads, batch)):
+        with torch.enable_grad(), cpu_threads(self.device, threads_for(c.cpu_threads, kp2d.shape[0])):
             report = run_adam_stage(
                 [global_orient, body_pose, betas, transl],
-                lambda: self.body_loss(
+                lambda: self.objective(
                     self.joints49(global_orient, body_pose, betas), transl, kp2d, body_pose, betas
                 ),
                 iterations=c.one_stage_iters,
@@ -67,22 +57,4 @@ class OneStageSMPLify(SpinSMPLify):
                 trace=trace,
                 t0=now(),
             )
-        with torch.no_grad():
-            pose = torch.cat([global_orient, body_pose], dim=1).detach()
-            betas = betas.detach()
-            transl = transl.detach()
-            out = self.body_model(betas, pose[:, 3:], pose[:, :3], pose2rot=True)
-            loss = self.body_loss(out.joints, transl, kp2d, pose[:, 3:], betas)
-            crit = self.criterion(out.joints, transl, kp2d)
-        if trace is not None:
-            trace.stages.append(report)
-        return {
-            "pose": pose,
-            "betas": betas,
-            "transl": transl,
-            "vertices": out.vertices + transl[:, None, :],
-            "joints": out.joints + transl[:, None, :],
-            "loss": loss,
-            "keypoint_loss": crit,
-            "stages": [report],
-        }
+        return self.finish(global_orient, body_pose, betas, transl, kp2d, [report], trace)

@@ -31,6 +31,7 @@ from gtacli.body.camera import FOCAL_LENGTH, IMG_RES, cam_to_translation, estima
 from gtacli.body.conventions import REGISTRANT_IGNORE
 from gtacli.errors import GtacliError, PathLike
 from gtacli.fit.fits_store import FitsStore
+from gtacli.fit.fitter import keypoint_weights
 from gtacli.fit.one_stage import OneStageSMPLify
 from gtacli.fit.priors import (
     JOINT_PRIOR_WEIGHT,
@@ -39,7 +40,7 @@ from gtacli.fit.priors import (
     SHAPE_PRIOR_WEIGHT,
     MaxMixturePrior,
 )
-from gtacli.fit.smplify import SMPLify, axis_angle_from_rotmat, keypoint_term, keypoint_weights
+from gtacli.fit.smplify import SMPLify, axis_angle_from_rotmat, keypoint_term
 from gtacli.fit.spin_smplify import SpinSMPLify, spin_reprojection
 
 REGISTRATION_MODES = ("static", "in_the_loop")

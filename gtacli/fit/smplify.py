@@ -19,35 +19,15 @@ matrix product, and the full 6890-vertex mesh is built once, at the end.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional
 
 import torch
 
 from gtacli.body.camera import FOCAL_LENGTH, IMG_RES
 from gtacli.body.rotations import matrix_to_axis_angle
-from gtacli.errors import PathLike
-from gtacli.fit.joints import RigidSkeleton, SparseJointModel, rodrigues
+from gtacli.fit.fitter import Fitter
 from gtacli.fit.optim import FitTrace, StageReport, cpu_threads, now, run_adam_stage, threads_for
-from gtacli.fit.priors import (
-    KEYPOINT_GMOF_SIGMA,
-    MaxMixturePrior,
-    gmof,
-    joint_angle_prior,
-    load_pose_prior,
-    shape_prior,
-)
-
-if TYPE_CHECKING:
-    from gtacli.fit.registration import RegistrationConfig
-
-NUM_KEYPOINTS = 49
-
-
-def keypoint_weights(ignore: Sequence[int], num: int = NUM_KEYPOINTS, **kwargs: Any) -> torch.Tensor:
-    """(49,) weights: 1, and 0 on the ignore list (docs/reproduction.md §3.6)."""
-    weights = torch.ones(num, **kwargs)
-    weights[list(ignore)] = 0.0
-    return weights
+from gtacli.fit.priors import KEYPOINT_GMOF_SIGMA, gmof
 
 
 def axis_angle_from_rotmat(rotmat: torch.Tensor) -> torch.Tensor:
@@ -85,35 +65,11 @@ def keypoint_term(
     return (per_coord.sum(-1) * kp2d[..., 2] * weights).sum(-1)
 
 
-class SMPLify:
-    """mmhuman3d's registrant SMPLify on a `gtacli.body.smpl.BodyModel` (its device and dtype).
-
-    `config` is a `gtacli.fit.registration.RegistrationConfig` (its registrant fields).
-    """
+class SMPLify(Fitter):
+    """mmhuman3d's registrant SMPLify (see the module docstring); `config` a `RegistrationConfig`."""
 
     joint_prior_variant = "mmhuman3d"
 
-    def __init__(
-        self,
-        body_model: Any,
-        gmm_path: Optional[PathLike],
-        config: RegistrationConfig,
-        *,
-        pose_prior: Optional[MaxMixturePrior] = None,
-    ):
-        self.body_model = body_model
-        self.config = config
-        ref = body_model.smpl.v_template
-        self.device, self.dtype = ref.device, ref.dtype
-        if pose_prior is None:
-            pose_prior = load_pose_prior(gmm_path, dtype=self.dtype, device=self.device)
-        self.pose_prior = pose_prior.to(device=self.device, dtype=self.dtype)
-        self.weights = keypoint_weights(config.ignore_keypoints, dtype=self.dtype, device=self.device)
-        self._sparse: Optional[SparseJointModel] = (
-            SparseJointModel(body_model) if config.fast_joints else None
-        )
-
-    # ---------------------------------------------------------------------------------------------------
     def keypoint_loss(self, joints: torch.Tensor, transl: torch.Tensor, kp2d: torch.Tensor) -> torch.Tensor:
         """Keypoint term (B,) of untranslated joints (B, 49, 3) placed at `transl` (B, 3)."""
         c = self.config
@@ -125,39 +81,15 @@ class SMPLify:
     # the acceptance measure of this formulation (run_registration's opt_joint_loss)
     criterion = keypoint_loss
 
-    def prior_loss(self, body_pose: torch.Tensor, betas: torch.Tensor) -> torch.Tensor:
-        """Shape + joint angle + GMM priors (B,), with the configured weights."""
-        c = self.config
-        return (
-            shape_prior(betas, c.shape_prior_weight)
-            + joint_angle_prior(body_pose, c.joint_prior_weight, self.joint_prior_variant)
-            + self.pose_prior(body_pose, c.pose_prior_weight)
-        )
-
-    def total_loss(
-        self, pose: torch.Tensor, betas: torch.Tensor, transl: torch.Tensor, kp2d: torch.Tensor
+    def objective(
+        self,
+        joints: torch.Tensor,
+        transl: torch.Tensor,
+        kp2d: torch.Tensor,
+        body_pose: torch.Tensor,
+        betas: torch.Tensor,
     ) -> torch.Tensor:
-        """The SMPLify objective per sample (B,) with a full body-model forward (reference evaluation)."""
-        out = self.body_model(betas, pose[:, 3:], pose[:, :3], pose2rot=True)
-        return self.keypoint_loss(out.joints, transl, kp2d) + self.prior_loss(pose[:, 3:], betas)
-
-    # ---------------------------------------------------------------------------------------------------
-    def joints49(
-        self, global_orient: torch.Tensor, body_pose: torch.Tensor, betas: torch.Tensor
-    ) -> torch.Tensor:
-        if self._sparse is None:
-            return self.body_model(betas, body_pose, global_orient, pose2rot=True).joints
-        batch = betas.shape[0]
-        rotmats = rodrigues(torch.cat([global_orient, body_pose], dim=1).reshape(-1, 3)).reshape(
-            batch, 24, 3, 3
-        )
-        return self._sparse.joints49(betas, rotmats)
-
-    def skeleton(self, body_pose: torch.Tensor, betas: torch.Tensor) -> Any:
-        """joints(global_orient) with body pose and betas fixed: rigid when sparse, else a full forward."""
-        if self._sparse is not None:
-            return RigidSkeleton(self._sparse, body_pose, betas)
-        return lambda orient: self.joints49(orient, body_pose, betas)
+        return self.keypoint_loss(joints, transl, kp2d) + self.prior_loss(body_pose, betas)
 
     def _stage(
         self, params: List[torch.Tensor], loss_fn: Any, trace: Optional[FitTrace], t0: float
@@ -183,24 +115,16 @@ class SMPLify:
         *,
         trace: Optional[FitTrace] = None,
     ) -> Dict[str, Any]:
-        """Fit SMPL to 2D keypoints.
-
-        init_pose (B, 72) axis-angle, init_betas (B, 10), init_transl (B, 3) metres, kp2d (B, 49, 3) crop pixels
-        with confidences. Returns (all detached, on the body model's device):
-        `pose` (B, 72), `betas` (B, 10), `transl` (B, 3), `vertices` (B, 6890, 3) and `joints` (B, 49, 3) in
-        the camera frame (translation applied, as mmhuman3d's registrant returns them), `loss` (B,) the final
-        objective, `keypoint_loss` (B,) its keypoint term (docs/reproduction.md §7.1 step 5), `stages`.
-        """
-        kw = {"device": self.device, "dtype": self.dtype}
-        kp2d = kp2d.detach().to(**kw)
-        batch = kp2d.shape[0]
-        global_orient = init_pose[:, :3].detach().to(**kw).clone()
-        body_pose = init_pose[:, 3:].detach().to(**kw).clone()
-        betas = init_betas.detach().to(**kw).reshape(batch, -1).clone()
-        transl = init_transl.detach().to(**kw).reshape(batch, 3).clone()
+        """Fit SMPL to 2D keypoints: init_pose (B, 72) axis-angle, init_betas (B, 10), init_transl (B, 3) metres,
+        kp2d (B, 49, 3) crop pixels with confidences. Returns `Fitter.finish`'s dict; `keypoint_loss` is the
+        registrant's keypoint term (docs/reproduction.md §7.1 step 5) at the fitted translation."""
+        kp2d, global_orient, body_pose, betas, transl = self.start(init_pose, init_betas, init_transl, kp2d)
         t0 = now()
         reports = []
-        with torch.enable_grad(), cpu_threads(self.device, threads_for(self.config.cpu_threads, batch)):
+        with (
+            torch.enable_grad(),
+            cpu_threads(self.device, threads_for(self.config.cpu_threads, kp2d.shape[0])),
+        ):
             # stage 1: global orient + translation; body pose and betas fixed (the priors are constants)
             global_orient.requires_grad_(True)
             transl.requires_grad_(True)
@@ -220,29 +144,14 @@ class SMPLify:
             # stage 2: global orient + body pose + betas; translation fixed
             body_pose.requires_grad_(True)
             betas.requires_grad_(True)
-
-            def stage2_loss() -> torch.Tensor:
-                joints = self.joints49(global_orient, body_pose, betas)
-                return self.keypoint_loss(joints, transl, kp2d) + self.prior_loss(body_pose, betas)
-
-            reports.append(self._stage([global_orient, body_pose, betas], stage2_loss, trace, t0))
-
-        with torch.no_grad():
-            pose = torch.cat([global_orient, body_pose], dim=1).detach()
-            betas = betas.detach()
-            transl = transl.detach()
-            out = self.body_model(betas, pose[:, 3:], pose[:, :3], pose2rot=True)
-            kp_loss = self.keypoint_loss(out.joints, transl, kp2d)
-            loss = kp_loss + self.prior_loss(pose[:, 3:], betas)
-        if trace is not None:
-            trace.stages.extend(reports)
-        return {
-            "pose": pose,
-            "betas": betas,
-            "transl": transl,
-            "vertices": out.vertices + transl[:, None, :],
-            "joints": out.joints + transl[:, None, :],
-            "loss": loss,
-            "keypoint_loss": kp_loss,
-            "stages": reports,
-        }
+            reports.append(
+                self._stage(
+                    [global_orient, body_pose, betas],
+                    lambda: self.objective(
+                        self.joints49(global_orient, body_pose, betas), transl, kp2d, body_pose, betas
+                    ),
+                    trace,
+                    t0,
+                )
+            )
+        return self.finish(global_orient, body_pose, betas, transl, kp2d, reports, trace)

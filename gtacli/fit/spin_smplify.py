@@ -24,19 +24,15 @@ ground-truth torso: `fit(..., torso_from_openpose=False)` reproduces that; a dir
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import Any, Dict, Optional
 
 import torch
 
 from gtacli.body.conventions import SMPL_49
-from gtacli.errors import PathLike
-from gtacli.fit.joints import RigidSkeleton, SparseJointModel, rodrigues
+from gtacli.fit.fitter import Fitter
 from gtacli.fit.optim import FitTrace, cpu_threads, now, run_adam_stage, threads_for
-from gtacli.fit.priors import MaxMixturePrior, gmof, joint_angle_prior, load_pose_prior, shape_prior
-from gtacli.fit.smplify import keypoint_weights, unused_to_zero
-
-if TYPE_CHECKING:
-    from gtacli.fit.registration import RegistrationConfig
+from gtacli.fit.priors import gmof
+from gtacli.fit.smplify import unused_to_zero
 
 # SPIN camera_fitting_loss: ['OP RHip', 'OP LHip', 'OP RShoulder', 'OP LShoulder'] and the GT equivalents
 TORSO_OPENPOSE = tuple(
@@ -71,30 +67,10 @@ def spin_reprojection(
     return conf**2 * per_coord.sum(-1)
 
 
-class SpinSMPLify:
-    """SPIN's SMPLify on a `gtacli.body.smpl.BodyModel`; `config` a `RegistrationConfig` (its `spin_*` fields)."""
+class SpinSMPLify(Fitter):
+    """SPIN's SMPLify (see the module docstring); `config` a `RegistrationConfig` (its `spin_*` fields)."""
 
     joint_prior_variant = "spin"
-
-    def __init__(
-        self,
-        body_model: Any,
-        gmm_path: Optional[PathLike],
-        config: RegistrationConfig,
-        *,
-        pose_prior: Optional[MaxMixturePrior] = None,
-    ):
-        self.body_model = body_model
-        self.config = config
-        ref = body_model.smpl.v_template
-        self.device, self.dtype = ref.device, ref.dtype
-        if pose_prior is None:
-            pose_prior = load_pose_prior(gmm_path, dtype=self.dtype, device=self.device)
-        self.pose_prior = pose_prior.to(device=self.device, dtype=self.dtype)
-        self.weights = keypoint_weights(config.ignore_keypoints, dtype=self.dtype, device=self.device)
-        self._sparse: Optional[SparseJointModel] = (
-            SparseJointModel(body_model) if config.fast_joints else None
-        )
 
     # --- the two losses of SPIN smplify/losses.py, per sample ----------------------------------------------
     def camera_loss(
@@ -121,15 +97,7 @@ class SpinSMPLify:
             joints + transl[:, None, :], kp2d, self.weights, c.focal_length, c.img_res, c.gmof_sigma
         )
 
-    def prior_loss(self, body_pose: torch.Tensor, betas: torch.Tensor) -> torch.Tensor:
-        c = self.config
-        return (
-            self.pose_prior(body_pose, c.pose_prior_weight)
-            + joint_angle_prior(body_pose, c.joint_prior_weight, self.joint_prior_variant)
-            + shape_prior(betas, c.shape_prior_weight)
-        )
-
-    def body_loss(
+    def objective(
         self,
         joints: torch.Tensor,
         transl: torch.Tensor,
@@ -144,30 +112,6 @@ class SpinSMPLify:
         """(B,) SPIN's fitting loss as the trainer compares it: mean over the 49 joints of the reprojection."""
         return self.reprojection(joints, transl, kp2d.to(joints.dtype)).mean(-1)
 
-    def total_loss(
-        self, pose: torch.Tensor, betas: torch.Tensor, transl: torch.Tensor, kp2d: torch.Tensor
-    ) -> torch.Tensor:
-        """Stage 2's objective per sample with a full body-model forward (reference evaluation)."""
-        out = self.body_model(betas, pose[:, 3:], pose[:, :3], pose2rot=True)
-        return self.body_loss(out.joints, transl, kp2d.to(out.joints.dtype), pose[:, 3:], betas)
-
-    # -----------------------------------------------------------------------------------------------------
-    def joints49(
-        self, global_orient: torch.Tensor, body_pose: torch.Tensor, betas: torch.Tensor
-    ) -> torch.Tensor:
-        if self._sparse is None:
-            return self.body_model(betas, body_pose, global_orient, pose2rot=True).joints
-        batch = betas.shape[0]
-        rotmats = rodrigues(torch.cat([global_orient, body_pose], dim=1).reshape(-1, 3)).reshape(
-            batch, 24, 3, 3
-        )
-        return self._sparse.joints49(betas, rotmats)
-
-    def skeleton(self, body_pose: torch.Tensor, betas: torch.Tensor) -> Any:
-        if self._sparse is not None:
-            return RigidSkeleton(self._sparse, body_pose, betas)
-        return lambda orient: self.joints49(orient, body_pose, betas)
-
     def fit(
         self,
         init_pose: torch.Tensor,
@@ -178,22 +122,21 @@ class SpinSMPLify:
         torso_from_openpose: bool = True,
         trace: Optional[FitTrace] = None,
     ) -> Dict[str, Any]:
-        """Same inputs and outputs as `gtacli.fit.smplify.SMPLify.fit`; `loss` is stage 2's objective,
-        `criterion` SPIN's fitting loss (B,) at the fitted camera, `keypoint_loss` the same."""
+        """Same inputs and outputs as `SMPLify.fit`; `loss` is stage 2's objective, `keypoint_loss` SPIN's
+        fitting loss (B,) at the fitted camera."""
         c = self.config
-        kw = {"device": self.device, "dtype": self.dtype}
-        kp2d = kp2d.detach().to(**kw)
-        batch = kp2d.shape[0]
-        global_orient = init_pose[:, :3].detach().to(**kw).clone()
-        body_pose = init_pose[:, 3:].detach().to(**kw).clone()
-        betas = init_betas.detach().to(**kw).reshape(batch, -1).clone()
-        init_t = init_transl.detach().to(**kw).reshape(batch, 3).clone()
+        kp2d, global_orient, body_pose, betas, init_t = self.start(init_pose, init_betas, init_transl, kp2d)
         transl = init_t.clone()
         use_openpose = (kp2d[:, TORSO_OPENPOSE, 2].min(dim=1).values > 0) & torso_from_openpose
-        t0 = now()
+        adam = {
+            "iterations": c.spin_num_iters,
+            "lr": c.lr,
+            "betas": c.adam_betas,
+            "trace": trace,
+            "t0": now(),
+        }
         reports = []
-        adam = {"iterations": c.spin_num_iters, "lr": c.lr, "betas": c.adam_betas, "trace": trace, "t0": t0}
-        with torch.enable_grad(), cpu_threads(self.device, threads_for(c.cpu_threads, batch)):
+        with torch.enable_grad(), cpu_threads(self.device, threads_for(c.cpu_threads, kp2d.shape[0])):
             global_orient.requires_grad_(True)
             transl.requires_grad_(True)
             skeleton = self.skeleton(body_pose, betas)
@@ -210,28 +153,10 @@ class SpinSMPLify:
             reports.append(
                 run_adam_stage(
                     [body_pose, betas, global_orient],
-                    lambda: self.body_loss(
+                    lambda: self.objective(
                         self.joints49(global_orient, body_pose, betas), transl, kp2d, body_pose, betas
                     ),
                     **adam,
                 )
             )
-        with torch.no_grad():
-            pose = torch.cat([global_orient, body_pose], dim=1).detach()
-            betas = betas.detach()
-            transl = transl.detach()
-            out = self.body_model(betas, pose[:, 3:], pose[:, :3], pose2rot=True)
-            loss = self.body_loss(out.joints, transl, kp2d, pose[:, 3:], betas)
-            crit = self.criterion(out.joints, transl, kp2d)
-        if trace is not None:
-            trace.stages.extend(reports)
-        return {
-            "pose": pose,
-            "betas": betas,
-            "transl": transl,
-            "vertices": out.vertices + transl[:, None, :],
-            "joints": out.joints + transl[:, None, :],
-            "loss": loss,
-            "keypoint_loss": crit,
-            "stages": reports,
-        }
+        return self.finish(global_orient, body_pose, betas, transl, kp2d, reports, trace)

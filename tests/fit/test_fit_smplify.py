@@ -10,11 +10,12 @@ import pytest
 import torch
 
 from gtacli.errors import MissingFileError
+from gtacli.fit.fitter import keypoint_weights
 from gtacli.fit.joints import SparseJointModel, rodrigues
 from gtacli.fit.optim import relative_change
 from gtacli.fit.priors import load_gmm
 from gtacli.fit.registration import RegistrationConfig
-from gtacli.fit.smplify import SMPLify, keypoint_term, keypoint_weights
+from gtacli.fit.smplify import SMPLify, keypoint_term
 
 IGNORED = [1, 9, 12, 27, 28]  # docs/reproduction.md §3.6, typed independently
 

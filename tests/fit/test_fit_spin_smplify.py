@@ -64,7 +64,7 @@ def test_body_stage_loss_and_fitting_loss_are_spins_formulas(body_model64, gmm_p
     gen = torch.Generator().manual_seed(5)
     body_pose = 0.2 * torch.randn(2, 69, generator=gen, dtype=torch.float64)
     betas = torch.randn(2, 10, generator=gen, dtype=torch.float64)
-    got = spin.body_loss(joints, transl, kp, body_pose, betas)
+    got = spin.objective(joints, transl, kp, body_pose, betas)
     gmm = spin.pose_prior(body_pose)  # checked against its own formula in test_fit_priors
     for i in range(2):
         reproj = []
@@ -220,7 +220,15 @@ def test_registration_config_is_flat_and_set_by_name(body_model, gmm_path):
     from gtacli.fit.spin_smplify import SpinSMPLify
 
     for f in dataclasses.fields(RegistrationConfig):
-        assert f.type in ("str", "int", "float", "bool", "Optional[int]", "Tuple[float, float]", "Tuple[int, ...]"), f
+        assert f.type in (
+            "str",
+            "int",
+            "float",
+            "bool",
+            "Optional[int]",
+            "Tuple[float, float]",
+            "Tuple[int, ...]",
+        ), f
     config = dataclasses.replace(RegistrationConfig(), method="spin", mode="in_the_loop")
     registrant = Registrant(body_model, FitsStore({}), config, gmm_path=gmm_path)
     assert isinstance(registrant.smplify, SpinSMPLify)
