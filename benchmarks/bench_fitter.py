@@ -43,7 +43,7 @@ import tempfile
 import time
 import types
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Tuple
 
 import numpy as np
 import torch
@@ -344,18 +344,24 @@ def main(argv: List[str] | None = None) -> int:
     return 0
 
 
+def _print_rows(section: Dict[str, Any], columns: List[Tuple[str, str, str]]) -> None:
+    """One line per method: `columns` = (header, key, format); scalar entries print as `name: value`."""
+    print(f"{'':24s} " + " ".join(f"{h:>10s}" for h, _, _ in columns))
+    for name, r in section.items():
+        if not isinstance(r, dict):
+            print(f"{name}: {r:.3g}")
+            continue
+        print(f"{name:24s} " + " ".join(f"{r.get(key, float('nan')):>10{fmt}}" for _, key, fmt in columns))
+
+
 def print_table(p: Dict[str, Any]) -> None:
     print(
         f"A. synthetic, {p['batch']} bodies (synthetic SMPL, real GMM), median of {p['repeats']} runs, 1 CPU thread"
     )
-    print(f"{'':24s} {'MPJPE mm':>9s} {'PA-MPJPE':>9s} {'time s':>8s}")
-    for name, r in p["synthetic"].items():
-        if not isinstance(r, dict):
-            print(f"{name}: {r:.3g}")
-            continue
-        print(
-            f"{name:24s} {r['mpjpe_mm']:9.1f} {r['pa_mpjpe_mm']:9.1f} {r.get('seconds', float('nan')):8.2f}"
-        )
+    _print_rows(
+        p["synthetic"],
+        [("MPJPE mm", "mpjpe_mm", ".1f"), ("PA-MPJPE", "pa_mpjpe_mm", ".1f"), ("time s", "seconds", ".2f")],
+    )
     g = p["synthetic_goal"]
     print(
         f"default ({p['default_method']}) time / --method spin time = {g['default_time_over_spin_time']:.3f}; goal met: {g['met']}"
@@ -363,14 +369,11 @@ def print_table(p: Dict[str, Any]) -> None:
     print(
         f"B. LSP train, first {p['lsp_samples']} samples: 2D error of the GT joints in the 224 crop, GMM prior"
     )
-    print(f"{'':24s} {'mean px':>8s} {'median px':>9s} {'GMM mean':>9s} {'GMM median':>10s}")
-    for name, r in p["lsp"].items():
-        if not isinstance(r, dict):
-            print(f"{name}: {r:.3g}")
-            continue
-        print(
-            f"{name:24s} {r['reprojection_px_mean']:8.2f} {r['reprojection_px_median']:9.2f} {r['gmm_prior_mean']:9.1f} {r['gmm_prior_median']:10.1f}"
-        )
+    _print_rows(
+        p["lsp"],
+        [("mean px", "reprojection_px_mean", ".2f"), ("median px", "reprojection_px_median", ".2f"),
+         ("GMM mean", "gmm_prior_mean", ".1f"), ("GMM median", "gmm_prior_median", ".1f"), ("time s", "seconds", ".2f")],
+    )  # fmt: skip
     print(f"default <= SPIN's published fits: {p['lsp_goal']['default_px_le_spin_fits']}")
 
 

@@ -153,15 +153,18 @@ def test_missing_gmm_is_one_line_error(body_model, tmp_path):
         SMPLify(body_model, tmp_path / "gmm_08.pkl", RegistrationConfig())
 
 
-def test_runs_on_cuda_when_present(fit_layout, gmm_path):
+@pytest.mark.parametrize("method", ["mmhuman3d", "spin", "gtacli"])
+def test_runs_on_cuda_when_present(fit_layout, gmm_path, method):
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
     from gtacli.body.smpl import BodyModel
+    from gtacli.fit.registration import build_fitter
 
     bm = BodyModel.from_layout(fit_layout, "neutral", h36m=False, device="cuda")
     p = _problem(bm, gmm_path, 2)
     cuda = {k: v.cuda() for k, v in p.items()}
-    result = SMPLify(bm, gmm_path, RegistrationConfig(num_iters=5)).fit(
+    config = RegistrationConfig(method=method, num_iters=5, spin_num_iters=5, one_stage_iters=5)
+    result = build_fitter(bm, gmm_path, config).fit(
         cuda["init_pose"], cuda["init_betas"], cuda["init_transl"], cuda["kp"]
     )
     assert result["pose"].device.type == "cuda"
