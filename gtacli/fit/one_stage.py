@@ -9,7 +9,8 @@ accuracy: a torso that is a few centimetres off in depth must then be absorbed b
   its least-squares translation (`gtacli.fit.camera_init.best_facing`);
 * objective: SPIN's `body_fitting_loss` (GMoF σ = 100 on pixel residuals weighted by confidence², GMM,
   angle and shape priors; `gtacli.fit.spin_smplify`), so fits are judged by SPIN's fitting loss;
-* one Adam stage on global orient + body pose + betas + translation together, at most `one_stage_iters`
+* one Adam stage on global orient + body pose + betas + translation together (depth as a log-scale of the
+  start, so a step moves it in proportion to the distance), at most `one_stage_iters`
   steps at `one_stage_lr`, stopping early when the batch loss changes by less than `one_stage_ftol` in a
   step (mmhuman3d's rule with a looser tolerance; all three in `RegistrationConfig`).
 """
@@ -42,13 +43,21 @@ class OneStageSMPLify(SpinSMPLify):
         c = self.config
         kp2d, global_orient, body_pose, betas, transl = self.start(init_pose, init_betas, init_transl, kp2d)
         global_orient, transl = best_facing(self, global_orient, body_pose, betas, transl, kp2d)
-        for param in (global_orient, body_pose, betas, transl):
+        # depth as a log-scale of the start: one Adam step moves it by a fraction of the distance, not by a
+        # fixed number of metres (~45 m away a plain 0.04 m step is too small to matter)
+        shift, depth0 = transl[:, :2].clone(), transl[:, 2:].clone()
+        log_scale = torch.zeros_like(depth0)
+        for param in (global_orient, body_pose, betas, shift, log_scale):
             param.requires_grad_(True)
+
+        def translation() -> torch.Tensor:
+            return torch.cat([shift, depth0 * torch.exp(log_scale)], dim=1)
+
         with torch.enable_grad(), cpu_threads(self.device, threads_for(c.cpu_threads, kp2d.shape[0])):
             report = run_adam_stage(
-                [global_orient, body_pose, betas, transl],
+                [global_orient, body_pose, betas, shift, log_scale],
                 lambda: self.objective(
-                    self.joints49(global_orient, body_pose, betas), transl, kp2d, body_pose, betas
+                    self.joints49(global_orient, body_pose, betas), translation(), kp2d, body_pose, betas
                 ),
                 iterations=c.one_stage_iters,
                 lr=c.one_stage_lr,
@@ -57,4 +66,6 @@ class OneStageSMPLify(SpinSMPLify):
                 trace=trace,
                 t0=now(),
             )
+        with torch.no_grad():
+            transl = translation()
         return self.finish(global_orient, body_pose, betas, transl, kp2d, [report], trace)

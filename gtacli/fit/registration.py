@@ -89,7 +89,7 @@ class RegistrationConfig:
     # method 'gtacli' (benchmarks/bench_fitter.py): at most this many Adam steps in its single stage, stopping
     # when the batch loss changes by less than one_stage_ftol (relative) in a step
     one_stage_iters: int = 100
-    one_stage_lr: float = 3e-2
+    one_stage_lr: float = 4e-2
     one_stage_ftol: float = 2e-3
     # Evaluate the 49 joints from the vertices they need only, and camera stages as a rigid transform (same result).
     fast_joints: bool = True
