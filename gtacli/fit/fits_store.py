@@ -18,8 +18,12 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Uni
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
+from gtacli.body.rotations import flip_smpl_pose, rotate_global_orient
 from gtacli.errors import BadFileError, MissingFileError, PathLike
+from gtacli.io.atomic import atomic_path
+from gtacli.io.safe import load_npy
 from gtacli.layout import TRAIN_DATASETS, DataLayout
 
 FIT_COLUMNS = 82  # 72 pose (axis-angle, 24 joints) + 10 betas
@@ -56,15 +60,11 @@ def check_fits_array(array: np.ndarray, path: PathLike, expected_rows: Optional[
 
 def load_fits_file(path: PathLike, expected_rows: Optional[int] = None) -> np.ndarray:
     """Read one `<ds>_fits.npy` (restricted, no pickle) and validate it -> (N, 82) float64 (a writable copy)."""
-    from gtacli.io.safe import load_npy
-
     return np.array(check_fits_array(load_npy(path), path, expected_rows), dtype=np.float64, copy=True)
 
 
 def save_fits_file(path: PathLike, fits: np.ndarray) -> Path:
     """Write a (N, 82) array as float64 `.npy`, atomically (never a half-written file at `path`)."""
-    from gtacli.io.atomic import atomic_path
-
     fits = check_fits_array(np.asarray(fits), path)
     with atomic_path(path) as tmp:
         np.save(tmp, np.ascontiguousarray(fits, dtype=np.float64), allow_pickle=False)
@@ -78,8 +78,6 @@ def to_augmented_frame(
 
     pose72 (B, 72), rotation_deg (B,), is_flipped (B,) -> (B, 72).
     """
-    from gtacli.body.rotations import flip_smpl_pose, rotate_global_orient
-
     flipped = is_flipped.reshape(-1).to(torch.bool)
     pose = torch.where(flipped[:, None], flip_smpl_pose(pose72), pose72)
     global_orient = rotate_global_orient(pose[:, :3], rotation_deg.reshape(-1).to(pose.dtype))
@@ -90,8 +88,6 @@ def to_canonical_frame(
     pose72: torch.Tensor, rotation_deg: torch.Tensor, is_flipped: torch.Tensor
 ) -> torch.Tensor:
     """Augmented -> canonical frame (docs/reproduction.md §7.4): undo the rotation (`R_z(+r)·R_go`), then undo the flip."""
-    from gtacli.body.rotations import flip_smpl_pose, rotate_global_orient
-
     global_orient = rotate_global_orient(pose72[:, :3], -rotation_deg.reshape(-1).to(pose72.dtype))
     pose = torch.cat([global_orient, pose72[:, 3:]], dim=1)
     flipped = is_flipped.reshape(-1).to(torch.bool)
@@ -275,8 +271,6 @@ class FitsStore:
         order, so when two ranks updated the same row the highest rank wins on every rank alike.
         Returns the number of rows received from other ranks.
         """
-        import torch.distributed as dist
-
         updates = self.take_updates()
         if not (dist.is_available() and dist.is_initialized()):
             return 0

@@ -22,37 +22,121 @@ Batch keys (see the fit/train contract): `keypoints2d (B,49,3)` crop pixels, `ha
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Dict, Mapping, Optional
+from dataclasses import dataclass, fields
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import torch
 
-from gtacli.body.camera import cam_to_translation, estimate_translation
+from gtacli.body.camera import FOCAL_LENGTH, IMG_RES, cam_to_translation, estimate_translation
+from gtacli.body.conventions import REGISTRANT_IGNORE
 from gtacli.errors import GtacliError, PathLike
 from gtacli.fit.fits_store import FitsStore
-from gtacli.fit.smplify import SMPLify, SMPLifyConfig, keypoint_term, keypoint_weights
+from gtacli.fit.fitter import keypoint_weights
+from gtacli.fit.one_stage import OneStageSMPLify
+from gtacli.fit.priors import (
+    JOINT_PRIOR_WEIGHT,
+    KEYPOINT_GMOF_SIGMA,
+    POSE_PRIOR_WEIGHT,
+    SHAPE_PRIOR_WEIGHT,
+    MaxMixturePrior,
+)
+from gtacli.fit.smplify import SMPLify, axis_angle_from_rotmat, keypoint_term
+from gtacli.fit.spin_smplify import SpinSMPLify, spin_reprojection
 
 REGISTRATION_MODES = ("static", "in_the_loop")
-VALID_FIT_THRESHOLD = 10.0  # run_registration's `threshold` (docs/reproduction.md §7.1)
-MAX_ABS_BETA = 3.0  # rows with any |β| above this are zeroed (docs/reproduction.md §7.1 step 7)
+# SMPLify formulations: mmhuman3d's registrant (the reproduction default), SPIN's `smplify/smplify.py`, and
+# gtacli's one-stage fitter on SPIN's objective (`gtacli.fit.one_stage`, the default of `gtacli fit`).
+FIT_METHODS = ("mmhuman3d", "spin", "gtacli")
 MEAN_CAMERA = (0.9, 0.0, 0.0)  # smpl_mean_params cam: fallback camera when no prediction is given
 
 
 @dataclass
-class RegistrationConfig(SMPLifyConfig):
-    """Registration settings (docs/reproduction.md §7.1–7.4); the SMPLify fields come from `SMPLifyConfig`."""
+class RegistrationConfig:
+    """Every number of registration and SMPLify (docs/reproduction.md §7.1–7.4), one flat set of plain fields.
 
+    Defaults are mmhuman3d's registrant (configs/spin/resnet50_spin_pw3d.py `registrant`, `run_registration`);
+    the `spin_*` fields are SPIN's own (`smplify/smplify.py`, `smplify/losses.py`, `utils/train_options.py`)
+    and apply when `method="spin"`. Training composes its recipe with one of these (`--set registration.x=...`).
+    """
+
+    # 'mmhuman3d' (its registrant: GMoF of squared normalised residuals, every stage on the full objective)
+    # or 'spin' (SPIN's SMPLify: torso camera stage, GMoF on pixel residuals weighted by confidence²)
+    # or 'gtacli' (SPIN's objective in one stage with the translation free; judged by SPIN's criterion)
+    method: str = "mmhuman3d"
     mode: str = "static"  # 'static' (fits read-only) or 'in_the_loop' (SMPLify + accept-if-better + update)
-    threshold: float = VALID_FIT_THRESHOLD
-    max_abs_beta: float = MAX_ABS_BETA
+    threshold: float = (
+        10.0  # run_registration's `threshold`: valid_fit = keypoint loss < this (method mmhuman3d)
+    )
+    max_abs_beta: float = 3.0  # rows with any |β| above this are zeroed (docs/reproduction.md §7.1 step 7)
     # mmhuman3d subtracts the *initial* translation from the fitted (translated) vertices, leaving an offset
     # of t_fit − t_init in opt_vertices (docs/reproduction.md §7.4, §10.1). True reproduces it; False subtracts t_fit.
     mmhuman3d_vertex_offset: bool = True
+    num_iters: int = 50  # Adam iterations per stage (two stages), mmhuman3d's registrant
+    lr: float = 1e-2
+    adam_betas: Tuple[float, float] = (0.9, 0.999)
+    ftol: float = 1e-4  # mmhuman3d's relative-change early stop per stage; <= 0 disables it
+    focal_length: float = FOCAL_LENGTH
+    img_res: int = IMG_RES
+    ignore_keypoints: Tuple[int, ...] = REGISTRANT_IGNORE  # smpl_49 joints with weight 0 (same list in SPIN)
+    keypoint_weight: float = 1.0
+    gmof_sigma: float = KEYPOINT_GMOF_SIGMA
+    shape_prior_weight: float = SHAPE_PRIOR_WEIGHT
+    joint_prior_weight: float = JOINT_PRIOR_WEIGHT
+    pose_prior_weight: float = POSE_PRIOR_WEIGHT
+    spin_num_iters: int = 100  # SPIN --num_smplify_iters, per stage, no early stop
+    spin_threshold: float = 100.0  # SPIN --smplify_threshold on its per-sample fitting loss (px²)
+    spin_depth_loss_weight: float = 100.0  # SPIN camera_fitting_loss: 100²·(t_z − t_z,init)²
+    # method 'gtacli' (benchmarks/bench_fitter.py): at most this many Adam steps in its single stage, stopping
+    # when the batch loss changes by less than one_stage_ftol (relative) in a step
+    one_stage_iters: int = 100
+    one_stage_lr: float = 4e-2
+    one_stage_ftol: float = 2e-3
+    # Evaluate the 49 joints from the vertices they need only, and camera stages as a rigid transform (same result).
+    fast_joints: bool = True
+    # CPU intra-op threads while fitting; None = 1 thread for small batches (see gtacli.fit.optim), else torch's.
+    cpu_threads: Optional[int] = None
 
     def __post_init__(self) -> None:
         if self.mode not in REGISTRATION_MODES:
             raise ValueError(f"registration mode must be one of {REGISTRATION_MODES}, got {self.mode!r}")
+        if self.method not in FIT_METHODS:
+            raise ValueError(f"registration method must be one of {FIT_METHODS}, got {self.method!r}")
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @property
+    def acceptance_threshold(self) -> float:
+        """The valid-fit threshold of this config's method (its own criterion's units)."""
+        return self.threshold if self.method == "mmhuman3d" else self.spin_threshold
+
+
+FITTERS = {"mmhuman3d": SMPLify, "spin": SpinSMPLify, "gtacli": OneStageSMPLify}
+
+
+def build_fitter(
+    body_model: Any,
+    gmm_path: Optional[PathLike],
+    config: RegistrationConfig,
+    *,
+    pose_prior: Optional[MaxMixturePrior] = None,
+) -> Any:
+    """The fitter of `config.method` (`fit(init_pose, init_betas, init_transl, kp2d) -> dict`, `criterion`)."""
+    return FITTERS[config.method](body_model, gmm_path, config, pose_prior=pose_prior)
+
+
+def fit_criterion(
+    config: RegistrationConfig, joints_cam: torch.Tensor, kp2d: torch.Tensor, weights: torch.Tensor
+) -> torch.Tensor:
+    """(B,) the acceptance measure of `config.method` for camera-frame joints (B, 49, 3):
+    mmhuman3d's registrant keypoint loss (docs/reproduction.md §7.1 step 5), or SPIN's fitting loss
+    (mean over the 49 joints of `c²·Σ gmof`, SPIN `get_fitting_loss` + trainer) for 'spin' and 'gtacli'."""
+    c = config
+    if c.method == "mmhuman3d":
+        return c.keypoint_weight * keypoint_term(
+            joints_cam, kp2d, weights, c.focal_length, c.img_res, c.gmof_sigma
+        )
+    return spin_reprojection(joints_cam, kp2d, weights, c.focal_length, c.img_res, c.gmof_sigma).mean(-1)
 
 
 class Registrant:
@@ -71,21 +155,19 @@ class Registrant:
         ref = body_model.smpl.v_template
         self.device, self.dtype = ref.device, ref.dtype
         self.weights = keypoint_weights(self.config.ignore_keypoints, dtype=self.dtype, device=self.device)
-        self.smplify: Optional[SMPLify] = None
+        self.smplify: Optional[Any] = None
         if self.config.mode == "in_the_loop":
             if fits is None:
                 raise GtacliError(
                     "in-the-loop registration needs a fits store to update",
                     fix="load the static fits (FitsStore.from_layout) and pass them to the Registrant",
                 )
-            self.smplify = SMPLify(body_model, Path(gmm_path) if gmm_path is not None else None, self.config)
+            self.smplify = build_fitter(body_model, gmm_path, self.config)
 
     def keypoint_loss(self, joints: torch.Tensor, transl: torch.Tensor, kp2d: torch.Tensor) -> torch.Tensor:
-        """docs/reproduction.md §7.1 step 5 per sample (B,) for untranslated joints (B,49,3) at `transl` (B,3)."""
-        c = self.config
-        return c.keypoint_weight * keypoint_term(
-            joints + transl[:, None, :], kp2d, self.weights, c.focal_length, c.img_res, c.gmof_sigma
-        )
+        """The method's fit criterion per sample (B,) for untranslated joints (B,49,3) at `transl` (B,3)
+        (docs/reproduction.md §7.1 step 5 for mmhuman3d; SPIN's fitting loss for spin)."""
+        return fit_criterion(self.config, joints + transl[:, None, :], kp2d, self.weights)
 
     @torch.no_grad()
     def __call__(
@@ -175,7 +257,7 @@ class Registrant:
         opt_betas = torch.where(bad_betas[:, None], torch.zeros_like(opt_betas), opt_betas)
 
         # 9. which targets supervise the SMPL losses
-        valid_fit = (opt_joint_loss < c.threshold) | has_smpl
+        valid_fit = (opt_joint_loss < c.acceptance_threshold) | has_smpl
         return {
             "opt_pose": opt_pose,
             "opt_betas": opt_betas,
@@ -204,14 +286,15 @@ class Registrant:
         opt_joint_loss: torch.Tensor,
     ) -> torch.Tensor:
         """docs/reproduction.md §7.4 on the rows `need` (in place on the opt_* tensors); returns the (B,) mask of accepted rows."""
-        from gtacli.fit.smplify import axis_angle_from_rotmat
-
         assert self.smplify is not None and self.fits is not None
         kw = {"device": self.device, "dtype": self.dtype}
         rotmat = pred["pred_pose"].detach().to(**kw)[need]  # (n, 24, 3, 3)
         init_pose = axis_angle_from_rotmat(rotmat)
         init_betas = pred["pred_shape"].detach().to(**kw)[need]
-        result = self.smplify.fit(init_pose, init_betas, pred_cam_t[need], kp2d[need])
+        kwargs = (
+            {} if self.config.method == "mmhuman3d" else {"torso_from_openpose": False}
+        )  # see spin_smplify
+        result = self.smplify.fit(init_pose, init_betas, pred_cam_t[need], kp2d[need], **kwargs)
         fitted_t = result["transl"]
         new_loss = result["keypoint_loss"]
         accept = new_loss < opt_joint_loss[need]

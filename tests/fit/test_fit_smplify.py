@@ -10,16 +10,12 @@ import pytest
 import torch
 
 from gtacli.errors import MissingFileError
+from gtacli.fit.fitter import keypoint_weights
+from gtacli.fit.joints import SparseJointModel, rodrigues
+from gtacli.fit.optim import relative_change
 from gtacli.fit.priors import load_gmm
-from gtacli.fit.smplify import (
-    SMPLify,
-    SMPLifyConfig,
-    SparseJointModel,
-    _rodrigues,
-    keypoint_term,
-    keypoint_weights,
-    relative_change,
-)
+from gtacli.fit.registration import RegistrationConfig
+from gtacli.fit.smplify import SMPLify, keypoint_term
 
 IGNORED = [1, 9, 12, 27, 28]  # docs/reproduction.md §3.6, typed independently
 
@@ -49,7 +45,9 @@ def test_keypoint_term_hand_case():
     assert got.item() == pytest.approx(expected, rel=1e-12)
     # a residual of a whole crop saturates: gmof(r², 100) with r² = 4 -> 1e4·16/(1e4+16)
     kp[0, 25, :2] = torch.tensor([122.0 + 223.0, 92.0], **f64)
-    assert keypoint_term(joints, kp, weights).item() == pytest.approx(0.5 * _gmof_sq(2.0), rel=1e-12)
+    assert keypoint_term(joints, kp, weights, 5000.0, 224, 100.0).item() == pytest.approx(
+        0.5 * _gmof_sq(2.0), rel=1e-12
+    )
 
 
 def test_relative_change_hand_cases():
@@ -65,7 +63,7 @@ def test_sparse_joints_equal_full_forward(body_model64):
     pose = torch.randn(3, 72, generator=gen, dtype=torch.float64) * 0.5
     betas = torch.randn(3, 10, generator=gen, dtype=torch.float64)
     full = body_model64(betas, pose[:, 3:], pose[:, :3], pose2rot=True)
-    rot = _rodrigues(pose.reshape(-1, 3)).reshape(3, 24, 3, 3)
+    rot = rodrigues(pose.reshape(-1, 3)).reshape(3, 24, 3, 3)
     torch.testing.assert_close(sparse.joints54(betas, rot), full.joints54, rtol=0, atol=1e-10)
     torch.testing.assert_close(sparse.joints49(betas, rot), full.joints, rtol=0, atol=1e-10)
 
@@ -94,8 +92,12 @@ def _problem(body_model, gmm_path, batch: int, dtype=torch.float32, seed: int = 
 def test_fast_path_gives_the_same_fit(body_model64, gmm_path):
     p = _problem(body_model64, gmm_path, 2, torch.float64)
     args = (p["init_pose"], p["init_betas"], p["init_transl"], p["kp"])
-    fast = SMPLify(body_model64, gmm_path, SMPLifyConfig(num_iters=4, ftol=0.0, fast_joints=True)).fit(*args)
-    slow = SMPLify(body_model64, gmm_path, SMPLifyConfig(num_iters=4, ftol=0.0, fast_joints=False)).fit(*args)
+    fast = SMPLify(body_model64, gmm_path, RegistrationConfig(num_iters=4, ftol=0.0, fast_joints=True)).fit(
+        *args
+    )
+    slow = SMPLify(body_model64, gmm_path, RegistrationConfig(num_iters=4, ftol=0.0, fast_joints=False)).fit(
+        *args
+    )
     for key in ("pose", "betas", "transl", "loss", "joints"):
         torch.testing.assert_close(fast[key], slow[key], rtol=1e-7, atol=1e-7)
     assert [s.iterations for s in fast["stages"]] == [4, 4]
@@ -103,7 +105,7 @@ def test_fast_path_gives_the_same_fit(body_model64, gmm_path):
 
 def test_fit_lowers_the_loss_and_recovers_the_body(body_model, gmm_path):
     p = _problem(body_model, gmm_path, 3)
-    smplify = SMPLify(body_model, gmm_path, SMPLifyConfig())
+    smplify = SMPLify(body_model, gmm_path, RegistrationConfig())
     init_loss = smplify.total_loss(p["init_pose"], p["init_betas"], p["init_transl"], p["kp"])
     result = smplify.fit(p["init_pose"], p["init_betas"], p["init_transl"], p["kp"])
     assert (result["loss"] < init_loss).all()
@@ -134,13 +136,13 @@ def test_fit_lowers_the_loss_and_recovers_the_body(body_model, gmm_path):
 
 def test_early_stop_and_batch_of_one(body_model, gmm_path):
     p = _problem(body_model, gmm_path, 1)
-    smplify = SMPLify(body_model, gmm_path, SMPLifyConfig(num_iters=30))
+    smplify = SMPLify(body_model, gmm_path, RegistrationConfig(num_iters=30))
     first = smplify.fit(p["init_pose"], p["init_betas"], p["init_transl"], p["kp"])
     assert first["pose"].shape == (1, 72) and first["vertices"].shape == (1, 6890, 3)
     # restarting at the converged translation: stage 1 has nothing left to do and stops at once
     again = smplify.fit(first["pose"], first["betas"], first["transl"], p["kp"])
     assert again["stages"][0].stopped_early and again["stages"][0].iterations <= 3
-    no_stop = SMPLify(body_model, gmm_path, SMPLifyConfig(num_iters=3, ftol=0.0)).fit(
+    no_stop = SMPLify(body_model, gmm_path, RegistrationConfig(num_iters=3, ftol=0.0)).fit(
         first["pose"], first["betas"], first["transl"], p["kp"]
     )
     assert [s.iterations for s in no_stop["stages"]] == [3, 3]
@@ -148,18 +150,21 @@ def test_early_stop_and_batch_of_one(body_model, gmm_path):
 
 def test_missing_gmm_is_one_line_error(body_model, tmp_path):
     with pytest.raises(MissingFileError, match="gmm"):
-        SMPLify(body_model, tmp_path / "gmm_08.pkl")
+        SMPLify(body_model, tmp_path / "gmm_08.pkl", RegistrationConfig())
 
 
-def test_runs_on_cuda_when_present(fit_layout, gmm_path):
+@pytest.mark.parametrize("method", ["mmhuman3d", "spin", "gtacli"])
+def test_runs_on_cuda_when_present(fit_layout, gmm_path, method):
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
     from gtacli.body.smpl import BodyModel
+    from gtacli.fit.registration import build_fitter
 
     bm = BodyModel.from_layout(fit_layout, "neutral", h36m=False, device="cuda")
     p = _problem(bm, gmm_path, 2)
     cuda = {k: v.cuda() for k, v in p.items()}
-    result = SMPLify(bm, gmm_path, SMPLifyConfig(num_iters=5)).fit(
+    config = RegistrationConfig(method=method, num_iters=5, spin_num_iters=5, one_stage_iters=5)
+    result = build_fitter(bm, gmm_path, config).fit(
         cuda["init_pose"], cuda["init_betas"], cuda["init_transl"], cuda["kp"]
     )
     assert result["pose"].device.type == "cuda"

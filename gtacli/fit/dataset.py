@@ -1,0 +1,212 @@
+"""Fit many samples: screen the keypoints, start each fit, run a fitter in batches, judge every result.
+
+* `screen_keypoints`: which samples can be fitted; every problem kind once, with its count and first index.
+* the initial translation: `gtacli.fit.camera_init.initial_translation`.
+* `fit_dataset`: the chosen fitter on the fittable rows, `batch_size` at a time; every row of the result
+  is finite (rows that were not fitted keep their initial parameters and say why).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from gtacli.body.camera import cam_to_translation, estimate_translation
+from gtacli.body.rotations import rot6d_to_rotmat
+from gtacli.fit.camera_init import initial_translation
+from gtacli.fit.fitter import keypoint_weights
+from gtacli.fit.registration import RegistrationConfig, fit_criterion
+from gtacli.fit.smplify import axis_angle_from_rotmat
+from gtacli.fit.spin_smplify import TORSO_GT, TORSO_OPENPOSE, project
+
+MIN_TORSO_JOINTS = 4  # hips and shoulders: what places and orients the body (SPIN's camera stage)
+
+# problem kinds, in the order they are checked (a sample is reported under the first that applies)
+NON_FINITE = "non-finite keypoints (NaN or inf)"
+NO_CONFIDENT = "no keypoint with confidence > 0"
+FEW_TORSO = f"fewer than {MIN_TORSO_JOINTS} confident torso joints (hips, shoulders)"
+NO_IMAGE = "image missing or unreadable (needed by --init CHECKPOINT)"
+
+
+@dataclass
+class Problem:
+    """One kind of bad input: how many samples have it and the first one (0-based row)."""
+
+    kind: str
+    count: int
+    first_index: int
+    unit: str = "sample"  # what is counted: sample, person, file
+
+    def line(self) -> str:
+        plural = "s" if self.count != 1 else ""
+        return (
+            f"{self.count} {self.unit}{plural} skipped: {self.kind} (first: {self.unit} {self.first_index})"
+        )
+
+
+def group_problems(reasons: Sequence[Optional[str]], unit: str = "sample") -> List[Problem]:
+    """Per-row reasons (None = fine) -> one `Problem` per kind, in order of first appearance."""
+    problems: Dict[str, Problem] = {}
+    for i, reason in enumerate(reasons):
+        if reason is None:
+            continue
+        if reason in problems:
+            problems[reason].count += 1
+        else:
+            problems[reason] = Problem(reason, 1, i, unit)
+    return list(problems.values())
+
+
+def screen_keypoints(kp2d: np.ndarray) -> List[Optional[str]]:
+    """(N, 49, 3) crop keypoints -> per row None (fittable) or the problem kind.
+
+    A torso joint counts when its OpenPose or its ground-truth keypoint is confident.
+    """
+    kp = np.asarray(kp2d, dtype=np.float64)
+    conf = kp[..., 2]
+    confident = conf > 0
+    # a keypoint that is used (conf > 0) must be finite, and so must every confidence
+    non_finite = ~np.isfinite(conf).all(axis=1) | (confident[..., None] & ~np.isfinite(kp[..., :2])).any(
+        axis=(1, 2)
+    )
+    none = ~(confident & np.isfinite(conf)).any(axis=1)
+    torso = confident[:, list(TORSO_OPENPOSE)] | confident[:, list(TORSO_GT)]
+    few_torso = torso.sum(axis=1) < MIN_TORSO_JOINTS
+    reasons: List[Optional[str]] = []
+    for i in range(kp.shape[0]):
+        if non_finite[i]:
+            reasons.append(NON_FINITE)
+        elif none[i]:
+            reasons.append(NO_CONFIDENT)
+        elif few_torso[i]:
+            reasons.append(FEW_TORSO)
+        else:
+            reasons.append(None)
+    return reasons
+
+
+def mean_init(mean_params: Dict[str, Any], batch: int, **kwargs: Any) -> Dict[str, torch.Tensor]:
+    """Initial parameters from `smpl_mean_params` (`pose` (144,) 6D, `shape` (10,), `cam` (3,)):
+    {'pose' (B, 72) axis-angle, 'betas' (B, 10), 'cam' (B, 3)}."""
+    pose6d = torch.as_tensor(mean_params["pose"], **kwargs).reshape(1, 24, 6)
+    pose = axis_angle_from_rotmat(rot6d_to_rotmat(pose6d).reshape(1, 24, 3, 3))
+    betas = torch.as_tensor(mean_params["shape"], **kwargs).reshape(1, -1)
+    cam = torch.as_tensor(mean_params["cam"], **kwargs).reshape(1, 3)
+    return {"pose": pose.expand(batch, -1), "betas": betas.expand(batch, -1), "cam": cam.expand(batch, -1)}
+
+
+@dataclass
+class DatasetFit:
+    """Result of `fit_dataset`: one row per input sample, in order, all numpy."""
+
+    fits: np.ndarray  # (N, 82) float64 [pose72 | betas10]; the initial parameters where not fitted
+    transl: np.ndarray  # (N, 3) the fitted crop-camera translation (metres)
+    loss: np.ndarray  # (N,) final objective of the method (NaN where not fitted)
+    criterion: (
+        np.ndarray
+    )  # (N,) the method's acceptance measure, camera by estimate_translation as training places it
+    reprojection_px: np.ndarray  # (N,) mean 2D distance of the confident, used keypoints at the fitted camera
+    fitted: np.ndarray  # (N,) bool
+    accepted: np.ndarray  # (N,) bool: fitted and criterion < threshold
+    betas_zeroed: np.ndarray  # (N,) bool: rows training will zero (any |β| > max_abs_beta)
+    translation_fallback: np.ndarray  # (N,) bool: no keypoints placed the initial translation
+    reasons: List[str] = field(default_factory=list)  # per row: "accepted", why not, or why skipped
+    threshold: float = 0.0
+
+
+def reprojection_px(
+    joints_cam: torch.Tensor, kp2d: torch.Tensor, weights: torch.Tensor, config: RegistrationConfig
+) -> torch.Tensor:
+    """(B,) mean pixel distance between projected joints and the confident, used keypoints (NaN if none)."""
+    proj = project(joints_cam, config.focal_length, config.img_res)
+    used = (kp2d[..., 2] > 0) & (weights > 0)
+    target = torch.where(used[..., None], kp2d[..., :2], proj)
+    dist = (proj - target).norm(dim=-1) * used
+    return dist.sum(-1) / used.sum(-1).clamp(min=1)
+
+
+def fit_dataset(
+    fitter: Any,
+    config: RegistrationConfig,
+    kp2d: np.ndarray,
+    init_pose: np.ndarray,
+    init_betas: np.ndarray,
+    init_cam: np.ndarray,
+    *,
+    skip: Optional[Sequence[Optional[str]]] = None,
+    batch_size: int = 32,
+    progress: Optional[Callable[..., None]] = None,
+) -> DatasetFit:
+    """Fit every fittable sample. kp2d (N, 49, 3) crop pixels + conf; init_pose (N, 72); init_betas (N, 10);
+    init_cam (N, 3) weak-perspective. `skip[i]` (a reason) leaves row i unfitted. `progress(done, total,
+    description)` is called after each batch."""
+    kw = {"device": fitter.device, "dtype": fitter.dtype}
+    n = int(np.shape(kp2d)[0])
+    reasons: List[Optional[str]] = list(skip) if skip is not None else [None] * n
+    todo = np.flatnonzero([r is None for r in reasons])
+    fits = np.concatenate([np.asarray(init_pose, np.float64), np.asarray(init_betas, np.float64)], axis=1)
+    out = {
+        "transl": np.zeros((n, 3)),
+        "loss": np.full(n, np.nan),
+        "criterion": np.full(n, np.nan),
+        "reprojection_px": np.full(n, np.nan),
+        "fallback": np.zeros(n, bool),
+    }
+    weights = keypoint_weights(config.ignore_keypoints, **kw)
+    threshold = config.acceptance_threshold
+    done = 0
+    for start in range(0, len(todo), batch_size):
+        rows = todo[start : start + batch_size]
+        kp = torch.as_tensor(np.asarray(kp2d)[rows], **kw)
+        pose = torch.as_tensor(np.asarray(init_pose)[rows], **kw)
+        betas = torch.as_tensor(np.asarray(init_betas)[rows], **kw)
+        cam_t = cam_to_translation(
+            torch.as_tensor(np.asarray(init_cam)[rows], **kw), config.focal_length, config.img_res
+        )
+        with torch.no_grad():
+            joints = fitter.body_model(betas, pose[:, 3:], pose[:, :3], pose2rot=True).joints
+        transl, fallback = initial_translation(joints, kp, cam_t, config.focal_length, config.img_res)
+        result = fitter.fit(pose, betas, transl, kp)
+        with torch.no_grad():
+            root_joints = result["joints"] - result["transl"][:, None, :]
+            place, place_ok = estimate_translation(root_joints, kp, config.focal_length, config.img_res)
+            place = torch.where(place_ok[:, None], place, result["transl"])
+            crit = fit_criterion(config, root_joints + place[:, None, :], kp, weights)
+            px = reprojection_px(result["joints"], kp, weights, config)
+        fits[rows, :72] = result["pose"].double().cpu().numpy()
+        fits[rows, 72:] = result["betas"].double().cpu().numpy()
+        out["transl"][rows] = result["transl"].double().cpu().numpy()
+        out["loss"][rows] = result["loss"].double().cpu().numpy()
+        out["criterion"][rows] = crit.double().cpu().numpy()
+        out["reprojection_px"][rows] = px.double().cpu().numpy()
+        out["fallback"][rows] = fallback.cpu().numpy()
+        done += len(rows)
+        if progress is not None:
+            mean_px = float(np.nanmean(out["reprojection_px"][todo[: start + len(rows)]]))
+            progress(done, len(todo), f"mean reprojection {mean_px:.1f} px")
+    fitted = np.array([r is None for r in reasons])
+    accepted = fitted & (out["criterion"] < threshold)
+    labels = []
+    for i in range(n):
+        if reasons[i] is not None:
+            labels.append(f"skipped: {reasons[i]}")
+        elif accepted[i]:
+            labels.append("accepted")
+        else:
+            labels.append(f"rejected: fit criterion {out['criterion'][i]:.4g} >= {threshold:g}")
+    return DatasetFit(
+        fits=fits,
+        transl=out["transl"],
+        loss=out["loss"],
+        criterion=out["criterion"],
+        reprojection_px=out["reprojection_px"],
+        fitted=fitted,
+        accepted=accepted,
+        betas_zeroed=(np.abs(fits[:, 72:]) > config.max_abs_beta).any(axis=1),
+        translation_fallback=out["fallback"],
+        reasons=labels,
+        threshold=threshold,
+    )

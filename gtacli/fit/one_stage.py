@@ -1,0 +1,71 @@
+"""gtacli's own fitter (`--method gtacli`, the default of `gtacli fit`): SPIN's objective, one joint stage.
+
+Measured on synthetic bodies with known ground truth (benchmarks/bench_fitter.py), SPIN's camera stage adds
+little once the initial translation is the least-squares solution on the keypoints (`estimate_translation`,
+what both trainers compute for a fit anyway), and fixing the translation during the body stage costs
+accuracy: a torso that is a few centimetres off in depth must then be absorbed by bending the limbs. So:
+
+* start: the facing direction (0/90/180/270° about the vertical) that explains the keypoints best, with
+  its least-squares translation (`gtacli.fit.camera_init.best_facing`);
+* objective: SPIN's `body_fitting_loss` (GMoF σ = 100 on pixel residuals weighted by confidence², GMM,
+  angle and shape priors; `gtacli.fit.spin_smplify`), so fits are judged by SPIN's fitting loss;
+* one Adam stage on global orient + body pose + betas + translation together (depth as a log-scale of the
+  start, so a step moves it in proportion to the distance), at most `one_stage_iters`
+  steps at `one_stage_lr`, stopping early when the batch loss changes by less than `one_stage_ftol` in a
+  step (mmhuman3d's rule with a looser tolerance; all three in `RegistrationConfig`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+import torch
+
+from gtacli.fit.camera_init import best_facing
+from gtacli.fit.optim import FitTrace, cpu_threads, now, run_adam_stage, threads_for
+from gtacli.fit.spin_smplify import SpinSMPLify
+
+
+class OneStageSMPLify(SpinSMPLify):
+    """SPIN's objective minimised in one stage with the translation free (see the module docstring)."""
+
+    def fit(
+        self,
+        init_pose: torch.Tensor,
+        init_betas: torch.Tensor,
+        init_transl: torch.Tensor,
+        kp2d: torch.Tensor,
+        *,
+        torso_from_openpose: bool = True,
+        trace: Optional[FitTrace] = None,
+    ) -> Dict[str, Any]:
+        """Same inputs and outputs as `SpinSMPLify.fit` (`torso_from_openpose` has no stage to act on here)."""
+        c = self.config
+        kp2d, global_orient, body_pose, betas, transl = self.start(init_pose, init_betas, init_transl, kp2d)
+        global_orient, transl = best_facing(self, global_orient, body_pose, betas, transl, kp2d)
+        # depth as a log-scale of the start: one Adam step moves it by a fraction of the distance, not by a
+        # fixed number of metres (~45 m away a plain 0.04 m step is too small to matter)
+        shift, depth0 = transl[:, :2].clone(), transl[:, 2:].clone()
+        log_scale = torch.zeros_like(depth0)
+        for param in (global_orient, body_pose, betas, shift, log_scale):
+            param.requires_grad_(True)
+
+        def translation() -> torch.Tensor:
+            return torch.cat([shift, depth0 * torch.exp(log_scale)], dim=1)
+
+        with torch.enable_grad(), cpu_threads(self.device, threads_for(c.cpu_threads, kp2d.shape[0])):
+            report = run_adam_stage(
+                [global_orient, body_pose, betas, shift, log_scale],
+                lambda: self.objective(
+                    self.joints49(global_orient, body_pose, betas), translation(), kp2d, body_pose, betas
+                ),
+                iterations=c.one_stage_iters,
+                lr=c.one_stage_lr,
+                betas=c.adam_betas,
+                ftol=c.one_stage_ftol,
+                trace=trace,
+                t0=now(),
+            )
+        with torch.no_grad():
+            transl = translation()
+        return self.finish(global_orient, body_pose, betas, transl, kp2d, [report], trace)

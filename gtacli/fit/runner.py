@@ -1,0 +1,520 @@
+"""`gtacli fit` as a pipeline: inputs -> crop keypoints -> initial parameters -> fits -> files -> a report.
+
+Two sources of keypoints:
+
+* `fit_annotation`: a HumanData annotation of the data tree (`--dataset NAME`); writes the static fits file
+  training reads (N x 82, float64, row = sample index) and a JSON report beside it.
+* `fit_openpose`: OpenPose JSON for a user's own photos (`--openpose DIR_OR_FILE --images DIR`); every person
+  gets SPIN's crop from its keypoints (`gtacli.data.openpose.spin_box`) and a fit; writes `fits.npz`,
+  `report.json` and one overlay image per input image.
+
+Samples that cannot be fitted are reported once per problem kind (count, first index) and the rest are
+fitted; every output is written atomically, after all fitting succeeded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+import torch
+
+from gtacli.body.camera import crop_to_image_intrinsics
+from gtacli.body.smpl import BodyModel
+from gtacli.data.crop import affine_transform, bbox_to_center_scale, crop, normalize, transform_points
+from gtacli.data.human_data import HumanData
+from gtacli.data.openpose import read_openpose, spin_box, to_smpl49
+from gtacli.errors import BadFileError, GtacliError, MissingFileError, UsageError
+from gtacli.fit.dataset import (
+    NO_IMAGE,
+    DatasetFit,
+    Problem,
+    fit_dataset,
+    group_problems,
+    mean_init,
+    screen_keypoints,
+)
+from gtacli.fit.fits_store import fits_file_name, save_fits_file
+from gtacli.fit.registration import FIT_METHODS, RegistrationConfig, build_fitter
+from gtacli.fit.smplify import axis_angle_from_rotmat
+from gtacli.io.atomic import atomic_write_json, atomic_write_with, ensure_writable_dir
+from gtacli.layout import TEST_DATASETS, TRAIN_DATASETS, DataLayout
+from gtacli.model.estimator import load_mean_params
+from gtacli.model.loading import load_estimator
+
+DEFAULT_METHOD = "gtacli"  # the most accurate measured (benchmarks/bench_fitter.py, docs/reproduction.md §7)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+OPENPOSE_SUFFIXES = ("_keypoints", "_openpose")  # OpenPose's own name; SPIN's examples
+NO_BOX = "fewer than 2 keypoints with confidence > 0.2: no crop (SPIN's rule)"
+NO_IMAGE_FOR_JSON = "no image with the same name in --images"
+BAD_JSON = "not a readable OpenPose file"
+
+Progress = Optional[Callable[..., None]]
+
+
+@dataclass
+class FitOptions:
+    """What a fit run was asked for (the CLI's options)."""
+
+    method: str = DEFAULT_METHOD
+    init_checkpoint: Optional[Path] = None  # None: smpl_mean_params
+    batch_size: int = 32
+    iterations: Optional[int] = None  # per stage; None: the method's own number
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    limit: Optional[int] = None
+
+    def config(self) -> RegistrationConfig:
+        if self.method not in FIT_METHODS:
+            raise UsageError(
+                f"--method {self.method!r} is not a fitting method",
+                fix=f"use one of {', '.join(FIT_METHODS)}",
+            )
+        config = RegistrationConfig(method=self.method)
+        if self.iterations is not None:
+            name = {"mmhuman3d": "num_iters", "spin": "spin_num_iters", "gtacli": "one_stage_iters"}[
+                self.method
+            ]
+            config = dataclasses.replace(config, **{name: self.iterations})
+        return config
+
+
+@dataclass
+class FitReport:
+    """What a fit run did: the summary (`payload`), one record per sample, the problems, the files written."""
+
+    payload: Dict[str, Any]
+    samples: List[Dict[str, Any]]
+    problems: List[Problem]
+    outputs: List[Path]
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            **self.payload,
+            "problems": [dataclasses.asdict(p) for p in self.problems],
+            "outputs": [str(p) for p in self.outputs],
+            "per_sample": self.samples,
+        }
+
+
+# --- shared stages ---------------------------------------------------------------------------------------
+def crop_keypoints(kp_image: np.ndarray, centers: np.ndarray, sides: np.ndarray) -> np.ndarray:
+    """Image-pixel keypoints (N, 49, 3) -> 224-crop pixels with each crop's affine (docs/reproduction.md §2.2,
+    rotation 0); confidences kept, keypoints with confidence 0 untouched (as the training pipeline does)."""
+    kp = np.array(kp_image, dtype=np.float64, copy=True)
+    for i in range(kp.shape[0]):
+        matrix = affine_transform(centers[i], float(sides[i]), 0.0)
+        visible = kp[i, :, 2] > 0
+        kp[i, visible, :2] = transform_points(kp[i, visible, :2], matrix)
+    return kp
+
+
+def network_init(
+    layout: DataLayout,
+    checkpoint: Path,
+    images: Sequence[Optional[Path]],
+    centers: np.ndarray,
+    sides: np.ndarray,
+    device: torch.device,
+    batch_size: int,
+    skip: List[Optional[str]],
+) -> Dict[str, np.ndarray]:
+    """The network's predictions on each sample's 224 crop (no flip, no rotation): pose, betas, camera.
+
+    Rows whose image is missing or unreadable get `NO_IMAGE` in `skip` (and the mean parameters)."""
+    model, _ = load_estimator(checkpoint, layout, device, require="model")
+    init = {
+        k: v.numpy().copy()
+        for k, v in mean_init(
+            load_mean_params(layout.smpl_mean_params), len(images), dtype=torch.float64
+        ).items()
+    }
+    rows = [i for i in range(len(images)) if skip[i] is None]
+    for start in range(0, len(rows), batch_size):
+        batch, crops = [], []
+        for i in rows[start : start + batch_size]:
+            img = cv2.imread(str(images[i]), cv2.IMREAD_COLOR) if images[i] is not None else None
+            if img is None:
+                skip[i] = NO_IMAGE
+                continue
+            patch, _ = crop(img, centers[i], float(sides[i]), 0.0)
+            batch.append(i)
+            crops.append(normalize(patch))
+        if not batch:
+            continue
+        with torch.inference_mode():
+            pred = model(torch.from_numpy(np.stack(crops)).to(device))
+        init["pose"][batch] = axis_angle_from_rotmat(pred["pred_pose"].double()).cpu().numpy()
+        init["betas"][batch] = pred["pred_shape"].double().cpu().numpy()
+        init["cam"][batch] = pred["pred_cam"].double().cpu().numpy()
+    return init
+
+
+def _initial_parameters(layout, options, images, centers, sides, skip) -> Dict[str, np.ndarray]:
+    if options.init_checkpoint is None:
+        params = mean_init(load_mean_params(layout.smpl_mean_params), len(skip), dtype=torch.float64)
+        return {k: v.numpy() for k, v in params.items()}
+    return network_init(
+        layout, options.init_checkpoint, images, centers, sides, options.device, options.batch_size, skip
+    )
+
+
+def _run_fits(layout, options, kp_crop, init, skip, progress) -> Tuple[DatasetFit, Any, RegistrationConfig]:
+    config = options.config()
+    body_model = BodyModel.from_layout(layout, "neutral", h36m=False, device=options.device)
+    fitter = build_fitter(body_model, layout.gmm_prior, config)
+    result = fit_dataset(
+        fitter,
+        config,
+        kp_crop,
+        init["pose"],
+        init["betas"],
+        init["cam"],
+        skip=skip,
+        batch_size=options.batch_size,
+        progress=progress,
+    )
+    return result, body_model, config
+
+
+def _sample_records(result: DatasetFit, extra: Optional[List[Dict[str, Any]]] = None) -> List[Dict[str, Any]]:
+    def num(x: float) -> Optional[float]:
+        return round(float(x), 4) if np.isfinite(x) else None
+
+    records = []
+    for i in range(len(result.reasons)):
+        record = {
+            "index": i,
+            "fitted": bool(result.fitted[i]),
+            "accepted": bool(result.accepted[i]),
+            "status": result.reasons[i],
+            "final_loss": num(result.loss[i]),
+            "fit_criterion": num(result.criterion[i]),
+            "reprojection_px": num(result.reprojection_px[i]),
+            "betas_zeroed_by_training": bool(result.betas_zeroed[i]),
+        }
+        if extra is not None:
+            record.update(extra[i])
+        records.append(record)
+    return records
+
+
+def _summary(
+    result: DatasetFit, config: RegistrationConfig, options: FitOptions, seconds: float
+) -> Dict[str, Any]:
+    fitted = result.fitted
+
+    def mean(values: np.ndarray) -> Optional[float]:
+        return float(np.mean(values[fitted])) if fitted.any() else None
+
+    return {
+        "method": config.method,
+        "init": "mean" if options.init_checkpoint is None else str(options.init_checkpoint),
+        "device": str(options.device),
+        "samples": int(len(fitted)),
+        "fitted": int(fitted.sum()),
+        "accepted": int(result.accepted.sum()),
+        "acceptance": "mmhuman3d registrant keypoint loss"
+        if config.method == "mmhuman3d"
+        else "SPIN fitting loss (mean over joints, px²)",
+        "valid_threshold": result.threshold,
+        "mean_final_loss": mean(result.loss),
+        "mean_fit_criterion": mean(result.criterion),
+        "mean_reprojection_px": mean(result.reprojection_px),
+        "betas_zeroed": int(result.betas_zeroed[fitted].sum()),
+        "translation_fallback": int(result.translation_fallback[fitted].sum()),
+        "seconds": round(seconds, 2),
+    }
+
+
+def _nothing_to_fit(problems: List[Problem], path: Path) -> GtacliError:
+    reasons = "; ".join(p.line() for p in problems) or "no samples"
+    return BadFileError(
+        f"nothing to fit: {reasons}", path=path, fix="give keypoints with confident torso joints"
+    )
+
+
+# --- annotation files ------------------------------------------------------------------------------------
+def annotation_path(layout: DataLayout, dataset: str) -> Path:
+    if dataset in TRAIN_DATASETS or dataset in TEST_DATASETS:
+        return layout.annotation(dataset)
+    return layout.preprocessed / f"{dataset}.npz"  # a user's own dataset (mmhuman3d #106)
+
+
+def fits_output_path(layout: DataLayout, dataset: str, output: Optional[Path], limit: Optional[int]) -> Path:
+    """static_fits/NAME_fits.npy, or NAME_fits.limitN.npy with --limit (a partial file never replaces the full one)."""
+    if output is not None:
+        return Path(output)
+    name = fits_file_name(dataset)
+    if limit is not None:
+        name = name.replace(".npy", f".limit{limit}.npy")
+    return layout.static_fits_dir / name
+
+
+def report_path(fits_path: Path) -> Path:
+    return fits_path.with_name(fits_path.stem + ".report.json")
+
+
+def _check_target(target: Path, force: bool) -> None:
+    if target.exists() and not force:
+        raise GtacliError(
+            "fits file already exists",
+            path=target,
+            fix="pass --force to replace it, or --output PATH to write elsewhere",
+        )
+    if target.is_dir():
+        raise GtacliError("the output is a folder", path=target, fix="give a file name with --output")
+    ensure_writable_dir(target.parent, what="the fits", fix="choose --output elsewhere")
+
+
+def fit_annotation(
+    layout: DataLayout,
+    dataset: str,
+    options: FitOptions,
+    *,
+    output: Optional[Path] = None,
+    force: bool = False,
+    progress: Progress = None,
+) -> FitReport:
+    """Fit SMPL to an annotation's 2D keypoints and write the static fits file + its report."""
+    started = time.perf_counter()
+    annotation = annotation_path(layout, dataset)
+    if not annotation.is_file():
+        raise MissingFileError(
+            f"annotation for '{dataset}' not found",
+            path=annotation,
+            fix="run `gtacli check-layout` to see what is missing, or `gtacli fetch` it",
+        )
+    config = options.config()
+    target = fits_output_path(layout, dataset, output, options.limit)
+    _check_target(target, force)
+    hd = HumanData.load(annotation)
+    for key, why in (("keypoints2d", "SMPLify fits to its 2D keypoints"), ("bbox_xywh", "the crop needs it")):
+        if key not in hd:
+            raise BadFileError(
+                f"the annotation has no {key}: {why}",
+                path=annotation,
+                fix="fit a dataset whose annotation carries keypoints2d and bbox_xywh",
+            )
+    num = len(hd) if options.limit is None else min(options.limit, len(hd))
+    index = np.arange(num)
+    boxes = hd.bbox_xywh(index)
+    centers = np.zeros((num, 2))
+    sides = np.zeros(num)
+    for i, box in enumerate(np.asarray(boxes)):
+        centers[i], sides[i] = bbox_to_center_scale(box)
+    kp_crop = crop_keypoints(hd.keypoints2d_smpl49(index), centers, sides)
+    skip = screen_keypoints(kp_crop)
+    for i in np.flatnonzero(~(np.isfinite(centers).all(1) & np.isfinite(sides) & (sides > 0))):
+        skip[i] = skip[i] or "box not finite or empty"
+    problems = group_problems(skip)
+    if all(s is not None for s in skip):
+        raise _nothing_to_fit(problems, annotation)
+    images: List[Optional[Path]] = []
+    if options.init_checkpoint is not None:
+        images = (
+            [layout.image(dataset, p) for p in hd.image_paths(index)] if "image_path" in hd else [None] * num
+        )
+    init = _initial_parameters(layout, options, images, centers, sides, skip)
+    problems = group_problems(skip)
+    if all(s is not None for s in skip):
+        raise _nothing_to_fit(problems, annotation)
+    result, _, config = _run_fits(layout, options, kp_crop, init, skip, progress)
+    report_file = report_path(target)
+    samples = _sample_records(result)
+    payload = {
+        "dataset": dataset,
+        "annotation": str(annotation),
+        "output": str(target),
+        "report": str(report_file),
+    }
+    payload.update(_summary(result, config, options, time.perf_counter() - started))
+    payload["synthetic"] = layout.is_synthetic
+    report = FitReport(payload, samples, problems, [target, report_file])
+    save_fits_file(target, result.fits)
+    atomic_write_json(report_file, report.to_dict())
+    return report
+
+
+# --- OpenPose files for one's own photos -----------------------------------------------------------------
+def openpose_files(path: Path) -> List[Path]:
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".json" and p.is_file())
+        if not files:
+            raise MissingFileError(
+                "no OpenPose .json files in this folder",
+                path=path,
+                fix="point --openpose at OpenPose's --write_json folder or one file",
+            )
+        return files
+    if not path.is_file():
+        raise MissingFileError(
+            "OpenPose keypoints not found",
+            path=path,
+            fix="give a file or folder written by OpenPose --write_json",
+        )
+    return [path]
+
+
+def image_for(json_path: Path, images: Path) -> Optional[Path]:
+    """The image a keypoint file belongs to: same stem, without OpenPose's `_keypoints` (or SPIN's `_openpose`)."""
+    stem = json_path.stem
+    for suffix in OPENPOSE_SUFFIXES:
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    for ext in IMAGE_SUFFIXES:
+        for candidate in (images / f"{stem}{ext}", images / f"{stem}{ext.upper()}"):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def fit_openpose(
+    layout: DataLayout,
+    openpose: Path,
+    images: Path,
+    output_dir: Path,
+    options: FitOptions,
+    *,
+    overlay: Callable[..., np.ndarray],
+    force: bool = False,
+    progress: Progress = None,
+) -> FitReport:
+    """Fit every person of OpenPose keypoint files; `overlay(image_bgr, vertices_list, faces, K)` draws meshes.
+
+    Writes `fits.npz` (per person: pose (72,), betas (10,), crop-camera transl (3,), image, person, crop
+    centre/side, accepted), `report.json`, and `<image stem>_fit.jpg` per image into `output_dir`."""
+    started = time.perf_counter()
+    options.config()  # an unknown method fails before any work
+    if not images.is_dir():
+        raise MissingFileError(
+            "--images folder not found", path=images, fix="give the folder that holds the photos"
+        )
+    fits_file, report_file = output_dir / "fits.npz", output_dir / "report.json"
+    if not force and (fits_file.exists() or report_file.exists()):
+        raise GtacliError(
+            "fit results already exist in this folder",
+            path=output_dir,
+            fix="pass --force to replace them, or choose another --output",
+        )
+    ensure_writable_dir(output_dir, what="the fits", fix="choose another --output folder")
+    people: List[Dict[str, Any]] = []
+    kp_rows, centers, sides, row_skip, file_skip = [], [], [], [], []
+    for json_path in openpose_files(openpose):
+        image = image_for(json_path, images)
+        try:
+            frame = read_openpose(json_path)
+        except BadFileError:
+            file_skip.append(BAD_JSON)
+            continue
+        file_skip.append(None if image is not None else NO_IMAGE_FOR_JSON)
+        if image is None:
+            continue
+        for person, kp25 in enumerate(frame.keypoints):
+            box = spin_box(kp25)
+            center, side = box if box is not None else (np.zeros(2), 1.0)
+            people.append(
+                {
+                    "image": str(image),
+                    "keypoints_file": str(json_path),
+                    "person": person,
+                    "crop_center": [float(v) for v in center],
+                    "crop_side_px": float(side),
+                }
+            )
+            kp_rows.append(to_smpl49(kp25[None])[0])
+            centers.append(center)
+            sides.append(side)
+            row_skip.append(None if box is not None else NO_BOX)
+    file_problems = group_problems(file_skip, "file")
+    if not kp_rows:
+        raise _nothing_to_fit(file_problems, openpose)
+    centers_np, sides_np = np.asarray(centers, np.float64), np.asarray(sides, np.float64)
+    kp_crop = crop_keypoints(np.stack(kp_rows), centers_np, sides_np)
+    screened = screen_keypoints(kp_crop)
+    skip = [own or other for own, other in zip(row_skip, screened)]
+    init = _initial_parameters(
+        layout, options, [Path(p["image"]) for p in people], centers_np, sides_np, skip
+    )
+    problems = file_problems + group_problems(skip, "person")
+    if all(s is not None for s in skip):
+        raise _nothing_to_fit(problems, openpose)
+    result, body_model, config = _run_fits(layout, options, kp_crop, init, skip, progress)
+    scale = sides_np / config.img_res
+    for i, person in enumerate(people):
+        px = result.reprojection_px[i]
+        person["reprojection_px_image"] = round(float(px * scale[i]), 3) if np.isfinite(px) else None
+    samples = _sample_records(result, people)
+    overlays = _write_overlays(people, result, body_model, config, overlay, output_dir)
+    payload = {
+        "openpose": str(openpose),
+        "images": str(images),
+        "output": str(output_dir),
+        "people": len(people),
+    }
+    payload.update(_summary(result, config, options, time.perf_counter() - started))
+    report = FitReport(payload, samples, problems, [fits_file, report_file, *overlays])
+    arrays = {
+        "pose": result.fits[:, :72],
+        "betas": result.fits[:, 72:],
+        "transl": result.transl,
+        "crop_center": centers_np,
+        "crop_side_px": sides_np,
+        "image": np.array([p["image"] for p in people]),
+        "person": np.array([p["person"] for p in people], np.int64),
+        "fitted": result.fitted,
+        "accepted": result.accepted,
+        "reprojection_px": result.reprojection_px,
+    }
+    atomic_write_with(fits_file, lambda tmp: _save_npz(tmp, arrays))
+    atomic_write_json(report_file, report.to_dict())
+    return report
+
+
+def _save_npz(path: Path, arrays: Dict[str, np.ndarray]) -> None:
+    with open(path, "wb") as handle:
+        np.savez(handle, **arrays)
+
+
+def _write_overlays(people, result: DatasetFit, body_model, config, overlay, output_dir: Path) -> List[Path]:
+    """One overlay per image with every fitted person's mesh, drawn in the original image's camera."""
+    faces = np.asarray(body_model.faces)
+    by_image: Dict[str, List[int]] = {}
+    for i, person in enumerate(people):
+        by_image.setdefault(person["image"], []).append(i)
+    written = []
+    for image_name, rows in by_image.items():
+        image = cv2.imread(image_name, cv2.IMREAD_COLOR)
+        if image is None:
+            continue
+        drawn = image
+        fitted = [i for i in rows if result.fitted[i]]
+        if fitted:
+            dev = body_model.smpl.v_template
+            pose = torch.as_tensor(result.fits[fitted, :72], dtype=dev.dtype, device=dev.device)
+            betas = torch.as_tensor(result.fits[fitted, 72:], dtype=dev.dtype, device=dev.device)
+            with torch.no_grad():
+                verts = (
+                    body_model(betas, pose[:, 3:], pose[:, :3], pose2rot=True).vertices.double().cpu().numpy()
+                )
+            for k, i in enumerate(fitted):  # one camera per person: each has its own crop
+                K = crop_to_image_intrinsics(
+                    people[i]["crop_center"], people[i]["crop_side_px"], config.focal_length, config.img_res
+                )
+                drawn = overlay(drawn, verts[k] + result.transl[i], faces, K)
+        target = output_dir / f"{Path(image_name).stem}_fit.jpg"
+        atomic_write_with(target, lambda tmp, img=drawn: _imwrite(tmp, img))
+        written.append(target)
+    return written
+
+
+def _imwrite(path: Path, image: np.ndarray) -> None:
+    ok, data = cv2.imencode(".jpg", image)
+    if not ok:
+        raise GtacliError("could not encode the overlay image", path=path)
+    Path(path).write_bytes(data.tobytes())
