@@ -17,14 +17,13 @@ RECIPE = get_recipe("gta-spin-ft")
 
 def _datasets(root):
     layout = DataLayout(root)
-    cfg = AugmentConfig.from_recipe(RECIPE)
-    return [TrainImageDataset(layout, name, cfg) for name in RECIPE.datasets]
+    return [TrainImageDataset(layout, name, RECIPE.augment) for name in RECIPE.data.datasets]
 
 
 def test_batch_dict_follows_the_contract(sample_tree):
     datasets = _datasets(sample_tree)
     sampler = MixedBatchSampler(
-        [len(d) for d in datasets], RECIPE.partition, num_data=6, batch_size=3, seed=1
+        [len(d) for d in datasets], RECIPE.data.partition, num_data=6, batch_size=3, seed=1
     )
     batch = next(iter(make_loader(MixedDataset(datasets, 6), sampler, collate, workers=0)))
     shapes = {
@@ -68,7 +67,7 @@ def test_batches_do_not_depend_on_the_worker_count(sample_tree):
     lengths = [len(d) for d in datasets]
     results = []
     for workers in (0, 2):
-        sampler = MixedBatchSampler(lengths, RECIPE.partition, num_data=8, batch_size=4, seed=3)
+        sampler = MixedBatchSampler(lengths, RECIPE.data.partition, num_data=8, batch_size=4, seed=3)
         sampler.set_epoch(1)
         loader = make_loader(MixedDataset(datasets, 8), sampler, collate, workers=workers)
         results.append(list(loader))
