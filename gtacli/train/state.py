@@ -53,6 +53,12 @@ def resolve_resume(path: Path) -> Path:
                 fix="pass the run's --work-dir (or --resume PATH to a checkpoint), or start without --resume",
             )
         return epochs[-1]
+    if not path.exists() and path.suffix != ".pth":  # a bare --resume into a work dir not made yet
+        raise MissingFileError(
+            "no checkpoint to resume from (the folder does not exist)",
+            path=path,
+            fix="pass the run's --work-dir (or --resume PATH to a checkpoint), or start without --resume",
+        )
     if not path.is_file():
         raise MissingFileError("checkpoint to resume from not found", path=path, fix="check the --resume path")
     return path
