@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 import typer
 
@@ -43,10 +43,14 @@ ResumeOpt = Annotated[
 ResumePathArg = Annotated[Optional[Path], typer.Argument(hidden=True, show_default=False)]
 OverwriteOpt = Annotated[
     bool,
-    typer.Option("--overwrite", help="Start anew in a non-empty --work-dir (the previous run's files are removed)."),
+    typer.Option(
+        "--overwrite", help="Start anew in a non-empty --work-dir (the previous run's files are removed)."
+    ),
 ]
 EpochsOpt = Annotated[Optional[int], typer.Option("--epochs", min=1, help="Override the recipe's epochs.")]
-BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Override the batch size per process.")]
+BatchOpt = Annotated[
+    Optional[int], typer.Option("--batch-size", min=1, help="Override the batch size per process.")
+]
 LrOpt = Annotated[
     Optional[float], typer.Option("--lr", help="Override the learning rate of both Adams (finite, > 0).")
 ]
@@ -98,6 +102,11 @@ class TrainArgs:
     json_mode: bool
     quiet: bool
     debug: bool
+
+    @classmethod
+    def from_parameters(cls, parameters: Dict[str, Any]) -> TrainArgs:
+        """From a command function's parameters (`locals()` at its start): both commands take the same ones."""
+        return cls(**{f.name: parameters[f.name] for f in fields(cls)})
 
 
 def finetune_command(
@@ -152,12 +161,7 @@ def finetune_command(
 
       torchrun --nnodes 2 --nproc_per_node 8 --rdzv_backend c10d --rdzv_endpoint HOST:29500 -m gtacli finetune --work-dir runs/x
     """
-    return _train("finetune", TrainArgs(
-        data_root=data_root, init=init, recipe=recipe, work_dir=work_dir, device=device, seed=seed, resume=resume,
-        resume_path=resume_path, overwrite=overwrite, epochs=epochs, batch_size=batch_size, lr=lr,
-        num_data=num_data, settings=settings, workers=workers, max_steps=max_steps, save_every=save_every,
-        json_mode=json_mode, quiet=quiet, debug=debug,
-    ))  # fmt: skip
+    return _train("finetune", TrainArgs.from_parameters(locals()))
 
 
 def train_command(
@@ -210,12 +214,7 @@ def train_command(
 
       torchrun --nproc_per_node 4 -m gtacli train --work-dir runs/spin_4gpu
     """
-    return _train("train", TrainArgs(
-        data_root=data_root, init=init, recipe=recipe, work_dir=work_dir, device=device, seed=seed, resume=resume,
-        resume_path=resume_path, overwrite=overwrite, epochs=epochs, batch_size=batch_size, lr=lr,
-        num_data=num_data, settings=settings, workers=workers, max_steps=max_steps, save_every=save_every,
-        json_mode=json_mode, quiet=quiet, debug=debug,
-    ))  # fmt: skip
+    return _train("train", TrainArgs.from_parameters(locals()))
 
 
 def _train(command: str, args: TrainArgs) -> int:
@@ -231,7 +230,10 @@ def _train(command: str, args: TrainArgs) -> int:
     # only rank 0 talks: other ranks stay quiet and print no result
     out = Output(json_mode=args.json_mode, quiet=args.quiet or rank != 0, debug=args.debug)
     if args.resume_path is not None and not args.resume:
-        raise UsageError(f"unexpected argument {args.resume_path}", fix=f"to continue that run: --resume {args.resume_path}")
+        raise UsageError(
+            f"unexpected argument {args.resume_path}",
+            fix=f"to continue that run: --resume {args.resume_path}",
+        )
     if args.resume and args.overwrite:
         raise UsageError("--resume and --overwrite exclude each other", fix="pass one of them")
     recipe = apply_cli_overrides(
@@ -246,7 +248,7 @@ def _train(command: str, args: TrainArgs) -> int:
     device = resolve_device(args.device, local_rank())
     work_dir = args.work_dir if args.work_dir is not None else Path("work_dirs") / recipe.name
     resume = (args.resume_path or work_dir) if args.resume else None
-    with ProgressBar(out, command, transient=False) as update:
+    with ProgressBar(out, command, rate_unit="steps", transient=False) as update:
         opts = TrainOptions(
             command=command,
             recipe=recipe,

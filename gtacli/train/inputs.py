@@ -56,7 +56,9 @@ def resolve_init(init: Optional[str], layout: DataLayout) -> Optional[Path]:
         path = Path(str(init))
     if not path.is_file():
         if init == "imagenet":
-            fix = "run `gtacli fetch resnet50_imagenet` (torchvision's ImageNet ResNet-50), or pass --init PATH"
+            fix = (
+                "run `gtacli fetch resnet50_imagenet` (torchvision's ImageNet ResNet-50), or pass --init PATH"
+            )
             if layout.is_synthetic:  # the sample tree ships no ImageNet weights (size budget)
                 fix += f" (on this synthetic tree: --init {layout.spin_official} or --init none)"
         else:

@@ -124,7 +124,9 @@ class Trainer:
         if self.dist.is_main:
             check_reuse(self.work_dir, resume=payload is not None, overwrite=opts.overwrite)
         if self.layout.is_synthetic:
-            self.warn(f"{self.layout.root} is the synthetic sample tree: numbers from it mean nothing for 3DPW")
+            self.warn(
+                f"{self.layout.root} is the synthetic sample tree: numbers from it mean nothing for 3DPW"
+            )
         seed_everything(self.seed, self.dist.rank)
         self._build_data()
         self._build_model(resuming=payload is not None)
@@ -139,7 +141,9 @@ class Trainer:
             if opts.overwrite and payload is None:
                 removed = clear_previous_run(self.work_dir)
                 if removed:
-                    self.warn(f"--overwrite: removed {len(removed)} file(s) of the previous run in {self.work_dir}")
+                    self.warn(
+                        f"--overwrite: removed {len(removed)} file(s) of the previous run in {self.work_dir}"
+                    )
         barrier(self.dist)
         return self
 
@@ -172,7 +176,9 @@ class Trainer:
                 path=path,
                 fix="resume with the same number of processes (or from an end-of-epoch checkpoint)",
             )
-        self.log(f"resuming from {path} (epoch {train_state['epoch'] + 1}, step {train_state['global_step']})")
+        self.log(
+            f"resuming from {path} (epoch {train_state['epoch'] + 1}, step {train_state['global_step']})"
+        )
         return payload
 
     def _build_data(self) -> None:
@@ -238,7 +244,9 @@ class Trainer:
             return None
         if self.recipe.amp_dtype == "bfloat16":
             if not torch.cuda.is_bf16_supported():
-                raise UsageError(f"amp_dtype=bfloat16: {self.device} has no bfloat16 support", fix="use float16")
+                raise UsageError(
+                    f"amp_dtype=bfloat16: {self.device} has no bfloat16 support", fix="use float16"
+                )
             return torch.bfloat16
         return torch.float16
 
@@ -246,7 +254,10 @@ class Trainer:
         recipe = self.recipe
         body_model = BodyModel.from_layout(self.layout, "neutral", h36m=False, device=self.device)
         self.fits = FitsStore.from_layout(
-            self.layout, list(recipe.data.datasets), lengths=self.lengths, missing_ok=recipe.data.fits_missing_ok
+            self.layout,
+            list(recipe.data.datasets),
+            lengths=self.lengths,
+            missing_ok=recipe.data.fits_missing_ok,
         )
         self.optimizers = build_optimizers(self.model, recipe.optim)
         self.step = TrainStep(
@@ -386,7 +397,9 @@ class Trainer:
                     run.record(losses)
                     if self.opts.progress is not None and self.dist.is_main:
                         self.opts.progress(
-                            self.state.global_step, total_steps, describe(epoch + 1, optim.epochs, losses, window)
+                            self.state.global_step,
+                            total_steps,
+                            describe(epoch + 1, optim.epochs, losses, window),
                         )
                     if log_now:
                         self._write_metrics(metrics, window, run.last, lr)
@@ -408,7 +421,10 @@ class Trainer:
                         f"epoch {self.state.epoch}/{optim.epochs} done: {brief(run.times.means())}; "
                         f"saved {run.checkpoint}"
                     )
-                    if stop_reason not in ("SIGINT", "SIGTERM"):  # no 3DPW pass inside a preemption's grace time
+                    if stop_reason not in (
+                        "SIGINT",
+                        "SIGTERM",
+                    ):  # no 3DPW pass inside a preemption's grace time
                         self._evaluate(metrics)
                 elif stop_reason:  # mid-epoch: latest.pth holds the sampler position
                     run.checkpoint = self.save_checkpoint(LATEST)
@@ -484,7 +500,9 @@ class Trainer:
             return
         if self.dist.is_main and self.opts.evaluator is not None:
             with preserved_rng(self.device):
-                result = evaluate_after_epoch(self.opts.evaluator, self.model, self.layout, self.device, self.log)
+                result = evaluate_after_epoch(
+                    self.opts.evaluator, self.model, self.layout, self.device, self.log
+                )
             if result is not None and metrics is not None:
                 metrics.write({"epoch": self.state.epoch, "eval": result})
         barrier(self.dist)

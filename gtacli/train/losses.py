@@ -55,7 +55,14 @@ class LossConfig:
         """ValueError naming the first field out of range."""
         if self.openpose_confidence not in OPENPOSE_CONFIDENCE:
             raise ValueError(f"openpose_confidence must be one of {OPENPOSE_CONFIDENCE}")
-        weights = (self.keypoints3d, self.keypoints2d, self.vertex, self.smpl_pose, self.smpl_betas, self.camera)
+        weights = (
+            self.keypoints3d,
+            self.keypoints2d,
+            self.vertex,
+            self.smpl_pose,
+            self.smpl_betas,
+            self.camera,
+        )
         if min(weights) < 0 or self.smooth_l1_beta <= 0 or self.focal_length <= 0 or self.img_res < 8:
             raise ValueError("loss weights must be >= 0; smooth_l1_beta, focal_length > 0; img_res >= 8")
 

@@ -60,7 +60,9 @@ def resolve_resume(path: Path) -> Path:
             fix="pass the run's --work-dir (or --resume PATH to a checkpoint), or start without --resume",
         )
     if not path.is_file():
-        raise MissingFileError("checkpoint to resume from not found", path=path, fix="check the --resume path")
+        raise MissingFileError(
+            "checkpoint to resume from not found", path=path, fix="check the --resume path"
+        )
     return path
 
 

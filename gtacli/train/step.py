@@ -89,7 +89,9 @@ class TrainStep:
         out = dict(zip(names, torch.stack([losses[k].detach().float() for k in names]).tolist()))
         bad = 0.0 if math.isfinite(out["loss"]) else 1.0
         if all_reduce_max(bad, self.dist) > 0:
-            detail = ", ".join(f"{k} {v}" for k, v in out.items() if not math.isfinite(v)) or "on another rank"
+            detail = (
+                ", ".join(f"{k} {v}" for k, v in out.items() if not math.isfinite(v)) or "on another rank"
+            )
             raise NonFiniteLossError(
                 f"non-finite loss at step {step} ({detail}); the step was not applied and the run stopped",
                 fix="lower --lr, check the data (`gtacli check-layout`), and continue from the last good "
@@ -101,7 +103,9 @@ class TrainStep:
                 self.scaler.unscale_(opt)
             params = [p for p in self.model.parameters() if p.grad is not None]
             max_norm = self.optim.grad_clip_max_norm if self.optim.grad_clip else float("inf")
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm, self.optim.grad_clip_norm_type))
+            grad_norm = float(
+                torch.nn.utils.clip_grad_norm_(params, max_norm, self.optim.grad_clip_norm_type)
+            )
         for opt in self.optimizers.values():
             self.scaler.step(opt)
         self.scaler.update()

@@ -97,7 +97,9 @@ def _annotation_with_nonfinite_rows(sample_tree, tmp_path, bad_rows):
 def test_nonfinite_samples_are_dropped_with_a_count_naming_the_file(sample_tree, tmp_path):
     path, n = _annotation_with_nonfinite_rows(sample_tree, tmp_path, [1, 2])
     messages = []
-    ds = TrainImageDataset(DataLayout(sample_tree), "lsp", RECIPE.augment, annotation=path, warn=messages.append)
+    ds = TrainImageDataset(
+        DataLayout(sample_tree), "lsp", RECIPE.augment, annotation=path, warn=messages.append
+    )
     assert len(ds) == n - 2 and ds.annotation_length == n
     assert len(messages) == 1 and str(path) in messages[0] and f"dropped 2 of {n}" in messages[0]
     # usable sample k is file row rows[k]: the fits and the sampler see the file's row numbers
@@ -105,7 +107,9 @@ def test_nonfinite_samples_are_dropped_with_a_count_naming_the_file(sample_tree,
     assert rows == [r for r in range(n) if r not in (1, 2)]
     for k in range(len(ds)):
         out = ds.sample(k, np.random.RandomState(k))
-        assert all(np.isfinite(out[key]).all() for key in ("img", "keypoints2d", "keypoints3d", "center", "scale"))
+        assert all(
+            np.isfinite(out[key]).all() for key in ("img", "keypoints2d", "keypoints3d", "center", "scale")
+        )
 
 
 def test_a_dataset_with_no_finite_sample_is_refused(sample_tree, tmp_path):

@@ -36,10 +36,23 @@ def test_gta_spin_ft_numbers():
     assert (o.adam_betas, o.adam_eps, o.weight_decay) == ((0.9, 0.999), 1e-8, 0.0)
     assert o.grad_clip is False and o.grad_clip_max_norm == 35.0
     w = r.losses
-    assert (w.keypoints3d, w.keypoints2d, w.vertex, w.smpl_pose, w.smpl_betas, w.camera) == (100, 10, 2, 3, 0.02, 60)
+    assert (w.keypoints3d, w.keypoints2d, w.vertex, w.smpl_pose, w.smpl_betas, w.camera) == (
+        100,
+        10,
+        2,
+        3,
+        0.02,
+        60,
+    )
     assert w.camera_prior_scale == 10 and w.focal_length == 5000 and w.img_res == 224
     a = r.augment
-    assert (a.noise_factor, a.flip_prob, a.rot_factor, a.rot_prob, a.scale_factor) == (0.4, 0.5, 30, 0.6, 0.25)
+    assert (a.noise_factor, a.flip_prob, a.rot_factor, a.rot_prob, a.scale_factor) == (
+        0.4,
+        0.5,
+        30,
+        0.6,
+        0.25,
+    )
     assert r.registration.mode == "static" and r.data.fits_missing_ok == ("gta",)
     assert w.openpose_confidence == "detector"
     assert r.init == "spin_official" and not o.bn_eval and o.dropout
@@ -79,7 +92,9 @@ def test_overrides_address_nested_fields_typed_and_dedicated_options_win():
         epochs=2,
         lr=1e-3,
     )
-    assert r.optim.epochs == 2 and r.optim.lr == 1e-3 and r.optim.grad_clip is True and r.optim.batch_size == 4
+    assert (
+        r.optim.epochs == 2 and r.optim.lr == 1e-3 and r.optim.grad_clip is True and r.optim.batch_size == 4
+    )
     assert r.data.partition == (1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 2.0)
     assert r.losses.keypoints3d == 50.0 and r.losses.keypoints2d == 10.0
     assert r.optim.adam_betas == (0.8, 0.99) and r.eval_each_epoch is False

@@ -108,7 +108,9 @@ def test_killed_and_preempted_runs_resume_to_the_weights_of_an_unbroken_run(samp
     ]  # fmt: skip
     whole, killed, preempted = tmp_path / "whole", tmp_path / "killed", tmp_path / "preempted"
     unbroken = _gtacli([*common, "--work-dir", str(whole)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    victim = _gtacli([*common, "--work-dir", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    victim = _gtacli(
+        [*common, "--work-dir", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     _wait_for(lambda: (killed / "epoch_1.pth").exists(), victim, "its first checkpoint")
     victim.send_signal(signal.SIGKILL)
     victim.wait()
@@ -140,7 +142,9 @@ def test_killed_and_preempted_runs_resume_to_the_weights_of_an_unbroken_run(samp
             sa, sb = a["optimizers"][name]["state"], b["optimizers"][name]["state"]
             assert all(torch.equal(sa[i]["exp_avg_sq"], sb[i]["exp_avg_sq"]) for i in sa)
         # the evaluation after each epoch ran (the default recipe), and no half-written checkpoint is left
-        evals = [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines() if '"eval"' in line]
+        evals = [
+            json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines() if '"eval"' in line
+        ]
         assert evals, work.name
         assert not list(work.glob(".*tmp*"))
     assert not list(whole.glob(".*tmp*"))
