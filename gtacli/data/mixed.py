@@ -171,9 +171,6 @@ class MixedBatchSampler:
         partial = 1 if first_full > self.start and self.start < self.samples_per_rank else 0
         return partial + math.ceil(max(self.samples_per_rank - first_full, 0) / self.batch_size)
 
-    def state_dict(self) -> Dict[str, int]:
-        return {"epoch": self.epoch, "start": self.start, "seed": self.seed, "world_size": self.world_size}
-
 
 class MixedDataset:
     """Map-style dataset indexed by `Draw`: dataset `d`, sample `i`, augmented with RNG seed `s`.

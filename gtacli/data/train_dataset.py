@@ -167,13 +167,12 @@ class TrainImageDataset:
             "smpl_transl": _row(smpl, "transl", index, (3,)),
         }
 
-    def sample(self, index: int, rng: np.random.RandomState, keep_crop: bool = False) -> Dict[str, Any]:
+    def sample(self, index: int, rng: np.random.RandomState) -> Dict[str, Any]:
         """Usable sample `index` (0..len-1); its `sample_idx` is the file row (what the fits are indexed by)."""
         index = int(self.rows[index]) if self.rows is not None else int(index)
         ann = self.annotation_of(index)
         out = augment_sample(self.load_image(index), ann, rng, self.aug_cfg)
-        if not keep_crop:
-            out.pop("crop_bgr")
+        out.pop("crop_bgr")
         out.update(
             has_smpl=np.float32(self.has_smpl[index]),
             smpl_betas=ann["smpl_betas"],

@@ -133,10 +133,6 @@ def flatten(obj: Any, prefix: str = "") -> Dict[str, Any]:
     return out
 
 
-def _hints(cls: type) -> Dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
 def _field_type(obj: Any, path: str) -> Any:
     """The annotated type of a dotted field of `obj` (UsageError naming the key when there is none)."""
     parts = path.split(".")
@@ -150,12 +146,12 @@ def _field_type(obj: Any, path: str) -> Any:
         if depth == len(parts) - 1:
             if dataclasses.is_dataclass(getattr(current, name)):
                 raise UsageError(f"--set {path}: a group, not a field", fix=f"set {path}.FIELD=VALUE")
-            return _hints(type(current))[name]
+            return typing.get_type_hints(type(current))[name]
         current = getattr(current, name)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _suggest(obj: Any, path: str, head: list) -> str:
+def _suggest(obj: Any, path: str) -> str:
     leaf = path.split(".")[-1]
     matches = [k for k in flatten(obj) if k.split(".")[-1] == leaf]
     if matches:
@@ -233,7 +229,7 @@ def recipe_from_dict(data: Mapping[str, Any]) -> Recipe:
 def _from_plain(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
     if not isinstance(data, Mapping):
         raise UsageError(f"saved recipe: {prefix.rstrip('.') or 'recipe'} is not a mapping")
-    hints = _hints(cls)
+    hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = [k for k in data if k not in names]
     if unknown:
