@@ -347,92 +347,29 @@ class Trainer:
         recipe, optim = self.recipe, self.recipe.optim
         self.log(f"recipe {recipe.name}: {recipe.description}")
         self.log(recipe.to_json())
-        metrics: Optional[MetricsLog] = None
+        run = _RunTotals(optim.epochs * self.sampler.steps_per_epoch, self.opts.max_steps)
         if self.dist.is_main:
             atomic_write_json(self.work_dir / RECIPE_FILE, recipe.to_dict())
-            metrics = MetricsLog(self.work_dir, append=self.opts.resume is not None)
-        steps_per_epoch = self.sampler.steps_per_epoch
-        total_steps = optim.epochs * steps_per_epoch
-        if self.opts.max_steps is not None:
-            total_steps = min(total_steps, self.opts.max_steps)
+            run.metrics = MetricsLog(self.work_dir, append=self.opts.resume is not None)
         layout_name = "channels-last" if recipe.channels_last else "NCHW"
         self.log(
             f"{self.dist.world_size} process(es) on {self.device} ({layout_name}, "
-            f"{self.step.amp_dtype or torch.float32}), batch {optim.batch_size}/process, {steps_per_epoch} "
-            f"steps/epoch, {optim.epochs} epochs, work dir {self.work_dir}"
+            f"{self.step.amp_dtype or torch.float32}), batch {optim.batch_size}/process, "
+            f"{self.sampler.steps_per_epoch} steps/epoch, {optim.epochs} epochs, work dir {self.work_dir}"
         )
-        run = _RunTotals()
-        window = StepTimes()
         start_time = time.perf_counter()
         stop_reason = ""
         try:
             while self.state.epoch < optim.epochs and not stop_reason:
-                epoch = self.state.epoch
-                lr = optim.lr_for_epoch(epoch)
-                set_lr(self.optimizers, lr)
-                set_train_mode(self.ddp, optim)
-                self.sampler.set_epoch(epoch, start=self.state.position)
-                iterator = iter(self.loader)
-                while True:
-                    t0 = time.perf_counter()
-                    try:
-                        batch = next(iterator)
-                    except StopIteration:
-                        break
-                    except Exception as exc:  # a worker's error arrives wrapped: keep its one line
-                        raise _unwrap_worker_error(exc) from None
-                    t1 = time.perf_counter()
-                    batch = self.step.to_device(batch)
-                    n_local = int(batch["img"].shape[0])
-                    log_now = (self.state.global_step + 1) % recipe.log_interval == 0
-                    losses = self.step(batch, self.state.global_step + 1, want_grad_norm=log_now)
-                    if self.device.type == "cuda" and log_now:
-                        torch.cuda.synchronize(self.device)
-                    t2 = time.perf_counter()
-                    self.state.global_step += 1
-                    self.state.position += n_local
-                    self.state.samples_seen += n_local * self.dist.world_size
-                    for acc in (window, run.times):
-                        acc.add(t1 - t0, t2 - t1, n_local * self.dist.world_size, losses)
-                    run.record(losses)
-                    if self.opts.progress is not None and self.dist.is_main:
-                        self.opts.progress(
-                            self.state.global_step,
-                            total_steps,
-                            describe(epoch + 1, optim.epochs, losses, window),
-                        )
-                    if log_now:
-                        self._write_metrics(metrics, window, run.last, lr)
-                        window = StepTimes()
-                    stop_reason = self._stop_reason()
-                    if stop_reason:
-                        break
-                    if self.opts.save_every and self.state.global_step % self.opts.save_every == 0:
-                        if self.state.position < self.sampler.samples_per_rank:  # else epoch_<n> follows
-                            run.checkpoint = self.save_checkpoint(LATEST)
-                if window.steps:  # the last partial window too, or a short run logs nothing
-                    self._write_metrics(metrics, window, run.last, lr)
-                    window = StepTimes()
+                stop_reason = self._train_epoch(run)
                 if self.state.position >= self.sampler.samples_per_rank:  # the epoch is complete
-                    self.state.epoch += 1
-                    self.state.position = 0
-                    run.checkpoint = self.save_checkpoint(f"epoch_{self.state.epoch}.pth")
-                    self.log(
-                        f"epoch {self.state.epoch}/{optim.epochs} done: {brief(run.times.means())}; "
-                        f"saved {run.checkpoint}"
-                    )
-                    if stop_reason not in (
-                        "SIGINT",
-                        "SIGTERM",
-                    ):  # no 3DPW pass inside a preemption's grace time
-                        self._evaluate(metrics)
+                    self._finish_epoch(run, evaluate=stop_reason not in ("SIGINT", "SIGTERM"))
                 elif stop_reason:  # mid-epoch: latest.pth holds the sampler position
                     run.checkpoint = self.save_checkpoint(LATEST)
-                if not stop_reason:
-                    stop_reason = self._stop_reason()
+                stop_reason = stop_reason or self._stop_reason()
         finally:
-            if metrics is not None:
-                metrics.close()
+            if run.metrics is not None:
+                run.metrics.close()
         if stop_reason == "max_steps":
             self.log(f"stopped after {self.state.global_step} steps (--max-steps); continue with --resume")
         elif stop_reason:
@@ -443,6 +380,70 @@ class Trainer:
                     f"saved {run.checkpoint}; continue with the same command and --resume"
                 )
         return self._summary(run, time.perf_counter() - start_time)
+
+    def _train_epoch(self, run: _RunTotals) -> str:
+        """Steps of the current epoch from the sampler position until its end or a stop; the stop reason."""
+        optim = self.recipe.optim
+        run.lr = optim.lr_for_epoch(self.state.epoch)
+        set_lr(self.optimizers, run.lr)
+        set_train_mode(self.ddp, optim)
+        self.sampler.set_epoch(self.state.epoch, start=self.state.position)
+        iterator = iter(self.loader)
+        stop_reason = ""
+        while not stop_reason:
+            t0 = time.perf_counter()
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                break
+            except Exception as exc:  # a worker's error arrives wrapped: keep its one line
+                raise _unwrap_worker_error(exc) from None
+            t1 = time.perf_counter()
+            batch = self.step.to_device(batch)
+            log_now = (self.state.global_step + 1) % self.recipe.log_interval == 0
+            losses = self.step(batch, self.state.global_step + 1, want_grad_norm=log_now)
+            if self.device.type == "cuda" and log_now:
+                torch.cuda.synchronize(self.device)
+            self._count_step(run, int(batch["img"].shape[0]), t1 - t0, time.perf_counter() - t1, losses)
+            if log_now:
+                self._write_metrics(run)
+            stop_reason = self._stop_reason()
+            save_every = self.opts.save_every
+            mid_epoch = self.state.position < self.sampler.samples_per_rank  # else epoch_<n> follows
+            if not stop_reason and save_every and self.state.global_step % save_every == 0 and mid_epoch:
+                run.checkpoint = self.save_checkpoint(LATEST)
+        if run.window.steps:  # the last partial window too, or a short run logs nothing
+            self._write_metrics(run)
+        return stop_reason
+
+    def _count_step(
+        self, run: _RunTotals, n_local: int, data_s: float, compute_s: float, losses: Dict
+    ) -> None:
+        """Advance the position and counters; timing, losses and the progress display."""
+        self.state.global_step += 1
+        self.state.position += n_local
+        self.state.samples_seen += n_local * self.dist.world_size
+        for acc in (run.window, run.times):
+            acc.add(data_s, compute_s, n_local * self.dist.world_size, losses)
+        run.last = losses
+        if run.first_loss is None:
+            run.first_loss = losses["loss"]
+        if self.opts.progress is not None and self.dist.is_main:
+            epochs = self.recipe.optim.epochs
+            text = describe(self.state.epoch + 1, epochs, losses, run.window)
+            self.opts.progress(self.state.global_step, run.total_steps, text)
+
+    def _finish_epoch(self, run: _RunTotals, evaluate: bool) -> None:
+        """epoch_<n>.pth (+ latest.pth), a log line, and the 3DPW pass (not inside a preemption's grace time)."""
+        self.state.epoch += 1
+        self.state.position = 0
+        run.checkpoint = self.save_checkpoint(f"epoch_{self.state.epoch}.pth")
+        self.log(
+            f"epoch {self.state.epoch}/{self.recipe.optim.epochs} done: {brief(run.times.means())}; "
+            f"saved {run.checkpoint}"
+        )
+        if evaluate:
+            self._evaluate(run.metrics)
 
     def _stop_reason(self) -> str:
         """'SIGINT'/'SIGTERM' when any rank got one, 'max_steps' at --max-steps, else ''."""
@@ -476,23 +477,23 @@ class Trainer:
             "exit_code": self.stop.exit_code if self.interrupted else 0,
         }
 
-    def _write_metrics(
-        self, metrics: Optional[MetricsLog], window: StepTimes, last: Dict[str, float], lr: float
-    ) -> None:
+    def _write_metrics(self, run: _RunTotals) -> None:
+        """One metrics.jsonl record for the steps since the last (losses averaged over ranks); a new window."""
+        window, run.window = run.window, StepTimes()
         means = window.means()
         keys = [*LOSS_NAMES, "loss"]
         # mean over ranks (each rank's losses are normalised per rank, as DDP averages gradients)
         values = torch.tensor([means.get(k, 0.0) for k in keys], dtype=torch.float64, device=self.device)
         values = all_reduce_mean(values, self.dist).cpu().tolist()
-        if metrics is None:
+        if run.metrics is None:
             return
         losses = dict(zip(keys, values))
-        if "grad_norm" in last:
-            losses["grad_norm"] = last["grad_norm"]
+        if "grad_norm" in run.last:
+            losses["grad_norm"] = run.last["grad_norm"]
         record = step_record(
-            self.state.epoch + 1, self.state.global_step, self.state.samples_seen, lr, losses, window
+            self.state.epoch + 1, self.state.global_step, self.state.samples_seen, run.lr, losses, window
         )
-        metrics.write(record, step=self.state.global_step)
+        run.metrics.write(record, step=self.state.global_step)
 
     def _evaluate(self, metrics: Optional[MetricsLog]) -> None:
         """3DPW after an epoch when the evaluator and the files exist (rank 0; others wait)."""
@@ -509,18 +510,17 @@ class Trainer:
 
 
 class _RunTotals:
-    """First/last losses, timing over the whole run, and the last checkpoint written."""
+    """What one `run()` accumulates: timing windows, first/last losses, the metrics log, the last checkpoint."""
 
-    def __init__(self) -> None:
-        self.times = StepTimes()
+    def __init__(self, total_steps: int, max_steps: Optional[int]) -> None:
+        self.total_steps = min(total_steps, max_steps) if max_steps is not None else total_steps
+        self.times = StepTimes()  # the whole run
+        self.window = StepTimes()  # since the last metrics record
         self.first_loss: Optional[float] = None
         self.last: Dict[str, float] = {}
+        self.lr = 0.0
+        self.metrics: Optional[MetricsLog] = None
         self.checkpoint: Optional[Path] = None
-
-    def record(self, losses: Dict[str, float]) -> None:
-        self.last = losses
-        if self.first_loss is None:
-            self.first_loss = losses["loss"]
 
 
 def evaluate_after_epoch(
