@@ -140,9 +140,7 @@ def _field_type(obj: Any, path: str) -> Any:
     for depth, name in enumerate(parts):
         names = {f.name for f in dataclasses.fields(current)} if dataclasses.is_dataclass(current) else set()
         if name not in names:
-            raise UsageError(
-                f"--set {path}: no such recipe field", fix=_suggest(obj, path, parts[: depth + 1])
-            )
+            raise UsageError(f"--set {path}: no such recipe field", fix=_suggest(obj, path))
         if depth == len(parts) - 1:
             if dataclasses.is_dataclass(getattr(current, name)):
                 raise UsageError(f"--set {path}: a group, not a field", fix=f"set {path}.FIELD=VALUE")
