@@ -265,12 +265,54 @@ def test_the_after_epoch_evaluation_leaves_the_training_rng_untouched(sample_tre
         before = snapshot()
         trainer._evaluate(None)
         after = snapshot()
-        assert torch.equal(before[0], after[0]) and np.array_equal(before[1], after[1]) and before[2] == after[2]
+        assert (
+            torch.equal(before[0], after[0]) and np.array_equal(before[1], after[1]) and before[2] == after[2]
+        )
         # the evaluation itself does draw (so the check above can fail): the same call without the guard
         evaluate_model(trainer.model, trainer.layout, device=trainer.device)
         changed = snapshot()
         assert not (
-            torch.equal(before[0], changed[0]) and np.array_equal(before[1], changed[1]) and before[2] == changed[2]
+            torch.equal(before[0], changed[0])
+            and np.array_equal(before[1], changed[1])
+            and before[2] == changed[2]
         )
     finally:
         trainer.close()
+
+
+@pytest.mark.slow
+def test_sigterm_under_torchrun_stops_every_rank_at_the_same_step_and_resumes_exactly(sample_tree, tmp_path):
+    """torchrun forwards SIGTERM to its workers: they agree on the step to stop after, rank 0 saves one
+    checkpoint holding both ranks' RNG states, and `--resume` ends with the weights of an unbroken DDP run."""
+
+    def torchrun(work, *extra, **kwargs):
+        args = [
+            sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+            str(_free_port()), "-m", "gtacli", "finetune", "--data-root", str(sample_tree), "--num-data", "12",
+            "--epochs", "1", "--workers", "0", "--device", "cpu", "--batch-size", "1", "--set", "log_interval=1",
+            "--set", "eval_each_epoch=false", "--work-dir", str(work), *extra,
+        ]  # fmt: skip
+        return subprocess.Popen(args, env=_env(), cwd=REPO, **kwargs)
+
+    whole, preempted = tmp_path / "whole", tmp_path / "preempted"
+    unbroken = torchrun(whole, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    victim = torchrun(preempted, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _wait_for(lambda: _step_lines(preempted) >= 1, victim, "its first step")
+    victim.send_signal(signal.SIGTERM)  # torchrun passes it on to both workers
+    _, err = victim.communicate(timeout=300)
+    assert "SIGTERM: stopped after step" in err.decode(), err.decode()[-3000:]
+    saved = _state(preempted / "latest.pth")
+    assert len(saved["rng"]) == 2 and 1 <= saved["train_state"]["global_step"] < 6
+    resumed = torchrun(preempted, "--resume", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err.decode()[-3000:]
+    _, err = unbroken.communicate(timeout=300)
+    assert unbroken.returncode == 0, err.decode()[-3000:]
+    a, b = _state(whole / "epoch_1.pth"), _state(preempted / "epoch_1.pth")
+    assert (
+        a["train_state"]
+        == b["train_state"]
+        == {"epoch": 1, "position": 0, "global_step": 6, "samples_seen": 12}
+    )
+    for key, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][key]), key
