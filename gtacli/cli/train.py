@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 import typer
 
@@ -14,6 +16,7 @@ from gtacli.cli.common import (
     DeviceOpt,
     JsonOpt,
     Output,
+    ProgressBar,
     QuietOpt,
     parse_key_values,
 )
@@ -23,36 +26,92 @@ WorkDirOpt = Annotated[
     Optional[Path],
     typer.Option(
         "--work-dir",
-        help="Run directory (checkpoints, metrics.jsonl, recipe.json). Default: work_dirs/<recipe>.",
+        help="Run directory (checkpoints, metrics.jsonl, recipe.json). Default: work_dirs/<recipe>. "
+        "A non-empty one needs --resume or --overwrite; one run at a time (a lock file).",
     ),
 ]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the sampler, augmentation and dropout.")]
+SeedOpt = Annotated[int, typer.Option("--seed", min=0, help="Seed of the sampler, augmentation and dropout.")]
 ResumeOpt = Annotated[
-    Optional[Path],
+    bool,
     typer.Option(
-        "--resume", help="Continue a run: its work dir (latest.pth) or a checkpoint file written by gtacli."
+        "--resume",
+        help="Continue the run in --work-dir from its latest checkpoint; `--resume PATH` continues from another "
+        "run directory or a checkpoint file written by gtacli.",
+    ),
+]
+# typer's parser has no optional-value options: the PATH of `--resume PATH` arrives as this argument
+ResumePathArg = Annotated[Optional[Path], typer.Argument(hidden=True, show_default=False)]
+OverwriteOpt = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite", help="Start anew in a non-empty --work-dir (the previous run's files are removed)."
     ),
 ]
 EpochsOpt = Annotated[Optional[int], typer.Option("--epochs", min=1, help="Override the recipe's epochs.")]
 BatchOpt = Annotated[
     Optional[int], typer.Option("--batch-size", min=1, help="Override the batch size per process.")
 ]
-LrOpt = Annotated[Optional[float], typer.Option("--lr", help="Override the learning rate of both Adams.")]
+LrOpt = Annotated[
+    Optional[float], typer.Option("--lr", help="Override the learning rate of both Adams (finite, > 0).")
+]
 NumDataOpt = Annotated[Optional[int], typer.Option("--num-data", min=1, help="Override the draws per epoch.")]
 SetOpt = Annotated[
     Optional[List[str]],
     typer.Option(
-        "--set", help="Override any recipe field: --set key=value (repeatable; typed, e.g. grad_clip=true)."
+        "--set",
+        help="Override a recipe field: --set part.field=value (repeatable, typed), e.g. losses.keypoints3d=50, "
+        "optim.grad_clip=true, registration.method=spin, eval_each_epoch=false, amp=true. "
+        "Field names: the printed recipe / recipe.json.",
     ),
 ]
 WorkersOpt = Annotated[Optional[int], typer.Option("--workers", min=0, help="Data-loader worker processes.")]
 MaxStepsOpt = Annotated[
     Optional[int], typer.Option("--max-steps", min=1, help="Stop after N steps in total (saves latest.pth).")
 ]
+SaveEveryOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--save-every",
+        min=1,
+        help="Also save latest.pth every N steps (a resumable mid-epoch checkpoint that survives a hard kill).",
+    ),
+]
+
+
+@dataclass
+class TrainArgs:
+    """The options `finetune` and `train` share, as the user gave them."""
+
+    data_root: Path
+    init: Optional[str]
+    recipe: str
+    work_dir: Optional[Path]
+    device: str
+    seed: int
+    resume: bool
+    resume_path: Optional[Path]
+    overwrite: bool
+    epochs: Optional[int]
+    batch_size: Optional[int]
+    lr: Optional[float]
+    num_data: Optional[int]
+    settings: Optional[List[str]]
+    workers: Optional[int]
+    max_steps: Optional[int]
+    save_every: Optional[int]
+    json_mode: bool
+    quiet: bool
+    debug: bool
+
+    @classmethod
+    def from_parameters(cls, parameters: Dict[str, Any]) -> TrainArgs:
+        """From a command function's parameters (`locals()` at its start): both commands take the same ones."""
+        return cls(**{f.name: parameters[f.name] for f in fields(cls)})
 
 
 def finetune_command(
     data_root: DataRootOpt,
+    resume_path: ResumePathArg = None,
     init: Annotated[
         Optional[str],
         typer.Option(
@@ -64,7 +123,8 @@ def finetune_command(
     work_dir: WorkDirOpt = None,
     device: DeviceOpt = "auto",
     seed: SeedOpt = 0,
-    resume: ResumeOpt = None,
+    resume: ResumeOpt = False,
+    overwrite: OverwriteOpt = False,
     epochs: EpochsOpt = None,
     batch_size: BatchOpt = None,
     lr: LrOpt = None,
@@ -72,10 +132,11 @@ def finetune_command(
     settings: SetOpt = None,
     workers: WorkersOpt = None,
     max_steps: MaxStepsOpt = None,
+    save_every: SaveEveryOpt = None,
     json_mode: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
-) -> None:
+) -> int:
     """Fine-tune the estimator with the GTA-Human SPIN recipe as mmhuman3d's code ran it (3DPW 83.20 / 51.98).
 
     Recipe gta-spin-ft: 7 datasets (GTA 50 %), 100,000 draws per epoch, 10 epochs, batch 32 per process,
@@ -83,26 +144,29 @@ def finetune_command(
     as recipe.json in the run directory; checkpoints epoch_<n>.pth and latest.pth are written every epoch.
     One process uses CUDA when present; several GPUs or nodes run under torchrun (DDP, env://).
 
+    SIGINT/SIGTERM (Ctrl-C, a cluster's preemption) finish the current step, save a resumable latest.pth and
+    exit with 130/143; `--resume` then continues exactly where the run stopped.
+
     Examples:
 
       gtacli finetune --init data/pretrained_models/spin_official.pth --work-dir runs/gta_ft
 
-      gtacli finetune --work-dir runs/gta_ft --resume runs/gta_ft
+      gtacli finetune --work-dir runs/gta_ft --resume
 
-      gtacli finetune --set grad_clip=true --set openpose_confidence=zero --epochs 2
+      gtacli finetune --work-dir runs/gta_ft_b --resume runs/gta_ft/epoch_3.pth
 
-      torchrun --nproc_per_node 8 -m gtacli finetune --work-dir runs/gta_ft_8gpu
+      gtacli finetune --set optim.grad_clip=true --set losses.openpose_confidence=zero --epochs 2
+
+      torchrun --nproc_per_node 8 -m gtacli finetune --work-dir runs/gta_ft_8gpu --save-every 500
 
       torchrun --nnodes 2 --nproc_per_node 8 --rdzv_backend c10d --rdzv_endpoint HOST:29500 -m gtacli finetune --work-dir runs/x
     """
-    _train_entry(
-        "finetune", init, recipe, data_root, work_dir, device, seed, resume, epochs, batch_size, lr, num_data,
-        settings, workers, max_steps, json_mode, quiet, debug,
-    )  # fmt: skip
+    return _train("finetune", TrainArgs.from_parameters(locals()))
 
 
 def train_command(
     data_root: DataRootOpt,
+    resume_path: ResumePathArg = None,
     init: Annotated[
         Optional[str],
         typer.Option(
@@ -117,7 +181,8 @@ def train_command(
     work_dir: WorkDirOpt = None,
     device: DeviceOpt = "auto",
     seed: SeedOpt = 0,
-    resume: ResumeOpt = None,
+    resume: ResumeOpt = False,
+    overwrite: OverwriteOpt = False,
     epochs: EpochsOpt = None,
     batch_size: BatchOpt = None,
     lr: LrOpt = None,
@@ -125,10 +190,11 @@ def train_command(
     settings: SetOpt = None,
     workers: WorkersOpt = None,
     max_steps: MaxStepsOpt = None,
+    save_every: SaveEveryOpt = None,
     json_mode: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
-) -> None:
+) -> int:
     """Train with the SPIN recipe: SMPLify in the loop, fits updated, synchronised across ranks and saved.
 
     Recipe spin (mmhuman3d configs/spin/resnet50_spin_pw3d.py): 6 datasets, batch 8 per process, lr 3e-5
@@ -142,82 +208,72 @@ def train_command(
 
       gtacli train --init imagenet --work-dir runs/spin
 
-      gtacli train --init runs/spin/epoch_3.pth --work-dir runs/spin_b --epochs 5
+      gtacli train --work-dir runs/spin --resume
+
+      gtacli train --init runs/spin/epoch_3.pth --work-dir runs/spin_b --epochs 5 --set registration.method=spin
 
       torchrun --nproc_per_node 4 -m gtacli train --work-dir runs/spin_4gpu
     """
-    _train_entry(
-        "train", init, recipe, data_root, work_dir, device, seed, resume, epochs, batch_size, lr, num_data,
-        settings, workers, max_steps, json_mode, quiet, debug,
-    )  # fmt: skip
+    return _train("train", TrainArgs.from_parameters(locals()))
 
 
-def _train_entry(
-    command: str,
-    init: Optional[str],
-    recipe_name: str,
-    data_root: Path,
-    work_dir: Optional[Path],
-    device: str,
-    seed: int,
-    resume: Optional[Path],
-    epochs: Optional[int],
-    batch_size: Optional[int],
-    lr: Optional[float],
-    num_data: Optional[int],
-    settings: Optional[List[str]],
-    workers: Optional[int],
-    max_steps: Optional[int],
-    json_mode: bool,
-    quiet: bool,
-    debug: bool,
-) -> None:
-    import os
+def _train(command: str, args: TrainArgs) -> int:
+    from gtacli.device import resolve_device
+    from gtacli.errors import UsageError
+    from gtacli.evaluate.runner import evaluate_model
+    from gtacli.train.distributed import local_rank, shutdown
+    from gtacli.train.loop import run_training
+    from gtacli.train.options import TrainOptions
+    from gtacli.train.recipe import apply_cli_overrides, get_recipe
 
     rank = int(os.environ.get("RANK", "0"))
     # only rank 0 talks: other ranks stay quiet and print no result
-    out = Output(json_mode=json_mode, quiet=quiet or rank != 0, debug=debug)
-
-    def body() -> int:
-        from gtacli.evaluate.runner import evaluate_model
-        from gtacli.train.distributed import shutdown
-        from gtacli.train.loop import TrainOptions, run_training
-        from gtacli.train.recipe import apply_cli_overrides, get_recipe
-
-        base = get_recipe(recipe_name)
-        resolved = apply_cli_overrides(
-            base,
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            num_data=num_data,
-            workers=workers,
-            settings=parse_key_values(settings),
+    out = Output(json_mode=args.json_mode, quiet=args.quiet or rank != 0, debug=args.debug)
+    if args.resume_path is not None and not args.resume:
+        raise UsageError(
+            f"unexpected argument {args.resume_path}",
+            fix=f"to continue that run: --resume {args.resume_path}",
         )
+    if args.resume and args.overwrite:
+        raise UsageError("--resume and --overwrite exclude each other", fix="pass one of them")
+    recipe = apply_cli_overrides(
+        get_recipe(args.recipe),
+        parse_key_values(args.settings),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        num_data=args.num_data,
+        workers=args.workers,
+    )
+    device = resolve_device(args.device, local_rank())
+    work_dir = args.work_dir if args.work_dir is not None else Path("work_dirs") / recipe.name
+    resume = (args.resume_path or work_dir) if args.resume else None
+    with ProgressBar(out, command, rate_unit="steps", transient=False) as update:
         opts = TrainOptions(
             command=command,
-            recipe=resolved,
-            data_root=Path(data_root),
-            work_dir=Path(work_dir) if work_dir is not None else Path("work_dirs") / resolved.name,
-            init=init,
+            recipe=recipe,
+            data_root=Path(args.data_root),
+            work_dir=work_dir,
             device=device,
-            seed=seed,
+            init=args.init,
+            seed=args.seed,
             resume=resume,
-            max_steps=max_steps,
-            progress=out.show_progress and not json_mode,
+            overwrite=args.overwrite,
+            max_steps=args.max_steps,
+            save_every=args.save_every,
+            progress=update,
             log=out.info,
-            warn=lambda m: out.once(m, m) if rank == 0 else None,
+            warn=lambda m: out.once(m, m),
+            notice=lambda m: out.err.print(m, markup=False) if rank == 0 else None,
             evaluator=evaluate_model,
         )
         try:
             summary = run_training(opts)
         finally:
             shutdown()
-        if rank == 0:
-            out.result(summary, human=lambda: _print_summary(out, summary))
-        return 0
-
-    return body()
+    if rank == 0:
+        out.result(summary, human=lambda: _print_summary(out, summary))
+    return int(summary["exit_code"])
 
 
 def _print_summary(out: Output, s: dict) -> None:
@@ -234,6 +290,8 @@ def _print_summary(out: Output, s: dict) -> None:
         ("checkpoint", s["checkpoint"]),
         ("metrics", s["metrics"]),
     ]
+    if s.get("interrupted"):
+        rows.append(("interrupted", f"{s['interrupted']}: continue with --resume"))
     if s.get("synthetic_data"):
         rows.append(("data", "SYNTHETIC sample tree: the numbers mean nothing"))
     out.table(f"gtacli {s['recipe']}", ["item", "value"], rows)

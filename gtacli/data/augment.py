@@ -13,7 +13,8 @@ Per sample (all on numpy; the image is BGR uint8 as loaded):
    the same matrix; 3D keypoints `X ← R_z(−r)·X`; `global_orient ← R_z(−r)·R` (body pose unchanged);
 5. normalisation (BGR→RGB, (x − mean)/std, float32, CHW).
 
-The numbers come from an `AugmentConfig` built from the training recipe (no defaults here on purpose).
+The numbers live in `AugmentConfig` (the published values as defaults); the training recipe holds one as
+its `augment` part (`--set augment.flip_prob=0`).
 """
 
 from __future__ import annotations
@@ -21,39 +22,40 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, Tuple
 
+import cv2
 import numpy as np
 
+from gtacli.body.camera import IMG_RES
 from gtacli.body.conventions import SMPL_49_FLIP_PERM
 from gtacli.body.rotations import flip_smpl_pose, rot_z_neg
+from gtacli.data.crop import NORM_MEAN_RGB, NORM_STD_RGB, affine_transform, warp_affine_cv4
 
 _FLIP_PERM = np.asarray(SMPL_49_FLIP_PERM)
 
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """The recipe's augmentation numbers (see `gtacli.train.recipe.Recipe`)."""
+    """The augmentation numbers of docs/reproduction.md §6.6 (mmhuman3d's train pipeline); angles in degrees."""
 
-    noise_factor: float
-    flip_prob: float
-    rot_factor: float
-    rot_prob: float
-    scale_factor: float
-    img_res: int
-    mean: Tuple[float, float, float]
-    std: Tuple[float, float, float]
+    noise_factor: float = 0.4  # channel gains ~ U[1-f, 1+f]
+    flip_prob: float = 0.5
+    rot_factor: float = 30.0  # r = clip(N(0,1)*f, -2f, 2f)
+    rot_prob: float = 0.6
+    scale_factor: float = 0.25  # s = clip(N(0,1)*f + 1, 1-f, 1+f)
+    img_res: int = IMG_RES  # crop side in pixels
+    mean: Tuple[float, float, float] = NORM_MEAN_RGB  # RGB, 0..255 (the eval crop's constants)
+    std: Tuple[float, float, float] = NORM_STD_RGB
 
-    @classmethod
-    def from_recipe(cls, recipe: Any) -> AugmentConfig:
-        return cls(
-            noise_factor=recipe.noise_factor,
-            flip_prob=recipe.flip_prob,
-            rot_factor=recipe.rot_factor,
-            rot_prob=recipe.rot_prob,
-            scale_factor=recipe.scale_factor,
-            img_res=recipe.img_res,
-            mean=tuple(recipe.img_norm_mean),
-            std=tuple(recipe.img_norm_std),
-        )
+    def validate(self) -> None:
+        """ValueError naming the first field out of range."""
+        if not 0 <= self.flip_prob <= 1 or not 0 <= self.rot_prob <= 1:
+            raise ValueError("flip_prob and rot_prob must be in [0, 1]")
+        if not 0 <= self.noise_factor < 1 or not 0 <= self.scale_factor < 1 or self.rot_factor < 0:
+            raise ValueError("noise_factor and scale_factor must be in [0, 1), rot_factor >= 0")
+        if self.img_res < 8:
+            raise ValueError("img_res must be >= 8")
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise ValueError("mean and std need 3 values, std > 0")
 
 
 @dataclass(frozen=True)
@@ -81,8 +83,6 @@ def draw_params(rng: np.random.RandomState, cfg: AugmentConfig) -> AugmentParams
 
 def channel_noise(img_bgr: np.ndarray, gain: np.ndarray) -> np.ndarray:
     """(H,W,3) uint8 × per-channel gain (3,), rounded half-to-even and saturated to [0,255] (cv2.multiply)."""
-    import cv2
-
     return cv2.multiply(img_bgr, (float(gain[0]), float(gain[1]), float(gain[2]), 0.0))
 
 
@@ -133,8 +133,6 @@ def rotate_keypoints3d(kp3d: np.ndarray, rotation_deg: float) -> np.ndarray:
 
 def rotate_global_orient_cv(global_orient: np.ndarray, rotation_deg: float) -> np.ndarray:
     """(3,) axis-angle -> Rodrigues(R_z(−r)·Rodrigues(aa)), with cv2.Rodrigues in float32 (MeshAffine's maths)."""
-    import cv2
-
     rot = np.asarray(rot_z_neg(np.float64(rotation_deg))).astype(np.float32)
     matrix, _ = cv2.Rodrigues(np.asarray(global_orient, np.float32).reshape(3, 1))
     aa, _ = cv2.Rodrigues(rot @ matrix)
@@ -155,8 +153,6 @@ def apply_augmentation(
     img_bgr: np.ndarray, ann: Dict[str, np.ndarray], params: AugmentParams, cfg: AugmentConfig
 ) -> Dict[str, Any]:
     """Steps 1–5 with given draws (so tests can choose them)."""
-    from gtacli.data.crop import affine_transform, warp_affine_cv4
-
     img = channel_noise(img_bgr, params.channel_gain)
     width = img.shape[1]
     center = np.asarray(ann["center"])

@@ -19,14 +19,47 @@ batches of `batch_size` with a last partial batch.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
+from torch.utils.data import DataLoader
+
+from gtacli.layout import TRAIN_DATASETS
 
 # Independent streams of uniform doubles per (seed, epoch); each value at global position g is the g-th
 # double of its stream, so prefixes agree whatever the total length generated.
 _STREAM_DATASET, _STREAM_INDEX, _STREAM_AUGMENT = 0, 1, 2
 _AUG_SEED_RANGE = 2**32
+
+
+@dataclass(frozen=True)
+class MixConfig:
+    """Which datasets are mixed and how: the recipe's `data` part (names from `gtacli.layout.TRAIN_DATASETS`)."""
+
+    datasets: Tuple[str, ...]
+    partition: Tuple[float, ...]  # one weight per dataset, normalised by its sum at sampling time
+    workers: int = 2  # data-loader workers per process (mmhuman3d workers_per_gpu)
+    prefetch_factor: int = 2
+    # datasets whose static fits are never read (every sample has GT SMPL, docs/reproduction.md decision 3)
+    fits_missing_ok: Tuple[str, ...] = ()
+
+    @property
+    def normalized_partition(self) -> Tuple[float, ...]:
+        total = float(sum(self.partition))
+        return tuple(p / total for p in self.partition)
+
+    def validate(self) -> None:
+        """ValueError naming what is wrong."""
+        if not self.datasets or len(self.datasets) != len(self.partition):
+            raise ValueError(f"{len(self.datasets)} datasets but {len(self.partition)} partition values")
+        unknown = [d for d in self.datasets if d not in TRAIN_DATASETS]
+        if unknown:
+            raise ValueError(f"unknown dataset(s) {', '.join(unknown)}; known: {', '.join(TRAIN_DATASETS)}")
+        if any(p < 0 for p in self.partition) or sum(self.partition) <= 0:
+            raise ValueError("partition values must be >= 0 with a positive sum")
+        if self.workers < 0 or self.prefetch_factor < 1:
+            raise ValueError("workers must be >= 0 and prefetch_factor >= 1")
 
 
 class Draw(NamedTuple):
@@ -138,9 +171,6 @@ class MixedBatchSampler:
         partial = 1 if first_full > self.start and self.start < self.samples_per_rank else 0
         return partial + math.ceil(max(self.samples_per_rank - first_full, 0) / self.batch_size)
 
-    def state_dict(self) -> Dict[str, int]:
-        return {"epoch": self.epoch, "start": self.start, "seed": self.seed, "world_size": self.world_size}
-
 
 class MixedDataset:
     """Map-style dataset indexed by `Draw`: dataset `d`, sample `i`, augmented with RNG seed `s`.
@@ -174,8 +204,6 @@ def make_loader(
     generator: Any = None,
 ):
     """A torch DataLoader over the batch sampler (workers and prefetching; the order is fixed by the sampler)."""
-    from torch.utils.data import DataLoader
-
     kwargs: Dict[str, Any] = {}
     if workers > 0:
         kwargs.update(prefetch_factor=prefetch_factor, persistent_workers=persistent_workers)

@@ -7,21 +7,30 @@ memory-mapped through the HumanData cache) and yields, per sample index and RNG:
     smpl_transl (3,), keypoints2d (49,3) crop pixels + conf, keypoints3d (49,4) m + conf, is_flipped,
     rotation (deg, float32), center (2,), scale (crop side px), sample_idx, dataset_name
 
-`collate` stacks samples into the batch dict of `/docs` (tensors; `dataset_name` a list of str).
+`collate` stacks samples into the batch dict of the train/fit contract (tensors; `dataset_name` a list of
+str), the images in channels-last memory layout when asked (built in the workers, not on the main thread).
 Box → centre/scale: `center = (x + w/2, y + h/2)`, crop side `max(w, h)` in pixels (no /200, no expansion).
+
+Samples whose box, confident keypoints or GT SMPL hold NaN/inf are dropped when the dataset opens (the count
+and the file are reported through `warn`); a file with no usable sample is refused.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence
 
+import cv2
 import numpy as np
+import torch
 
 from gtacli.data.augment import AugmentConfig, augment_sample
 from gtacli.data.crop import bbox_to_center_scale
+from gtacli.data.human_data import HumanData
 from gtacli.errors import BadFileError, MissingFileError
 from gtacli.layout import DataLayout
+
+FINITE_CHECK_CHUNK = 65_536  # samples per block when scanning keypoints (bounded memory on 1.4 M frames)
 
 TENSOR_KEYS = (
     "img",
@@ -44,10 +53,13 @@ class TrainImageDataset:
     """One training dataset: `sample(index, rng)` loads, augments and returns one sample dict."""
 
     def __init__(
-        self, layout: DataLayout, name: str, aug_cfg: AugmentConfig, annotation: Optional[Path] = None
+        self,
+        layout: DataLayout,
+        name: str,
+        aug_cfg: AugmentConfig,
+        annotation: Optional[Path] = None,
+        warn: Optional[Callable[[str], None]] = None,
     ):
-        from gtacli.data.human_data import HumanData
-
         self.layout = layout
         self.name = name
         self.aug_cfg = aug_cfg
@@ -59,7 +71,7 @@ class TrainImageDataset:
                 fix="run `gtacli check-layout --for finetune` to see what is missing",
             )
         self.data = HumanData.load(self.annotation)
-        self.length = len(self.data)
+        self.annotation_length = self.length = len(self.data)  # rows in the file / usable samples
         if self.length == 0:
             raise BadFileError(f"dataset '{name}' has no samples", path=self.annotation)
         # Decode every member we read per sample now, in the parent process: data-loader workers then
@@ -82,6 +94,42 @@ class TrainImageDataset:
                 path=self.annotation,
             )
 
+        self.rows = self._finite_rows(warn)  # usable file rows (None: all of them)
+        if self.rows is not None:
+            self.length = len(self.rows)
+
+    def _finite_rows(self, warn: Optional[Callable[[str], None]]) -> Optional[np.ndarray]:
+        """Rows whose box, confident keypoints and (where has_smpl) SMPL parameters are all finite."""
+        n = self.annotation_length
+        ok = np.isfinite(self.bbox.reshape(n, -1)).all(axis=1)
+        for start in range(0, n, FINITE_CHECK_CHUNK):
+            block = np.arange(start, min(start + FINITE_CHECK_CHUNK, n))
+            for kp in (self.data.keypoints2d_smpl49(block), self.data.keypoints3d_smpl49(block)):
+                kp = np.asarray(kp, np.float64)
+                conf = kp[..., -1]
+                # a NaN coordinate with confidence 0 carries no weight (the losses ignore it); NaN confidence does
+                bad = ~np.isfinite(conf) | ((conf > 0) & ~np.isfinite(kp[..., :-1]).all(axis=-1))
+                ok[block] &= ~bad.any(axis=1)
+        for value in self.smpl.values():
+            rows = np.asarray(value).reshape(n, -1)
+            ok &= np.isfinite(rows).all(axis=1) | (self.has_smpl <= 0)
+        dropped = int(n - ok.sum())
+        if dropped == 0:
+            return None
+        first = int(np.flatnonzero(~ok)[0])
+        if dropped == n:
+            raise BadFileError(
+                f"every sample of dataset '{self.name}' ({n}) has NaN/inf in its box, keypoints or SMPL",
+                path=self.annotation,
+                fix="regenerate the annotation file (or drop the dataset with --set data.datasets=...)",
+            )
+        if warn is not None:
+            warn(
+                f"{self.annotation}: dropped {dropped} of {n} samples of '{self.name}' with NaN/inf in the box, "
+                f"confident keypoints or SMPL (first: row {first})"
+            )
+        return np.flatnonzero(ok)
+
     def __len__(self) -> int:
         return self.length
 
@@ -93,9 +141,7 @@ class TrainImageDataset:
         return self.layout.image(self.name, self.image_paths[index])
 
     def load_image(self, index: int) -> np.ndarray:
-        """BGR uint8 (H,W,3), as mmcv.imfrombytes / cv2.imdecode(IMREAD_COLOR)."""
-        import cv2
-
+        """BGR uint8 (H,W,3) of file row `index`, as mmcv.imfrombytes / cv2.imdecode(IMREAD_COLOR)."""
         path = self.image_path(index)
         img = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if img is None:
@@ -121,11 +167,12 @@ class TrainImageDataset:
             "smpl_transl": _row(smpl, "transl", index, (3,)),
         }
 
-    def sample(self, index: int, rng: np.random.RandomState, keep_crop: bool = False) -> Dict[str, Any]:
+    def sample(self, index: int, rng: np.random.RandomState) -> Dict[str, Any]:
+        """Usable sample `index` (0..len-1); its `sample_idx` is the file row (what the fits are indexed by)."""
+        index = int(self.rows[index]) if self.rows is not None else int(index)
         ann = self.annotation_of(index)
         out = augment_sample(self.load_image(index), ann, rng, self.aug_cfg)
-        if not keep_crop:
-            out.pop("crop_bgr")
+        out.pop("crop_bgr")
         out.update(
             has_smpl=np.float32(self.has_smpl[index]),
             smpl_betas=ann["smpl_betas"],
@@ -142,16 +189,14 @@ def _row(smpl: Dict[str, np.ndarray], key: str, index: int, shape: tuple) -> np.
     return np.asarray(smpl[key][index], np.float32).reshape(shape)
 
 
-def collate(samples: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
-    """Stack sample dicts into the contract's batch dict (CPU tensors; the loop moves them to the device)."""
-    import torch
+def collate(samples: Sequence[Dict[str, Any]], channels_last: bool = False) -> Dict[str, Any]:
+    """Stack sample dicts into the contract's batch dict (CPU tensors; the loop moves them to the device).
 
+    `channels_last` lays `img` (B,3,H,W) out as NHWC in memory (the layout the training model runs in)."""
     batch: Dict[str, Any] = {}
     for key in TENSOR_KEYS:
         batch[key] = torch.from_numpy(np.stack([np.asarray(s[key]) for s in samples]))
+    if channels_last:
+        batch["img"] = batch["img"].contiguous(memory_format=torch.channels_last)
     batch["dataset_name"] = [str(s["dataset_name"]) for s in samples]
     return batch
-
-
-def dataset_lengths(datasets: Sequence[TrainImageDataset]) -> List[int]:
-    return [len(d) for d in datasets]

@@ -15,7 +15,7 @@ from typing import Any, List
 import torch
 import torch.distributed as dist
 
-from gtacli.errors import UsageError
+from gtacli.device import DeviceLike, resolve_device
 
 
 @dataclass(frozen=True)
@@ -35,32 +35,17 @@ class DistInfo:
         return self.rank == 0
 
 
-def launched_by_torchrun() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+def local_rank() -> int:
+    """This process's GPU index under torchrun (0 for a single process)."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
 
 
-def resolve_device(device: str, local_rank: int = 0) -> torch.device:
-    """'auto' -> cuda:LOCAL_RANK when CUDA is present, else CPU; 'cuda' -> cuda:LOCAL_RANK; else as given."""
-    text = str(device or "auto").lower()
-    if text == "auto":
-        text = "cuda" if torch.cuda.is_available() else "cpu"
-    if text == "cuda":
-        text = f"cuda:{local_rank}"
-    if text.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"--device {device}: CUDA is not available here", fix="use --device cpu or auto")
-    try:
-        return torch.device(text)
-    except RuntimeError:
-        raise UsageError(
-            f"--device {device}: not a device name", fix="use auto, cpu, cuda or cuda:N"
-        ) from None
+def init_distributed(device: DeviceLike = "auto") -> DistInfo:
+    """Join the env:// process group when launched with several processes; otherwise a single process.
 
-
-def init_distributed(device: str = "auto") -> DistInfo:
-    """Join the env:// process group when launched with several processes; otherwise a single process."""
+    `device` is what the CLI resolved (with `local_rank()`), or a `--device` string resolved here."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    dev = resolve_device(device, local_rank)
+    dev = resolve_device(device, local_rank())
     if world <= 1:
         return DistInfo(0, 1, 0, dev, "")
     backend = "nccl" if dev.type == "cuda" else "gloo"
@@ -68,7 +53,7 @@ def init_distributed(device: str = "auto") -> DistInfo:
         torch.cuda.set_device(dev)
     if not dist.is_initialized():
         dist.init_process_group(backend=backend, init_method="env://")
-    return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, dev, backend)
+    return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank(), dev, backend)
 
 
 def shutdown() -> None:
@@ -101,10 +86,10 @@ def all_gather_objects(obj: Any, info: DistInfo) -> List[Any]:
     return gathered
 
 
-def broadcast_object(obj: Any, info: DistInfo) -> Any:
-    """Rank 0's object on every rank."""
+def all_reduce_max(value: float, info: DistInfo) -> float:
+    """The largest of every rank's `value` (e.g. a stop or a non-finite flag, so all ranks act alike)."""
     if not info.distributed:
-        return obj
-    holder = [obj if info.is_main else None]
-    dist.broadcast_object_list(holder, src=0)
-    return holder[0]
+        return value
+    tensor = torch.tensor([float(value)], dtype=torch.float64, device=info.device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return float(tensor.item())

@@ -10,14 +10,13 @@ parameter used).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Optional
+from typing import Dict, Tuple
 
 import torch
 import torch.nn.functional as F
 
-from gtacli.body.camera import project_points
+from gtacli.body.camera import FOCAL_LENGTH, IMG_RES, project_points
 from gtacli.body.rotations import batch_rodrigues
-from gtacli.train.recipe import GTA_SPIN_FT as _DEFAULT
 
 LOSS_NAMES = (
     "keypoints3d_loss",
@@ -29,38 +28,43 @@ LOSS_NAMES = (
 )
 
 
+OPENPOSE_CONFIDENCE = ("detector", "zero")
+
+
 @dataclass(frozen=True)
-class LossWeights:
-    """Weights and constants of §6.2 (taken from a `Recipe` by `LossWeights.from_recipe`)."""
+class LossConfig:
+    """Weights and constants of §6.2 (the gta-spin-ft / spin numbers as defaults); the recipe's `losses` part."""
 
-    # defaults = the published gta-spin-ft recipe (the numbers live in recipe.py only)
-    keypoints3d: float = _DEFAULT.loss_keypoints3d_weight
-    keypoints2d: float = _DEFAULT.loss_keypoints2d_weight
-    vertex: float = _DEFAULT.loss_vertex_weight
-    smpl_pose: float = _DEFAULT.loss_smpl_pose_weight
-    smpl_betas: float = _DEFAULT.loss_smpl_betas_weight
-    camera: float = _DEFAULT.loss_camera_weight
-    camera_prior_scale: float = _DEFAULT.camera_prior_scale
-    smooth_l1_beta: float = _DEFAULT.smooth_l1_beta
-    pelvis_joints: tuple = tuple(_DEFAULT.pelvis_joints)
-    focal_length: float = _DEFAULT.focal_length
-    img_res: int = _DEFAULT.img_res
+    keypoints3d: float = 100.0
+    keypoints2d: float = 10.0
+    vertex: float = 2.0
+    smpl_pose: float = 3.0
+    smpl_betas: float = 0.02
+    camera: float = 60.0
+    camera_prior_scale: float = 10.0
+    smooth_l1_beta: float = 1.0
+    pelvis_joints: Tuple[int, int] = (27, 28)  # smpl_49 right/left hip (LSP) -> training pelvis
+    # 'detector' (what mmhuman3d ran: the OpenPose keypoints keep their confidences) or 'zero' (what the
+    # config's dead keypoint_weight = [0]*25 + [1]*24 intended, docs/reproduction.md §10.1.3)
+    openpose_confidence: str = "detector"
+    num_openpose_keypoints: int = 25  # smpl_49 indices 0..24
+    focal_length: float = FOCAL_LENGTH
+    img_res: int = IMG_RES
 
-    @classmethod
-    def from_recipe(cls, recipe) -> LossWeights:
-        return cls(
-            keypoints3d=recipe.loss_keypoints3d_weight,
-            keypoints2d=recipe.loss_keypoints2d_weight,
-            vertex=recipe.loss_vertex_weight,
-            smpl_pose=recipe.loss_smpl_pose_weight,
-            smpl_betas=recipe.loss_smpl_betas_weight,
-            camera=recipe.loss_camera_weight,
-            camera_prior_scale=recipe.camera_prior_scale,
-            smooth_l1_beta=recipe.smooth_l1_beta,
-            pelvis_joints=tuple(recipe.pelvis_joints),
-            focal_length=recipe.focal_length,
-            img_res=recipe.img_res,
+    def validate(self) -> None:
+        """ValueError naming the first field out of range."""
+        if self.openpose_confidence not in OPENPOSE_CONFIDENCE:
+            raise ValueError(f"openpose_confidence must be one of {OPENPOSE_CONFIDENCE}")
+        weights = (
+            self.keypoints3d,
+            self.keypoints2d,
+            self.vertex,
+            self.smpl_pose,
+            self.smpl_betas,
+            self.camera,
         )
+        if min(weights) < 0 or self.smooth_l1_beta <= 0 or self.focal_length <= 0 or self.img_res < 8:
+            raise ValueError("loss weights must be >= 0; smooth_l1_beta, focal_length > 0; img_res >= 8")
 
 
 def _masked_mean(loss: torch.Tensor, conf: torch.Tensor) -> torch.Tensor:
@@ -86,7 +90,7 @@ def _mean_over_valid(per_sample: torch.Tensor, valid: torch.Tensor) -> torch.Ten
 
 
 def keypoints3d_loss(
-    pred_joints: torch.Tensor, gt_keypoints3d: torch.Tensor, weights: LossWeights = LossWeights()
+    pred_joints: torch.Tensor, gt_keypoints3d: torch.Tensor, weights: LossConfig = LossConfig()
 ) -> torch.Tensor:
     """§6.2.1. pred_joints (B,49,3) m, gt_keypoints3d (B,49,4) (x,y,z,conf). Both centred on the hip midpoint
     (smpl_49 joints 27/28) whatever the hips' confidences; SmoothL1 × weight, / #conf>0 entries over B·49·3."""
@@ -104,7 +108,7 @@ def keypoints2d_loss(
     pred_joints: torch.Tensor,
     pred_cam: torch.Tensor,
     gt_keypoints2d: torch.Tensor,
-    weights: LossWeights = LossWeights(),
+    weights: LossConfig = LossConfig(),
 ) -> torch.Tensor:
     """§6.2.2. pred_joints (B,49,3), pred_cam (B,3) [s,tx,ty], gt_keypoints2d (B,49,3) crop pixels + conf.
 
@@ -131,7 +135,7 @@ def vertex_loss(
     pred_vertices: torch.Tensor,
     opt_vertices: torch.Tensor,
     valid: torch.Tensor,
-    weights: LossWeights = LossWeights(),
+    weights: LossConfig = LossConfig(),
 ) -> torch.Tensor:
     """§6.2.3. (B,6890,3) each, valid (B,): Σ(w·|V − V*|·m) / #{m > 0} with m = valid over 6890×3."""
     mask = valid.to(pred_vertices.dtype).view(-1, 1, 1).expand_as(pred_vertices)
@@ -143,7 +147,7 @@ def smpl_pose_loss(
     pred_rotmat: torch.Tensor,
     opt_pose: torch.Tensor,
     valid: torch.Tensor,
-    weights: LossWeights = LossWeights(),
+    weights: LossConfig = LossConfig(),
 ) -> torch.Tensor:
     """§6.2.4. pred_rotmat (B,24,3,3), opt_pose (B,72) axis-angle: w · MSE over valid samples' 216 entries,
     targets via `batch_rodrigues` (mmhuman3d's quaternion form)."""
@@ -156,14 +160,14 @@ def smpl_betas_loss(
     pred_betas: torch.Tensor,
     opt_betas: torch.Tensor,
     valid: torch.Tensor,
-    weights: LossWeights = LossWeights(),
+    weights: LossConfig = LossConfig(),
 ) -> torch.Tensor:
     """§6.2.5. (B,10) each: w · MSE over valid samples."""
     per_sample = ((pred_betas - opt_betas.to(pred_betas.dtype)) ** 2).mean(dim=1)  # (B,)
     return weights.smpl_betas * _mean_over_valid(per_sample, valid)
 
 
-def camera_loss(pred_cam: torch.Tensor, weights: LossWeights = LossWeights()) -> torch.Tensor:
+def camera_loss(pred_cam: torch.Tensor, weights: LossConfig = LossConfig()) -> torch.Tensor:
     """§6.2.6. mean_B( w · exp(−scale·s)² ) on pred_cam (B,3)."""
     return (weights.camera * torch.exp(-weights.camera_prior_scale * pred_cam[:, 0]) ** 2).mean()
 
@@ -174,18 +178,21 @@ def compute_losses(
     pred_vertices: torch.Tensor,
     batch: Dict[str, torch.Tensor],
     targets: Dict[str, torch.Tensor],
-    weights: LossWeights = LossWeights(),
-    keypoints2d_override: Optional[torch.Tensor] = None,
+    weights: LossConfig = LossConfig(),
 ) -> Dict[str, torch.Tensor]:
     """All six losses (names as mmhuman3d logs them) and `loss` = their plain sum (docs/reproduction.md §6.1 step 5).
+
+    With `weights.openpose_confidence == "zero"` the OpenPose keypoints' confidences are zeroed first.
 
     pred: the estimator's dict (`pred_pose` (B,24,3,3), `pred_shape` (B,10), `pred_cam` (B,3));
     pred_joints (B,49,3) / pred_vertices (B,6890,3) from the neutral body model on the prediction;
     batch: `keypoints2d` (B,49,3), `keypoints3d` (B,49,4); targets: the registrant's `valid_fit`,
-    `opt_pose`, `opt_betas`, `opt_vertices`. `keypoints2d_override` replaces the batch's 2D keypoints
-    (e.g. with OpenPose confidences zeroed).
+    `opt_pose`, `opt_betas`, `opt_vertices`.
     """
-    kp2d = batch["keypoints2d"] if keypoints2d_override is None else keypoints2d_override
+    kp2d = batch["keypoints2d"]
+    if weights.openpose_confidence == "zero":
+        kp2d = kp2d.clone()
+        kp2d[:, : weights.num_openpose_keypoints, 2] = 0
     valid = targets["valid_fit"]
     losses = {
         "keypoints3d_loss": keypoints3d_loss(pred_joints, batch["keypoints3d"], weights),

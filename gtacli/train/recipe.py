@@ -1,4 +1,14 @@
-"""Training recipes: every number of docs/reproduction.md §6–7 in one typed object.
+"""Training recipes: every number of docs/reproduction.md §6–7, composed from the configs of the code that uses them.
+
+A `Recipe` is a name, a description, the default `--init`, and one part per consumer, each defined beside it:
+
+* ``data``: `gtacli.data.mixed.MixConfig` (datasets, partition, loader workers);
+* ``optim``: `gtacli.train.optim.OptimConfig` (epochs, batch, draws per epoch, lr, Adam, schedule, clipping);
+* ``augment``: `gtacli.data.augment.AugmentConfig`;
+* ``losses``: `gtacli.train.losses.LossConfig`;
+* ``registration``: `gtacli.fit.registration.RegistrationConfig` (static fits or SMPLify in the loop);
+
+plus run settings (mixed precision, memory layout, log interval, the after-epoch evaluation).
 
 Two recipes are defined:
 
@@ -6,221 +16,241 @@ Two recipes are defined:
   mmhuman3d's code actually ran it (docs/reproduction.md decision 3–4, §6, §7.2): seven datasets mixed 50 % GTA,
   100,000 draws per epoch, 10 epochs, batch 32 per GPU, two Adams at a constant 3e-5, no gradient clipping,
   static fits read-only.
-* ``spin`` (default of `gtacli train`): `configs/spin/resnet50_spin_pw3d.py` (docs/reproduction.md §7.4): six datasets, the
-  SMPLify fitter in the loop, batch 8 per GPU, lr 3e-5 divided by 10 after epoch 3, SyncBN on CUDA.
+* ``spin`` (default of `gtacli train`): `configs/spin/resnet50_spin_pw3d.py` (docs/reproduction.md §7.4): six
+  datasets, the SMPLify fitter in the loop, batch 8 per GPU, lr 3e-5 divided by 10 after epoch 3, SyncBN on CUDA.
 
 A recipe is printed at the start of a run and saved in the run directory (`recipe.json`); the CLI overrides
-fields with `--epochs/--batch-size/--lr/--num-data` and a generic `--set key=value` (type-checked here).
+fields with `--epochs/--batch-size/--lr/--num-data/--workers` and `--set part.field=value` (e.g.
+`--set losses.keypoints3d=50`, `--set registration.method=spin`, `--set eval_each_epoch=false`), typed here;
+an unknown key is a usage error.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
+import math
+import typing
+from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Tuple
 
-from gtacli.body.camera import FOCAL_LENGTH, IMG_RES
-from gtacli.data.crop import NORM_MEAN_RGB, NORM_STD_RGB
+from gtacli.data.augment import AugmentConfig
+from gtacli.data.mixed import MixConfig
 from gtacli.errors import UsageError
+from gtacli.fit.registration import RegistrationConfig
+from gtacli.layout import TRAIN_DATASETS
+from gtacli.train.losses import LossConfig
+from gtacli.train.optim import OptimConfig
 
-# docs/reproduction.md §1.1 table order (mmhuman3d `data.train.configs`).
-SPIN_DATASETS: Tuple[str, ...] = ("h36m", "mpi_inf_3dhp", "lsp", "lspet", "mpii", "coco")
-GTA_SPIN_FT_DATASETS: Tuple[str, ...] = SPIN_DATASETS + ("gta",)
+AMP_DTYPES = ("float16", "bfloat16")
+# the SPIN recipe's datasets: every training dataset but GTA-Human (docs/reproduction.md §1.1 table order)
+SPIN_DATASETS: Tuple[str, ...] = tuple(name for name in TRAIN_DATASETS if name != "gta")
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """One training recipe. Units: lr per step, angles in degrees, image sizes in pixels, focal in pixels."""
+    """One training recipe: named parts, each owned by the code that reads it."""
 
     name: str
     description: str
     init: str  # what `--init` defaults to: 'spin_official' (a layout file), 'imagenet' or 'none'
-
-    # data and sampling (docs/reproduction.md §6.5, "Product decisions" 4)
-    datasets: Tuple[str, ...]
-    partition: Tuple[float, ...]  # normalised by its sum at sampling time
-    num_data: int = 100_000  # draws per epoch across all ranks
-    epochs: int = 10
-    batch_size: int = 32  # per GPU / per process
-    workers: int = 2  # data-loader workers per process (mmhuman3d workers_per_gpu)
-    prefetch_factor: int = 2
-
-    # optimisation (docs/reproduction.md §6.4): two Adams (backbone, head)
-    lr: float = 3e-5
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    adam_eps: float = 1e-8
-    weight_decay: float = 0.0
-    lr_schedule: str = "fixed"  # 'fixed' | 'step'
-    lr_steps: Tuple[int, ...] = ()  # epochs after which lr *= lr_gamma (step schedule)
-    lr_gamma: float = 0.1
-    grad_clip: bool = (
-        False  # published run: off (docs/reproduction.md §10.1.2); the config's stated value below
-    )
-    grad_clip_max_norm: float = 35.0
-    grad_clip_norm_type: float = 2.0
+    data: MixConfig
+    optim: OptimConfig = OptimConfig()
+    augment: AugmentConfig = AugmentConfig()
+    losses: LossConfig = LossConfig()
+    registration: RegistrationConfig = field(default_factory=RegistrationConfig)
     # mixed precision on CUDA (ignored on CPU). Off by default: mmhuman3d's configs train in float32 (no fp16
     # section), and reduced precision changes the numbers; `--set amp=true` trades that for speed.
     amp: bool = False
-
-    # losses (docs/reproduction.md §6.2)
-    loss_keypoints3d_weight: float = 100.0
-    loss_keypoints2d_weight: float = 10.0
-    loss_vertex_weight: float = 2.0
-    loss_smpl_pose_weight: float = 3.0
-    loss_smpl_betas_weight: float = 0.02
-    loss_camera_weight: float = 60.0
-    camera_prior_scale: float = 10.0
-    smooth_l1_beta: float = 1.0
-    pelvis_joints: Tuple[int, int] = (27, 28)  # smpl_49 right/left hip (LSP) -> training pelvis
-    openpose_confidence: str = (
-        "detector"  # 'detector' (what ran) | 'zero' (the config's dead keypoint_weight)
-    )
-    num_openpose_keypoints: int = 25  # smpl_49 indices 0..24
-
-    # augmentation (docs/reproduction.md §6.6)
-    noise_factor: float = 0.4  # channel gains ~ U[1-f, 1+f]
-    flip_prob: float = 0.5
-    rot_factor: float = 30.0  # degrees, r = clip(N(0,1)*f, -2f, 2f)
-    rot_prob: float = 0.6
-    scale_factor: float = 0.25  # s = clip(N(0,1)*f + 1, 1-f, 1+f)
-    img_res: int = IMG_RES
-    img_norm_mean: Tuple[float, float, float] = NORM_MEAN_RGB  # RGB, 0..255 (the eval crop's constants)
-    img_norm_std: Tuple[float, float, float] = NORM_STD_RGB
-
-    # camera (docs/reproduction.md §4.4)
-    focal_length: float = FOCAL_LENGTH
-
-    # registration and fits (docs/reproduction.md §7)
-    registration_mode: str = "static"  # 'static' | 'in_the_loop'
-    registration_threshold: float = 10.0
-    fits_missing_ok: Tuple[str, ...] = ("gta",)  # every sample has GT SMPL: fits never read (decision 3)
-    # SMPLify in the loop (used by registration_mode 'in_the_loop' only): Adam, two stages (docs/reproduction.md §7.4)
-    smplify_iters_per_stage: int = 50
-    smplify_lr: float = 1e-2
-    smplify_ftol: float = 1e-4
-
-    # model behaviour in training
-    bn_eval: bool = False  # True freezes BatchNorm statistics (eval mode); published: train mode
-    dropout: bool = True  # False switches the head's dropout off (for exact comparisons)
-    sync_bn: bool = False  # SyncBatchNorm across GPUs (CUDA DDP only)
-
-    # run bookkeeping
-    log_interval: int = 50  # steps between JSONL/TensorBoard records
+    amp_dtype: str = "float16"  # 'float16' (with a gradient scaler) or 'bfloat16' (CUDA with bf16 support)
+    # channels-last memory layout for the model and the batches: same maths, faster convolutions
+    channels_last: bool = True
+    log_interval: int = 50  # steps between metrics.jsonl/TensorBoard records
     eval_each_epoch: bool = True  # 3DPW eval after each epoch when its files exist
 
     def to_dict(self) -> Dict[str, Any]:
-        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        return _to_plain(self)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
 
-    @property
-    def normalized_partition(self) -> Tuple[float, ...]:
-        total = float(sum(self.partition))
-        return tuple(p / total for p in self.partition)
-
-    def override(self, **values: Any) -> Recipe:
-        """A copy with some fields replaced (values already typed); validates the result."""
-        unknown = [k for k in values if k not in _FIELDS]
-        if unknown:
-            raise UsageError(
-                f"unknown recipe field(s): {', '.join(unknown)}",
-                fix="see `recipe.json` of a run for field names",
-            )
-        new = dataclasses.replace(self, **values)
-        new.validate()
-        return new
+    def override(self, values: Mapping[str, Any]) -> Recipe:
+        """A copy with dotted fields replaced (`{"optim.lr": 1e-4}`; values already typed); validated."""
+        recipe = self
+        for key, value in values.items():
+            recipe = _replace_path(recipe, key.split("."), value, key)
+        recipe.validate()
+        return recipe
 
     def with_settings(self, settings: Mapping[str, str]) -> Recipe:
         """Apply `--set key=value` strings, converting each to the field's type (UsageError when it cannot)."""
-        return self.override(**{k: parse_field_value(k, v) for k, v in settings.items()})
+        return self.override({k: parse_field_value(self, k, v) for k, v in settings.items()})
 
     def validate(self) -> None:
-        def bad(message: str) -> UsageError:
-            return UsageError(f"recipe {self.name}: {message}")
-
-        if len(self.datasets) != len(self.partition) or not self.datasets:
-            raise bad(f"{len(self.datasets)} datasets but {len(self.partition)} partition values")
-        if any(p < 0 for p in self.partition) or sum(self.partition) <= 0:
-            raise bad("partition values must be >= 0 with a positive sum")
-        for name, value in (
-            ("num_data", self.num_data),
-            ("epochs", self.epochs),
-            ("batch_size", self.batch_size),
-        ):
-            if value < 1:
-                raise bad(f"{name} must be >= 1 (got {value})")
-        if self.workers < 0:
-            raise bad("workers must be >= 0")
-        if self.lr <= 0:
-            raise bad(f"lr must be > 0 (got {self.lr})")
-        if self.lr_schedule not in ("fixed", "step"):
-            raise bad(f"lr_schedule must be 'fixed' or 'step' (got {self.lr_schedule!r})")
-        if self.registration_mode not in ("static", "in_the_loop"):
-            raise bad(f"registration_mode must be 'static' or 'in_the_loop' (got {self.registration_mode!r})")
-        if self.openpose_confidence not in ("detector", "zero"):
-            raise bad(f"openpose_confidence must be 'detector' or 'zero' (got {self.openpose_confidence!r})")
-        if not 0 <= self.flip_prob <= 1 or not 0 <= self.rot_prob <= 1:
-            raise bad("flip_prob and rot_prob must be in [0, 1]")
-        if self.img_res < 8:
-            raise bad("img_res must be >= 8")
+        """UsageError naming the first value that cannot work (every float must be finite)."""
+        for key, value in flatten(self).items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise UsageError(f"recipe {self.name}: {key} must be a finite number (got {value})")
+            if isinstance(value, tuple) and any(isinstance(v, float) and not math.isfinite(v) for v in value):
+                raise UsageError(f"recipe {self.name}: {key} must hold finite numbers (got {value})")
+        for part in ("data", "optim", "augment", "losses"):
+            try:
+                getattr(self, part).validate()
+            except ValueError as exc:
+                raise UsageError(f"recipe {self.name}: {part}: {exc}") from None
+        if self.amp_dtype not in AMP_DTYPES:
+            raise UsageError(f"recipe {self.name}: amp_dtype must be one of {', '.join(AMP_DTYPES)}")
+        if self.log_interval < 1:
+            raise UsageError(f"recipe {self.name}: log_interval must be >= 1")
+        # the crop geometry is read by three parts: they must agree
+        res = {"augment": self.augment.img_res, "losses": self.losses.img_res}
+        focal = {"losses": self.losses.focal_length}
+        for name, values in (("img_res", res), ("focal_length", focal)):
+            if hasattr(self.registration, name):
+                values["registration"] = getattr(self.registration, name)
+            if len(set(values.values())) > 1:
+                parts = ", ".join(f"{k}.{name}={v}" for k, v in values.items())
+                raise UsageError(f"recipe {self.name}: {parts} differ", fix=f"set {name} in every part")
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(Recipe)}
+def _to_plain(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (tuple, list)):
+        return [_to_plain(v) for v in obj]
+    return obj
 
 
-def _jsonable(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value
+def flatten(obj: Any, prefix: str = "") -> Dict[str, Any]:
+    """{dotted name: leaf value} of a (nested) dataclass."""
+    out: Dict[str, Any] = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            out.update(flatten(value, f"{prefix}{f.name}."))
+        else:
+            out[f"{prefix}{f.name}"] = value
+    return out
 
 
-def _field_kind(name: str) -> str:
-    """'bool' | 'int' | 'float' | 'str' | 'tuple[int]' | 'tuple[float]' | 'tuple[str]' from the annotation text."""
-    annotation = str(_FIELDS[name].type).replace("typing.", "")
-    for kind in ("bool", "int", "float", "str"):
-        if annotation == kind:
-            return kind
-    if annotation.startswith("Tuple["):
-        inner = annotation[len("Tuple[") :].split(",")[0].strip(" ]")
-        return f"tuple[{inner}]"
-    raise TypeError(f"recipe field {name} has an unsupported type {annotation}")  # pragma: no cover
+def _field_type(obj: Any, path: str) -> Any:
+    """The annotated type of a dotted field of `obj` (UsageError naming the key when there is none)."""
+    parts = path.split(".")
+    current: Any = obj
+    for depth, name in enumerate(parts):
+        names = {f.name for f in dataclasses.fields(current)} if dataclasses.is_dataclass(current) else set()
+        if name not in names:
+            raise UsageError(f"--set {path}: no such recipe field", fix=_suggest(obj, path))
+        if depth == len(parts) - 1:
+            if dataclasses.is_dataclass(getattr(current, name)):
+                raise UsageError(f"--set {path}: a group, not a field", fix=f"set {path}.FIELD=VALUE")
+            return typing.get_type_hints(type(current))[name]
+        current = getattr(current, name)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
-def parse_field_value(name: str, text: str) -> Any:
-    """Convert `--set name=text` to the field's type: `true/false`, numbers, comma-separated tuples."""
-    if name not in _FIELDS:
-        close = [f for f in _FIELDS if name.split("_")[0] in f][:5]
-        raise UsageError(
-            f"--set {name}: no such recipe field",
-            fix=f"use one of the fields in recipe.json{' (e.g. ' + ', '.join(close) + ')' if close else ''}",
-        )
-    kind = _field_kind(name)
+def _suggest(obj: Any, path: str) -> str:
+    leaf = path.split(".")[-1]
+    matches = [k for k in flatten(obj) if k.split(".")[-1] == leaf]
+    if matches:
+        return f"did you mean {' or '.join(matches[:3])}?"
+    groups = ", ".join(f.name for f in dataclasses.fields(obj))
+    return f"see recipe.json of a run (or the printed recipe) for names; top-level keys: {groups}"
+
+
+def _replace_path(obj: Any, parts: list, value: Any, key: str) -> Any:
+    name = parts[0]
+    if not dataclasses.is_dataclass(obj) or name not in {f.name for f in dataclasses.fields(obj)}:
+        raise UsageError(f"recipe field {key!r} does not exist")
+    if len(parts) > 1:
+        value = _replace_path(getattr(obj, name), parts[1:], value, key)
     try:
-        if kind.startswith("tuple["):
-            inner = kind[6:-1]
-            parts = [p.strip() for p in text.strip("()[] ").split(",") if p.strip()]
-            return tuple(_scalar(inner, p) for p in parts)
-        return _scalar(kind, text.strip())
+        return dataclasses.replace(obj, **{name: value})
+    except (ValueError, TypeError) as exc:  # a part's own checks (e.g. RegistrationConfig's mode)
+        raise UsageError(f"--set {key}: {exc}") from None
+
+
+def parse_field_value(recipe: Recipe, key: str, text: str) -> Any:
+    """Convert `--set key=text` to the field's type: `true/false`, numbers, comma-separated tuples."""
+    annotation = _field_type(recipe, key)
+    try:
+        return _convert(annotation, text.strip())
     except ValueError:
         raise UsageError(
-            f"--set {name}={text}: not a valid {kind}", fix=f"give {name} a {kind} value"
+            f"--set {key}={text}: not a valid {_type_name(annotation)}",
+            fix=f"give {key} a {_type_name(annotation)} value",
         ) from None
 
 
-def _scalar(kind: str, text: str) -> Any:
-    if kind == "bool":
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def _convert(annotation: Any, text: str) -> Any:
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Union:  # Optional[X]
+        if text.lower() in ("none", "null", ""):
+            return None
+        return _convert(next(a for a in args if a is not type(None)), text)
+    if origin in (tuple, Tuple):
+        parts = [p.strip() for p in text.strip("()[] ").split(",") if p.strip()]
+        inner = args[0] if args else str
+        if len(args) == 2 and args[1] is Ellipsis or len(args) <= 1:
+            return tuple(_convert(inner, p) for p in parts)
+        if len(parts) != len(args):
+            raise ValueError(text)
+        return tuple(_convert(a, p) for a, p in zip(args, parts))
+    if annotation is bool:
         lowered = text.lower()
         if lowered in ("1", "true", "yes", "on"):
             return True
         if lowered in ("0", "false", "no", "off"):
             return False
         raise ValueError(text)
-    if kind == "int":
+    if annotation is int:
         return int(text)
-    if kind == "float":
+    if annotation is float:
         return float(text)
-    return text
+    if annotation is str:
+        return text
+    raise ValueError(f"unsupported type {annotation}")
+
+
+def recipe_from_dict(data: Mapping[str, Any]) -> Recipe:
+    """Rebuild a recipe saved by `to_dict` (e.g. from a checkpoint); unknown keys are refused."""
+    recipe = _from_plain(Recipe, data, "")
+    recipe.validate()
+    return recipe
+
+
+def _from_plain(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise UsageError(f"saved recipe: {prefix.rstrip('.') or 'recipe'} is not a mapping")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = [k for k in data if k not in names]
+    if unknown:
+        raise UsageError(f"saved recipe has unknown field(s) {', '.join(prefix + k for k in unknown)}")
+    values: Dict[str, Any] = {}
+    for key, value in data.items():
+        kind = hints[key]
+        if dataclasses.is_dataclass(kind):
+            values[key] = _from_plain(kind, value, f"{prefix}{key}.")
+        elif isinstance(value, list):
+            values[key] = tuple(value)
+        else:
+            values[key] = value
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"saved recipe: {prefix.rstrip('.') or 'recipe'}: {exc}") from None
+
+
+def recipe_differences(a: Recipe, b: Recipe) -> Dict[str, Tuple[Any, Any]]:
+    """Dotted fields whose values differ: {name: (a value, b value)}."""
+    da, db = flatten(a), flatten(b)
+    return {k: (da[k], db.get(k)) for k in da if da[k] != db.get(k)}
 
 
 GTA_SPIN_FT = Recipe(
@@ -230,8 +260,11 @@ GTA_SPIN_FT = Recipe(
         "static fits, constant lr, no gradient clipping, OpenPose keypoints with detector confidences"
     ),
     init="spin_official",
-    datasets=GTA_SPIN_FT_DATASETS,
-    partition=(0.35, 0.15, 0.1, 0.1, 0.1, 0.2, 1.0),  # sum 2.0 -> GTA 50 % (docs/reproduction.md §6.5)
+    data=MixConfig(
+        datasets=tuple(TRAIN_DATASETS),
+        partition=(0.35, 0.15, 0.1, 0.1, 0.1, 0.2, 1.0),  # sum 2.0 -> GTA 50 % (docs/reproduction.md §6.5)
+        fits_missing_ok=("gta",),
+    ),
 )
 
 SPIN = Recipe(
@@ -241,15 +274,9 @@ SPIN = Recipe(
         "saved with every checkpoint), lr 3e-5 /10 after epoch 3"
     ),
     init="imagenet",
-    datasets=SPIN_DATASETS,
-    partition=(0.35, 0.15, 0.1, 0.1, 0.1, 0.2),
-    batch_size=8,
-    workers=1,
-    lr_schedule="step",
-    lr_steps=(3,),
-    registration_mode="in_the_loop",
-    fits_missing_ok=(),
-    sync_bn=True,
+    data=MixConfig(datasets=SPIN_DATASETS, partition=(0.35, 0.15, 0.1, 0.1, 0.1, 0.2), workers=1),
+    optim=OptimConfig(batch_size=8, lr_schedule="step", lr_steps=(3,), sync_bn=True),
+    registration=dataclasses.replace(RegistrationConfig(), mode="in_the_loop"),
 )
 
 RECIPES: Dict[str, Recipe] = {r.name: r for r in (GTA_SPIN_FT, SPIN)}
@@ -261,49 +288,24 @@ def get_recipe(name: str) -> Recipe:
     return RECIPES[name]
 
 
-def recipe_from_dict(data: Mapping[str, Any]) -> Recipe:
-    """Rebuild a recipe saved by `to_dict` (e.g. from a checkpoint); unknown keys are refused."""
-    values: Dict[str, Any] = {}
-    for key, value in data.items():
-        if key not in _FIELDS:
-            raise UsageError(f"saved recipe has an unknown field {key!r}")
-        values[key] = tuple(value) if isinstance(value, list) else value
-    recipe = Recipe(**values)
-    recipe.validate()
-    return recipe
-
-
-def recipe_differences(a: Recipe, b: Recipe) -> Dict[str, Tuple[Any, Any]]:
-    """Fields whose values differ: {name: (a value, b value)}."""
-    da, db = a.to_dict(), b.to_dict()
-    return {k: (da[k], db[k]) for k in da if da[k] != db[k]}
+# the dedicated CLI options and the recipe fields they set
+CLI_FIELDS = {
+    "epochs": "optim.epochs",
+    "batch_size": "optim.batch_size",
+    "lr": "optim.lr",
+    "num_data": "optim.num_data",
+    "workers": "data.workers",
+}
 
 
 def apply_cli_overrides(
-    recipe: Recipe,
-    *,
-    epochs: Optional[int] = None,
-    batch_size: Optional[int] = None,
-    lr: Optional[float] = None,
-    num_data: Optional[int] = None,
-    workers: Optional[int] = None,
-    settings: Optional[Mapping[str, str]] = None,
+    recipe: Recipe, settings: Optional[Mapping[str, str]] = None, **direct: Optional[Any]
 ) -> Recipe:
-    """The recipe after `--set key=value` pairs, then the dedicated options (which win)."""
+    """The recipe after `--set key=value` pairs, then the dedicated options of `CLI_FIELDS` (which win)."""
     if settings:
         recipe = recipe.with_settings(settings)
-    direct = {
-        k: v
-        for k, v in (
-            ("epochs", epochs),
-            ("batch_size", batch_size),
-            ("lr", lr),
-            ("num_data", num_data),
-            ("workers", workers),
-        )
-        if v is not None
-    }
-    return recipe.override(**direct) if direct else recipe
+    values = {CLI_FIELDS[k]: v for k, v in direct.items() if v is not None}
+    return recipe.override(values) if values else recipe
 
 
 __all__ = [
@@ -313,7 +315,6 @@ __all__ = [
     "Recipe",
     "apply_cli_overrides",
     "get_recipe",
-    "parse_field_value",
     "recipe_differences",
     "recipe_from_dict",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from typer.testing import CliRunner
 
@@ -54,7 +55,10 @@ def test_help_has_examples():
     for command in ("finetune", "train"):
         result = RUNNER.invoke(app, [command, "--help"])
         assert result.exit_code == 0
-        for option in ("--init", "--recipe", "--work-dir", "--resume", "--set", "--max-steps", "--num-data"):
+        for option in (
+            "--init", "--recipe", "--work-dir", "--resume", "--set", "--max-steps", "--num-data", "--overwrite",
+            "--save-every",
+        ):  # fmt: skip
             assert option in result.output
         assert "Examples" in result.output
     assert "resnet50-0676ba61.pth" in RUNNER.invoke(app, ["train", "--help"]).output
@@ -148,6 +152,7 @@ def test_bad_set_is_a_usage_error(sample_tree, tmp_path):
     assert result.exit_code == 2 and len(errors) == 1 and "epochs" in errors[0]
 
 
+@pytest.mark.slow
 def test_finetune_json_result_and_synthetic_warning_once(sample_tree, tmp_path):
     work = tmp_path / "run"
     result = _finetune(sample_tree, work, "--max-steps", "1", "--set", "eval_each_epoch=false")
@@ -157,11 +162,156 @@ def test_finetune_json_result_and_synthetic_warning_once(sample_tree, tmp_path):
     assert result.output.count("synthetic sample tree") == 1
     # a run stopped by --max-steps before the first log interval still logs its steps
     assert len(_metrics(work)) == 1
-    # a fresh run in the same work dir starts its metrics anew instead of appending to the old run's
-    _finetune(sample_tree, work, "--max-steps", "1", "--set", "eval_each_epoch=false")
-    assert len(_metrics(work)) == 1
     # the run records the recipe's default init when --init is not given...
     assert json.loads((work / "recipe.json").read_text())["init"] == "spin_official"
+    assert not (work / ".gtacli-train.lock").exists()  # released at the end
+
+
+@pytest.mark.slow
+def test_a_used_work_dir_needs_resume_or_overwrite(sample_tree, tmp_path):
+    work = tmp_path / "run"
+    _finetune(sample_tree, work, "--max-steps", "1", "--num-data", "4", "--set", "eval_each_epoch=false")
+    before = {p.name: p.stat().st_mtime_ns for p in work.iterdir()}
+    result, errors = _invoke(
+        ["finetune", "--data-root", str(sample_tree), "--work-dir", str(work), "--device", "cpu"]
+    )
+    assert result.exit_code == 2 and len(errors) == 1, result.output
+    assert "not empty" in errors[0] and "--resume" in errors[0] and "--overwrite" in errors[0]
+    assert {p.name: p.stat().st_mtime_ns for p in work.iterdir()} == before  # nothing touched
+    # --overwrite starts anew: the old run's files go (metrics start over), the user's own files stay
+    (work / "epoch_7.pth").write_bytes(b"an old run's checkpoint")
+    (work / "notes.txt").write_text("mine")
+    _finetune(
+        sample_tree,
+        work,
+        "--overwrite",
+        "--max-steps",
+        "1",
+        "--num-data",
+        "4",
+        "--set",
+        "eval_each_epoch=false",
+    )
+    assert len(_metrics(work)) == 1 and not (work / "epoch_7.pth").exists()
+    assert (work / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.slow
+def test_a_second_run_into_a_locked_work_dir_refuses_naming_the_first(sample_tree, tmp_path):
+    import os
+    import socket
+
+    work = tmp_path / "run"
+    work.mkdir()
+    lock = work / ".gtacli-train.lock"
+    # a live process on this host holds it (this test's own process stands in for the running trainer)
+    lock.write_text(
+        json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": "2026-01-01 00:00:00"})
+    )
+    result, errors = _invoke(
+        ["finetune", "--data-root", str(sample_tree), "--work-dir", str(work), "--device", "cpu", "--max-steps",
+         "1", "--batch-size", "1", "--workers", "0"]
+    )  # fmt: skip
+    assert result.exit_code == 1 and len(errors) == 1, result.output
+    assert (
+        f"pid {os.getpid()}" in errors[0] and socket.gethostname() in errors[0] and "2026-01-01" in errors[0]
+    )
+    assert lock.exists() and not (work / "latest.pth").exists()
+
+
+@pytest.mark.slow
+def test_a_stale_lock_and_stale_temp_files_are_cleared_at_start(sample_tree, tmp_path):
+    import socket
+    import subprocess
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    work = tmp_path / "run"
+    work.mkdir()
+    (work / ".gtacli-train.lock").write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname()}))
+    temps = [work / ".latest.tmp-12345-deadbeef.pth", work / ".epoch_1.tmp-12345-cafe0123.pth"]
+    for temp in temps:
+        temp.write_bytes(b"half a checkpoint")
+    result = _finetune(
+        sample_tree, work, "--max-steps", "1", "--num-data", "4", "--set", "eval_each_epoch=false"
+    )
+    assert not any(t.exists() for t in temps) and (work / "latest.pth").is_file()
+    assert "removed 2 temp file(s)" in result.output and "lock of a run that is gone" in result.output
+
+
+def test_bare_resume_parses_and_uses_the_work_dir(sample_tree, tmp_path):
+    """`gtacli finetune --init X --work-dir D --resume` (the README's command): --resume takes no value."""
+    work = tmp_path / "run"
+    init = str(sample_tree / "pretrained_models" / "spin_official.pth")
+    args = ["finetune", "--data-root", str(sample_tree), "--init", init, "--work-dir", str(work), "--resume"]
+    result, errors = _invoke(args)
+    assert result.exit_code == 1 and len(errors) == 1, result.output  # parsed; nothing to resume yet
+    assert "no checkpoint to resume from" in errors[0] and str(work) in errors[0]
+    result, errors = _invoke(["finetune", "--data-root", str(sample_tree), str(work)])
+    assert result.exit_code == 2 and "--resume" in errors[0]  # a bare path is not silently taken
+
+
+def test_bad_numbers_are_usage_errors_before_any_work(sample_tree, tmp_path):
+    work = tmp_path / "run"
+    for extra in (["--lr", "nan"], ["--lr", "inf"], ["--lr", "0"], ["--lr", "-1e-5"], ["--save-every", "0"],
+                  ["--seed", "-1"], ["--set", "losses.camera=inf"], ["--set", "optim.adam_eps=nan"]):  # fmt: skip
+        result, errors = _invoke(
+            ["finetune", "--data-root", str(sample_tree), "--work-dir", str(work), *extra]
+        )
+        assert result.exit_code == 2, (extra, result.output)
+        assert not work.exists(), extra
+
+
+@pytest.mark.slow
+def test_a_nonfinite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(sample_tree, tmp_path):
+    """lr 1e30 moves the weights to ~1e30 in step 1 (finite, saved by --save-every 1); step 2's activations
+    overflow, so its loss is not finite: the run stops naming step 2 and latest.pth stays step 1's."""
+    work = tmp_path / "run"
+    args = [
+        "finetune", "--data-root", str(sample_tree), "--work-dir", str(work), "--device", "cpu", "--batch-size",
+        "1", "--workers", "0", "--num-data", "8", "--epochs", "1", "--lr", "1e30", "--save-every", "1",
+        "--set", "eval_each_epoch=false",
+    ]  # fmt: skip
+    result, errors = _invoke(args)
+    assert result.exit_code == 1 and len(errors) == 1, result.output
+    assert "non-finite loss at step 2" in errors[0]
+    saved = torch.load(work / "latest.pth", map_location="cpu", weights_only=True)
+    assert (
+        saved["train_state"]["global_step"] == 1 and saved["train_state"]["position"] == 1
+    )  # --save-every 1
+    assert all(torch.isfinite(v).all() for v in saved["state_dict"].values() if v.is_floating_point())
+    assert not (work / ".gtacli-train.lock").exists()
+
+
+@pytest.mark.slow
+def test_progress_records_reach_a_log_file(sample_tree, tmp_path):
+    """stderr redirected to a file (nohup, SLURM): the ProgressBar's periodic records carry our numbers."""
+    import os
+    import subprocess
+    import sys
+
+    # a record at every update (the default is one every 30 s, longer than this tiny run)
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(Path(__file__).resolve().parents[2]),
+        OMP_NUM_THREADS="1",
+        GTACLI_PROGRESS_INTERVAL="0",
+    )
+    env.pop("GTACLI_PROGRESS", None)
+    log = tmp_path / "train.log"
+    with open(log, "w") as fp:
+        done = subprocess.run(
+            [sys.executable, "-m", "gtacli", "finetune", "--data-root", str(sample_tree), "--work-dir",
+             str(tmp_path / "run"), "--device", "cpu", "--batch-size", "1", "--workers", "0", "--num-data", "3",
+             "--epochs", "1", "--set", "eval_each_epoch=false"],
+            stdout=fp, stderr=subprocess.STDOUT, env=env, timeout=600,
+        )  # fmt: skip
+    text = log.read_text()
+    assert done.returncode == 0, text[-2000:]
+    start, end = text.index("process(es) on cpu"), text.index("gtacli gta-spin-ft")
+    between = [line for line in text[start:end].splitlines() if "samples/s" in line and "epoch 1/1" in line]
+    assert len(between) >= 3, text[start:end]  # one per step of the 3 (plus the closing record)
+    assert all("loss" in line and "data wait" in line for line in between)
 
 
 def test_train_without_imagenet_weights_says_how_to_get_them(sample_tree, tmp_path):
@@ -171,12 +321,14 @@ def test_train_without_imagenet_weights_says_how_to_get_them(sample_tree, tmp_pa
     assert "--init none" in errors[0]  # the synthetic tree has no ImageNet weights: say what works there
 
 
+@pytest.mark.slow
 def test_the_run_records_the_init_it_started_from(sample_tree, tmp_path):
     work = tmp_path / "run"
     _finetune(sample_tree, work, "--init", "none", "--max-steps", "1", "--set", "eval_each_epoch=false")
     assert json.loads((work / "recipe.json").read_text())["init"] == "none"
 
 
+@pytest.mark.slow
 def test_an_epoch_ends_with_a_checkpoint_and_a_3dpw_evaluation(sample_tree, tmp_path):
     work = tmp_path / "run"
     _finetune(sample_tree, work, "--num-data", "2", "--epochs", "1")

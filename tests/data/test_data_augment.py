@@ -46,10 +46,36 @@ def _rng_kp2d(seed=0, width=640, height=480):
     return kp
 
 
-def test_recipe_numbers_reach_the_augmentation():
+def test_the_default_config_holds_the_published_numbers():
+    assert AugmentConfig() == CFG
+
+
+def test_the_recipes_augmentation_is_the_published_one():
     from gtacli.train.recipe import get_recipe
 
-    assert AugmentConfig.from_recipe(get_recipe("gta-spin-ft")) == CFG
+    assert get_recipe("gta-spin-ft").augment == CFG and get_recipe("spin").augment == CFG
+
+
+def _rotvec_to_matrix(v):
+    """Rodrigues' formula R = I + sin t K + (1 - cos t) K^2 (unit axis k = v/t, K its cross-product matrix)."""
+    theta = float(np.linalg.norm(v))
+    k = np.asarray(v, np.float64) / theta
+    K = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    return np.eye(3) + math.sin(theta) * K + (1 - math.cos(theta)) * K @ K
+
+
+def _matrix_to_rotvec(R):
+    """Inverse of Rodrigues for angles in (0, pi): t = acos((tr R - 1)/2), axis from the skew part."""
+    theta = math.acos((np.trace(R) - 1) / 2)
+    axis = np.array([R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]]) / (2 * math.sin(theta))
+    return theta * axis
+
+
+def test_numpy_rotation_helpers_round_trip_a_known_rotation():
+    # 90 degrees about z maps x to y
+    R = _rotvec_to_matrix([0, 0, math.pi / 2])
+    np.testing.assert_allclose(R @ [1, 0, 0], [0, 1, 0], atol=1e-12)
+    np.testing.assert_allclose(_matrix_to_rotvec(R), [0, 0, math.pi / 2], atol=1e-12)
 
 
 def test_draw_order_matches_spec_section_11():
@@ -183,8 +209,6 @@ def test_zero_confidence_keypoints_are_not_moved_by_the_crop():
 
 
 def test_3d_keypoints_and_global_orient_rotate_by_rz_minus_r():
-    from scipy.spatial.transform import Rotation
-
     r = 40.0
     rad = math.radians(r)
     rz_neg = np.array([[math.cos(rad), math.sin(rad), 0], [-math.sin(rad), math.cos(rad), 0], [0, 0, 1]])
@@ -204,7 +228,7 @@ def test_3d_keypoints_and_global_orient_rotate_by_rz_minus_r():
     }
     img = np.zeros((100, 100, 3), np.uint8)
     res = apply_augmentation(img, ann, AugmentParams(np.ones(3), False, 1.0, r), CFG)
-    expected = Rotation.from_matrix(rz_neg @ Rotation.from_rotvec(go).as_matrix()).as_rotvec()
+    expected = _matrix_to_rotvec(rz_neg @ _rotvec_to_matrix(go))
     np.testing.assert_allclose(res["smpl_global_orient"], expected, atol=1e-5)
     np.testing.assert_array_equal(res["smpl_body_pose"], ann["smpl_body_pose"])  # body pose unchanged
     np.testing.assert_allclose(res["keypoints3d"][:, :3], kp3d[:, :3] @ rz_neg.T, atol=1e-5)

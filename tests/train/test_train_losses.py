@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from gtacli.train.losses import (
-    LossWeights,
+    LossConfig,
     camera_loss,
     compute_losses,
     keypoints2d_loss,
@@ -18,7 +18,7 @@ from gtacli.train.losses import (
     vertex_loss,
 )
 
-W = LossWeights()  # recipe defaults: 100/10/2/3/0.02/60, scale 10, focal 5000, res 224
+W = LossConfig()  # recipe defaults: 100/10/2/3/0.02/60, scale 10, focal 5000, res 224
 
 
 def test_default_weights_are_the_spec_numbers_and_the_recipe_numbers():
@@ -33,7 +33,7 @@ def test_default_weights_are_the_spec_numbers_and_the_recipe_numbers():
         60,
     )
     assert W.camera_prior_scale == 10 and W.pelvis_joints == (27, 28)
-    assert LossWeights.from_recipe(get_recipe("gta-spin-ft")) == W
+    assert get_recipe("gta-spin-ft").losses == W and get_recipe("spin").losses == W
 
 
 def test_keypoints3d_smooth_l1_normalised_by_confident_entries():

@@ -1,0 +1,43 @@
+"""The one options object of `gtacli finetune` and `gtacli train`: what the CLI resolved, handed to the core."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+
+from gtacli.train.recipe import Recipe
+
+# `progress(done_steps, total_steps, description)`: the CLI passes its ProgressBar's update
+ProgressFn = Callable[[int, Optional[int], Optional[str]], None]
+
+
+def _ignore(message: str) -> None:
+    return None
+
+
+@dataclass
+class TrainOptions:
+    """A resolved training run. `resume` is a run directory or checkpoint file (None: a new run)."""
+
+    command: str  # 'finetune' | 'train'
+    recipe: Recipe
+    data_root: Path
+    work_dir: Path
+    device: torch.device | str = "auto"  # the CLI passes a resolved torch.device
+    init: Optional[str] = None  # path, 'imagenet', 'spin_official', 'none'; None = the recipe's
+    seed: int = 0
+    resume: Optional[Path] = None
+    overwrite: bool = False  # a non-empty work dir is started anew (the previous run's files removed)
+    max_steps: Optional[int] = None
+    save_every: Optional[int] = None  # steps between mid-epoch latest.pth saves (survive a hard kill)
+    progress: Optional[ProgressFn] = None
+    log: Callable[[str], None] = _ignore  # progress notes (rank 0)
+    warn: Callable[[str], None] = _ignore  # warnings (rank 0)
+    notice: Callable[[str], None] = _ignore  # what the user must see even with --quiet (interruptions)
+    # 3DPW evaluation after each epoch, `evaluator(model, layout, device=...) -> dict of metrics`; the CLI passes
+    # gtacli.evaluate's (train and evaluate are on the same floor, so neither imports the other)
+    evaluator: Optional[Callable[..., Any]] = None
+    handle_signals: bool = True  # SIGINT/SIGTERM -> save and stop (main thread only)
