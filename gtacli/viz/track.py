@@ -95,7 +95,8 @@ class _Track:
                 step = (box[:2] + box[2:] / 2 - self.last_box[:2] - self.last_box[2:] / 2) / (
                     frame - self.last_frame
                 )
-                self.velocity = VELOCITY_MOMENTUM * self.velocity + (1 - VELOCITY_MOMENTUM) * step
+                momentum = VELOCITY_MOMENTUM if self.hits > 1 else 0.0  # the first step sets the velocity
+                self.velocity = momentum * self.velocity + (1 - momentum) * step
             self.hits += 1
         self.entries[frame] = TrackedBox(self.key, np.asarray(box, np.float64), float(score), source)
         self.last_frame, self.last_box, self.missed = frame, np.asarray(box, np.float64), 0
