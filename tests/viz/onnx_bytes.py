@@ -9,7 +9,6 @@ Field numbers follow onnx/onnx.proto (ModelProto, GraphProto, NodeProto, TensorP
 
 from __future__ import annotations
 
-
 import numpy as np
 
 FLOAT, INT64 = 1, 7  # TensorProto.DataType

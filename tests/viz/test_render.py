@@ -121,8 +121,8 @@ DEVICES = ["cpu"] + (["cuda"] if __import__("torch").cuda.is_available() else []
 def test_overlay_equals_the_first_renderers_reference(device):
     """The torch rasteriser (back faces of closed meshes skipped) draws what the first numpy renderer drew on a
     fixed two-mesh scene: identical silhouette, colours within 2 grey levels (here: identical)."""
-    from render_scene import K as SCENE_K
     from render_scene import REFERENCE, SIZE_HW, scene
+    from render_scene import K as SCENE_K
 
     ref = np.load(REFERENCE)
     background, meshes, faces = scene()
@@ -136,9 +136,8 @@ def test_overlay_equals_the_first_renderers_reference(device):
 
 
 def test_closed_mesh_detection():
-    from render_scene import uv_sphere
-
     import torch
+    from render_scene import uv_sphere
 
     _, faces = uv_sphere((0, 0, 3), 1.0)
     assert R._is_closed(torch.as_tensor(faces), faces.max() + 1)

@@ -9,10 +9,10 @@ import math
 
 import numpy as np
 import pytest
+from onnx_bytes import yolox_like_model
 
 from gtacli.errors import BadFileError, UsageError
 from gtacli.viz.detect import YOLOX_FILE, YoloxDetector, build_detector
-from onnx_bytes import yolox_like_model
 
 SIZE = 64  # network input; anchors: 8x8 (stride 8) + 4x4 (stride 16) + 2x2 (stride 32) = 84
 ROWS = 84
