@@ -151,7 +151,9 @@ class Input:
     source: video.FrameSource
     frames_total: Optional[int]
     frames_to_do: Optional[int]
-    decode_error: Optional[str] = None
+    decode_error: Optional[int] = (
+        None  # set when decoding stopped early: the frame count the container promised
+    )
 
 
 ProgressFn = Callable[..., None]
@@ -222,7 +224,8 @@ def run_demo(
         (log or (lambda message: None))(f"note: {note}")
     if inp.decode_error:
         raise BadFileError(
-            f"{inp.decode_error}; the frames before it were processed and written to "
+            f"frame {frames_done} of {inp.decode_error} cannot be decoded; the frames before it were processed "
+            f"and written to "
             f"{display_name(str(config.output))}",
             path=display_name(str(config.input)),
             fix="re-encode the video (e.g. ffmpeg -i IN -c:v libx264 OUT.mp4) to process the rest",
@@ -263,7 +266,7 @@ def open_input(config: DemoConfig, notes: List[str]) -> Input:
         if source.fps_note:
             notes.append(source.fps_note)
         if hint and hint - frames_total > 1 + DECODE_TOLERANCE * hint:
-            decode_error = f"frame {frames_total} of {hint} cannot be decoded"
+            decode_error = hint  # the container's frame count; the message names the first frame not decoded
     frames_to_do = frames_total
     if config.max_frames is not None and frames_total is not None and frames_total > config.max_frames:
         notes.append(f"processing the first {config.max_frames} of {frames_total} frames (--max-frames)")
@@ -819,7 +822,9 @@ def make_summary(
         "box_sources": results.box_source_counts(),
         "fps": source.fps if source.is_video else None,
         "fps_note": source.fps_note,
-        "decode_error": inp.decode_error,
+        "decode_error": f"frame {frames_done} of {inp.decode_error} cannot be decoded"
+        if inp.decode_error
+        else None,
         "checkpoint": display_name(str(config.checkpoint)) if config.checkpoint else None,
         "checkpoint_report": engine.report.summary() if engine.report is not None else None,
         "from_results": display_name(str(config.from_results)) if config.from_results else None,

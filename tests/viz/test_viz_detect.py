@@ -59,7 +59,7 @@ def test_box_outside_image_is_refused():
     check_box_in_image([17, 37, 117, 142], (153, 192), "--bbox")  # im1010: inside
     with pytest.raises(BadFileError, match="outside"):
         check_box_in_image([500, 500, 50, 50], (153, 192), "--bbox")
-    with pytest.raises(BadFileError, match="positive"):
+    with pytest.raises(BadFileError, match="at least"):
         check_box_in_image([10, 10, 0, 50], (153, 192), "--bbox")
 
 
