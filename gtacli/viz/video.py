@@ -130,12 +130,22 @@ def capture(path: Path):
     (Python keeps them as surrogates) is opened through a UTF-8-named symbolic link in a private temporary folder."""
     import cv2
 
-    text = str(path)
+    return cv2.VideoCapture(str(utf8_path(Path(path))))
+
+
+def utf8_path(path: Path) -> Path:
+    """`path`, or an equivalent UTF-8 path through a symbolic link when its name has other bytes (OpenCV's
+    writers crash on such names; its readers fail)."""
     try:
-        text.encode("utf-8")
+        str(path).encode("utf-8")
+        return path
     except UnicodeEncodeError:
-        text = str(_utf8_alias(Path(path)))
-    return cv2.VideoCapture(text)
+        pass
+    try:
+        path.name.encode("utf-8")
+        return _utf8_alias(path.parent) / path.name  # only a folder above has such bytes
+    except UnicodeEncodeError:
+        return _utf8_alias(path)
 
 
 _ALIASES: dict = {}
@@ -238,7 +248,7 @@ class VideoSink:
         if self.writer is None:
             self.size = (frame.shape[1], frame.shape[0])
             self.writer = cv2.VideoWriter(
-                str(self.path), cv2.VideoWriter_fourcc(*VIDEO_FOURCC), self.fps, self.size
+                str(utf8_path(self.path)), cv2.VideoWriter_fourcc(*VIDEO_FOURCC), self.fps, self.size
             )
             if not self.writer.isOpened():
                 raise GtacliError(

@@ -578,7 +578,7 @@ def test_input_name_with_a_non_utf8_byte(env, tmp_path, kind):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     names = os.listdir(out)
-    assert "results.json" in names
+    assert b"results.json" in names
     summary = json.loads(open(out + b"/results.json", "rb").read())
     assert summary["input"].endswith("clip\\xff" + (".png" if kind == "image" else ".mp4"))
     assert [n for n in os.listdir(os.fsencode(str(tmp_path))) if b".tmp-" in n] == []
