@@ -72,7 +72,7 @@ def demo_command(
     ] = None,
     max_missed: Annotated[
         float,
-        typer.Option("--max-missed", help="Seconds a track survives without a detection (videos, folders)."),
+        typer.Option("--max-missed", help="Seconds a track survives without a detection (videos)."),
     ] = 1.0,
     draw_boxes: Annotated[
         Optional[bool],
@@ -205,7 +205,9 @@ def demo_command(
             shown = ", ".join(names[:10]) + (" ..." if len(names) > 10 else "")
             out.out.print(f"frames without a person: {shown}", markup=False)
         if outputs["overlay_video"]:
-            out.out.print(f"overlay video: {outputs['overlay_video']} at {summary['fps']:g} fps", markup=False)
+            out.out.print(
+                f"overlay video: {outputs['overlay_video']} at {summary['fps']:g} fps", markup=False
+            )
         elif outputs["overlays"]:
             out.out.print(f"overlays: {len(outputs['overlays'])} images in overlays/", markup=False)
         for key in ("frames", "meshes"):

@@ -10,7 +10,10 @@ import numpy as np
 # results.npz: name -> (shape, meaning); N = person entries, F = frames.
 RESULT_FIELDS: Dict[str, Tuple[str, str]] = {
     "frame_index": ("(N,) int64", "frame of each entry (0-based, input order)"),
-    "person_id": ("(N,) int64", "track id: one per person across the frames of a video/folder (0, 1, ...)"),
+    "person_id": (
+        "(N,) int64",
+        "track id: one per person across the frames of a video (0, 1, ...); per image otherwise",
+    ),
     "smpl_pose": ("(N,72) float32", "SMPL pose, axis-angle, global orient first"),
     "global_orient": ("(N,3) float32", "smpl_pose[:, :3]"),
     "body_pose": ("(N,23,3) float32", "smpl_pose[:, 3:] per joint"),

@@ -6,7 +6,8 @@
    frame count and timestamps, and a video that stops decoding part-way keeps the frames before it;
 2. **detect** (`detect_people`): user boxes (`--bbox` / `--bbox-file`, also OpenPose JSON) or a detector
    (`gtacli.viz.detect`) on every frame;
-3. **track** (`gtacli.viz.track.track_sequence`): identities over the whole sequence (videos and folders),
+3. **track** (`gtacli.viz.track.track_sequence`): identities over the whole video (a folder's images are taken
+   one by one: they may be unrelated photos),
    fragments dropped, gaps interpolated, `max_people` applied;
 4. **crop + infer** (`Engine.infer`): crop per docs/reproduction.md §9 (centre = box centre, square side
    `DEMO_BBOX_SCALE · max(w, h)`, 224x224, `gtacli.data.crop`), batched `HMREstimator` forward under
@@ -345,7 +346,7 @@ def detect_people(
             fix='name the frames as the input\'s file names, their stems, or indices ("0", "1", ...)',
         )
     t = timer.start()
-    sequence = inp.source.kind in ("video", "folder")
+    sequence = inp.source.is_video  # images of a folder may be unrelated photos: each is taken on its own
     if user_boxes is not None or not sequence:
         limited = [detect.select_people(d, config.max_people) for d in per_frame]
         tracked = given_boxes(limited) if user_boxes is not None else _single_frames(limited)
@@ -402,6 +403,18 @@ def make_smoother(
     return None
 
 
+def smooth_people(
+    smoother: PersonSmoother, crowd: List[Person], outputs: Dict[str, np.ndarray], step_s: float, timer: Timer
+) -> None:
+    """One-Euro smoothing of each person's rotations, betas and camera, in place (time = frame x step_s)."""
+    t = timer.start()
+    for k, person in enumerate(crowd):
+        outputs["rotmat"][k], outputs["betas"][k], outputs["cam"][k] = smoother(
+            person.pid, person.frame * step_s, outputs["rotmat"][k], outputs["betas"][k], outputs["cam"][k]
+        )
+    timer.add("smoothing", t)
+
+
 def mesh_frames(
     config: DemoConfig,
     inp: Input,
@@ -431,17 +444,8 @@ def mesh_frames(
             outputs = replay.outputs(crowd)
         else:
             outputs = engine.infer({index: frame for index, _, frame in chunk}, crowd, timer)
-        if smoother is not None and crowd:
-            t = timer.start()
-            for k, person in enumerate(crowd):
-                outputs["rotmat"][k], outputs["betas"][k], outputs["cam"][k] = smoother(
-                    person.pid,
-                    person.frame * step_s,
-                    outputs["rotmat"][k],
-                    outputs["betas"][k],
-                    outputs["cam"][k],
-                )
-            timer.add("smoothing", t)
+        if smoother is not None:
+            smooth_people(smoother, crowd, outputs, step_s, timer)
         body = engine.body(crowd, outputs, {index: frame.shape[:2] for index, _, frame in chunk}, timer)
         results.add_people(crowd, outputs, body)
         for index, name, frame in chunk:

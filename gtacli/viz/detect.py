@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -89,17 +89,14 @@ NMS_IOU_THRESHOLD = 0.45
 
 @dataclass
 class Detections:
-    """Person boxes of one frame: `boxes` (K,4) xywh px, `scores` (K,) (1.0 for user boxes), `ids` (K,) int."""
+    """Person boxes of one frame: `boxes` (K,4) xywh px, `scores` (K,) (1.0 for user boxes)."""
 
     boxes: np.ndarray
     scores: np.ndarray
-    ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     def __post_init__(self) -> None:
         self.boxes = np.asarray(self.boxes, np.float64).reshape(-1, 4)
         self.scores = np.asarray(self.scores, np.float64).reshape(-1)
-        if len(self.ids) != len(self.boxes):
-            self.ids = np.arange(len(self.boxes), dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.boxes)
@@ -177,7 +174,7 @@ def select_people(dets: Detections, max_people: Optional[int]) -> Detections:
     order = np.lexsort((-area, -dets.scores))  # primary key: score, then area (both descending)
     if max_people is not None:
         order = order[:max_people]
-    return Detections(dets.boxes[order], dets.scores[order], dets.ids[order])
+    return Detections(dets.boxes[order], dets.scores[order])
 
 
 # ----------------------------------------------------------------------------------------------- detectors
