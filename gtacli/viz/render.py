@@ -79,15 +79,16 @@ class _Region:
     x0: int
     depth: torch.Tensor  # (h, w) inf where empty
     face: torch.Tensor  # (h, w) -1 where empty
+    weights: torch.Tensor  # (h, w, 3) screen-space barycentric weights of the visible point
 
     @property
     def mask(self) -> torch.Tensor:
         return self.face >= 0
 
-    def visible(self) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(ys, xs) image pixel rows/columns of the covered pixels and their visible face indices."""
+    def visible(self) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(ys, xs) image rows/columns of the covered pixels, their visible faces and screen weights (N, 3)."""
         ys, xs = torch.nonzero(self.mask, as_tuple=True)
-        return ys + self.y0, xs + self.x0, self.face[ys, xs]
+        return ys + self.y0, xs + self.x0, self.face[ys, xs], self.weights[ys, xs]
 
 
 @contextmanager
@@ -122,10 +123,8 @@ def rasterize(
         h, w = region.face.shape
         depth[region.y0 : region.y0 + h, region.x0 : region.x0 + w] = region.depth.cpu().numpy()
         face[region.y0 : region.y0 + h, region.x0 : region.x0 + w] = region.face.cpu().numpy()
-        ys, xs, fidx = region.visible()
-        bary[ys.cpu().numpy(), xs.cpu().numpy()] = (
-            _barycentrics(verts, faces_t, K_t, fidx, xs, ys).cpu().numpy()
-        )
+        ys, xs, fidx, lam = region.visible()
+        bary[ys.cpu().numpy(), xs.cpu().numpy()] = _perspective(verts, faces_t, fidx, lam).cpu().numpy()
     return Raster(face >= 0, depth, face, bary)
 
 
@@ -168,6 +167,8 @@ def _rasterize_region(
     rw, rh = int(x1.max()) - rx0 + 1, int(y1.max()) - ry0 + 1
     depth = torch.full((rh * rw,), float("inf"), dtype=torch.float64, device=verts.device)
     face = torch.full((rh * rw,), -1, dtype=torch.int64, device=verts.device)
+    weights = torch.zeros((rh * rw, 3), dtype=torch.float64, device=verts.device)
+    coef = _edge_coefficients(tri_uv - tri_uv.new_tensor([rx0, ry0]), area)
     bw = x1 - x0 + 1
     counts = bw * (y1 - y0 + 1)
     ends = torch.cumsum(counts, 0).cpu().numpy()
@@ -177,10 +178,10 @@ def _rasterize_region(
         stop = max(int(np.searchsorted(ends, base + MAX_CANDIDATES, side="right")), start + 1)
         s = slice(start, stop)
         _raster_batch(
-            ids[s], bw[s], counts[s], x0[s], y0[s], tri_uv, tri_z, area, (ry0, rx0, rw), depth, face
+            ids[s], bw[s], counts[s], x0[s] - rx0, y0[s] - ry0, coef, tri_z, rw, depth, face, weights
         )
         start = stop
-    return _Region(ry0, rx0, depth.reshape(rh, rw), face.reshape(rh, rw))
+    return _Region(ry0, rx0, depth.reshape(rh, rw), face.reshape(rh, rw), weights.reshape(rh, rw, 3))
 
 
 def _front_facing(verts: torch.Tensor, faces: torch.Tensor, mesh_id: Optional[torch.Tensor]) -> torch.Tensor:
@@ -212,9 +213,9 @@ def _is_closed(faces: torch.Tensor, num_verts: int) -> bool:
     return bool(torch.equal(forward, backward))
 
 
-def _raster_batch(ids, bw, counts, x0, y0, tri_uv, tri_z, area, region, depth, face_buf) -> None:
-    """Rasterise the triangles `ids` into the region's buffers (in place); earlier batches win depth ties."""
-    ry0, rx0, rw = region
+def _raster_batch(ids, bw, counts, x0, y0, coef, tri_z, rw, depth, face_buf, weights) -> None:
+    """Rasterise the triangles `ids` (boxes from x0, y0 in region pixels) into the region's buffers (in place);
+    earlier batches win depth ties."""
     dev = depth.device
     total = int(counts.sum())
     tri = torch.repeat_interleave(torch.arange(len(ids), device=dev), counts, output_size=total)
@@ -225,14 +226,14 @@ def _raster_batch(ids, bw, counts, x0, y0, tri_uv, tri_z, area, region, depth, f
     px = x0[tri] + local % bwt
     py = y0[tri] + local // bwt
     f = ids[tri]
-    l0, l1, l2 = _edge_weights(tri_uv[f], area[f], px.double(), py.double())
-    inside = (l0 >= -EDGE_EPS) & (l1 >= -EDGE_EPS) & (l2 >= -EDGE_EPS)
+    c = coef[f]  # (N, 3 weights, A/B/C)
+    lam = c[:, :, 0] * px.double()[:, None] + c[:, :, 1] * py.double()[:, None] + c[:, :, 2]
+    inside = (lam >= -EDGE_EPS).all(1)
     if not bool(inside.any()):
         return
-    l0, l1, l2, f, px, py = l0[inside], l1[inside], l2[inside], f[inside], px[inside], py[inside]
-    tz = tri_z[f]
-    zval = 1.0 / (l0 / tz[:, 0] + l1 / tz[:, 1] + l2 / tz[:, 2])  # 1/z is linear in screen space
-    pix = (py - ry0) * rw + (px - rx0)
+    lam, f, px, py = lam[inside], f[inside], px[inside], py[inside]
+    zval = 1.0 / (lam / tri_z[f]).sum(1)  # 1/z is linear in screen space
+    pix = py * rw + px
     # nearest candidate per pixel: scatter-min of depth, then the lowest face index among the nearest
     near = torch.full_like(depth, float("inf")).scatter_reduce(0, pix, zval, "amin")
     win = zval == near[pix]
@@ -241,26 +242,29 @@ def _raster_batch(ids, bw, counts, x0, y0, tri_uv, tri_z, area, region, depth, f
     closer = near < depth
     depth[closer] = near[closer]
     face_buf[closer] = best[closer]
+    chosen = win & (f == best[pix]) & closer[pix]
+    weights[pix[chosen]] = lam[chosen]
 
 
-def _edge_weights(tri_uv: torch.Tensor, area: torch.Tensor, px: torch.Tensor, py: torch.Tensor):
-    """Screen-space barycentric weights of pixel centres (px, py) in triangles (N, 3, 2) with doubled areas (N,)."""
+def _edge_coefficients(tri_uv: torch.Tensor, area: torch.Tensor) -> torch.Tensor:
+    """(F, 3, 3): screen-space barycentric weight i of triangle (a, b, c) at pixel (x, y) is
+    `A_i x + B_i y + C_i` -- the edge function of the opposite edge divided by the doubled area. Coordinates
+    are relative to the region's corner, so C stays small and the affine form loses no precision."""
     a, b, c = tri_uv[:, 0], tri_uv[:, 1], tri_uv[:, 2]
-    w0 = (b[:, 0] - px) * (c[:, 1] - py) - (b[:, 1] - py) * (c[:, 0] - px)
-    w1 = (c[:, 0] - px) * (a[:, 1] - py) - (c[:, 1] - py) * (a[:, 0] - px)
-    w2 = (a[:, 0] - px) * (b[:, 1] - py) - (a[:, 1] - py) * (b[:, 0] - px)
-    return w0 / area, w1 / area, w2 / area
+    rows = []
+    for p, q in ((b, c), (c, a), (a, b)):  # weight of a uses edge b-c, and so on
+        rows.append(
+            torch.stack([p[:, 1] - q[:, 1], q[:, 0] - p[:, 0], p[:, 0] * q[:, 1] - p[:, 1] * q[:, 0]], 1)
+        )
+    safe = torch.where(area == 0, torch.ones_like(area), area)
+    return torch.stack(rows, 1) / safe[:, None, None]
 
 
-def _barycentrics(verts, faces, K, face_idx, px, py) -> torch.Tensor:
-    """Perspective-correct barycentric coordinates (N, 3) of the visible point at pixels (px, py)."""
-    tri = faces[face_idx]
-    tri_uv = _project_t(verts, K)[tri]
-    e1 = tri_uv[:, 1] - tri_uv[:, 0]
-    e2 = tri_uv[:, 2] - tri_uv[:, 0]
-    area = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
-    lam = torch.stack(_edge_weights(tri_uv, area, px.double(), py.double()), 1)
-    persp = lam / verts[:, 2][tri]
+def _perspective(
+    verts: torch.Tensor, faces: torch.Tensor, face_idx: torch.Tensor, lam: torch.Tensor
+) -> torch.Tensor:
+    """Perspective-correct barycentric coordinates (N, 3) from screen-space weights `lam` (N, 3)."""
+    persp = lam / verts[:, 2][faces[face_idx]]
     return persp / persp.sum(1, keepdim=True)
 
 
@@ -385,8 +389,8 @@ def _draw(out, image, v, f, K_t, mesh_id_t, color, alpha, light_dir) -> None:
     region = _rasterize_region(v, f, K_t, image.shape[:2], mesh_id_t)
     if region is None:
         return
-    ys, xs, fidx = region.visible()
-    bary = _barycentrics(v, f, K_t, fidx, xs, ys)
+    ys, xs, fidx, lam = region.visible()
+    bary = _perspective(v, f, fidx, lam)
     intensity = _shade_pixels(v, f, fidx, bary, light_dir)
     colors = _tensor(np.asarray(color, dtype=np.float64).reshape(-1, 3), dev)
     mesh = torch.clamp(mesh_id_t[fidx], max=len(colors) - 1)
