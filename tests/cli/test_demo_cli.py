@@ -61,6 +61,7 @@ def _box_str(box):
     return ",".join(str(v) for v in box)
 
 
+@pytest.mark.slow
 def test_video_overlay_keeps_frame_count_and_fps_and_one_entry_per_frame(env, tmp_path):
     video = tmp_path / "clip.mp4"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 7.0, (320, 240))
@@ -153,6 +154,7 @@ def test_image_overlay_changes_pixels_only_where_the_mesh_projects(env, tmp_path
     np.testing.assert_allclose(origin_full, origin_crop, atol=1e-2)
 
 
+@pytest.mark.slow
 def test_frames_without_a_person_are_recorded_not_dropped(env, tmp_path):
     frames = tmp_path / "frames"
     frames.mkdir()
@@ -181,6 +183,7 @@ def test_detector_finding_nobody_records_the_frame(env, tmp_path):
     assert not (out / "overlays").exists()
 
 
+@pytest.mark.slow
 def test_bbox_option_and_spin_bbox_file_give_the_same_crop(env, tmp_path, shared_assets):
     image = shared_assets / "im1010.jpg"
     a, b = tmp_path / "a", tmp_path / "b"
@@ -196,6 +199,7 @@ def test_bbox_option_and_spin_bbox_file_give_the_same_crop(env, tmp_path, shared
         np.testing.assert_array_equal(ra[key], rb[key])
 
 
+@pytest.mark.slow
 def test_real_video_with_the_builtin_detector(env, tmp_path, shared_assets):
     out = tmp_path / "out"
     _demo([shared_assets / "single_person_demo.mp4", *_common(env, out), "--max-frames", "2", "--no-render"])
@@ -324,6 +328,7 @@ def test_unwritable_output_is_one_line_before_any_work(env, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "a_file"]
 
 
+@pytest.mark.slow
 def test_unreadable_video_is_exactly_one_stderr_line_in_a_real_process(env, tmp_path):
     """FFmpeg writes its decoder complaints to the process's stderr directly (CliRunner cannot see them)."""
     video = tmp_path / "garbage.mp4"
@@ -350,6 +355,7 @@ def test_existing_foreign_output_folder_is_refused(env, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["precious.txt"]
 
 
+@pytest.mark.slow
 def test_max_people_keeps_the_largest_user_box_and_side_view_doubles_the_width(env, tmp_path):
     cv2.imwrite(str(tmp_path / "two.png"), _texture(5))
     boxes = tmp_path / "boxes.json"
@@ -421,6 +427,7 @@ def test_full_image_translation_hand_case():
     )
 
 
+@pytest.mark.slow
 def test_video_with_implausible_fps_says_so_and_uses_a_sane_rate(env, tmp_path):
     video = tmp_path / "fast.avi"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 1000.0, (160, 120))
@@ -461,6 +468,7 @@ def _video(path, frames=6, size_wh=(320, 240), fourcc="mp4v", fps=7.0):
     return path
 
 
+@pytest.mark.slow
 def test_rerun_replaces_only_its_own_files_and_refuses_a_folder_with_a_user_file(env, tmp_path):
     cv2.imwrite(str(tmp_path / "a.png"), _texture(4))
     out = tmp_path / "out"
@@ -488,6 +496,7 @@ def test_rerun_replaces_only_its_own_files_and_refuses_a_folder_with_a_user_file
     assert (legacy / "thesis.tex").read_text() == "keep"
 
 
+@pytest.mark.slow
 def test_takeaways_boxes_meshes_frames_and_replay_without_the_network(env, tmp_path):
     video = _video(tmp_path / "clip.mp4", frames=4)
     out = tmp_path / "out"
@@ -602,6 +611,7 @@ def test_nan_checkpoint_is_refused(env, tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_openpose_bbox_file_crops_like_spin(env, tmp_path, shared_assets):
     out = tmp_path / "out"
     _demo(
@@ -620,6 +630,7 @@ def test_openpose_bbox_file_crops_like_spin(env, tmp_path, shared_assets):
     assert res["crop_size"][0] == pytest.approx(1.2 * (good.max(0) - good.min(0)).max(), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_box_mapping_that_matches_no_frame_is_an_error(env, tmp_path):
     cv2.imwrite(str(tmp_path / "a.png"), _texture(4))
     boxes = tmp_path / "boxes.json"
@@ -652,6 +663,7 @@ def test_detector_weights_with_a_wrong_hash_say_how_to_fix(env, tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_video_undecodable_part_way_keeps_the_decoded_frames_and_names_the_frame(env, tmp_path):
     video = _video(tmp_path / "clip.avi", frames=12, fourcc="MJPG")
     data = video.read_bytes()
