@@ -162,6 +162,7 @@ def demo_command(
         from gtacli.errors import UsageError
 
         raise UsageError(f"--detector {detector!r} is unknown", fix=f"use one of: {', '.join(DETECTORS)}")
+    detector_asset = load_manifest().get("detector")  # `gtacli fetch detector`: destination and pinned hash
     config = DemoConfig(
         input=input,
         checkpoint=checkpoint,
@@ -170,7 +171,8 @@ def demo_command(
         bbox=parse_bbox_option(bbox) if bbox is not None else None,
         bbox_file=bbox_file,
         detector=detector,
-        yolox_sha256=load_manifest().get("detector").sha256,
+        yolox_weights=detector_asset.path(data_root),
+        yolox_sha256=detector_asset.sha256,
         max_people=max_people,
         device=resolve_device(device),
         smooth=smooth,

@@ -95,7 +95,10 @@ class DemoConfig:
     bbox: Optional[np.ndarray] = None  # (4,) xywh for every frame
     bbox_file: Optional[Path] = None
     detector: str = "auto"
-    yolox_sha256: Optional[str] = None  # the manifest's pinned hash of the YOLOX weights
+    yolox_weights: Optional[Path] = (
+        None  # where `gtacli fetch detector` puts the YOLOX weights (asset manifest)
+    )
+    yolox_sha256: Optional[str] = None  # their pinned hash (asset manifest)
     max_people: Optional[int] = None
     device: Any = "auto"
     smooth: bool = False
@@ -320,7 +323,9 @@ def detect_people(
     detector = (
         None
         if user_boxes is not None
-        else detect.build_detector(config.detector, config.data_root, config.yolox_sha256)
+        else detect.build_detector(
+            config.detector, config.data_root, config.yolox_weights, config.yolox_sha256
+        )
     )
     per_frame: List[detect.Detections] = []
     sizes: List[Tuple[int, int]] = []

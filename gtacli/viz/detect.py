@@ -5,8 +5,8 @@ Boxes are `(K, 4)` float64 arrays `[x, y, w, h]` in image pixels (top-left corne
 Detectors (`--detector`; `auto`, the default, is `yolox` when its weights are present, else `hog`):
 
 * `yolox`: OpenCV model zoo's YOLOX-S (`object_detection_yolox_2022nov.onnx`, COCO, person = class 0) through
-  `cv2.dnn`, fetched by `gtacli fetch detector` into `<data-root>/detectors/` with its pinned sha256 (checked
-  before use). Input: the frame as RGB, letterboxed into a 640x640 canvas (scaled by r = min(640/h, 640/w),
+  `cv2.dnn`, fetched by `gtacli fetch detector` (the asset `detector` of `gtacli/assets/manifest.json`, which
+  holds its destination and pinned sha256; the caller passes both, and the hash is checked before use). Input: the frame as RGB, letterboxed into a 640x640 canvas (scaled by r = min(640/h, 640/w),
   top-left, grey 114 padding), values 0-255 unnormalised; output (1, N, 85) raw per-anchor rows over strides
   8, 16, 32 (grid x fastest): `cx = (dx + gx) s`, `cy = (dy + gy) s`, `w = exp(dw) s`, `h = exp(dh) s`, then
   objectness x class score, threshold, NMS, boxes / r.
@@ -53,7 +53,6 @@ DETECTORS = ("auto", "yolox", "hog", "ssd", "yolo")
 DETECTOR_DIR = "detectors"  # under the data root
 
 # YOLOX settings (OpenCV model zoo object_detection_yolox: input 640, strides 8/16/32, no normalisation).
-YOLOX_FILE = "object_detection_yolox_2022nov.onnx"
 YOLOX_INPUT = 640
 YOLOX_STRIDES = (8, 16, 32)
 YOLOX_PAD_VALUE = 114.0
@@ -422,23 +421,30 @@ def parse_yolo_output(out: np.ndarray, factor: float, score_threshold: float) ->
     return Detections(boxes[keep], scores[keep])
 
 
-def build_detector(name: str, data_root: Optional[Path] = None, yolox_sha256: Optional[str] = None) -> Any:
-    """A callable `frame_bgr -> Detections` with `.describe()`. DNN detectors need their files under
-    `<data_root>/detectors/`; `auto` takes YOLOX when its weights are there, else HOG. `yolox_sha256` (the
-    manifest's pinned hash) is checked before the weights are used."""
+def build_detector(
+    name: str,
+    data_root: Optional[Path] = None,
+    yolox_weights: Optional[Path] = None,
+    yolox_sha256: Optional[str] = None,
+) -> Any:
+    """A callable `frame_bgr -> Detections` with `.describe()`. `yolox_weights` / `yolox_sha256` are the YOLOX
+    file's place and pinned hash (from the asset manifest); `auto` takes YOLOX when that file is there, else HOG.
+    The ssd / yolo files live under `<data_root>/detectors/`."""
     if name not in DETECTORS:
         raise UsageError(f"--detector {name!r} is unknown", fix=f"use one of: {', '.join(DETECTORS)}")
     folder = Path(data_root or "data") / DETECTOR_DIR
-    yolox_path = folder / YOLOX_FILE
     if name == "auto":
-        name = "yolox" if yolox_path.is_file() else "hog"
+        name = "yolox" if yolox_weights is not None and Path(yolox_weights).is_file() else "hog"
+    if name == "yolox":
+        if yolox_weights is None:
+            raise UsageError("--detector yolox needs the detector asset", fix="run `gtacli fetch detector`")
+        path = Path(yolox_weights)
+        _require_detector_file(path, name, fix="run `gtacli fetch detector`, or use --detector hog")
+        if yolox_sha256:
+            _check_sha256(path, yolox_sha256)
+        return YoloxDetector(path)
     if name == "hog":
         return HogDetector()
-    if name == "yolox":
-        _require_detector_file(yolox_path, name, fix="run `gtacli fetch detector`, or use --detector hog")
-        if yolox_sha256:
-            _check_sha256(yolox_path, yolox_sha256)
-        return YoloxDetector(yolox_path)
     if name == "ssd":
         files = [folder / f for f in SSD_FILES]
         for path in files:

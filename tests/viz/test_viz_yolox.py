@@ -12,7 +12,7 @@ import pytest
 from onnx_bytes import yolox_like_model
 
 from gtacli.errors import BadFileError, UsageError
-from gtacli.viz.detect import YOLOX_FILE, YoloxDetector, build_detector
+from gtacli.viz.detect import YoloxDetector, build_detector
 
 SIZE = 64  # network input; anchors: 8x8 (stride 8) + 4x4 (stride 16) + 2x2 (stride 32) = 84
 ROWS = 84
@@ -46,7 +46,7 @@ def raw_head():
 @pytest.fixture()
 def model_path(tmp_path):
     weights = np.zeros((3, ROWS, 85), np.float32)
-    path = tmp_path / "detectors" / YOLOX_FILE
+    path = tmp_path / "detectors" / "object_detection_yolox_2022nov.onnx"
     path.parent.mkdir()
     path.write_bytes(yolox_like_model(SIZE, raw_head(), weights))
     return path
@@ -84,19 +84,20 @@ def test_preprocessing_letterboxes_rgb_unnormalised(model_path, tmp_path):
 
 
 def test_auto_uses_yolox_when_present_and_checks_the_pinned_hash(model_path):
-    root = model_path.parent.parent
     digest = hashlib.sha256(model_path.read_bytes()).hexdigest()
-    assert build_detector("auto", root, yolox_sha256=digest).describe()["name"] == "yolox"
-    assert build_detector("auto", root / "elsewhere").describe()["name"] == "hog"
+    assert build_detector("auto", yolox_weights=model_path, yolox_sha256=digest).describe()["name"] == "yolox"
+    assert (
+        build_detector("auto", yolox_weights=model_path.with_name("absent.onnx")).describe()["name"] == "hog"
+    )
     with pytest.raises(BadFileError) as info:
-        build_detector("yolox", root, yolox_sha256="0" * 64)
+        build_detector("yolox", yolox_weights=model_path, yolox_sha256="0" * 64)
     assert "gtacli fetch detector --force" in str(info.value) and "\n" not in str(info.value)
 
 
 def test_garbage_weights_are_one_line_not_an_opencv_dump(model_path):
     model_path.write_bytes(b"\x00garbage" * 100)
     with pytest.raises(BadFileError) as info:
-        build_detector("yolox", model_path.parent.parent)
+        build_detector("yolox", yolox_weights=model_path)
     text = str(info.value)
     assert "OpenCV cannot load" in text and "\n" not in text and "error:" not in text
 
@@ -105,3 +106,16 @@ def test_unknown_detector_lists_the_valid_names():
     with pytest.raises(UsageError) as info:
         build_detector("rcnn")
     assert "auto, yolox, hog, ssd, yolo" in str(info.value)
+
+
+def test_manifest_pins_the_published_yolox_weights():
+    """Values from the Git LFS pointer of opencv/opencv_zoo models/object_detection_yolox/
+    object_detection_yolox_2022nov.onnx (commit c79d919): its oid and size."""
+    from gtacli.assets.manifest import load_manifest
+
+    asset = load_manifest().get("detector")
+    assert asset.group == "detector" and asset.validator == {"kind": "onnx"}
+    assert asset.sha256 == "c5c2d13e59ae883e6af3b45daea64af4833a4951c92d116ec270d9ddbe998063"
+    assert asset.size == 35858002
+    assert asset.dest == "detectors/object_detection_yolox_2022nov.onnx"
+    assert asset.url.endswith("/models/object_detection_yolox/object_detection_yolox_2022nov.onnx")
