@@ -440,11 +440,14 @@ def mesh_frames(
     chunk_frames = config.batch_size * FRAMES_PER_CHUNK_PER_BATCH
     done = 0
 
+    def people_in(index: int) -> List[Person]:  # a frame the first pass did not reach has nobody
+        return people[index] if index < len(people) else []
+
     def flush() -> None:
         nonlocal done
-        crowd = [p for index, _, _ in chunk for p in people[index]]
+        crowd = [p for index, _, _ in chunk for p in people_in(index)]
         for index, name, frame in chunk:
-            results.add_frame(display_name(name), frame.shape[:2], has_person=bool(people[index]))
+            results.add_frame(display_name(name), frame.shape[:2], has_person=bool(people_in(index)))
         if replay is not None:
             outputs = replay.outputs(crowd)
         else:
