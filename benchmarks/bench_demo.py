@@ -81,6 +81,49 @@ def _split(stages: dict) -> dict:
     }
 
 
+def _one_run(DemoConfig, run_demo, video_path, checkpoint, data_root, tmp, tag, bbox, device, render, batch):
+    config = DemoConfig(
+        input=video_path,
+        checkpoint=checkpoint,
+        data_root=data_root,
+        output=tmp / f"out_{tag}",
+        bbox=bbox,
+        device=device,
+        render=render,
+        batch_size=batch,
+    )
+    start = time.perf_counter()
+    summary = run_demo(config)
+    wall = time.perf_counter() - start
+    stages = summary["timings_s"]
+    return {
+        "frames": summary["frames"],
+        "person_entries": summary["person_entries"],
+        "wall_s": round(wall, 3),
+        "frames_per_s": summary["frames_per_s"],  # excluding the one-time setup
+        "frames_per_s_incl_setup": round(summary["frames"] / wall, 3),
+        "stages_per_frame_ms": {
+            k: round(1000 * v / summary["frames"], 1) for k, v in stages.items() if k != "total"
+        },
+        "split_s": _split(stages),
+        # process CPU seconds (all threads): less disturbed by other processes competing for the cores
+        "cpu_split_s": _split(summary["cpu_timings_s"]),
+        "cpu_s_per_frame": round(
+            sum(v for k, v in summary["cpu_timings_s"].items() if k != "setup") / summary["frames"], 4
+        ),
+        "detector": (summary["detector"] or {}).get("name"),
+    }
+
+
+def _pooled_fps(runs: list) -> float:
+    """Frames over steady-state seconds, pooled over the rounds."""
+    return round(sum(r["frames"] for r in runs) / sum(r["frames"] / r["frames_per_s"] for r in runs), 3)
+
+
+def _pooled_cpu(runs: list) -> float:
+    return sum(r["cpu_s_per_frame"] * r["frames"] for r in runs) / sum(r["frames"] for r in runs)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=20)
@@ -88,6 +131,7 @@ def main() -> int:
     parser.add_argument("--checkpoint", type=Path, default=None)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--rounds", type=int, default=2, help="render / no-render pairs, order alternating")
     parser.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
     )
@@ -114,51 +158,36 @@ def main() -> int:
         device = resolve_device(args.device)
         bbox = None if SHARED_VIDEO.is_file() else np.array([760.0, 140.0, 400.0, 800.0])
 
-        runs = {}
-        for name, render in (("render", True), ("no_render", False)):
-            config = DemoConfig(
-                input=video_path,
-                checkpoint=checkpoint,
-                data_root=data_root,
-                output=tmp / f"out_{name}",
-                bbox=bbox,
-                device=device,
-                render=render,
-                batch_size=args.batch_size,
-            )
-            start = time.perf_counter()
-            summary = run_demo(config)
-            wall = time.perf_counter() - start
-            stages = summary["timings_s"]
-            runs[name] = {
-                "frames": summary["frames"],
-                "person_entries": summary["person_entries"],
-                "wall_s": round(wall, 3),
-                "frames_per_s": summary["frames_per_s"],  # excluding the one-time setup
-                "frames_per_s_incl_setup": round(summary["frames"] / wall, 3),
-                "stages_s": stages,
-                "stages_per_frame_ms": {
-                    k: round(1000 * v / summary["frames"], 1) for k, v in stages.items() if k != "total"
-                },
-                "split_s": _split(stages),
-                # process CPU seconds (all threads): robust to other processes competing for the cores
-                "cpu_split_s": _split(summary["cpu_timings_s"]),
-                "cpu_stages_s": summary["cpu_timings_s"],
-                "cpu_s_per_frame": round(
-                    sum(v for k, v in summary["cpu_timings_s"].items() if k != "setup") / summary["frames"], 4
-                ),
-                "detector": (summary["detector"] or {}).get("name"),
-            }
+        runs: dict = {"render": [], "no_render": []}
+        # alternate the order each round, so a change in the machine's load does not favour one mode
+        order = [("render", True), ("no_render", False)]
+        for round_index in range(args.rounds):
+            for name, render in order if round_index % 2 == 0 else order[::-1]:
+                runs[name].append(
+                    _one_run(
+                        DemoConfig,
+                        run_demo,
+                        video_path,
+                        checkpoint,
+                        data_root,
+                        tmp,
+                        f"{name}_{round_index}",
+                        bbox,
+                        device,
+                        render,
+                        args.batch_size,
+                    )
+                )
     result = {
         "benchmark": "demo",
         "command": "python benchmarks/bench_demo.py " + " ".join(sys.argv[1:]),
         "video": video_info,
         "device": str(device),
-        "ratio_render_vs_no_render": round(
-            runs["render"]["frames_per_s"] / runs["no_render"]["frames_per_s"], 3
-        ),
+        "rounds": args.rounds,
+        "frames_per_s": {name: _pooled_fps(r) for name, r in runs.items()},
+        "ratio_render_vs_no_render": round(_pooled_fps(runs["render"]) / _pooled_fps(runs["no_render"]), 3),
         "cpu_ratio_render_vs_no_render": round(
-            runs["no_render"]["cpu_s_per_frame"] / runs["render"]["cpu_s_per_frame"], 3
+            _pooled_cpu(runs["no_render"]) / _pooled_cpu(runs["render"]), 3
         ),
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
