@@ -1,9 +1,14 @@
-"""How fast is `gtacli demo` on the CPU for a 1080p video, and where does the time go?
+"""How fast is `gtacli demo` with overlays compared with `--no-render`, on a 1080p video, and where does the time go?
 
-One command:  python benchmarks/bench_demo.py [--frames 20] [--data-root DIR] [--checkpoint PATH]
+One command:  python benchmarks/bench_demo.py [--frames 20] [--device cpu|cuda] [--data-root DIR] [--checkpoint PATH]
 
-Makes a 1920x1080 test video (the first frames of ../shared/assets/single_person_demo.mp4, a real person,
-letterboxed into 1080p; without that file, synthetic textured frames with a fixed --bbox), runs the demo
+Goal (issue #13.3): frames/s with overlays >= 0.8 x frames/s with --no-render. Both runs process the same frames in
+one invocation; `ratio_render_vs_no_render` compares the steady-state frames/s (setup excluded) and
+`cpu_ratio_render_vs_no_render` the process CPU seconds per frame, which other processes on the same cores
+disturb much less than wall time.
+
+Makes a 1080p test video (the first frames of ../shared/assets/single_person_demo.mp4, 1080x1920, a real person;
+without that file, synthetic textured frames with a fixed --bbox), runs the demo
 in-process on the CPU (HOG detection, batched ResNet-50 + HMR, SMPL, rendering, mp4 out) and writes the
 measured frames/s and the split into detection, model (crop + network + SMPL), rendering and video I/O
 (plus `setup`: loading the checkpoint and SMPL once) to benchmarks/results/demo.json. The machine's load
@@ -29,7 +34,7 @@ SHARED_VIDEO = (
     Path(os.environ.get("GTACLI_SHARED_ASSETS", REPO.parent / "shared" / "assets")) / "single_person_demo.mp4"
 )
 RESULT = REPO / "benchmarks" / "results" / "demo.json"
-SIZE_WH = (1920, 1080)
+SIZE_WH = (1080, 1920)  # the shared video: 1080p, portrait
 FPS = 12.0
 
 
@@ -37,7 +42,7 @@ def make_video(path: Path, frames: int) -> dict:
     """A 1080p mp4 with `frames` frames; returns how it was made."""
     import cv2
 
-    from gtacli.viz.video import VideoSink, letterbox
+    from gtacli.viz.video import VideoSink
 
     sink = VideoSink(path, FPS)
     if SHARED_VIDEO.is_file():
@@ -49,10 +54,10 @@ def make_video(path: Path, frames: int) -> dict:
                 cap.release()
                 cap = cv2.VideoCapture(str(SHARED_VIDEO))  # loop a short source
                 continue
-            sink.write(letterbox(frame, SIZE_WH))
+            sink.write(frame)  # native 1080x1920 (portrait 1080p), the person as large as filmed
             count += 1
         cap.release()
-        source = f"{SHARED_VIDEO.name} letterboxed to {SIZE_WH[0]}x{SIZE_WH[1]}"
+        source = f"{SHARED_VIDEO.name} (native {SIZE_WH[0]}x{SIZE_WH[1]})"
     else:
         rng = np.random.default_rng(0)
         base = cv2.resize(
@@ -76,12 +81,57 @@ def _split(stages: dict) -> dict:
     }
 
 
+def _one_run(DemoConfig, run_demo, video_path, checkpoint, data_root, tmp, tag, bbox, device, render, batch):
+    config = DemoConfig(
+        input=video_path,
+        checkpoint=checkpoint,
+        data_root=data_root,
+        output=tmp / f"out_{tag}",
+        bbox=bbox,
+        device=device,
+        render=render,
+        batch_size=batch,
+    )
+    start = time.perf_counter()
+    summary = run_demo(config)
+    wall = time.perf_counter() - start
+    stages = summary["timings_s"]
+    return {
+        "frames": summary["frames"],
+        "person_entries": summary["person_entries"],
+        "wall_s": round(wall, 3),
+        "frames_per_s": summary["frames_per_s"],  # excluding the one-time setup
+        "frames_per_s_incl_setup": round(summary["frames"] / wall, 3),
+        "stages_per_frame_ms": {
+            k: round(1000 * v / summary["frames"], 1) for k, v in stages.items() if k != "total"
+        },
+        "split_s": _split(stages),
+        # process CPU seconds (all threads): less disturbed by other processes competing for the cores
+        "cpu_split_s": _split(summary["cpu_timings_s"]),
+        "cpu_s_per_frame": round(
+            sum(v for k, v in summary["cpu_timings_s"].items() if k != "setup") / summary["frames"], 4
+        ),
+        "detector": (summary["detector"] or {}).get("name"),
+    }
+
+
+def _pooled_fps(runs: list) -> float:
+    """Frames over steady-state seconds, pooled over the rounds."""
+    return round(sum(r["frames"] for r in runs) / sum(r["frames"] / r["frames_per_s"] for r in runs), 3)
+
+
+def _pooled_cpu(runs: list) -> float:
+    return sum(r["cpu_s_per_frame"] * r["frames"] for r in runs) / sum(r["frames"] for r in runs)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=20)
     parser.add_argument("--data-root", type=Path, default=None)
     parser.add_argument("--checkpoint", type=Path, default=None)
     parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--rounds", type=int, default=2, help="render / no-render pairs, order alternating")
     parser.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
     )
@@ -89,6 +139,7 @@ def main() -> int:
 
     import torch
 
+    from gtacli.device import resolve_device
     from gtacli.viz.demo_runner import DemoConfig, run_demo
 
     if args.threads:
@@ -104,44 +155,40 @@ def main() -> int:
         checkpoint = args.checkpoint or data_root / "pretrained_models" / "spin_official.pth"
         video_path = tmp / "bench_1080p.mp4"
         video_info = make_video(video_path, args.frames)
+        device = resolve_device(args.device)
         bbox = None if SHARED_VIDEO.is_file() else np.array([760.0, 140.0, 400.0, 800.0])
 
-        runs = {}
-        for name, render in (("render", True), ("no_render", False)):
-            config = DemoConfig(
-                input=video_path,
-                checkpoint=checkpoint,
-                data_root=data_root,
-                output=tmp / f"out_{name}",
-                bbox=bbox,
-                device="cpu",
-                render=render,
-                batch_size=args.batch_size,
-            )
-            start = time.perf_counter()
-            summary = run_demo(config)
-            wall = time.perf_counter() - start
-            stages = summary["timings_s"]
-            runs[name] = {
-                "frames": summary["frames"],
-                "person_entries": summary["person_entries"],
-                "wall_s": round(wall, 3),
-                "frames_per_s": summary["frames_per_s"],  # excluding the one-time setup
-                "frames_per_s_incl_setup": round(summary["frames"] / wall, 3),
-                "stages_s": stages,
-                "stages_per_frame_ms": {
-                    k: round(1000 * v / summary["frames"], 1) for k, v in stages.items() if k != "total"
-                },
-                "split_s": _split(stages),
-                # process CPU seconds (all threads): robust to other processes competing for the cores
-                "cpu_split_s": _split(summary["cpu_timings_s"]),
-                "cpu_stages_s": summary["cpu_timings_s"],
-            }
+        runs: dict = {"render": [], "no_render": []}
+        # alternate the order each round, so a change in the machine's load does not favour one mode
+        order = [("render", True), ("no_render", False)]
+        for round_index in range(args.rounds):
+            for name, render in order if round_index % 2 == 0 else order[::-1]:
+                runs[name].append(
+                    _one_run(
+                        DemoConfig,
+                        run_demo,
+                        video_path,
+                        checkpoint,
+                        data_root,
+                        tmp,
+                        f"{name}_{round_index}",
+                        bbox,
+                        device,
+                        render,
+                        args.batch_size,
+                    )
+                )
     result = {
         "benchmark": "demo",
         "command": "python benchmarks/bench_demo.py " + " ".join(sys.argv[1:]),
         "video": video_info,
-        "device": "cpu",
+        "device": str(device),
+        "rounds": args.rounds,
+        "frames_per_s": {name: _pooled_fps(r) for name, r in runs.items()},
+        "ratio_render_vs_no_render": round(_pooled_fps(runs["render"]) / _pooled_fps(runs["no_render"]), 3),
+        "cpu_ratio_render_vs_no_render": round(
+            _pooled_cpu(runs["no_render"]) / _pooled_cpu(runs["render"]), 3
+        ),
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         # other processes on the same cores inflate every stage: the load averages (1/5/15 min) before and after

@@ -29,13 +29,14 @@ def demo_command(
             metavar="INPUT", help="An image, a folder of images (natural sort order) or a video file."
         ),
     ],
-    checkpoint: Annotated[
-        Path,
-        typer.Option(
-            "--checkpoint", help="HMR checkpoint (mmhuman3d, SPIN or gtacli), e.g. spin_official.pth."
-        ),
-    ],
     data_root: DataRootOpt,
+    checkpoint: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--checkpoint",
+            help="HMR checkpoint (mmhuman3d, SPIN or gtacli), e.g. spin_official.pth. Required unless --from-results.",
+        ),
+    ] = None,
     output: Annotated[
         Optional[Path],
         typer.Option("--output", "-o", help="Output folder. Default: ./demo_output/<input name>."),
@@ -49,20 +50,52 @@ def demo_command(
         typer.Option(
             "--bbox-file",
             help='Boxes from JSON: SPIN\'s {"bbox": \\[x,y,w,h]}, a list with one entry per frame '
-            '(box, list of boxes, or null), or {"frame name": boxes}.',
+            '(box, list of boxes, or null), {"frame name": boxes}, or OpenPose keypoints '
+            "(people[*].pose_keypoints_2d, BODY_25 or COCO-18; each person cropped as SPIN's demo does).",
         ),
     ] = None,
     detector: Annotated[
         str,
         typer.Option(
             "--detector",
-            help="hog (built into OpenCV, default), ssd (<data-root>/detectors/MobileNetSSD_deploy.{prototxt,caffemodel}) "
+            help="auto (default: yolox when fetched, else hog), yolox (OpenCV zoo YOLOX-S, `gtacli fetch detector`), "
+            "hog (built into OpenCV), ssd (<data-root>/detectors/MobileNetSSD_deploy.{prototxt,caffemodel}) "
             "or yolo (<data-root>/detectors/yolo.onnx, YOLOv5/v8 COCO export).",
         ),
-    ] = "hog",
+    ] = "auto",
     max_people: Annotated[
         Optional[int],
-        typer.Option("--max-people", help="Keep at most N people per frame (highest score, then largest)."),
+        typer.Option(
+            "--max-people",
+            help="Keep at most N people per frame: the most persistent tracks (videos), else highest score.",
+        ),
+    ] = None,
+    max_missed: Annotated[
+        float,
+        typer.Option("--max-missed", help="Seconds a track survives without a detection (videos)."),
+    ] = 1.0,
+    draw_boxes: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--draw-boxes/--no-draw-boxes", help="Box and track id on the overlay. Default: on for videos."
+        ),
+    ] = None,
+    export_mesh: Annotated[
+        bool,
+        typer.Option(
+            "--export-mesh",
+            help="One Wavefront OBJ per person and frame in meshes/ (original camera frame, metres).",
+        ),
+    ] = False,
+    save_frames: Annotated[
+        bool, typer.Option("--save-frames", help="Videos: also one overlay PNG per frame in frames/.")
+    ] = False,
+    from_results: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--from-results",
+            help="Re-render / export from a saved results.npz (with the same INPUT) without running the network.",
+        ),
     ] = None,
     device: DeviceOpt = "auto",
     smooth: Annotated[
@@ -92,13 +125,15 @@ def demo_command(
     json_mode: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
-) -> None:
+) -> int:
     """Estimate SMPL bodies in images or videos and write overlays plus per-frame results.
 
     Writes into --output: overlays/<frame>.png (images, folders) or overlay.mp4 (videos, same frame count and fps
-    as the input), results.npz (per person and frame: SMPL axis-angle pose, betas, camera, translation in the
-    original camera, box, 2D/3D joints in smpl_49 and J14, frames without a person) and results.json (summary,
-    timings, conventions). Nothing is written unless the run completes.
+    as the input), results.npz (per person and frame: track id, box with its score and source, SMPL axis-angle
+    pose, betas, camera, translation in the original camera, 2D/3D joints in smpl_49 and J14, frames without a
+    person) and results.json (summary, tracks, detector, timings, conventions), plus .gtacli-demo.json listing
+    the files written. Nothing is written unless the run completes; an existing --output is replaced only when
+    it holds nothing but a previous demo output.
 
     Examples:
 
@@ -109,65 +144,79 @@ def demo_command(
       gtacli demo clip.mp4 --checkpoint model.pth --smooth --max-people 2 --side-view -o out/clip
 
       gtacli demo frames/ --checkpoint model.pth --no-render --save-vertices --json
+
+      gtacli demo clip.mp4 --from-results out/clip/results.npz --export-mesh --save-frames -o out/clip_meshes
     """
     out = Output(json_mode=json_mode, quiet=quiet, debug=debug)
+    if not debug:
+        # FFmpeg (inside OpenCV) prints its own decoder complaints straight to stderr ("moov atom not
+        # found"); the demo reports an unreadable video as one error line, so keep FFmpeg quiet (AV_LOG_QUIET).
+        # Read when OpenCV first opens a video; an explicit user setting wins.
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", FFMPEG_LOG_QUIET)
+    from gtacli.assets.manifest import load_manifest
+    from gtacli.device import resolve_device
+    from gtacli.viz.demo_runner import DemoConfig, run_demo
+    from gtacli.viz.detect import DETECTORS, parse_bbox_option
 
-    def body() -> int:
-        if not debug:
-            # FFmpeg (inside OpenCV) prints its own decoder complaints straight to stderr ("moov atom not
-            # found"); the demo reports an unreadable video as one error line, so keep FFmpeg quiet (AV_LOG_QUIET).
-            # Read when OpenCV first opens a video; an explicit user setting wins.
-            os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", FFMPEG_LOG_QUIET)
-        from gtacli.viz.demo_runner import DemoConfig, run_demo
-        from gtacli.viz.detect import DETECTORS, parse_bbox_option
+    if detector not in DETECTORS:
+        from gtacli.errors import UsageError
 
-        if detector not in DETECTORS:
-            from gtacli.errors import UsageError
+        raise UsageError(f"--detector {detector!r} is unknown", fix=f"use one of: {', '.join(DETECTORS)}")
+    detector_asset = load_manifest().get("detector")  # `gtacli fetch detector`: destination and pinned hash
+    config = DemoConfig(
+        input=input,
+        checkpoint=checkpoint,
+        data_root=data_root,
+        output=output if output is not None else Path("demo_output") / (input.stem or "input"),
+        bbox=parse_bbox_option(bbox) if bbox is not None else None,
+        bbox_file=bbox_file,
+        detector=detector,
+        yolox_weights=detector_asset.path(data_root),
+        yolox_sha256=detector_asset.sha256,
+        max_people=max_people,
+        device=resolve_device(device),
+        smooth=smooth,
+        side_view=side_view,
+        render=not no_render,
+        save_vertices=save_vertices,
+        batch_size=batch_size,
+        focal_length=focal_length,
+        max_frames=max_frames,
+        draw_boxes=draw_boxes,
+        export_mesh=export_mesh,
+        save_frames=save_frames,
+        from_results=from_results,
+        max_missed_s=max_missed,
+    )
+    with ProgressBar(out, "demo", rate_unit="frames", transient=False) as progress:
+        summary = run_demo(config, progress=progress, log=out.info)
 
-            raise UsageError(f"--detector {detector!r} is unknown", fix=f"use one of: {', '.join(DETECTORS)}")
-        config = DemoConfig(
-            input=input,
-            checkpoint=checkpoint,
-            data_root=data_root,
-            output=output if output is not None else Path("demo_output") / (input.stem or "input"),
-            bbox=parse_bbox_option(bbox) if bbox is not None else None,
-            bbox_file=bbox_file,
-            detector=detector,
-            max_people=max_people,
-            device=device,
-            smooth=smooth,
-            side_view=side_view,
-            render=not no_render,
-            save_vertices=save_vertices,
-            batch_size=batch_size,
-            focal_length=focal_length,
-            max_frames=max_frames,
+    def human() -> None:
+        outputs = summary["outputs"]
+        detector_info = summary["detector"]
+        out.out.print(f"output: {summary['output']}", markup=False)
+        if detector_info:
+            out.out.print(f"detector: {detector_info['name']}", markup=False)
+        out.out.print(
+            f"frames: {summary['frames']} ({summary['frames_with_person']} with a person), "
+            f"person entries: {summary['person_entries']}, tracks: {summary['tracks']}",
+            markup=False,
         )
-        with ProgressBar(out, "demo", rate_unit="frames", transient=False) as progress:
-            summary = run_demo(config, progress=progress, log=out.info)
-
-        def human() -> None:
-            outputs = summary["outputs"]
-            out.out.print(f"output: {summary['output']}", markup=False)
+        if summary["frames_without_person"]:
+            names = summary["frames_without_person"]
+            shown = ", ".join(names[:10]) + (" ..." if len(names) > 10 else "")
+            out.out.print(f"frames without a person: {shown}", markup=False)
+        if outputs["overlay_video"]:
             out.out.print(
-                f"frames: {summary['frames']} ({summary['frames_with_person']} with a person), "
-                f"person entries: {summary['person_entries']}, ids: {len(summary['person_ids'])}",
-                markup=False,
+                f"overlay video: {outputs['overlay_video']} at {summary['fps']:g} fps", markup=False
             )
-            if summary["frames_without_person"]:
-                names = summary["frames_without_person"]
-                shown = ", ".join(names[:10]) + (" ..." if len(names) > 10 else "")
-                out.out.print(f"frames without a person: {shown}", markup=False)
-            if outputs["overlay_video"]:
-                out.out.print(
-                    f"overlay video: {outputs['overlay_video']} at {summary['fps']:g} fps", markup=False
-                )
-            elif outputs["overlays"]:
-                out.out.print(f"overlays: {len(outputs['overlays'])} images in overlays/", markup=False)
-            timings = ", ".join(f"{k} {v:.2f}s" for k, v in summary["timings_s"].items())
-            out.out.print(f"speed: {summary['frames_per_s']} frames/s ({timings})", markup=False)
+        elif outputs["overlays"]:
+            out.out.print(f"overlays: {len(outputs['overlays'])} images in overlays/", markup=False)
+        for key in ("frames", "meshes"):
+            if outputs[key]:
+                out.out.print(f"{key}: {outputs[key]}", markup=False)
+        timings = ", ".join(f"{k} {v:.2f}s" for k, v in summary["timings_s"].items())
+        out.out.print(f"speed: {summary['frames_per_s']} frames/s ({timings})", markup=False)
 
-        out.result(summary, human)
-        return 0
-
-    return body()
+    out.result(summary, human)
+    return 0

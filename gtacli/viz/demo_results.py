@@ -10,7 +10,10 @@ import numpy as np
 # results.npz: name -> (shape, meaning); N = person entries, F = frames.
 RESULT_FIELDS: Dict[str, Tuple[str, str]] = {
     "frame_index": ("(N,) int64", "frame of each entry (0-based, input order)"),
-    "person_id": ("(N,) int64", "person id; kept across frames by IoU tracking for videos/folders"),
+    "person_id": (
+        "(N,) int64",
+        "track id: one per person across the frames of a video (0, 1, ...); per image otherwise",
+    ),
     "smpl_pose": ("(N,72) float32", "SMPL pose, axis-angle, global orient first"),
     "global_orient": ("(N,3) float32", "smpl_pose[:, :3]"),
     "body_pose": ("(N,23,3) float32", "smpl_pose[:, 3:] per joint"),
@@ -23,7 +26,12 @@ RESULT_FIELDS: Dict[str, Tuple[str, str]] = {
     ),
     "focal_length": ("(N,) float32", "focal length (px) of the original camera used for `transl`"),
     "bbox_xywh": ("(N,4) float32", "person box in image pixels"),
-    "bbox_score": ("(N,) float32", "detector score (1 for user boxes)"),
+    "bbox_score": ("(N,) float32", "detector score (1 for user boxes, 0 for interpolated boxes)"),
+    "bbox_source": (
+        "(N,) str",
+        "detected | given (user box) | interpolated (between two boxes of the track) | predicted (track's motion "
+        "prediction, kept alive by a body part detected inside it)",
+    ),
     "crop_center": ("(N,2) float32", "crop centre in image pixels (= box centre)"),
     "crop_size": ("(N,) float32", "crop side in image pixels (1.25 x max(w, h))"),
     "keypoints2d_smpl49": ("(N,49,2) float32", "smpl_49 joints projected into the image, pixels"),
@@ -50,7 +58,7 @@ class DemoResults:
 
     PERSON_KEYS = (
         "frame_index", "person_id", "smpl_pose", "betas", "pred_cam", "transl_crop", "transl", "focal_length",
-        "bbox_xywh", "bbox_score", "crop_center", "crop_size", "keypoints2d_smpl49", "keypoints2d_j14",
+        "bbox_xywh", "bbox_score", "bbox_source", "crop_center", "crop_size", "keypoints2d_smpl49", "keypoints2d_j14",
         "keypoints3d_smpl49", "keypoints3d_j14",
     )  # fmt: skip
 
@@ -82,6 +90,7 @@ class DemoResults:
         p["focal_length"].append(body["focal"])
         p["bbox_xywh"].append(np.array([x.box for x in people]))
         p["bbox_score"].append(np.array([x.score for x in people]))
+        p["bbox_source"].append(np.array([x.source for x in people], dtype=str))
         p["crop_center"].append(np.array([x.center for x in people]))
         p["crop_size"].append(np.array([x.side for x in people]))
         p["keypoints2d_smpl49"].append(body["kp2d_49"])
@@ -95,10 +104,18 @@ class DemoResults:
     def num_people_entries(self) -> int:
         return int(sum(len(a) for a in self.parts["frame_index"]))
 
-    def person_ids(self) -> List[int]:
+    def frames_per_track(self) -> Dict[int, int]:
+        """Track id -> number of frames it appears in."""
         if not self.parts["person_id"]:
-            return []
-        return sorted(set(np.concatenate(self.parts["person_id"]).tolist()))
+            return {}
+        ids, counts = np.unique(np.concatenate(self.parts["person_id"]), return_counts=True)
+        return {int(i): int(c) for i, c in zip(ids, counts)}
+
+    def box_source_counts(self) -> Dict[str, int]:
+        if not self.parts["bbox_source"]:
+            return {}
+        names, counts = np.unique(np.concatenate(self.parts["bbox_source"]), return_counts=True)
+        return {str(n): int(c) for n, c in zip(names, counts)}
 
     def arrays(self, fps: float) -> Dict[str, np.ndarray]:
         empty_shapes = {
@@ -113,9 +130,12 @@ class DemoResults:
                 value = np.concatenate(parts)
             else:
                 value = np.zeros((0,) + empty_shapes.get(key, ()))
-            out[key] = (
-                value.astype(np.int64) if key in ("frame_index", "person_id") else value.astype(np.float32)
-            )
+            if key in ("frame_index", "person_id"):
+                out[key] = value.astype(np.int64)
+            elif key == "bbox_source":
+                out[key] = value.astype(str)
+            else:
+                out[key] = value.astype(np.float32)
         out["global_orient"] = out["smpl_pose"][:, :3]
         out["body_pose"] = out["smpl_pose"][:, 3:].reshape(-1, 23, 3)
         has = np.array(self.frame_has_person, bool)

@@ -2,9 +2,15 @@
 
 Boxes are `(K, 4)` float64 arrays `[x, y, w, h]` in image pixels (top-left corner, width, height).
 
-Detectors (all offline, nothing is downloaded):
+Detectors (`--detector`; `auto`, the default, is `yolox` when its weights are present, else `hog`):
 
-* `hog` (default): OpenCV's built-in HOG + linear SVM people detector (`cv2.HOGDescriptor_getDefaultPeopleDetector`),
+* `yolox`: OpenCV model zoo's YOLOX-S (`object_detection_yolox_2022nov.onnx`, COCO, person = class 0) through
+  `cv2.dnn`, fetched by `gtacli fetch detector` (the asset `detector` of `gtacli/assets/manifest.json`, which
+  holds its destination and pinned sha256; the caller passes both, and the hash is checked before use). Input: the frame as RGB, letterboxed into a 640x640 canvas (scaled by r = min(640/h, 640/w),
+  top-left, grey 114 padding), values 0-255 unnormalised; output (1, N, 85) raw per-anchor rows over strides
+  8, 16, 32 (grid x fastest): `cx = (dx + gx) s`, `cy = (dy + gy) s`, `w = exp(dw) s`, `h = exp(dh) s`, then
+  objectness x class score, threshold, NMS, boxes / r.
+* `hog`: OpenCV's built-in HOG + linear SVM people detector (`cv2.HOGDescriptor_getDefaultPeopleDetector`),
   run on a copy of the frame whose long side is at most `HOG_MAX_SIDE` px, multi-scale, then score threshold and NMS.
   The INRIA window (64x128) holds a ~96-px-tall person with a margin, so boxes are tightened by `HOG_TIGHTEN_WH`
   around their centre.
@@ -12,7 +18,8 @@ Detectors (all offline, nothing is downloaded):
   `<data-root>/detectors/MobileNetSSD_deploy.prototxt` + `MobileNetSSD_deploy.caffemodel`.
 * `yolo`: a YOLOv5/YOLOv8 ONNX export (COCO classes, person = class 0) through `cv2.dnn`, from
   `<data-root>/detectors/yolo.onnx` (640x640 input).
-  The DNN detectors are used only when their files are present; otherwise a one-line error names the path.
+  The DNN detectors are used only when their files are present; otherwise a one-line error names the path;
+  a file OpenCV cannot load is a one-line error too.
 
 User boxes (`--bbox x,y,w,h` for every frame, or `--bbox-file FILE`), formats of FILE (JSON):
 
@@ -20,22 +27,38 @@ User boxes (`--bbox x,y,w,h` for every frame, or `--bbox-file FILE`), formats of
 2. a list with one entry per frame (in input order); an entry is a box `[x, y, w, h]`, a list of boxes, or
    `null` / `[]` (no person in that frame);
 3. a mapping from frame name to a box or a list of boxes; the name is the image file name (`img_001.jpg`), its
-   stem (`img_001`) or the frame index as a string (`"0"`, for videos). Frames absent from the mapping have no person.
+   stem (`img_001`) or the frame index as a string (`"0"`, for videos). Frames absent from the mapping have no
+   person, but a mapping that names no frame of the input is an error;
+4. OpenPose JSON (`{"people": [{"pose_keypoints_2d": [...]}, ...]}`, BODY_25 or COCO-18) as SPIN's demo takes
+   it: each person's crop is SPIN's (`gtacli.data.openpose.spin_box`: centre = mean of the keypoints above 0.2
+   confidence, side = 1.2 x their larger extent), given as the square box whose demo crop
+   (side = 1.25 x box side) is exactly that crop; used for every frame.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from gtacli.body.camera import DEMO_BBOX_SCALE
+from gtacli.data.openpose import OpenPoseFrame, is_openpose_document, parse_openpose, spin_box
 from gtacli.errors import BadFileError, MissingFileError, UsageError
 
-DETECTORS = ("hog", "ssd", "yolo")
+DETECTORS = ("auto", "yolox", "hog", "ssd", "yolo")
 DETECTOR_DIR = "detectors"  # under the data root
+
+# YOLOX settings (OpenCV model zoo object_detection_yolox: input 640, strides 8/16/32, no normalisation).
+YOLOX_INPUT = 640
+YOLOX_STRIDES = (8, 16, 32)
+YOLOX_PAD_VALUE = 114.0
+YOLOX_SCORE_THRESHOLD = 0.35  # objectness x person score; the zoo demo's class-confidence default
+YOLOX_PERSON_CLASS = 0  # COCO 'person'
+YOLOX_ATTRS = 85  # dx, dy, dw, dh, objectness + 80 COCO classes
 
 # HOG detector settings.
 HOG_MAX_SIDE = 640  # px; detection runs on a downscaled copy (1080p: ~0.07 s instead of ~0.4 s per frame)
@@ -44,6 +67,8 @@ HOG_PADDING = (16, 16)
 HOG_SCALE_STEP = 1.05  # multi-scale pyramid factor
 HOG_SCORE_THRESHOLD = 0.3  # SVM margin; below this a window is rejected
 HOG_TIGHTEN_WH = (0.6, 0.8)  # the person's share of the INRIA window (width, height)
+HOG_WINDOW_WH = (64, 128)  # OpenCV's default people detector window; a smaller image crashes detectMultiScale
+MIN_BOX_SIDE_PX = 2.0  # a user box narrower or lower than this is no person (a 224-px crop of a dot)
 
 # DNN detector settings.
 SSD_FILES = ("MobileNetSSD_deploy.prototxt", "MobileNetSSD_deploy.caffemodel")
@@ -59,22 +84,18 @@ YOLO_V8_ATTRS = 84  # cx, cy, w, h + 80 COCO classes
 DNN_SCORE_THRESHOLD = 0.5
 
 NMS_IOU_THRESHOLD = 0.45
-TRACK_IOU_THRESHOLD = 0.3  # minimum IoU for a box to continue a track in the next frame
 
 
 @dataclass
 class Detections:
-    """Person boxes of one frame: `boxes` (K,4) xywh px, `scores` (K,) (1.0 for user boxes), `ids` (K,) int."""
+    """Person boxes of one frame: `boxes` (K,4) xywh px, `scores` (K,) (1.0 for user boxes)."""
 
     boxes: np.ndarray
     scores: np.ndarray
-    ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     def __post_init__(self) -> None:
         self.boxes = np.asarray(self.boxes, np.float64).reshape(-1, 4)
         self.scores = np.asarray(self.scores, np.float64).reshape(-1)
-        if len(self.ids) != len(self.boxes):
-            self.ids = np.arange(len(self.boxes), dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.boxes)
@@ -129,11 +150,11 @@ def check_box_in_image(box: Sequence[float], image_wh: Tuple[int, int], source: 
     """A usable box has w, h > 0 and its centre inside the image; otherwise a one-line BadFileError."""
     x, y, w, h = (float(v) for v in box)
     width, height = image_wh
-    if not (np.isfinite([x, y, w, h]).all() and w > 0 and h > 0):
+    if not (np.isfinite([x, y, w, h]).all() and w >= MIN_BOX_SIDE_PX and h >= MIN_BOX_SIDE_PX):
         raise BadFileError(
-            f"box [{x:g}, {y:g}, {w:g}, {h:g}] needs a positive width and height",
+            f"box [{x:g}, {y:g}, {w:g}, {h:g}] needs a width and height of at least {MIN_BOX_SIDE_PX:g} px",
             path=source,
-            fix="give the box as x,y,w,h in pixels: top-left corner, then width and height (both > 0)",
+            fix="give the box as x,y,w,h in pixels: top-left corner, then width and height",
         )
     cx, cy = x + w / 2, y + h / 2
     if not (0 <= cx < width and 0 <= cy < height):
@@ -152,43 +173,7 @@ def select_people(dets: Detections, max_people: Optional[int]) -> Detections:
     order = np.lexsort((-area, -dets.scores))  # primary key: score, then area (both descending)
     if max_people is not None:
         order = order[:max_people]
-    return Detections(dets.boxes[order], dets.scores[order], dets.ids[order])
-
-
-class IouTracker:
-    """Person ids kept across frames by greedy IoU matching with the previous frame's boxes.
-
-    A box continues the track of the previous-frame box it overlaps most (IoU >= `iou_threshold`, each track
-    used once, best pairs first); other boxes start new ids. Tracks not seen in a frame end.
-    """
-
-    def __init__(self, iou_threshold: float = TRACK_IOU_THRESHOLD):
-        self.iou_threshold = iou_threshold
-        self.next_id = 0
-        self.prev_boxes = np.zeros((0, 4))
-        self.prev_ids = np.zeros(0, np.int64)
-
-    def update(self, dets: Detections) -> Detections:
-        ids = np.full(len(dets), -1, np.int64)
-        if len(dets) and len(self.prev_boxes):
-            overlap = iou_xywh(dets.boxes, self.prev_boxes)
-            pairs = sorted(
-                ((overlap[i, j], i, j) for i in range(len(dets)) for j in range(len(self.prev_ids))),
-                reverse=True,
-            )
-            used_prev = set()
-            for value, i, j in pairs:
-                if value < self.iou_threshold:
-                    break
-                if ids[i] < 0 and j not in used_prev:
-                    ids[i] = self.prev_ids[j]
-                    used_prev.add(j)
-        for i in range(len(dets)):
-            if ids[i] < 0:
-                ids[i] = self.next_id
-                self.next_id += 1
-        self.prev_boxes, self.prev_ids = dets.boxes.copy(), ids.copy()
-        return Detections(dets.boxes, dets.scores, ids)
+    return Detections(dets.boxes[order], dets.scores[order])
 
 
 # ----------------------------------------------------------------------------------------------- detectors
@@ -217,11 +202,18 @@ class HogDetector:
         import cv2
 
         height, width = frame.shape[:2]
+        # Downscale to max_side for speed, but never below the detector window (OpenCV aborts the process
+        # on an image smaller than it): tiny images and thin panoramas are scaled up to fit it.
         factor = min(1.0, self.max_side / max(height, width))
+        factor = max(factor, HOG_WINDOW_WH[0] / width, HOG_WINDOW_WH[1] / height)
         small = (
             frame
             if factor == 1.0
-            else cv2.resize(frame, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+            else cv2.resize(
+                frame,
+                (max(HOG_WINDOW_WH[0], round(width * factor)), max(HOG_WINDOW_WH[1], round(height * factor))),
+                interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR,
+            )
         )
         rects, weights = self.hog.detectMultiScale(
             small, winStride=HOG_WIN_STRIDE, padding=HOG_PADDING, scale=HOG_SCALE_STEP
@@ -235,6 +227,16 @@ class HogDetector:
         keep = non_max_suppression(boxes, scores, self.nms_iou)
         return Detections(tighten(boxes[keep], HOG_TIGHTEN_WH), scores[keep])
 
+    def describe(self) -> Dict[str, Any]:
+        return {
+            "name": "hog",
+            "max_side_px": self.max_side,
+            "scale_step": HOG_SCALE_STEP,
+            "score_threshold": self.score_threshold,
+            "nms_iou": self.nms_iou,
+            "tighten_wh": list(HOG_TIGHTEN_WH),
+        }
+
 
 class SsdDetector:
     """MobileNet-SSD (Caffe) person detector through cv2.dnn; weights must be present locally."""
@@ -244,7 +246,7 @@ class SsdDetector:
     def __init__(self, prototxt: Path, weights: Path, score_threshold: float = DNN_SCORE_THRESHOLD):
         import cv2
 
-        self.net = cv2.dnn.readNetFromCaffe(str(prototxt), str(weights))
+        self.net = _load_net(lambda: cv2.dnn.readNetFromCaffe(str(prototxt), str(weights)), weights, "ssd")
         self.score_threshold = score_threshold
 
     def __call__(self, frame: np.ndarray) -> Detections:
@@ -257,6 +259,9 @@ class SsdDetector:
         self.net.setInput(blob)
         return parse_ssd_output(self.net.forward(), (width, height), self.score_threshold)
 
+    def describe(self) -> Dict[str, Any]:
+        return {"name": self.name, "score_threshold": self.score_threshold, "nms_iou": NMS_IOU_THRESHOLD}
+
 
 class YoloDetector:
     """YOLOv5/YOLOv8 ONNX person detector through cv2.dnn; weights must be present locally."""
@@ -266,7 +271,7 @@ class YoloDetector:
     def __init__(self, onnx: Path, score_threshold: float = DNN_SCORE_THRESHOLD):
         import cv2
 
-        self.net = cv2.dnn.readNetFromONNX(str(onnx))
+        self.net = _load_net(lambda: cv2.dnn.readNetFromONNX(str(onnx)), onnx, "yolo")
         self.score_threshold = score_threshold
 
     def __call__(self, frame: np.ndarray) -> Detections:
@@ -281,6 +286,94 @@ class YoloDetector:
         blob = cv2.dnn.blobFromImage(canvas, 1.0 / 255.0, (YOLO_INPUT, YOLO_INPUT), swapRB=True)
         self.net.setInput(blob)
         return parse_yolo_output(self.net.forward(), factor, self.score_threshold)
+
+    describe = SsdDetector.describe
+
+
+class YoloxDetector:
+    """OpenCV model zoo's YOLOX (raw (1, N, 85) head output) through cv2.dnn; see the module docstring."""
+
+    name = "yolox"
+
+    def __init__(
+        self,
+        onnx: Path,
+        input_size: int = YOLOX_INPUT,
+        score_threshold: float = YOLOX_SCORE_THRESHOLD,
+        nms_iou: float = NMS_IOU_THRESHOLD,
+    ):
+        import cv2
+
+        self.path = Path(onnx)
+        self.net = _load_net(lambda: cv2.dnn.readNetFromONNX(str(onnx)), self.path, "yolox")
+        self.input_size = int(input_size)
+        self.score_threshold = score_threshold
+        self.nms_iou = nms_iou
+        self.grid, self.strides = yolox_anchors(self.input_size)
+
+    def preprocess(self, frame: np.ndarray) -> Tuple[np.ndarray, float]:
+        """BGR frame -> ((1, 3, S, S) float32 RGB letterboxed blob, scale r = network px per image px)."""
+        import cv2
+
+        height, width = frame.shape[:2]
+        ratio = min(self.input_size / height, self.input_size / width)
+        new_w, new_h = max(1, int(width * ratio)), max(1, int(height * ratio))
+        resized = cv2.resize(frame, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+        canvas = np.full((self.input_size, self.input_size, 3), YOLOX_PAD_VALUE, np.float32)
+        canvas[:new_h, :new_w] = resized[:, :, ::-1]
+        return np.ascontiguousarray(canvas.transpose(2, 0, 1)[None]), ratio
+
+    def __call__(self, frame: np.ndarray) -> Detections:
+        blob, ratio = self.preprocess(frame)
+        self.net.setInput(blob)
+        raw = self.net.forward()
+        return decode_yolox(raw, self.grid, self.strides, ratio, self.score_threshold, self.nms_iou)
+
+    def describe(self) -> Dict[str, Any]:
+        return {
+            "name": "yolox",
+            "weights": self.path.name,
+            "input_px": self.input_size,
+            "score_threshold": self.score_threshold,
+            "nms_iou": self.nms_iou,
+        }
+
+
+def yolox_anchors(input_size: int, strides: Sequence[int] = YOLOX_STRIDES) -> Tuple[np.ndarray, np.ndarray]:
+    """Grid cells (N, 2) as (gx, gy) and their strides (N,), strides ascending, x fastest within a level."""
+    grids, steps = [], []
+    for stride in strides:
+        cells = input_size // stride
+        gy, gx = np.mgrid[0:cells, 0:cells]
+        grids.append(np.stack([gx.ravel(), gy.ravel()], axis=1))
+        steps.append(np.full(cells * cells, stride))
+    return np.concatenate(grids).astype(np.float64), np.concatenate(steps).astype(np.float64)
+
+
+def decode_yolox(
+    raw: np.ndarray,
+    grid: np.ndarray,
+    strides: np.ndarray,
+    ratio: float,
+    score_threshold: float = YOLOX_SCORE_THRESHOLD,
+    nms_iou: float = NMS_IOU_THRESHOLD,
+) -> Detections:
+    """Raw YOLOX rows (1, N, 85) -> person boxes in image pixels (see the module docstring)."""
+    rows = np.asarray(raw, np.float64).reshape(-1, YOLOX_ATTRS)
+    if len(rows) != len(grid):
+        raise BadFileError(
+            f"the detector gives {len(rows)} anchor rows; its YOLOX input size has {len(grid)}",
+            fix="use OpenCV model zoo's object_detection_yolox_2022nov.onnx (`gtacli fetch detector --force`)",
+        )
+    classes = rows[:, 5:]
+    scores = rows[:, 4] * classes[:, YOLOX_PERSON_CLASS]
+    good = (classes.argmax(axis=1) == YOLOX_PERSON_CLASS) & (scores >= score_threshold)
+    rows, scores, grid, strides = rows[good], scores[good], grid[good], strides[good]
+    centre = (rows[:, :2] + grid) * strides[:, None]
+    size = np.exp(rows[:, 2:4]) * strides[:, None]
+    boxes = np.concatenate([centre - size / 2, size], axis=1) / ratio
+    keep = non_max_suppression(boxes, scores, nms_iou) if len(rows) else np.zeros(0, np.int64)
+    return Detections(boxes[keep], scores[keep])
 
 
 def parse_ssd_output(out: np.ndarray, image_wh: Tuple[int, int], score_threshold: float) -> Detections:
@@ -328,30 +421,75 @@ def parse_yolo_output(out: np.ndarray, factor: float, score_threshold: float) ->
     return Detections(boxes[keep], scores[keep])
 
 
-def build_detector(name: str, data_root: Optional[Path] = None) -> Any:
-    """A callable `frame_bgr -> Detections`. DNN detectors need their files under `<data_root>/detectors/`."""
+def build_detector(
+    name: str,
+    data_root: Optional[Path] = None,
+    yolox_weights: Optional[Path] = None,
+    yolox_sha256: Optional[str] = None,
+) -> Any:
+    """A callable `frame_bgr -> Detections` with `.describe()`. `yolox_weights` / `yolox_sha256` are the YOLOX
+    file's place and pinned hash (from the asset manifest); `auto` takes YOLOX when that file is there, else HOG.
+    The ssd / yolo files live under `<data_root>/detectors/`."""
+    if name not in DETECTORS:
+        raise UsageError(f"--detector {name!r} is unknown", fix=f"use one of: {', '.join(DETECTORS)}")
+    folder = Path(data_root or "data") / DETECTOR_DIR
+    if name == "auto":
+        name = "yolox" if yolox_weights is not None and Path(yolox_weights).is_file() else "hog"
+    if name == "yolox":
+        if yolox_weights is None:
+            raise UsageError("--detector yolox needs the detector asset", fix="run `gtacli fetch detector`")
+        path = Path(yolox_weights)
+        _require_detector_file(path, name, fix="run `gtacli fetch detector`, or use --detector hog")
+        if yolox_sha256:
+            _check_sha256(path, yolox_sha256)
+        return YoloxDetector(path)
     if name == "hog":
         return HogDetector()
-    folder = Path(data_root or "data") / DETECTOR_DIR
     if name == "ssd":
         files = [folder / f for f in SSD_FILES]
         for path in files:
             _require_detector_file(path, name)
         return SsdDetector(files[0], files[1])
-    if name == "yolo":
-        path = folder / YOLO_FILE
-        _require_detector_file(path, name)
-        return YoloDetector(path)
-    raise UsageError(f"unknown detector {name!r}", fix=f"use one of: {', '.join(DETECTORS)}")
+    path = folder / YOLO_FILE
+    _require_detector_file(path, name)
+    return YoloDetector(path)
 
 
-def _require_detector_file(path: Path, name: str) -> None:
+def _require_detector_file(path: Path, name: str, fix: Optional[str] = None) -> None:
     if not path.is_file():
         raise MissingFileError(
             f"detector '{name}' needs this file and it is absent",
             path=path,
-            fix=f"put the {name} weights there (see `gtacli demo --help`), or use --detector hog (built into OpenCV)",
+            fix=fix
+            or f"put the {name} weights there (see `gtacli demo --help`), or use --detector hog (built into OpenCV)",
         )
+
+
+def _check_sha256(path: Path, expected: str) -> None:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest().lower() != expected.lower():
+        raise BadFileError(
+            "does not match the detector's pinned sha256 (damaged or a different file)",
+            path=path,
+            fix="run `gtacli fetch detector --force`",
+        )
+
+
+def _load_net(load: Any, path: Path, name: str) -> Any:
+    """cv2.dnn's loader, with its multi-line C++ exception turned into one line naming the file."""
+    import cv2
+
+    try:
+        return load()
+    except cv2.error:
+        raise BadFileError(
+            f"OpenCV cannot load this as the '{name}' detector network",
+            path=path,
+            fix="fetch it again (`gtacli fetch detector --force` for yolox), or use --detector hog",
+        ) from None
 
 
 # ----------------------------------------------------------------------------------------------- user boxes
@@ -368,11 +506,22 @@ def parse_bbox_option(text: str) -> np.ndarray:
     return np.asarray(values, np.float64)
 
 
+def check_bbox_option(box: np.ndarray) -> np.ndarray:
+    """`--bbox` as a (1, 4) array once its size is known to be usable (position is checked per frame)."""
+    box = np.asarray(box, np.float64).reshape(4)
+    if not (np.isfinite(box).all() and box[2] >= MIN_BOX_SIDE_PX and box[3] >= MIN_BOX_SIDE_PX):
+        raise UsageError(
+            f"--bbox {','.join(f'{v:g}' for v in box)} needs a width and height of at least {MIN_BOX_SIDE_PX:g} px",
+            fix="write it as --bbox x,y,w,h in pixels (top-left corner, width, height)",
+        )
+    return box[None]
+
+
 class UserBoxes:
     """Boxes given by the user, looked up per frame: `boxes_for(index, name) -> (K,4)`.
 
     `per_frame` is either None (one set of boxes for every frame: `every_frame`), a list indexed by frame
-    position, or a dict keyed by frame name / stem / index string.
+    position, or a dict keyed by frame name / stem / index string. `matched` counts the frames a dict named.
     """
 
     def __init__(
@@ -381,6 +530,12 @@ class UserBoxes:
         self.every_frame = every_frame
         self.per_frame = per_frame
         self.source = source
+        self.matched = 0
+
+    @property
+    def every_frame_given(self) -> bool:
+        """True unless the boxes are a mapping by frame name (the only form that can miss every frame)."""
+        return not isinstance(self.per_frame, dict)
 
     def boxes_for(self, index: int, name: str) -> np.ndarray:
         if self.every_frame is not None:
@@ -395,6 +550,7 @@ class UserBoxes:
             return self.per_frame[index]
         for key in (name, Path(name).stem, str(index)):
             if key in self.per_frame:
+                self.matched += 1
                 return self.per_frame[key]
         return np.zeros((0, 4))
 
@@ -423,6 +579,14 @@ def load_bbox_file(path: Path) -> UserBoxes:
             path=path,
             fix=f"write the boxes as JSON, e.g. {_BBOX_FILE_EXAMPLE}",
         ) from None
+    except RecursionError:
+        raise BadFileError(
+            "is nested too deeply to be a bbox file",
+            path=path,
+            fix=f"write the boxes as JSON, e.g. {_BBOX_FILE_EXAMPLE}",
+        ) from None
+    if is_openpose_document(data):
+        return UserBoxes(every_frame=openpose_boxes(parse_openpose(data, path), path), source=str(path))
     if isinstance(data, dict) and set(data) == {"bbox"}:
         return UserBoxes(every_frame=_boxes_entry(data["bbox"], path), source=str(path))
     if isinstance(data, list):
@@ -434,6 +598,25 @@ def load_bbox_file(path: Path) -> UserBoxes:
         path=path,
         fix='use {"bbox": [x, y, w, h]}, a list with one entry per frame, or {"frame name": [[x, y, w, h], ...]}',
     )
+
+
+def openpose_boxes(frame: OpenPoseFrame, path: Path) -> np.ndarray:
+    """(P, 4) demo boxes whose crops are SPIN's crops of the OpenPose people (module docstring, format 4)."""
+    boxes = []
+    for keypoints in frame.keypoints:
+        found = spin_box(keypoints)
+        if found is None:
+            continue
+        (cx, cy), crop_side = found
+        side = crop_side / DEMO_BBOX_SCALE  # the demo crops DEMO_BBOX_SCALE x the box side
+        boxes.append([cx - side / 2, cy - side / 2, side, side])
+    if not boxes:
+        raise BadFileError(
+            "has no person with two or more keypoints above SPIN's 0.2 confidence",
+            path=path,
+            fix="pass OpenPose output for an image with a visible person, or a box with --bbox x,y,w,h",
+        )
+    return np.asarray(boxes, np.float64)
 
 
 def _boxes_entry(entry: Any, path: Path) -> np.ndarray:
@@ -464,17 +647,3 @@ def _boxes_entry(entry: Any, path: Path) -> np.ndarray:
 def detections_from_user(boxes: np.ndarray) -> Detections:
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
     return Detections(boxes, np.ones(len(boxes)))
-
-
-def describe_detector(name: str) -> Dict[str, Any]:
-    """Settings of a detector for results.json."""
-    if name == "hog":
-        return {
-            "name": "hog",
-            "max_side_px": HOG_MAX_SIDE,
-            "scale_step": HOG_SCALE_STEP,
-            "score_threshold": HOG_SCORE_THRESHOLD,
-            "nms_iou": NMS_IOU_THRESHOLD,
-            "tighten_wh": list(HOG_TIGHTEN_WH),
-        }
-    return {"name": name, "score_threshold": DNN_SCORE_THRESHOLD, "nms_iou": NMS_IOU_THRESHOLD}

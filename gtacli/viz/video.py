@@ -12,7 +12,11 @@
 
 from __future__ import annotations
 
+import atexit
+import os
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, List, Optional, Tuple
@@ -58,7 +62,7 @@ class FrameSource:
     def _iter_video(self) -> Iterator[Tuple[int, str, np.ndarray]]:
         import cv2
 
-        cap = cv2.VideoCapture(str(self.path))
+        cap = capture(self.path)
         if not cap.isOpened():
             raise BadFileError(
                 "OpenCV cannot open this video", path=self.path, fix="check the file or re-encode it"
@@ -121,12 +125,48 @@ def open_frames(path: Path) -> FrameSource:
     return _open_video(path)
 
 
+def capture(path: Path):
+    """`cv2.VideoCapture` for any file name. OpenCV takes the name as UTF-8 text, so a name with other bytes
+    (Python keeps them as surrogates) is opened through a UTF-8-named symbolic link in a private temporary folder."""
+    import cv2
+
+    return cv2.VideoCapture(str(utf8_path(Path(path))))
+
+
+def utf8_path(path: Path) -> Path:
+    """`path`, or an equivalent UTF-8 path through a symbolic link when its name has other bytes (OpenCV's
+    writers crash on such names; its readers fail)."""
+    try:
+        str(path).encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        pass
+    try:
+        path.name.encode("utf-8")
+        return _utf8_alias(path.parent) / path.name  # only a folder above has such bytes
+    except UnicodeEncodeError:
+        return _utf8_alias(path)
+
+
+_ALIASES: dict = {}
+
+
+def _utf8_alias(path: Path) -> Path:
+    if path not in _ALIASES:
+        folder = Path(tempfile.mkdtemp(prefix="gtacli-video-"))
+        atexit.register(shutil.rmtree, folder, True)
+        alias = folder / ("input" + os.fsencode(path.suffix).decode("ascii", "replace").replace("\ufffd", ""))
+        alias.symlink_to(path.resolve())
+        _ALIASES[path] = alias
+    return _ALIASES[path]
+
+
 def _open_video(path: Path) -> FrameSource:
     import cv2
 
     if path.stat().st_size == 0:
         raise BadFileError("the file is empty", path=path, fix="give an image, a folder of images or a video")
-    cap = cv2.VideoCapture(str(path))
+    cap = capture(path)
     try:
         if not cap.isOpened():
             kind = "video" if path.suffix.lower() in VIDEO_EXTENSIONS else "image or video"
@@ -208,7 +248,7 @@ class VideoSink:
         if self.writer is None:
             self.size = (frame.shape[1], frame.shape[0])
             self.writer = cv2.VideoWriter(
-                str(self.path), cv2.VideoWriter_fourcc(*VIDEO_FOURCC), self.fps, self.size
+                str(utf8_path(self.path)), cv2.VideoWriter_fourcc(*VIDEO_FOURCC), self.fps, self.size
             )
             if not self.writer.isOpened():
                 raise GtacliError(
@@ -245,7 +285,7 @@ def probe_video(path: Path) -> Tuple[int, float, Tuple[int, int]]:
     """(decoded frame count, fps metadata, (width, height)) of a video, by decoding it."""
     import cv2
 
-    cap = cv2.VideoCapture(str(path))
+    cap = capture(path)
     if not cap.isOpened():
         raise BadFileError("OpenCV cannot open this video", path=path)
     fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)

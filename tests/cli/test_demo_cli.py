@@ -19,7 +19,9 @@ from typer.testing import CliRunner
 
 from gtacli.cli.app import app
 
-FOCAL = 5000.0  # docs/reproduction.md §4.4 / §9, written out here so the tests do not reuse the code's constants
+FOCAL = (
+    5000.0  # docs/reproduction.md §4.4 / §9, written out here so the tests do not reuse the code's constants
+)
 CROP_RES = 224.0
 BOX = (100, 40, 120, 160)  # x, y, w, h inside the 320x240 test frames
 
@@ -59,6 +61,7 @@ def _box_str(box):
     return ",".join(str(v) for v in box)
 
 
+@pytest.mark.slow
 def test_video_overlay_keeps_frame_count_and_fps_and_one_entry_per_frame(env, tmp_path):
     video = tmp_path / "clip.mp4"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 7.0, (320, 240))
@@ -151,6 +154,7 @@ def test_image_overlay_changes_pixels_only_where_the_mesh_projects(env, tmp_path
     np.testing.assert_allclose(origin_full, origin_crop, atol=1e-2)
 
 
+@pytest.mark.slow
 def test_frames_without_a_person_are_recorded_not_dropped(env, tmp_path):
     frames = tmp_path / "frames"
     frames.mkdir()
@@ -179,6 +183,7 @@ def test_detector_finding_nobody_records_the_frame(env, tmp_path):
     assert not (out / "overlays").exists()
 
 
+@pytest.mark.slow
 def test_bbox_option_and_spin_bbox_file_give_the_same_crop(env, tmp_path, shared_assets):
     image = shared_assets / "im1010.jpg"
     a, b = tmp_path / "a", tmp_path / "b"
@@ -194,6 +199,7 @@ def test_bbox_option_and_spin_bbox_file_give_the_same_crop(env, tmp_path, shared
         np.testing.assert_array_equal(ra[key], rb[key])
 
 
+@pytest.mark.slow
 def test_real_video_with_the_builtin_detector(env, tmp_path, shared_assets):
     out = tmp_path / "out"
     _demo([shared_assets / "single_person_demo.mp4", *_common(env, out), "--max-frames", "2", "--no-render"])
@@ -294,7 +300,9 @@ def test_bad_input_one_line_exit_1_and_nothing_written(env, tmp_path, case):
     [
         ("{bad json", "not valid JSON"),
         ('{"bbox": [1, 2]}', "is not a box"),
-        ('{"bbox": [10, 10, 0, 20]}', "positive width and height"),
+        ('{"bbox": [10, 10, 0, 20]}', "width and height of at least"),
+        ('{"bbox": [10, 10, 1e-9, 1e-9]}', "width and height of at least"),
+        ("[" * 50000 + "]" * 50000, "nested too deeply"),
     ],
 )
 def test_bad_bbox_file_names_file_problem_and_fix(env, tmp_path, content, problem):
@@ -320,6 +328,7 @@ def test_unwritable_output_is_one_line_before_any_work(env, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "a_file"]
 
 
+@pytest.mark.slow
 def test_unreadable_video_is_exactly_one_stderr_line_in_a_real_process(env, tmp_path):
     """FFmpeg writes its decoder complaints to the process's stderr directly (CliRunner cannot see them)."""
     video = tmp_path / "garbage.mp4"
@@ -342,10 +351,11 @@ def test_existing_foreign_output_folder_is_refused(env, tmp_path):
     out.mkdir()
     (out / "precious.txt").write_text("keep me")
     result = _demo([tmp_path / "a.png", *_common(env, out), "--bbox", _box_str(BOX)], expect=2)
-    assert "not a gtacli demo output" in _one_error_line(result)
+    assert "holds files the demo did not write (e.g. precious.txt)" in _one_error_line(result)
     assert sorted(p.name for p in out.iterdir()) == ["precious.txt"]
 
 
+@pytest.mark.slow
 def test_max_people_keeps_the_largest_user_box_and_side_view_doubles_the_width(env, tmp_path):
     cv2.imwrite(str(tmp_path / "two.png"), _texture(5))
     boxes = tmp_path / "boxes.json"
@@ -417,6 +427,7 @@ def test_full_image_translation_hand_case():
     )
 
 
+@pytest.mark.slow
 def test_video_with_implausible_fps_says_so_and_uses_a_sane_rate(env, tmp_path):
     video = tmp_path / "fast.avi"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 1000.0, (160, 120))
@@ -444,3 +455,224 @@ def test_video_with_implausible_fps_says_so_and_uses_a_sane_rate(env, tmp_path):
     while cap.grab():
         count += 1
     assert count == 3 and cap.get(cv2.CAP_PROP_FPS) == pytest.approx(30.0)
+
+
+# ------------------------------------------------------------------------------------------ #13, #11, #10 items
+
+
+def _video(path, frames=6, size_wh=(320, 240), fourcc="mp4v", fps=7.0):
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, size_wh)
+    for i in range(frames):
+        writer.write(np.roll(_texture(0, size_wh[::-1]), 4 * i, axis=1))
+    writer.release()
+    return path
+
+
+@pytest.mark.slow
+def test_rerun_replaces_only_its_own_files_and_refuses_a_folder_with_a_user_file(env, tmp_path):
+    cv2.imwrite(str(tmp_path / "a.png"), _texture(4))
+    out = tmp_path / "out"
+    args = [tmp_path / "a.png", *_common(env, out), "--bbox", _box_str(BOX)]
+    _demo(args)
+    manifest = json.loads((out / ".gtacli-demo.json").read_text())
+    assert sorted(manifest["files"]) == ["overlays/a.png", "results.json", "results.npz"]
+    _demo(args)  # its own output: replaced
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".gtacli-demo.json",
+        "overlays",
+        "results.json",
+        "results.npz",
+    ]
+    (out / "notes.txt").write_text("mine")  # the user adds a file: the folder is no longer the demo's alone
+    result = _demo(args, expect=2)
+    assert "notes.txt" in _one_error_line(result)
+    assert (out / "notes.txt").read_text() == "mine" and (out / "results.npz").is_file()
+    # an old-style output (results.json, no manifest) is not taken for the demo's either
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    (legacy / "results.json").write_text("{}")
+    (legacy / "thesis.tex").write_text("keep")
+    _demo([tmp_path / "a.png", *_common(env, legacy), "--bbox", _box_str(BOX)], expect=2)
+    assert (legacy / "thesis.tex").read_text() == "keep"
+
+
+@pytest.mark.slow
+def test_takeaways_boxes_meshes_frames_and_replay_without_the_network(env, tmp_path):
+    video = _video(tmp_path / "clip.mp4", frames=4)
+    out = tmp_path / "out"
+    plain = tmp_path / "plain"
+    _demo([video, *_common(env, plain), "--bbox", _box_str(BOX), "--no-draw-boxes"])
+    _demo(
+        [
+            video,
+            *_common(env, out),
+            "--bbox",
+            _box_str(BOX),
+            "--export-mesh",
+            "--save-frames",
+            "--save-vertices",
+        ]
+    )
+    res = np.load(out / "results.npz")
+    summary = json.loads((out / "results.json").read_text())
+    assert summary["outputs"]["boxes_drawn"] is True  # default on for videos
+    assert res["bbox_source"].tolist() == ["given"] * 4 and summary["tracks"] == 1
+    frames = sorted((out / "frames").iterdir())
+    assert [p.name for p in frames] == [f"{i:06d}.png" for i in range(4)]
+    # the box outline (drawn colour) is on the saved frame along the box's top edge, not on the plain run's
+    boxed = cv2.imread(str(frames[0]))
+    x, y, w, h = BOX
+    edge = boxed[y, x + 5 : x + w - 5].astype(int)
+    assert (np.abs(edge - (0, 200, 255)).sum(1) < 60).mean() > 0.8
+    meshes = sorted((out / "meshes").glob("*.obj"))
+    assert [p.name for p in meshes] == [f"{i:06d}_id0.obj" for i in range(4)]
+    lines = meshes[0].read_text().splitlines()
+    verts = np.array([[float(v) for v in line.split()[1:]] for line in lines if line.startswith("v ")])
+    faces = np.array([[int(v) for v in line.split()[1:]] for line in lines if line.startswith("f ")])
+    np.testing.assert_allclose(verts, res["vertices"][0] + res["transl"][0], atol=2e-5)  # original camera
+    assert faces.min() == 1 and faces.max() == len(verts) and faces.shape[1] == 3
+    # replay: same people and joints from results.npz alone (no --checkpoint, no network)
+    again = tmp_path / "again"
+    _demo([video, "--from-results", out / "results.npz", "--data-root", env["root"], "--device", "cpu",
+           "--output", again, "--quiet", "--export-mesh"])  # fmt: skip
+    res2 = np.load(again / "results.npz")
+    for key in ("frame_index", "person_id", "bbox_xywh", "crop_center"):
+        np.testing.assert_array_equal(res2[key], res[key])
+    np.testing.assert_allclose(res2["keypoints2d_smpl49"], res["keypoints2d_smpl49"], atol=1e-2)
+    assert len(list((again / "meshes").glob("*.obj"))) == 4
+    assert json.loads((again / "results.json").read_text())["checkpoint"] is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name, size_wh",
+    [("thumb.png", (96, 54)), ("dot.png", (2, 2)), ("panorama.png", (2400, 180)), ("thumb.avi", (96, 54))],
+)
+def test_tiny_inputs_do_not_crash_the_process_or_leave_temp_folders(env, tmp_path, name, size_wh):
+    """OpenCV's HOG aborted the whole process (exit 134) on images below its window; run it for real."""
+    target = tmp_path / name
+    if name.endswith(".avi"):
+        _video(target, frames=3, size_wh=size_wh, fourcc="MJPG")
+    else:
+        cv2.imwrite(
+            str(target), _texture(1, size_wh[::-1]) if min(size_wh) > 8 else np.zeros((2, 2, 3), np.uint8)
+        )
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "gtacli", "demo", str(target), *[str(a) for a in _common(env, out)]],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (out / "results.json").is_file()
+    assert [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name] == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["image", "video"])
+def test_input_name_with_a_non_utf8_byte(env, tmp_path, kind):
+    folder = os.fsencode(str(tmp_path))
+    raw = folder + b"/clip\xff" + (b".png" if kind == "image" else b".mp4")
+    if kind == "image":
+        ok, data = cv2.imencode(".png", _texture(2))
+        with open(raw, "wb") as handle:
+            handle.write(data.tobytes())
+    else:
+        _video(tmp_path / "plain.mp4", frames=3)
+        os.rename(os.fsencode(str(tmp_path / "plain.mp4")), raw)
+    out = os.fsencode(str(tmp_path)) + b"/out\xff"
+    proc = subprocess.run(
+        [sys.executable, "-m", "gtacli", "demo", raw, *[str(a) for a in _common(env, "X")][:-3], b"--output", out,
+         "--bbox", _box_str(BOX), "--quiet"],
+        capture_output=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    names = os.listdir(out)
+    assert b"results.json" in names
+    summary = json.loads(open(out + b"/results.json", "rb").read())
+    assert summary["input"].endswith("clip\\xff" + (".png" if kind == "image" else ".mp4"))
+    assert [n for n in os.listdir(os.fsencode(str(tmp_path))) if b".tmp-" in n] == []
+
+
+def test_nan_checkpoint_is_refused(env, tmp_path):
+    import torch
+
+    state = torch.load(env["ckpt"], weights_only=True)
+    weights = state.get("state_dict", state)
+    key = next(k for k, v in weights.items() if torch.is_floating_point(v) and v.numel() > 1)
+    weights[key] = torch.full_like(weights[key], float("nan"))
+    bad = tmp_path / "nan.pth"
+    torch.save(state, bad)
+    cv2.imwrite(str(tmp_path / "a.png"), _texture(4))
+    out = tmp_path / "out"
+    result = _demo([tmp_path / "a.png", "--checkpoint", bad, "--data-root", env["root"], "--device", "cpu",
+                    "--output", out, "--bbox", _box_str(BOX)], expect=1)  # fmt: skip
+    line = _one_error_line(result)
+    assert "nan" in line.lower() and str(bad) in line
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_openpose_bbox_file_crops_like_spin(env, tmp_path, shared_assets):
+    out = tmp_path / "out"
+    _demo(
+        [
+            shared_assets / "im1010.jpg",
+            *_common(env, out),
+            "--bbox-file",
+            shared_assets / "im1010_openpose.json",
+        ]
+    )
+    res = np.load(out / "results.npz")
+    doc = json.loads((shared_assets / "im1010_openpose.json").read_text())
+    flat = np.asarray(doc["people"][0]["pose_keypoints_2d"], float).reshape(-1, 3)
+    good = flat[flat[:, 2] > 0.2, :2]  # SPIN demo.py: confident keypoints' mean and 1.2 x larger extent
+    np.testing.assert_allclose(res["crop_center"][0], good.mean(0), atol=1e-3)
+    assert res["crop_size"][0] == pytest.approx(1.2 * (good.max(0) - good.min(0)).max(), rel=1e-5)
+
+
+@pytest.mark.slow
+def test_box_mapping_that_matches_no_frame_is_an_error(env, tmp_path):
+    cv2.imwrite(str(tmp_path / "a.png"), _texture(4))
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({"b.png": [100, 40, 120, 160]}))
+    out = tmp_path / "out"
+    result = _demo([tmp_path / "a.png", *_common(env, out), "--bbox-file", boxes], expect=1)
+    assert "matches no frame" in _one_error_line(result)
+    assert not out.exists()
+
+
+def test_unknown_detector_is_a_usage_error_listing_the_names(env, tmp_path):
+    cv2.imwrite(str(tmp_path / "a.png"), _texture(4))
+    result = _demo([tmp_path / "a.png", *_common(env, tmp_path / "out"), "--detector", "rcnn"], expect=2)
+    assert "auto, yolox, hog, ssd, yolo" in _one_error_line(result)
+
+
+def test_detector_weights_with_a_wrong_hash_say_how_to_fix(env, tmp_path):
+    import shutil
+
+    root = tmp_path / "root"
+    shutil.copytree(env["root"], root, symlinks=True)
+    (root / "detectors").mkdir(exist_ok=True)
+    (root / "detectors" / "object_detection_yolox_2022nov.onnx").write_bytes(b"not the published weights")
+    cv2.imwrite(str(tmp_path / "a.png"), _texture(4))
+    out = tmp_path / "out"
+    result = _demo([tmp_path / "a.png", "--checkpoint", env["ckpt"], "--data-root", root, "--device", "cpu",
+                    "--output", out], expect=1)  # fmt: skip
+    line = _one_error_line(result)
+    assert "sha256" in line and "gtacli fetch detector --force" in line
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_video_undecodable_part_way_keeps_the_decoded_frames_and_names_the_frame(env, tmp_path):
+    video = _video(tmp_path / "clip.avi", frames=12, fourcc="MJPG")
+    data = video.read_bytes()
+    video.write_bytes(data[: len(data) // 2])  # the second half (and the index) is gone
+    out = tmp_path / "out"
+    result = _demo([video, *_common(env, out), "--bbox", _box_str(BOX), "--no-render"], expect=1)
+    line = _one_error_line(result)
+    summary = json.loads((out / "results.json").read_text())
+    kept = summary["frames"]
+    assert 0 < kept < 12
+    assert f"frame {kept} of 12 cannot be decoded" in line and str(out) in line
+    assert np.load(out / "results.npz")["frame_index"].tolist() == list(range(kept))

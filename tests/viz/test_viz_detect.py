@@ -11,7 +11,6 @@ from gtacli.errors import BadFileError, MissingFileError, UsageError
 from gtacli.viz import detect
 from gtacli.viz.detect import (
     Detections,
-    IouTracker,
     build_detector,
     check_box_in_image,
     iou_xywh,
@@ -50,18 +49,6 @@ def test_select_people_by_score_then_area():
     np.testing.assert_array_equal(kept.boxes[:, 2], [20, 30])
 
 
-def test_tracker_keeps_ids_when_boxes_move_a_little():
-    tracker = IouTracker()
-    first = tracker.update(Detections(np.array([[0, 0, 50, 100], [200, 0, 50, 100]]), np.ones(2)))
-    assert first.ids.tolist() == [0, 1]
-    # same people, listed in the other order and shifted by 5 px
-    second = tracker.update(Detections(np.array([[205, 0, 50, 100], [5, 0, 50, 100]]), np.ones(2)))
-    assert second.ids.tolist() == [1, 0]
-    # a new far-away person gets a new id
-    third = tracker.update(Detections(np.array([[500, 0, 50, 100]]), np.ones(1)))
-    assert third.ids.tolist() == [2]
-
-
 def test_bbox_option_parsing():
     np.testing.assert_array_equal(parse_bbox_option("17,37,117,142"), [17, 37, 117, 142])
     with pytest.raises(UsageError):
@@ -72,7 +59,7 @@ def test_box_outside_image_is_refused():
     check_box_in_image([17, 37, 117, 142], (153, 192), "--bbox")  # im1010: inside
     with pytest.raises(BadFileError, match="outside"):
         check_box_in_image([500, 500, 50, 50], (153, 192), "--bbox")
-    with pytest.raises(BadFileError, match="positive"):
+    with pytest.raises(BadFileError, match="at least"):
         check_box_in_image([10, 10, 0, 50], (153, 192), "--bbox")
 
 
@@ -161,4 +148,68 @@ def test_hog_finds_the_person_in_a_real_photo(shared_assets):
 def test_hog_finds_nobody_in_a_blank_frame():
     dets = build_detector("hog")(np.full((480, 640, 3), 127, np.uint8))
     assert len(dets) == 0
-    assert detect.describe_detector("hog")["name"] == "hog"
+    assert build_detector("hog").describe()["name"] == "hog"
+
+
+@pytest.mark.parametrize("size_hw", [(54, 96), (2, 2), (180, 2400), (127, 63)])
+def test_hog_on_images_smaller_than_its_window_returns_instead_of_aborting(size_hw):
+    """OpenCV aborts the process (exit 134) when detectMultiScale gets an image below its 64x128 window;
+    the detector scales such images up to the window first (a crash here would kill the test process)."""
+    rng = np.random.default_rng(0)
+    dets = build_detector("hog")(rng.integers(0, 256, (*size_hw, 3), dtype=np.uint8))
+    assert dets.boxes.shape[1] == 4
+
+
+def test_tiny_bbox_is_refused():
+    with pytest.raises(UsageError, match="at least"):
+        detect.check_bbox_option(np.array([10, 10, 1e-9, 1e-9]))
+    with pytest.raises(BadFileError, match="at least"):
+        check_box_in_image([10, 10, 1e-9, 50], (100, 100), "boxes.json")
+    assert detect.check_bbox_option(np.array([10, 10, 2, 2])).shape == (1, 4)
+
+
+def test_deeply_nested_bbox_file_is_one_line(tmp_path):
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(BadFileError) as info:
+        load_bbox_file(path)
+    assert "nested" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_openpose_bbox_file_gives_spins_crop(shared_assets):
+    """SPIN's demo crops OpenPose people at centre = mean of keypoints above 0.2, side = 1.2 x their extent;
+    the demo's box for that person must give exactly that crop (demo crop side = 1.25 x box side)."""
+    doc = json.loads((shared_assets / "im1010_openpose.json").read_text())
+    flat = np.asarray(doc["people"][0]["pose_keypoints_2d"], float).reshape(-1, 3)
+    good = flat[flat[:, 2] > 0.2, :2]
+    centre = good.mean(0)
+    side = 1.2 * (good.max(0) - good.min(0)).max()
+    boxes = load_bbox_file(shared_assets / "im1010_openpose.json").boxes_for(0, "im1010.jpg")
+    from gtacli.viz.demo_runner import crop_square
+
+    got_centre, got_side = crop_square(boxes[0])
+    np.testing.assert_allclose(got_centre, centre, atol=1e-6)
+    assert got_side == pytest.approx(side, rel=1e-9)
+
+
+def test_coco18_openpose_bbox_file(tmp_path):
+    # COCO-18: 18 keypoints; two confident ones span a 100-px square around (150, 200)
+    keypoints = np.zeros((18, 3))
+    keypoints[0] = (100, 150, 0.9)
+    keypoints[10] = (200, 250, 0.8)
+    path = tmp_path / "coco.json"
+    path.write_text(json.dumps({"people": [{"pose_keypoints_2d": keypoints.ravel().tolist()}]}))
+    from gtacli.viz.demo_runner import crop_square
+
+    centre, side = crop_square(load_bbox_file(path).boxes_for(0, "x.jpg")[0])
+    np.testing.assert_allclose(centre, [150, 200])
+    assert side == pytest.approx(120.0)
+
+
+def test_box_mapping_counts_matched_frames(tmp_path):
+    path = tmp_path / "boxes.json"
+    path.write_text(json.dumps({"other.jpg": [1, 2, 30, 40]}))
+    boxes = load_bbox_file(path)
+    assert len(boxes.boxes_for(0, "img.jpg")) == 0
+    assert boxes.matched == 0 and not boxes.every_frame_given
+    assert len(boxes.boxes_for(1, "other.jpg")) == 1 and boxes.matched == 1
