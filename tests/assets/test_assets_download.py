@@ -91,7 +91,7 @@ def test_mirrors_from_option_then_environment():
         parse_mirrors(["ftp//nope"], env="")
 
 
-def test_manifest_lists_every_spec_asset_in_its_group(manifest):
+def test_manifest_lists_every_published_asset_in_its_group(manifest):
     groups = {g: {a.name for a in manifest.in_group(g)} for g in manifest.groups}
     assert groups["extras"] == set(EXTRAS)
     assert groups["fits"] == {
@@ -119,8 +119,12 @@ def test_manifest_lists_every_spec_asset_in_its_group(manifest):
     assert all(
         a.url.startswith("https://openmmlab-share.oss-cn-hangzhou.aliyuncs.com/")
         for a in manifest.assets
-        if a.name != "resnet50_imagenet"
+        if a.name not in ("resnet50_imagenet", "detector")
     )
+    # the demo's person detector: OpenCV model zoo's YOLOX, pinned by its Git LFS sha256
+    detector = manifest.get("detector")
+    assert groups["detector"] == {"detector"} and len(detector.sha256) == 64
+    assert detector.dest.startswith("detectors/") and detector.dest.endswith(".onnx")
     imagenet = manifest.get("resnet50_imagenet")
     # torchvision names its weights <arch>-<sha256[:8]>.pth
     assert imagenet.url.endswith("/resnet50-0676ba61.pth") and imagenet.sha256_prefix == "0676ba61"

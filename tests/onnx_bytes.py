@@ -1,5 +1,6 @@
-"""Write a tiny ONNX model by hand (protobuf wire format), for testing the YOLOX detector through cv2.dnn.
+"""Tiny ONNX models written by hand (protobuf wire format), for testing cv2.dnn loading without `onnx`.
 
+`relu_model`: one Relu (fetch's content check of kind "onnx"). `yolox_like_model`: the YOLOX detector's layout.
 The `onnx` package (which `torch.onnx.export` needs) is not installed here, so the model is encoded directly:
 input `images` (1, 3, S, S) float -> `GlobalAveragePool` -> the three channel means (1, 3) -> `MatMul` with
 `weights` (3, N x 85), plus `bias` -> `Reshape` -> output (1, N, 85). With zero weights the output is the raw head
@@ -81,3 +82,16 @@ def yolox_like_model(input_size: int, bias: np.ndarray, weights: np.ndarray) -> 
     )
     opset = _str(1, "") + _int(2, 13)
     return _int(1, 7) + _str(2, "gtacli-test") + _bytes(7, graph) + _bytes(8, opset)
+
+
+def relu_model(dims=(1, 3, 4, 4)) -> bytes:
+    """ONNX bytes of y = Relu(x) for a float tensor of shape `dims`."""
+    graph = b"".join(
+        [
+            _bytes(1, _node("Relu", ["x"], ["y"])),
+            _str(2, "g"),
+            _bytes(11, _value_info("x", dims)),
+            _bytes(12, _value_info("y", dims)),
+        ]
+    )
+    return _int(1, 7) + _bytes(7, graph) + _bytes(8, _str(1, "") + _int(2, 11))
