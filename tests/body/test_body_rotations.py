@@ -31,7 +31,7 @@ def random_rotmats(n: int, dtype=torch.float64, seed: int = 0) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_rot6d_follows_spec_layout(dtype):
+def test_rot6d_follows_the_documented_layout(dtype):
     # p = (p0..p5) read row-major as 3x2: a1 = (p0, p2, p4), a2 = (p1, p3, p5); result columns b1, b2, b3
     p = torch.tensor([[2.0, 1.0, 0.0, 1.0, 0.0, 0.0]], dtype=dtype)  # a1 = (2,0,0), a2 = (1,1,0)
     m = R.rot6d_to_rotmat(p)[0]

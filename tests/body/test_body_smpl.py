@@ -15,7 +15,7 @@ from gtacli.errors import BadFileError, UnsafeFileError
 from gtacli.io.safe import load_npy
 
 # docs/reproduction.md §3.2 flat list, typed again here so the test does not read the table it checks.
-SPEC_54_TO_49 = [
+REFERENCE_54_TO_49 = [
     24, 12, 17, 19, 21, 16, 18, 20, 0, 2, 5, 8, 1, 4, 7, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34,
     8, 5, 45, 46, 4, 7, 21, 19, 17, 16, 18, 20, 47, 48, 49, 50, 51, 52, 53, 24, 26, 25, 28, 27,
 ]  # fmt: skip
@@ -41,7 +41,7 @@ def smplx_neutral(body_layout):
     return smplx.SMPL(model_path=str(body_layout.smpl_dir), gender="neutral", create_transl=False)
 
 
-def test_outputs_match_smplx_and_spec_joint_sets(body_layout, neutral, smplx_neutral):
+def test_outputs_match_smplx_and_the_documented_joint_sets(body_layout, neutral, smplx_neutral):
     betas, pose = _params(3)
     out = neutral(betas, pose[:, 3:], pose[:, :3])
     ref = smplx_neutral(betas=betas, body_pose=pose[:, 3:], global_orient=pose[:, :3])
@@ -55,7 +55,7 @@ def test_outputs_match_smplx_and_spec_joint_sets(body_layout, neutral, smplx_neu
     h36m = torch.as_tensor(load_npy(body_layout.j_regressor_h36m), dtype=torch.float32)
     torch.testing.assert_close(out.joints54[:, 45:], torch.einsum("jv,bvc->bjc", extra, out.vertices))
     torch.testing.assert_close(out.joints_h36m, torch.einsum("jv,bvc->bjc", h36m, out.vertices))
-    torch.testing.assert_close(out.joints, out.joints54[:, SPEC_54_TO_49])
+    torch.testing.assert_close(out.joints, out.joints54[:, REFERENCE_54_TO_49])
     assert neutral.faces.shape == (13776, 3) and neutral.faces.dtype == np.int64
 
 

@@ -78,7 +78,7 @@ def test_numpy_rotation_helpers_round_trip_a_known_rotation():
     np.testing.assert_allclose(_matrix_to_rotvec(R), [0, 0, math.pi / 2], atol=1e-12)
 
 
-def test_draw_order_matches_spec_section_11():
+def test_draw_order_matches_the_documented_order():
     for seed in range(20):
         params = draw_params(np.random.RandomState(seed), CFG)
         ref = np.random.RandomState(seed)

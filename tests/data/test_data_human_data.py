@@ -77,7 +77,7 @@ def test_reads_a_file_written_like_mmhuman3d(tmp_path):
     assert hd.meta()["gender"][:2] == ["m", "f"]
 
 
-def test_smpl49_conversion_follows_the_spec_table(tmp_path):
+def test_smpl49_conversion_follows_the_documented_table(tmp_path):
     path = tmp_path / "gta.npz"
     kp2d, kp3d, _ = _mmhuman3d_style_file(path)
     hd = HumanData.load(path)

@@ -79,7 +79,7 @@ def test_mmhuman3d_layout_with_body_model_buffers(tmp_path, source, image, refer
     _same_predictions(model, image, reference)
 
 
-def test_spin_model_layout_is_prefixed_by_the_spec_rule(tmp_path, source, image, reference):
+def test_spin_model_layout_is_prefixed_by_the_documented_rule(tmp_path, source, image, reference):
     state = _unprefixed(source.state_dict())
     assert "fc1.weight" in state and "conv1.weight" in state and "init_pose" in state
     path = tmp_path / "model_checkpoint.pt"

@@ -58,7 +58,7 @@ def model() -> HMREstimator:
     return HMREstimator(_mean_params())
 
 
-def test_state_dict_keys_and_shapes_are_spec_5_1(model):
+def test_state_dict_keys_and_shapes_are_mmhuman3ds(model):
     state = model.state_dict()
     expected = {**_expected_backbone_shapes(), **HEAD_SHAPES}
     assert len([k for k in state if k.startswith("backbone.")]) == 318

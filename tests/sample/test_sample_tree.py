@@ -25,7 +25,7 @@ from gtacli.layout import DataLayout
 from gtacli.sample.backgrounds import background_for
 
 # docs/reproduction.md §1.2, spelled out here (not taken from DataLayout) so a wrong layout path fails the test.
-SPEC_FILES = [
+EXPECTED_FILES = [
     "gmm_08.pkl",
     "body_models/J_regressor_extra.npy",
     "body_models/J_regressor_h36m.npy",
@@ -87,8 +87,8 @@ def _run_body(model, smpl: dict):
         )
 
 
-def test_tree_has_every_file_of_the_spec_layout(sample_tree: Path) -> None:
-    for rel in SPEC_FILES:
+def test_tree_has_every_file_of_the_documented_layout(sample_tree: Path) -> None:
+    for rel in EXPECTED_FILES:
         assert (sample_tree / rel).is_file(), rel
     assert (sample_tree / "cache").is_dir() and not any((sample_tree / "cache").iterdir())
     marker = json.loads((sample_tree / "SYNTHETIC_DATA.json").read_text())

@@ -21,7 +21,7 @@ from gtacli.train.losses import (
 W = LossConfig()  # recipe defaults: 100/10/2/3/0.02/60, scale 10, focal 5000, res 224
 
 
-def test_default_weights_are_the_spec_numbers_and_the_recipe_numbers():
+def test_default_weights_are_the_published_numbers_and_the_recipe_numbers():
     from gtacli.train.recipe import get_recipe
 
     assert (W.keypoints3d, W.keypoints2d, W.vertex, W.smpl_pose, W.smpl_betas, W.camera) == (
