@@ -1,0 +1,472 @@
+"""Hostile and careless inputs, as a table: each row is one user mistake or one attack on one command.
+
+A row names how to prepare the case (a function of the case folder), the command line, the exit code(s)
+allowed, a fragment the one-line message must contain, and the files that must come out byte for byte
+unchanged. Every case also checks what no command may ever do: crash with a traceback, print more than one
+error line, leave files in the current directory, or write outside the folders the case allows
+(`Case.may_write`). A new case is one row plus, when it needs one, a small `prepare_*` function.
+
+Commands run in-process through the real Typer app (its one error handler included); the cases that could
+end in a native crash run in a real subprocess.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Sequence, Tuple
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from gtacli.cli.app import app
+
+# Small files of the sample tree are copied into each case (so a case may damage them); large ones are linked.
+COPIED = ("preprocessed_datasets", "static_fits", "SYNTHETIC_DATA.json", "gmm_08.pkl")
+
+
+@dataclass
+class Case:
+    name: str
+    prepare: Callable[[Path, Path], Dict[str, str]]  # (data root, case dir) -> extra {placeholder: value}
+    argv: Sequence[str]  # may use {root}, {case} and the placeholders prepare returns
+    exit_codes: Tuple[int, ...]
+    message: str  # a fragment of the error line (case-insensitive), or of check-layout's report
+    unchanged: Sequence[str] = ()  # paths (with placeholders) whose bytes must not change
+    must_not_exist: Sequence[str] = ()
+    may_write: Sequence[str] = ()  # folders (with placeholders) where new files may appear
+    env: Dict[str, str] = field(default_factory=dict)
+    subprocess: bool = False
+
+
+# ------------------------------------------------------------------------------------------------------
+# case preparation
+
+
+def case_tree(sample_tree: Path, case_dir: Path) -> Path:
+    """A data root that reads like the sample tree: small files copied, large ones symlinked (read-only use)."""
+    root = case_dir / "data"
+    root.mkdir(parents=True)
+    for entry in sample_tree.iterdir():
+        if entry.name in COPIED:
+            (shutil.copytree if entry.is_dir() else shutil.copy2)(entry, root / entry.name)
+        elif entry.name == "cache":
+            (root / "cache").mkdir()
+        else:
+            (root / entry.name).symlink_to(entry, target_is_directory=entry.is_dir())
+    return root
+
+
+def nothing(root: Path, case: Path) -> Dict[str, str]:
+    return {}
+
+
+def _rewrite_npz(path: Path, change: Callable[[Dict[str, np.ndarray]], None]) -> None:
+    with np.load(path, allow_pickle=True) as npz:  # our own generated fixture file, not user input
+        members = {k: npz[k] for k in npz.files}
+    change(members)
+    np.savez_compressed(path, **members)
+
+
+def pw3d_member_escaping_the_cache(root: Path, case: Path) -> Dict[str, str]:
+    target = case / "escaped.npy"
+    name = os.path.relpath(target, root / "cache" / "human_data")[: -len(".npy")]
+    _rewrite_npz(
+        root / "preprocessed_datasets" / "pw3d_test.npz", lambda m: m.__setitem__(name, np.arange(3))
+    )
+    return {"escaped": str(target)}
+
+
+def nan_keypoints_in_lsp(root: Path, case: Path) -> Dict[str, str]:
+    def poison(members: Dict[str, np.ndarray]) -> None:
+        key = "keypoints2d" if "keypoints2d" in members else "keypoints2d_smpl"
+        kp = members[key].astype(np.float32)
+        kp[0, :, :2] = np.nan
+        members[key] = kp
+
+    _rewrite_npz(root / "preprocessed_datasets" / "spin_lsp_train.npz", poison)
+    return {}
+
+
+def all_nan_static_fits(root: Path, case: Path) -> Dict[str, str]:
+    path = root / "static_fits" / "lsp_fits.npy"
+    fits = np.load(path)
+    np.save(path, np.full_like(fits, np.nan))
+    return {}
+
+
+def nan_checkpoint(root: Path, case: Path) -> Dict[str, str]:
+    raw = torch.load(root / "pretrained_models" / "spin_official.pth", weights_only=True)
+    state = raw["state_dict"]
+    key = next(k for k in state if k.startswith("head.fc1.weight"))
+    state[key] = torch.full_like(state[key], float("nan"))
+    path = case / "nan.pth"
+    torch.save(raw, path)
+    return {"ckpt": str(path), "image": str(_sample_image(root))}
+
+
+def text_file_as_checkpoint(root: Path, case: Path) -> Dict[str, str]:
+    path = case / "notes.pth"
+    path.write_text("these are my notes, not weights\n")
+    return {"ckpt": str(path)}
+
+
+def hostile_smpl_pickle(root: Path, case: Path) -> Dict[str, str]:
+    marker = case / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    smpl = root / "body_models"
+    source = smpl.resolve()
+    smpl.unlink()  # replace the linked folder by a copy whose neutral model is hostile
+    shutil.copytree(source, smpl)
+    (smpl / "smpl" / "SMPL_NEUTRAL.pkl").write_bytes(pickle.dumps({"v_template": Exploit()}, protocol=2))
+    return {"marker": str(marker)}
+
+
+def user_folder_with_results_json(root: Path, case: Path) -> Dict[str, str]:
+    folder = case / "thesis"
+    folder.mkdir()
+    (folder / "results.json").write_text('{"mine": true}\n')
+    (folder / "chapter1.tex").write_text("\\section{Introduction}\n")
+    image = _sample_image(root)
+    return {"out": str(folder), "image": str(image)}
+
+
+def _sample_image(root: Path) -> Path:
+    return next(p for p in sorted((root / "datasets" / "pw3d").rglob("*.jpg")))
+
+
+def sample_image(root: Path, case: Path) -> Dict[str, str]:
+    return {"image": str(_sample_image(root))}
+
+
+def deeply_nested_bbox_file(root: Path, case: Path) -> Dict[str, str]:
+    path = case / "boxes.json"
+    path.write_text("[" * 50000 + "]" * 50000)
+    return {"boxes": str(path), "image": str(_sample_image(root))}
+
+
+def garbage_detector_weights(root: Path, case: Path) -> Dict[str, str]:
+    from gtacli.assets.manifest import load_manifest
+
+    dest = root / load_manifest().get("detector").dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(b"\x08\x07garbage, not an ONNX model" * 100)
+    return {"image": str(_sample_image(root)), "weights": str(dest)}
+
+
+def tiny_png(root: Path, case: Path) -> Dict[str, str]:
+    import cv2
+
+    path = case / "dot.png"
+    cv2.imwrite(str(path), np.full((2, 2, 3), 128, np.uint8))
+    return {"image": str(path)}
+
+
+def used_work_dir(root: Path, case: Path) -> Dict[str, str]:
+    work = case / "runs" / "ft"
+    work.mkdir(parents=True)
+    (work / "metrics.jsonl").write_text('{"step": 1, "loss": 0.5}\n')
+    (work / "latest.pth").write_bytes(b"an earlier run's checkpoint")
+    return {"work": str(work)}
+
+
+def empty_work_dir(root: Path, case: Path) -> Dict[str, str]:
+    work = case / "runs" / "empty"
+    work.mkdir(parents=True)
+    return {"work": str(work)}
+
+
+def licensed_smpl_in_a_foreign_root(root: Path, case: Path) -> Dict[str, str]:
+    user_root = case / "user_data"
+    smpl = user_root / "body_models" / "smpl"
+    smpl.mkdir(parents=True)
+    (smpl / "SMPL_NEUTRAL.pkl").write_bytes(b"licensed SMPL model bytes")
+    return {"user_root": str(user_root), "smpl": str(smpl / "SMPL_NEUTRAL.pkl")}
+
+
+def dataset_link_leaving_the_root(root: Path, case: Path) -> Dict[str, str]:
+    user_root = case / "user_data"
+    outside = case / "outside"
+    outside.mkdir()
+    user_root.mkdir()
+    (user_root / "datasets").symlink_to(outside, target_is_directory=True)
+    return {"user_root": str(user_root), "outside": str(outside)}
+
+
+# ------------------------------------------------------------------------------------------------------
+# the table
+
+R = "--data-root"
+CASES: List[Case] = [
+    Case(
+        "humandata member name escapes the cache",
+        pw3d_member_escaping_the_cache,
+        ["check-layout", "--for", "eval-pw3d", R, "{root}"],
+        (1,),
+        "not a genuine HumanData file",
+        must_not_exist=["{escaped}"],
+    ),
+    Case(
+        "nan keypoints in a training annotation are reported",
+        nan_keypoints_in_lsp,
+        ["check-layout", "--for", "finetune", R, "{root}"],
+        (1,),
+        "",
+    ),
+    Case(
+        "all-nan static fits are reported",
+        all_nan_static_fits,
+        ["check-layout", "--for", "finetune", R, "{root}"],
+        (1,),
+        "",
+    ),
+    Case(
+        "nan checkpoint weights in eval",
+        nan_checkpoint,
+        ["eval", R, "{root}", "--checkpoint", "{ckpt}", "--limit", "2", "--device", "cpu"],
+        (1,),
+        "nan",
+    ),
+    Case(
+        "nan checkpoint weights in the demo",
+        nan_checkpoint,
+        ["demo", "{image}", "--checkpoint", "{ckpt}", R, "{root}", "-o", "{case}/out", "--device", "cpu"],
+        (1,),
+        "nan",
+        must_not_exist=["{case}/out"],
+    ),
+    Case(
+        "a text file passed as a checkpoint",
+        text_file_as_checkpoint,
+        ["eval", R, "{root}", "--checkpoint", "{ckpt}", "--limit", "2", "--device", "cpu"],
+        (1,),
+        "notes.pth",
+        unchanged=["{ckpt}"],
+    ),
+    Case(
+        "a pickle that runs code placed as the SMPL model",
+        hostile_smpl_pickle,
+        ["check-layout", "--for", "eval-pw3d", R, "{root}"],
+        (1,),
+        "",
+        must_not_exist=["{marker}"],
+    ),
+    Case(
+        "demo output folder holding the user's files",
+        user_folder_with_results_json,
+        ["demo", "{image}", "--checkpoint", "{root}/pretrained_models/spin_official.pth", R, "{root}"]
+        + ["-o", "{out}", "--bbox", "10,10,60,120", "--device", "cpu", "--no-render"],
+        (1, 2),
+        "thesis",
+        unchanged=["{out}/results.json", "{out}/chapter1.tex"],
+    ),
+    Case(
+        "a nested bbox file",
+        deeply_nested_bbox_file,
+        ["demo", "{image}", "--checkpoint", "{root}/pretrained_models/spin_official.pth", R, "{root}"]
+        + ["-o", "{case}/out", "--bbox-file", "{boxes}", "--device", "cpu"],
+        (1, 2),
+        "boxes.json",
+        must_not_exist=["{case}/out"],
+    ),
+    Case(
+        "a box of 1e-9 pixels",
+        sample_image,
+        ["demo", "{image}", "--checkpoint", "{root}/pretrained_models/spin_official.pth", R, "{root}"]
+        + ["-o", "{case}/out", "--bbox", "5,5,1e-9,1e-9", "--device", "cpu"],
+        (1, 2),
+        "bbox",
+        must_not_exist=["{case}/out"],
+    ),
+    Case(
+        "detector weights that are not the pinned file",
+        garbage_detector_weights,
+        ["demo", "{image}", "--checkpoint", "{root}/pretrained_models/spin_official.pth", R, "{root}"]
+        + ["-o", "{case}/out", "--detector", "yolox", "--device", "cpu"],
+        (1,),
+        "gtacli fetch detector --force",
+        unchanged=["{weights}"],
+        must_not_exist=["{case}/out"],
+    ),
+    Case(
+        "an unknown detector name",
+        sample_image,
+        ["demo", "{image}", "--checkpoint", "{root}/pretrained_models/spin_official.pth", R, "{root}"]
+        + ["-o", "{case}/out", "--detector", "rcnn"],
+        (2,),
+        "rcnn",
+        must_not_exist=["{case}/out"],
+    ),
+    Case(
+        "a 2x2 image in the demo (native crash before)",
+        tiny_png,
+        ["demo", "{image}", "--checkpoint", "{root}/pretrained_models/spin_official.pth", R, "{root}"]
+        + ["-o", "{case}/out", "--device", "cpu", "--no-render"],
+        (0,),
+        "",
+        may_write=["{case}/out"],
+        subprocess=True,
+    ),
+    Case(
+        "finetune into a used work dir without --resume",
+        used_work_dir,
+        ["finetune", R, "{root}", "--work-dir", "{work}", "--device", "cpu"],
+        (2,),
+        "--resume",
+        unchanged=["{work}/metrics.jsonl", "{work}/latest.pth"],
+    ),
+    Case(
+        "finetune --lr nan",
+        empty_work_dir,
+        ["finetune", R, "{root}", "--work-dir", "{work}", "--lr", "nan", "--device", "cpu"],
+        (2,),
+        "lr must be a finite number",
+    ),
+    Case(
+        "finetune with an unknown recipe key",
+        empty_work_dir,
+        ["finetune", R, "{root}", "--work-dir", "{work}", "--set", "losses.no_such_weight=1"],
+        (2,),
+        "no_such_weight",
+    ),
+    Case(
+        "resume from a work dir with no checkpoint",
+        empty_work_dir,
+        ["finetune", R, "{root}", "--work-dir", "{work}", "--resume", "--device", "cpu"],
+        (1, 2),
+        "",
+    ),
+    Case(
+        "eval --save-predictions onto the annotation itself",
+        nothing,
+        ["eval", R, "{root}", "--checkpoint", "{root}/pretrained_models/spin_official.pth"]
+        + ["--save-predictions", "{root}/preprocessed_datasets/pw3d_test.npz", "--force", "--limit", "2"],
+        (1, 2),
+        "pw3d_test.npz",
+        unchanged=["{root}/preprocessed_datasets/pw3d_test.npz"],
+    ),
+    Case(
+        "fit on nan keypoints blames the annotation",
+        nan_keypoints_in_lsp,
+        ["fit", R, "{root}", "--dataset", "lsp", "--limit", "1", "--output", "{case}/fits.npy"]
+        + ["--iterations", "2", "--device", "cpu"],
+        (0, 1),
+        "",
+        unchanged=["{root}/static_fits/lsp_fits.npy"],
+        may_write=["{case}"],
+    ),
+    Case(
+        "sample-data --force over a licensed SMPL file",
+        licensed_smpl_in_a_foreign_root,
+        ["sample-data", R, "{user_root}", "--force", "--size", "tiny"],
+        (1, 2),
+        "SMPL_NEUTRAL.pkl",
+        unchanged=["{smpl}"],
+    ),
+    Case(
+        "sample-data through a symlink that leaves the root",
+        dataset_link_leaving_the_root,
+        ["sample-data", R, "{user_root}", "--force", "--size", "tiny"],
+        (1, 2),
+        "datasets",
+        must_not_exist=["{outside}/pw3d", "{outside}/lsp", "{outside}/gta"],
+    ),
+    Case(
+        "a bad retry count in the environment",
+        nothing,
+        ["fetch", "gmm_08", R, "{case}/fresh", "--dry-run"],
+        (2,),
+        "GTACLI_FETCH_RETRIES",
+        env={"GTACLI_FETCH_RETRIES": "many"},
+    ),
+]
+
+
+def _fill(text: str, values: Dict[str, str]) -> str:
+    for key, value in values.items():
+        text = text.replace("{" + key + "}", value)
+    return text
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _files(folder: Path) -> set:
+    return {p for p in folder.rglob("*") if p.is_file() or p.is_symlink()}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_hostile_and_careless_inputs(case: Case, sample_tree: Path, tmp_path: Path, monkeypatch) -> None:
+    case_dir = tmp_path / "case"
+    root = case_tree(sample_tree, case_dir)
+    values = {"root": str(root), "case": str(case_dir)}
+    values.update(case.prepare(root, case_dir))
+    argv = [_fill(a, values) for a in case.argv]
+    protected = {Path(_fill(p, values)): None for p in case.unchanged}
+    for path in protected:
+        protected[path] = _digest(path)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    before = _files(case_dir)
+    sample_before = {p: p.stat().st_mtime_ns for p in _files(sample_tree)}
+
+    if case.subprocess:
+        env = {**os.environ, **case.env, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+        proc = subprocess.run(
+            [sys.executable, "-m", "gtacli", *argv],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        code, stderr, stdout = proc.returncode, proc.stderr, proc.stdout
+    else:
+        for key, value in case.env.items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.chdir(cwd)
+        result = CliRunner().invoke(app, argv)
+        code, stderr, stdout = result.exit_code, result.stderr, result.stdout
+        assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit), (
+            f"uncaught {result.exception!r}"
+        )
+
+    assert code in case.exit_codes, f"exit {code}; stderr: {stderr[-800:]}"
+    assert "Traceback" not in stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) <= 1, errors
+    # the message: the one error line, else a report's verdict (check-layout) or click's usage box
+    said = errors[0] if errors else stdout + stderr
+    if code != 0:
+        assert said.strip(), f"a failure that says nothing; stderr: {stderr[-800:]}"
+    assert case.message.lower() in said.lower(), f"{case.message!r} not in: {said[-800:]}"
+    for path, digest in protected.items():
+        assert path.exists() and _digest(path) == digest, f"{path} was changed"
+    for path in case.must_not_exist:
+        assert not Path(_fill(path, values)).exists(), f"{path} was written"
+    assert not any(cwd.iterdir()), f"files left in the current directory: {list(cwd.iterdir())}"
+    allowed = [Path(_fill(p, values)) for p in case.may_write] + [root / "cache"]
+    new = {p for p in _files(case_dir) - before if not any(a == p or a in p.parents for a in allowed)}
+    if code != 0:  # a refused or failed command leaves nothing behind (no temp names, no partial outputs)
+        assert not new, f"a failed command left files: {sorted(map(str, new))[:5]}"
+    assert {p: p.stat().st_mtime_ns for p in _files(sample_tree)} == sample_before, (
+        "the shared tree was touched"
+    )
+
+
+def test_the_table_covers_every_command_that_reads_user_files() -> None:
+    commands = {case.argv[0] for case in CASES}
+    assert {"check-layout", "eval", "demo", "finetune", "fit", "sample-data", "fetch"} <= commands
