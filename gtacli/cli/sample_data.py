@@ -54,8 +54,13 @@ def sample_data_command(
     started = time.perf_counter()
     with ProgressBar(out, "sample-data") as update:
         # the builder reports (what, done, total)
-        progress = None if update is None else (lambda what, done, total: update(done, total, what))
-        root = build_sample_tree(data_root, size=size, seed=seed, force=force, progress=progress)
+        root = build_sample_tree(
+            data_root,
+            size=size,
+            seed=seed,
+            force=force,
+            progress=lambda what, done, total: update(done, total, what),
+        )
     seconds = time.perf_counter() - started
     out.warn(SYNTHETIC_WARNING)  # after the build, so that a failure prints only its one-line error
     stats = tree_stats(DataLayout(root))

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from gtacli.body.camera import FOCAL_LENGTH, IMG_RES, project_points
+from gtacli.body.conventions import TRAIN_PELVIS_PAIR
 from gtacli.body.rotations import batch_rodrigues
 
 LOSS_NAMES = (
@@ -43,7 +44,7 @@ class LossConfig:
     camera: float = 60.0
     camera_prior_scale: float = 10.0
     smooth_l1_beta: float = 1.0
-    pelvis_joints: Tuple[int, int] = (27, 28)  # smpl_49 right/left hip (LSP) -> training pelvis
+    pelvis_joints: Tuple[int, int] = TRAIN_PELVIS_PAIR  # smpl_49 right/left hip (LSP) -> training pelvis
     # 'detector' (what mmhuman3d ran: the OpenPose keypoints keep their confidences) or 'zero' (what the
     # config's dead keypoint_weight = [0]*25 + [1]*24 intended, docs/reproduction.md §10.1.3)
     openpose_confidence: str = "detector"
