@@ -10,8 +10,14 @@ after-epoch evaluation) calls `load_estimator`. The policy, by what the caller n
   starts from its random initialisation and the mean parameters (so `smpl_mean_params.npz` is needed).
 
 BatchNorm `num_batches_tracked` counters never count as missing. A file whose weights hold NaN or inf is
-refused (a model that predicts NaN everywhere is never what the user wants). Unexpected keys are reported,
-never fatal: mmhuman3d files carry SMPL buffers and SPIN files optimiser state.
+refused (a model that predicts NaN everywhere is never what the user wants). Unexpected keys are reported
+in `LoadReport.unexpected`, never fatal (a newer gtacli may add a buffer); the SMPL buffers of mmhuman3d
+files are `ignored`, and non-tensor entries (SPIN's optimiser state) are skipped.
+
+`inference=True` also puts the model in the fastest exact memory layout for its device (channels-last on
+CPU and CUDA, `gtacli.model.memory_format`) and applies the thread count of GTACLI_THREADS (or of an
+earlier `--threads`, `gtacli.device.configure_threads`), so every command that loads a model for inference
+honours it.
 """
 
 from __future__ import annotations
@@ -22,12 +28,13 @@ from typing import Any, Mapping, Optional, Tuple, Union
 import numpy as np
 import torch
 
-from gtacli.device import DeviceLike, resolve_device
+from gtacli.device import DeviceLike, configure_threads, resolve_device
 from gtacli.errors import BadFileError, MissingFileError, PathLike
 from gtacli.layout import DataLayout
 from gtacli.model.checkpoint import LoadReport, load_weights
 from gtacli.model.estimator import HMREstimator, build_estimator, load_mean_params
 from gtacli.model.hmr_head import CAM_DIM, POSE_6D_DIM, SHAPE_DIM
+from gtacli.model.memory_format import NCHW, inference_memory_format, set_memory_format
 
 REQUIREMENTS = ("model", "backbone")
 MEAN_PARAM_BUFFERS = ("head.init_pose", "head.init_shape", "head.init_cam")
@@ -43,8 +50,11 @@ def load_estimator(
     *,
     require: str = "model",
     inference: bool = True,
+    memory_format: Optional[torch.memory_format] = None,
 ) -> Tuple[HMREstimator, LoadReport]:
-    """(estimator on `device`, load report). `inference=True` returns it in eval mode without gradients.
+    """(estimator on `device`, load report). `inference=True` returns it in eval mode without gradients, in
+    `memory_format` (default: `inference_memory_format(device)`, channels-last on CPU and CUDA); otherwise
+    (training) in `memory_format` or, by default, NCHW as the published recipe runs it.
 
     `mean_params` is a `DataLayout` (its `smpl_mean_params.npz`, when present), a path to that file, a dict
     {'pose','shape','cam'}, or None (then the checkpoint must carry the head's mean-parameter buffers).
@@ -70,8 +80,11 @@ def load_estimator(
     report = load_weights(model, path)
     _check_required(report, path, require, mean_params_available=not placeholder)
     _check_finite(model, report, path)
-    model = model.to(dev)
+    if memory_format is None:
+        memory_format = inference_memory_format(dev) if inference else NCHW
+    model = set_memory_format(model.to(dev), memory_format)
     if inference:
+        configure_threads(None)
         model.eval()
         model.requires_grad_(False)
     return model, report
