@@ -1,0 +1,63 @@
+"""Issue 15: inference runs channels-last and gives the NCHW float32 path's 3DPW metrics within 0.001 mm;
+batches are assembled in the model's layout by the data pipeline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from gtacli.data.crop import normalize
+from gtacli.data.eval_dataset import EvalCollate, EvalDataset
+from gtacli.data.human_data import HumanData
+from gtacli.evaluate.runner import evaluate_model
+from gtacli.layout import DataLayout
+from gtacli.model.checkpoint import save_checkpoint
+from gtacli.model.estimator import build_estimator
+from gtacli.model.loading import load_estimator
+from gtacli.model.memory_format import NCHW, model_memory_format
+
+
+@pytest.fixture(scope="module")
+def image_dependent_checkpoint(tmp_path_factory, sample_tree):
+    """The tree's spin_official predicts the mean body for every image; this one's predictions follow the crop."""
+    torch.manual_seed(0)
+    model = build_estimator(DataLayout(sample_tree))
+    with torch.no_grad():
+        for layer in (model.head.decpose, model.head.decshape, model.head.deccam):
+            layer.weight.normal_(0, 0.02)
+    path = tmp_path_factory.mktemp("ckpt") / "random.pth"
+    save_checkpoint(path, model, {"epoch": 0})
+    return path
+
+
+@pytest.mark.slow
+def test_channels_last_metrics_equal_the_nchw_float32_path(sample_tree, image_dependent_checkpoint):
+    layout = DataLayout(sample_tree)
+    cpu = torch.device("cpu")
+    fast, _ = load_estimator(image_dependent_checkpoint, layout, cpu)  # the inference default
+    plain, _ = load_estimator(image_dependent_checkpoint, layout, cpu, memory_format=NCHW)
+    assert model_memory_format(fast) == torch.channels_last and model_memory_format(plain) == NCHW
+    docs = [evaluate_model(m, layout, device=cpu, workers=1, batch_size=4) for m in (fast, plain)]
+    assert docs[0]["layout"] == "channels-last" and docs[1]["layout"] == "NCHW"
+    assert docs[0]["frames"] == docs[1]["frames"] == len(HumanData.load(layout.annotation("pw3d")))
+    for name in ("mpjpe_mm", "pa_mpjpe_mm", "pve_mm"):
+        assert docs[0][name] > 1.0  # real errors, not a degenerate zero
+        assert abs(docs[0][name] - docs[1][name]) < 1e-3, name
+    for fast_row, plain_row in zip(docs[0]["per_sequence"], docs[1]["per_sequence"]):
+        assert all(abs(fast_row[m] - plain_row[m]) < 1e-3 for m in ("mpjpe_mm", "pa_mpjpe_mm", "pve_mm"))
+
+
+def test_collate_assembles_a_channels_last_batch_equal_to_per_item_normalisation(sample_tree):
+    layout = DataLayout(sample_tree)
+    hd = HumanData.load(layout.annotation("pw3d"))
+    dataset = EvalDataset(hd, layout.image_root("pw3d"), [0, 1, 2], normalized=False)
+    items = [dataset[i] for i in range(3)]
+    batch = EvalCollate(normalize=True, memory_format=torch.channels_last)(items)
+    assert "crop" not in batch and batch["img"].shape == (3, 3, 224, 224)
+    assert batch["img"].is_contiguous(memory_format=torch.channels_last) and not batch["img"].is_contiguous()
+    expected = np.stack([normalize(it["crop"].numpy()) for it in items])  # the per-image reference
+    assert np.array_equal(batch["img"].numpy(), expected)
+    uint8 = EvalCollate(normalize=False)(items)  # the CUDA path: crops (B,H,W,3), channels-last memory
+    assert uint8["crop"].dtype == torch.uint8 and uint8["crop"].shape == (3, 224, 224, 3)
+    assert torch.equal(uint8["index"], torch.tensor([0, 1, 2]))
