@@ -1,13 +1,14 @@
 """The evaluation run behind `gtacli eval`: annotation -> crops -> batched inference -> SMPL -> metrics.
 
-The model comes from `load_estimator` (eval mode, no gradients, channels-last weights on CPU and CUDA) and
-runs under `torch.inference_mode()`. Decoding and cropping run in DataLoader workers (`default_workers`:
+The model comes from `load_estimator` (eval mode, no gradients, BatchNorms folded into the convolutions,
+channels-last weights on CPU and CUDA) and runs under `torch.inference_mode()`. Decoding and cropping run in DataLoader workers (`default_workers`:
 sized to the machine), which also assemble each batch in the model's memory layout: on the CPU the workers
 normalise the crops into a channels-last float32 batch, so the main thread only runs the network; on CUDA
 uint8 crops travel (4x less data) through pinned memory with non-blocking copies and are normalised on the
 GPU straight into channels-last. On CUDA TF32 is switched off unless asked for (docs/reproduction.md
 decision 9: TF32 moves 3DPW metrics by ~0.1 mm); `amp` runs the network in reduced precision (numbers are
-then not the reproduction numbers). Channels-last changes the metrics by far less than 0.001 mm (tested).
+then not the reproduction numbers). Channels-last and the folding change the metrics by far less than
+0.001 mm (tested against the plain NCHW float32 network).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from gtacli.evaluate.protocols import (
 from gtacli.io.atomic import atomic_path, temp_path_for
 from gtacli.io.hashing import sha256_file
 from gtacli.layout import DataLayout
+from gtacli.model.fold import is_batchnorm_folded
 from gtacli.model.loading import load_estimator
 from gtacli.model.memory_format import layout_name, model_memory_format
 
@@ -91,6 +93,7 @@ class EvalResult:
     inference_seconds: float
     device: str
     layout: str
+    batchnorm_folded: bool
     threads: int
     tf32: bool
     amp: bool
@@ -115,6 +118,7 @@ class EvalResult:
                 "frames_per_second": round(self.frames / self.seconds, 3) if self.seconds > 0 else None,
                 "device": self.device,
                 "layout": self.layout,
+                "batchnorm_folded": self.batchnorm_folded,
                 "threads": self.threads,
                 "tf32": self.tf32,
                 "amp": self.amp,
@@ -238,6 +242,7 @@ class _Inference:
     seconds: float
     workers: int
     layout: str
+    batchnorm_folded: bool
     threads: int
 
 
@@ -397,7 +402,10 @@ def _infer(
                 elapsed = time.perf_counter() - start
                 progress(done, count, f"{done / elapsed:.1f} frames/s ({setup})")
     predictions = {k: np.concatenate(v) for k, v in saved.items() if v}
-    return _Inference(per_frame, predictions, time.perf_counter() - start, workers, layout_label, threads)
+    seconds = time.perf_counter() - start
+    return _Inference(
+        per_frame, predictions, seconds, workers, layout_label, is_batchnorm_folded(model), threads
+    )
 
 
 def evaluate_model(
@@ -486,6 +494,7 @@ def run_evaluation(
         inference_seconds=inference.seconds,
         device=str(device),
         layout=inference.layout,
+        batchnorm_folded=inference.batchnorm_folded,
         threads=inference.threads,
         tf32=bool(device.type == "cuda" and config.tf32),
         amp=config.amp,

@@ -1,4 +1,4 @@
-"""Issue 15: inference runs channels-last and gives the NCHW float32 path's 3DPW metrics within 0.001 mm;
+"""Issue 15: inference runs channels-last with BatchNorm folded and gives the NCHW float32 path's 3DPW metrics within 0.001 mm;
 batches are assembled in the model's layout by the data pipeline."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from gtacli.evaluate.runner import evaluate_model
 from gtacli.layout import DataLayout
 from gtacli.model.checkpoint import save_checkpoint
 from gtacli.model.estimator import build_estimator
+from gtacli.model.fold import is_batchnorm_folded
 from gtacli.model.loading import load_estimator
 from gtacli.model.memory_format import NCHW, model_memory_format
 
@@ -36,8 +37,9 @@ def test_channels_last_metrics_equal_the_nchw_float32_path(sample_tree, image_de
     layout = DataLayout(sample_tree)
     cpu = torch.device("cpu")
     fast, _ = load_estimator(image_dependent_checkpoint, layout, cpu)  # the inference default
-    plain, _ = load_estimator(image_dependent_checkpoint, layout, cpu, memory_format=NCHW)
+    plain, _ = load_estimator(image_dependent_checkpoint, layout, cpu, memory_format=NCHW, fold=False)
     assert model_memory_format(fast) == torch.channels_last and model_memory_format(plain) == NCHW
+    assert is_batchnorm_folded(fast) and not is_batchnorm_folded(plain)
     docs = [evaluate_model(m, layout, device=cpu, workers=1, batch_size=4) for m in (fast, plain)]
     assert docs[0]["layout"] == "channels-last" and docs[1]["layout"] == "NCHW"
     assert docs[0]["frames"] == docs[1]["frames"] == len(HumanData.load(layout.annotation("pw3d")))
