@@ -45,7 +45,7 @@ from gtacli.io.hashing import sha256_file
 from gtacli.layout import DataLayout
 from gtacli.model.fold import is_batchnorm_folded
 from gtacli.model.loading import load_estimator
-from gtacli.model.memory_format import layout_name, model_memory_format
+from gtacli.model.memory_format import inference_memory_format, layout_name, model_memory_format
 
 DEFAULT_BATCH_SIZE = 32
 PREFETCH_BATCHES_PER_WORKER = 4
@@ -291,22 +291,34 @@ def _prepare(
     return _Prepared(protocol, ann_path, human_data, dataset, rows, genders)
 
 
-def _loader(
-    dataset: EvalDataset, model: torch.nn.Module, device: torch.device, batch_size: int, workers: int
-):
-    """Batches in the model's memory layout, assembled in the workers: on the CPU as normalised float32
-    `img`; on CUDA as uint8 `crop` (B,H,W,3) in pinned memory, normalised on the GPU by `_images`."""
-    collate = EvalCollate(normalize=device.type != "cuda", memory_format=model_memory_format(model))
-    return DataLoader(
+@dataclass
+class _Batches:
+    """Started DataLoader workers: created before the model loads, so decoding overlaps the start-up."""
+
+    iterator: Any
+    workers: int
+
+
+def _start_batches(
+    dataset: EvalDataset,
+    memory_format: torch.memory_format,
+    device: torch.device,
+    batch_size: int,
+    workers: Optional[int],
+) -> _Batches:
+    """Batches in `memory_format`, assembled in the workers: on the CPU as normalised float32 `img`; on
+    CUDA as uint8 `crop` (B,H,W,3) in pinned memory, normalised on the GPU by `_images`."""
+    workers = workers if workers is not None else default_workers(device)
+    loader = DataLoader(
         dataset,
         batch_size=batch_size,
         shuffle=False,
         num_workers=workers,
         pin_memory=device.type == "cuda",
-        collate_fn=collate,
+        collate_fn=EvalCollate(normalize=device.type != "cuda", memory_format=memory_format),
         prefetch_factor=PREFETCH_BATCHES_PER_WORKER if workers > 0 else None,
-        persistent_workers=False,
     )
+    return _Batches(iter(loader), workers)
 
 
 def _images(batch: Dict[str, Any], model: torch.nn.Module, device: torch.device) -> torch.Tensor:
@@ -322,8 +334,7 @@ def _infer(
     layout: DataLayout,
     prep: _Prepared,
     device: torch.device,
-    batch_size: int,
-    workers: Optional[int],
+    batches: _Batches,
     amp: bool,
     keep_predictions: bool,
     progress: Optional[ProgressFn],
@@ -338,10 +349,9 @@ def _infer(
         gendered = GenderedBodyModel.from_layout(
             layout, genders=("male", "female"), h36m=True, extra=False, device=device
         )
-    workers = workers if workers is not None else default_workers(device)
+    workers = batches.workers
     threads = torch.get_num_threads()
     layout_label = layout_name(model_memory_format(model))
-    loader = _loader(prep.dataset, model, device, batch_size, workers)
     count = len(prep.rows)
     names = list(protocol.metrics) + (["pve_mmhuman3d_mm"] if mmhuman3d_pve and gendered is not None else [])
     per_frame: Dict[str, np.ndarray] = {name: np.zeros(count) for name in names}
@@ -353,7 +363,7 @@ def _infer(
     done = 0
     start = time.perf_counter()
     with torch.inference_mode():
-        for batch in loader:
+        for batch in batches.iterator:
             if "errors" in batch:  # already one line naming the image (raised here, not in a worker)
                 raise GtacliError(batch["errors"][0])
             index = batch["index"].numpy()
@@ -427,7 +437,8 @@ def evaluate_model(
     device = device if device is not None else next(model.parameters()).device
     ann_path = _annotation_file(layout, protocol, annotation)
     prep = _prepare(layout, protocol, ann_path, limit, use_cv2_warp=False)
-    inference = _infer(model, layout, prep, device, batch_size, workers, False, False, progress)
+    batches = _start_batches(prep.dataset, model_memory_format(model), device, batch_size, workers)
+    inference = _infer(model, layout, prep, device, batches, False, False, progress)
     doc: Dict[str, Any] = {"dataset": protocol.name, "frames": len(prep.rows), "annotation": str(ann_path)}
     doc.update({name: round(float(v.mean()), 4) for name, v in inference.per_frame.items()})
     doc["inference_seconds"] = round(inference.seconds, 3)
@@ -456,6 +467,10 @@ def run_evaluation(
     prep = _prepare(layout, protocol, ann_path, config.limit, config.use_cv2_warp)
     if device.type == "cuda":
         set_tf32(config.tf32)
+    # the workers start decoding now, while the model loads (it is loaded in this layout)
+    batches = _start_batches(
+        prep.dataset, inference_memory_format(device), device, config.batch_size, config.workers
+    )
     model, report = load_estimator(checkpoint, layout, device, require="model", inference=True)
     keep = config.save_predictions is not None
     inference = _infer(
@@ -463,8 +478,7 @@ def run_evaluation(
         layout,
         prep,
         device,
-        config.batch_size,
-        config.workers,
+        batches,
         config.amp,
         keep,
         progress,
