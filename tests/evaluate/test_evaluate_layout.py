@@ -12,8 +12,7 @@ from gtacli.data.eval_dataset import EvalCollate, EvalDataset
 from gtacli.data.human_data import HumanData
 from gtacli.evaluate.runner import evaluate_model
 from gtacli.layout import DataLayout
-from gtacli.model.checkpoint import save_checkpoint
-from gtacli.model.estimator import build_estimator
+from gtacli.model.checkpoint import read_state_dict
 from gtacli.model.fold import is_batchnorm_folded
 from gtacli.model.loading import load_estimator
 from gtacli.model.memory_format import NCHW, model_memory_format
@@ -21,14 +20,14 @@ from gtacli.model.memory_format import NCHW, model_memory_format
 
 @pytest.fixture(scope="module")
 def image_dependent_checkpoint(tmp_path_factory, sample_tree):
-    """The tree's spin_official predicts the mean body for every image; this one's predictions follow the crop."""
-    torch.manual_seed(0)
-    model = build_estimator(DataLayout(sample_tree))
-    with torch.no_grad():
-        for layer in (model.head.decpose, model.head.decshape, model.head.deccam):
-            layer.weight.normal_(0, 0.02)
-    path = tmp_path_factory.mktemp("ckpt") / "random.pth"
-    save_checkpoint(path, model, {"epoch": 0})
+    """The tree's spin_official with random decoders: its predictions follow the crop (the original's
+    zero decoders predict the mean body for every image, which no layout could change)."""
+    state, _, _, _ = read_state_dict(DataLayout(sample_tree).spin_official)
+    gen = torch.Generator().manual_seed(0)
+    for key in ("head.decpose.weight", "head.decshape.weight", "head.deccam.weight"):
+        state[key] = torch.randn(state[key].shape, generator=gen) * 0.02
+    path = tmp_path_factory.mktemp("ckpt") / "image_dependent.pth"
+    torch.save({"state_dict": state}, path)
     return path
 
 
