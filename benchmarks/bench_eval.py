@@ -121,9 +121,7 @@ def real_crops(view: Path, batch_size: int) -> list:
     from gtacli.layout import DataLayout
 
     layout = DataLayout(view)
-    dataset = EvalDataset(
-        HumanData.load(layout.annotation("pw3d")), layout.image_root("pw3d"), normalized=False
-    )
+    dataset = EvalDataset(HumanData.load(layout.annotation("pw3d")), layout.image_root("pw3d"))
     collate = EvalCollate(normalize=True, memory_format=torch.contiguous_format)
     return [
         collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])["img"]
@@ -309,9 +307,7 @@ def part_c(work: Path, device_name: str, frames: int, batch_size: int, workers: 
     layout = DataLayout(view)
     n_workers = default_workers(device) if workers is None else workers
     # stage 1: decode + crop in the workers, batches as the eval assembles them, no network
-    dataset = EvalDataset(
-        HumanData.load(layout.annotation("pw3d")), layout.image_root("pw3d"), normalized=False
-    )
+    dataset = EvalDataset(HumanData.load(layout.annotation("pw3d")), layout.image_root("pw3d"))
     sample = min(frames, max(batch_size * 8, 512))
     loader = DataLoader(
         torch.utils.data.Subset(dataset, range(sample)), batch_size=batch_size, num_workers=n_workers,

@@ -3,9 +3,9 @@ max(w, h) around the box centre (no rotation, no scale noise, OpenCV-4.x-exact w
 
 Items carry `index` (row in the file), the image and the row's ground truth:
 
-* `img` (3,224,224) float32, normalised here (default); or, with `normalized=False`, `crop` (224,224,3)
-  uint8 BGR for `EvalCollate` to normalise as a whole batch (in the worker, on the CPU) or for
-  `gtacli.data.crop.normalize_batch` on the GPU (bit-identical; 4x less data through pinned memory);
+* `crop` (224,224,3) uint8 BGR, which `EvalCollate` normalises as a whole batch (in the worker, on the
+  CPU) or leaves for `gtacli.data.crop.normalize_batch` on the GPU (bit-identical to the per-image
+  `gtacli.data.crop.normalize`; 4x less data through the worker pipes and pinned memory);
 * `smpl_betas` (10,), `smpl_body_pose` (69,), `smpl_global_orient` (3,) when the file has SMPL;
 * `keypoints3d` (J,3) when the caller passes 3D keypoint ground truth in its protocol's joint order.
 
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from gtacli.data.crop import IMG_RES, bbox_to_center_scale, crop, normalize, normalize_batch
+from gtacli.data.crop import IMG_RES, bbox_to_center_scale, crop, normalize_batch
 from gtacli.data.human_data import HumanData
 from gtacli.errors import BadFileError, MissingFileError
 
@@ -55,14 +55,12 @@ class EvalDataset(Dataset):
         res: int = IMG_RES,
         use_cv2_warp: bool = False,
         gt_keypoints3d: Optional[np.ndarray] = None,
-        normalized: bool = True,
     ) -> None:
         self.human_data = human_data
         self.image_root = Path(image_root)
         self.indices = np.arange(len(human_data)) if indices is None else np.asarray(indices, dtype=np.int64)
         self.res = res
         self.use_cv2_warp = use_cv2_warp
-        self.normalized = normalized
         # read the per-row fields once (small next to the images); workers inherit them
         rows = self.indices
         self.image_paths: List[str] = human_data.image_paths(rows)
@@ -96,10 +94,7 @@ class EvalDataset(Dataset):
             return item
         center, side = bbox_to_center_scale(self.bboxes[i])
         cropped, _ = crop(img, center, side, 0.0, self.res, use_cv2=self.use_cv2_warp)
-        if self.normalized:
-            item["img"] = torch.from_numpy(normalize(cropped))
-        else:
-            item["crop"] = torch.from_numpy(cropped)
+        item["crop"] = torch.from_numpy(cropped)
         for key, value in self.smpl.items():
             item[f"smpl_{key}"] = torch.from_numpy(value[i])
         if self.keypoints3d is not None:

@@ -275,7 +275,6 @@ def _prepare(
         rows,
         use_cv2_warp=use_cv2_warp,
         gt_keypoints3d=gt_kp,
-        normalized=False,  # uint8 crops; EvalCollate (or the GPU) normalises a whole batch at once
     )
     missing = dataset.missing_images()
     if missing:

@@ -52,7 +52,7 @@ def test_channels_last_metrics_equal_the_nchw_float32_path(sample_tree, image_de
 def test_collate_assembles_a_channels_last_batch_equal_to_per_item_normalisation(sample_tree):
     layout = DataLayout(sample_tree)
     hd = HumanData.load(layout.annotation("pw3d"))
-    dataset = EvalDataset(hd, layout.image_root("pw3d"), [0, 1, 2], normalized=False)
+    dataset = EvalDataset(hd, layout.image_root("pw3d"), [0, 1, 2])
     items = [dataset[i] for i in range(3)]
     batch = EvalCollate(normalize=True, memory_format=torch.channels_last)(items)
     assert "crop" not in batch and batch["img"].shape == (3, 3, 224, 224)
