@@ -139,12 +139,16 @@ def timed_forward(model, batches: list, grad_mode) -> dict:
         return {"wall": time.perf_counter() - start, "cpu": time.process_time() - cpu}
 
 
-def eval_process(view: Path, batch_size: int, workers: Optional[int], device: str = "cpu") -> dict:
+def eval_process(
+    view: Path, batch_size: int, workers: Optional[int], device: str = "cpu", threads: Optional[int] = None
+) -> dict:
     cmd = [sys.executable, "-m", "gtacli", "eval", "--dataset", "pw3d", "--checkpoint",
            str(view / "pretrained_models" / "spin_official.pth"), "--data-root", str(view), "--batch-size",
            str(batch_size), "--device", device, "--json", "--quiet"]  # fmt: skip
     if workers is not None:
         cmd += ["--workers", str(workers)]
+    if threads is not None:
+        cmd += ["--threads", str(threads)]
     before = os.times()
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
@@ -162,7 +166,9 @@ def _spread(values: List[float]) -> dict:
             "max": round(max(values), 4)}  # fmt: skip
 
 
-def part_a(work: Path, frames: int, batch_size: int, workers: Optional[int], rounds: int) -> dict:
+def part_a(
+    work: Path, frames: int, batch_size: int, workers: Optional[int], rounds: int, threads: Optional[int]
+) -> dict:
     """Reference forward, our forward and our end-to-end eval on the same frames, order rotated per round."""
     import torch
 
@@ -186,7 +192,7 @@ def part_a(work: Path, frames: int, batch_size: int, workers: Optional[int], rou
     stages: Dict[str, Callable[[], dict]] = {
         "reference_forward": lambda: timed_forward(reference, nchw_batches, torch.no_grad),
         "our_forward": lambda: timed_forward(ours, our_batches, torch.inference_mode),
-        "our_end_to_end": lambda: eval_process(view, batch_size, workers),
+        "our_end_to_end": lambda: eval_process(view, batch_size, workers, threads=threads),
     }
     names = list(stages)
     per_round = []
@@ -458,6 +464,13 @@ def main() -> None:
         "--workers", type=int, default=None, help="eval workers (default: gtacli's own choice)"
     )
     parser.add_argument("--rounds", type=int, default=3, help="rounds of part (a), order rotated")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for every measurement (default: torch's, one per core)",
+    )
+    parser.add_argument("--output", type=Path, default=RESULTS, help="results file")
     parser.add_argument("--large-frames", type=int, default=1_400_000, help="frames of the part (b) file")
     parser.add_argument("--skip-large", action="store_true")
     parser.add_argument("--skip-pipeline", action="store_true", help="skip part (a)")
@@ -469,8 +482,11 @@ def main() -> None:
 
     import torch
 
+    from gtacli.device import configure_threads
+
+    configure_threads(args.threads)
     args.work_dir.mkdir(parents=True, exist_ok=True)
-    previous = json.loads(RESULTS.read_text(encoding="utf-8")) if RESULTS.is_file() else {}
+    previous = json.loads(args.output.read_text(encoding="utf-8")) if args.output.is_file() else {}
     results = {
         "benchmark": "bench_eval",
         "command": "python benchmarks/bench_eval.py " + " ".join(sys.argv[1:]),
@@ -486,7 +502,7 @@ def main() -> None:
     }
     if not args.skip_pipeline:
         results["a_reference_vs_ours"] = part_a(
-            args.work_dir, args.frames, args.batch_size, args.workers, args.rounds
+            args.work_dir, args.frames, args.batch_size, args.workers, args.rounds, args.threads
         )
         print(json.dumps(results["a_reference_vs_ours"]["summary"], indent=2))
     if args.gpu or torch.cuda.is_available():
@@ -507,9 +523,9 @@ def main() -> None:
             "not_re_measured": "kept from an earlier run (--skip-large)",
         }
     results["machine"]["load_average_at_end"] = os.getloadavg()
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    print(f"results written to {RESULTS}")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print(f"results written to {args.output}")
 
 
 if __name__ == "__main__":
