@@ -11,7 +11,9 @@
     * ours, end to end: the whole `gtacli eval` process on those N frames (Python start-up, imports,
       annotation, hashes, body models, decoding and cropping in workers, network, SMPL, metrics), and the
       eval's own `seconds` (from the annotation to the result, no interpreter start-up).
-    Forward rates are after one warm-up batch; wall and CPU-time rates are both reported. Also the largest
+    The two forwards run interleaved batch by batch (so load changes hit both alike), after a warm-up
+    batch each; the eval process runs before or after them (alternating). Wall and CPU-time rates are both
+    reported. Also the largest
     output difference between the reference and our forward on the same batch (exactness).
     Goals (CPU): ours forward >= 1.5 x reference; end to end >= 0.9 x ours forward.
 (b) Large HumanData: a generated GTA-size file (1.4 M frames, `gta_human_4x.npz` keys) opened with
@@ -129,14 +131,30 @@ def real_crops(view: Path, batch_size: int) -> list:
     ]
 
 
-def timed_forward(model, batches: list, grad_mode) -> dict:
-    """Forward every batch once after a warm-up batch: wall and CPU seconds of this process."""
-    with grad_mode():
-        model(batches[0])  # warm-up (oneDNN primitive creation, allocator)
-        start, cpu = time.perf_counter(), time.process_time()
-        for batch in batches:
+def timed_forwards(reference, ref_batches: list, ours, our_batches: list) -> dict:
+    """Both forwards over every batch, interleaved batch by batch (which goes first alternates), so a
+    change of machine load hits both alike: wall and CPU seconds of each, after a warm-up batch each."""
+    import torch
+
+    def one(model, batch, grad_mode) -> tuple:
+        with grad_mode():
+            start, cpu = time.perf_counter(), time.process_time()
             model(batch)
-        return {"wall": time.perf_counter() - start, "cpu": time.process_time() - cpu}
+            return time.perf_counter() - start, time.process_time() - cpu
+
+    runs = {"reference_forward": (reference, ref_batches, torch.no_grad),
+            "our_forward": (ours, our_batches, torch.inference_mode)}  # fmt: skip
+    totals = {name: [0.0, 0.0] for name in runs}
+    for model, batches, grad_mode in runs.values():
+        one(model, batches[0], grad_mode)  # warm-up (oneDNN primitive creation, allocator)
+    for i in range(len(ref_batches)):
+        names = list(runs) if i % 2 == 0 else list(runs)[::-1]
+        for name in names:
+            model, batches, grad_mode = runs[name]
+            wall, cpu = one(model, batches[i], grad_mode)
+            totals[name][0] += wall
+            totals[name][1] += cpu
+    return {name: {"wall": wall, "cpu": cpu} for name, (wall, cpu) in totals.items()}
 
 
 def eval_process(
@@ -190,16 +208,16 @@ def part_a(
     max_diff = max(float((ref_out[k] - our_out[k]).abs().max()) for k in ref_out)
 
     stages: Dict[str, Callable[[], dict]] = {
-        "reference_forward": lambda: timed_forward(reference, nchw_batches, torch.no_grad),
-        "our_forward": lambda: timed_forward(ours, our_batches, torch.inference_mode),
+        "forwards_interleaved": lambda: timed_forwards(reference, nchw_batches, ours, our_batches),
         "our_end_to_end": lambda: eval_process(view, batch_size, workers, threads=threads),
     }
     names = list(stages)
     per_round = []
     for r in range(rounds):
         order = names[r % len(names) :] + names[: r % len(names)]
-        measured = {name: stages[name]() for name in order}
-        e2e = measured["our_end_to_end"]
+        done = {name: stages[name]() for name in order}
+        measured = done["forwards_interleaved"]
+        e2e = done["our_end_to_end"]
         rates = {
             "reference_forward_fps": frames / measured["reference_forward"]["wall"],
             "our_forward_fps": frames / measured["our_forward"]["wall"],
