@@ -2,11 +2,14 @@
 
 The CLI resolves once and passes the `torch.device` down; core functions accept a `torch.device` (or a
 string, which they hand to this resolver) and never apply their own rules.
+
+Also the one place that sets the CPU thread count (`--threads N`, or the GTACLI_THREADS environment variable).
 """
 
 from __future__ import annotations
 
-from typing import Union
+import os
+from typing import Optional, Union
 
 import torch
 
@@ -46,3 +49,44 @@ def resolve_device(device: DeviceLike = "auto", local_rank: int = 0) -> torch.de
                 fix=f"use cuda:0 .. cuda:{torch.cuda.device_count() - 1}",
             )
     return resolved
+
+
+THREADS_ENV = "GTACLI_THREADS"
+THREADS_FIX = f"give a whole number of threads of at least 1 (or unset {THREADS_ENV} for all cores)"
+
+# The count set by an explicit `--threads N` in this process: the option wins over GTACLI_THREADS, so a
+# later `configure_threads(None)` (e.g. from `load_estimator`) keeps it.
+_explicit_threads: Optional[int] = None
+
+
+def configure_threads(threads: Optional[int] = None) -> int:
+    """Set torch's CPU thread count for this process and return the count in force.
+
+    `threads` (an explicit `--threads N`) wins; when it is None, the environment variable GTACLI_THREADS is
+    read (unless an explicit count was set earlier in this process); when neither is given, torch's own
+    default (one thread per core) stays. A value below 1 or not a whole number is a `UsageError`.
+    """
+    global _explicit_threads
+    if threads is not None:
+        count = _check_threads(threads, "--threads")
+        _explicit_threads = count
+    elif _explicit_threads is not None:
+        count = _explicit_threads
+    else:
+        text = os.environ.get(THREADS_ENV, "").strip()
+        if not text:
+            return torch.get_num_threads()
+        count = _check_threads(text, THREADS_ENV)
+    if torch.get_num_threads() != count:
+        torch.set_num_threads(count)
+    return count
+
+
+def _check_threads(value: Union[int, str], source: str) -> int:
+    try:
+        count = int(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{source}={value!r} is not a number of threads", fix=THREADS_FIX) from None
+    if count < 1:
+        raise UsageError(f"{source}={value!r}: at least 1 thread is needed", fix=THREADS_FIX)
+    return count

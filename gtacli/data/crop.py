@@ -21,7 +21,9 @@ from __future__ import annotations
 
 from typing import Sequence, Tuple, Union
 
+import cv2
 import numpy as np
+import torch
 
 from gtacli.body.camera import IMG_RES  # the crop side, defined once with the camera that uses it
 
@@ -65,8 +67,6 @@ def affine_transform(center: ArrayLike, scale: float, rot_deg: float = 0.0, res:
     Built from three point pairs held in float32 (centre; centre + R·(0, −scale/2); that vector turned 90°),
     like mmhuman3d's `get_affine_transform`, and solved with `cv2.getAffineTransform` (its float64 solve).
     """
-    import cv2
-
     center = np.asarray(center)
     half = np.asarray(scale)[()] * -0.5  # src_w * -0.5 in the scale's own dtype (float32 for float32 boxes)
     rot_rad = np.pi * rot_deg / 180
@@ -207,8 +207,6 @@ def crop(
     """
     matrix = affine_transform(center, scale, rot_deg, res)
     if use_cv2:
-        import cv2
-
         return cv2.warpAffine(img, matrix, (res, res), flags=cv2.INTER_LINEAR), matrix
     return warp_affine_cv4(img, matrix, (res, res)), matrix
 
@@ -227,12 +225,18 @@ def normalize(img_bgr: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(scaled.transpose(2, 0, 1))
 
 
-def normalize_batch(crops_bgr):
+def normalize_batch(
+    crops_bgr: torch.Tensor, memory_format: torch.memory_format = torch.contiguous_format
+) -> torch.Tensor:
     """Batched `normalize` in torch, bit-identical to it: (B,H,W,3) BGR uint8 -> (B,3,H,W) RGB float32 on
-    the tensor's device (so crops travel as uint8, 4x smaller, and the arithmetic runs on the GPU)."""
-    import torch
+    the tensor's device (so crops travel as uint8, 4x smaller, and the arithmetic runs on the GPU).
 
+    `memory_format=torch.channels_last` returns the batch in channels-last memory, which is the crops' own
+    (H,W,C) order: no transposing copy is made (the estimator's inference layout, `gtacli.model.memory_format`).
+    """
     rgb = crops_bgr.flip(-1).permute(0, 3, 1, 2).to(torch.float32)
     mean = torch.tensor(NORM_MEAN_RGB, dtype=torch.float32, device=rgb.device).view(1, 3, 1, 1)
     inv_std = torch.from_numpy(_inv_std_f64()).to(rgb.device).view(1, 3, 1, 1)
-    return ((rgb - mean).to(torch.float64) * inv_std).to(torch.float32).contiguous()
+    return (
+        ((rgb - mean).to(torch.float64) * inv_std).to(torch.float32).contiguous(memory_format=memory_format)
+    )

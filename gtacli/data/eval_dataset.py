@@ -3,15 +3,18 @@ max(w, h) around the box centre (no rotation, no scale noise, OpenCV-4.x-exact w
 
 Items carry `index` (row in the file), the image and the row's ground truth:
 
-* `img` (3,224,224) float32, normalised here (default); or, with `normalized=False`, `crop` (224,224,3)
-  uint8 BGR for `gtacli.data.crop.normalize_batch` to normalise on the device (bit-identical; 4x less data
-  through the worker pipes and to the GPU; the eval runner does this);
+* `crop` (224,224,3) uint8 BGR, which `EvalCollate` normalises as a whole batch (in the worker, on the
+  CPU) or leaves for `gtacli.data.crop.normalize_batch` on the GPU (bit-identical to the per-image
+  `gtacli.data.crop.normalize`; 4x less data through the worker pipes and pinned memory);
 * `smpl_betas` (10,), `smpl_body_pose` (69,), `smpl_global_orient` (3,) when the file has SMPL;
 * `keypoints3d` (J,3) when the caller passes 3D keypoint ground truth in its protocol's joint order.
 
 A missing or undecodable image does not raise inside a worker (PyTorch would re-wrap the error with a
-traceback): the item carries `error`, `collate_eval` passes it on as `batch['errors']`, and the caller raises
+traceback): the item carries `error`, `EvalCollate` passes it on as `batch['errors']`, and the caller raises
 it as one line in the main process. `missing_images()` checks every file up front.
+
+`EvalCollate` assembles batches in the estimator's memory layout inside the DataLoader workers, so the
+main thread never transposes a batch: uint8 crops stacked as (B,H,W,C) are already channels-last memory.
 """
 
 from __future__ import annotations
@@ -19,19 +22,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from gtacli.data.crop import IMG_RES, bbox_to_center_scale, crop, normalize
+from gtacli.data.crop import IMG_RES, bbox_to_center_scale, crop, normalize_batch
 from gtacli.data.human_data import HumanData
 from gtacli.errors import BadFileError, MissingFileError
 
 
 def read_image_bgr(path: Path) -> np.ndarray:
     """(H,W,3) BGR uint8, decoded as mmcv's `imfrombytes(flag='color')` does (cv2.imdecode, IMREAD_COLOR)."""
-    import cv2
-
     try:
         data = np.fromfile(str(path), dtype=np.uint8)
     except OSError as exc:
@@ -53,14 +55,12 @@ class EvalDataset(Dataset):
         res: int = IMG_RES,
         use_cv2_warp: bool = False,
         gt_keypoints3d: Optional[np.ndarray] = None,
-        normalized: bool = True,
     ) -> None:
         self.human_data = human_data
         self.image_root = Path(image_root)
         self.indices = np.arange(len(human_data)) if indices is None else np.asarray(indices, dtype=np.int64)
         self.res = res
         self.use_cv2_warp = use_cv2_warp
-        self.normalized = normalized
         # read the per-row fields once (small next to the images); workers inherit them
         rows = self.indices
         self.image_paths: List[str] = human_data.image_paths(rows)
@@ -94,10 +94,7 @@ class EvalDataset(Dataset):
             return item
         center, side = bbox_to_center_scale(self.bboxes[i])
         cropped, _ = crop(img, center, side, 0.0, self.res, use_cv2=self.use_cv2_warp)
-        if self.normalized:
-            item["img"] = torch.from_numpy(normalize(cropped))
-        else:
-            item["crop"] = torch.from_numpy(cropped)
+        item["crop"] = torch.from_numpy(cropped)
         for key, value in self.smpl.items():
             item[f"smpl_{key}"] = torch.from_numpy(value[i])
         if self.keypoints3d is not None:
@@ -105,14 +102,28 @@ class EvalDataset(Dataset):
         return item
 
 
-def collate_eval(items: List[Dict[str, Any]]) -> Dict[str, Any]:
-    """Stack a batch. Items that failed to load put their one-line messages in `batch['errors']` (never
-    raised here: in a worker process PyTorch would wrap the exception in a traceback)."""
-    errors = [it["error"] for it in items if "error" in it]
-    if errors:
-        return {"errors": errors}
-    batch: Dict[str, Any] = {"index": torch.as_tensor([it["index"] for it in items], dtype=torch.int64)}
-    for key in items[0]:
-        if key != "index":
-            batch[key] = torch.stack([it[key] for it in items])
-    return batch
+class EvalCollate:
+    """Stack a batch (a picklable callable, so it runs inside DataLoader workers).
+
+    Items that failed to load put their one-line messages in `batch['errors']` (never raised here: in a
+    worker process PyTorch would wrap the exception in a traceback). With `normalize=True` the uint8 `crop`s
+    become `img` (B,3,H,W) float32 normalised in `memory_format` (`torch.channels_last` for an estimator
+    loaded for inference); with `normalize=False` they stay `crop` (B,H,W,3) uint8, channels-last memory
+    already, for `normalize_batch` on the GPU.
+    """
+
+    def __init__(self, normalize: bool = True, memory_format: torch.memory_format = torch.channels_last):
+        self.normalize = normalize
+        self.memory_format = memory_format
+
+    def __call__(self, items: List[Dict[str, Any]]) -> Dict[str, Any]:
+        errors = [it["error"] for it in items if "error" in it]
+        if errors:
+            return {"errors": errors}
+        batch: Dict[str, Any] = {"index": torch.as_tensor([it["index"] for it in items], dtype=torch.int64)}
+        for key in items[0]:
+            if key != "index":
+                batch[key] = torch.stack([it[key] for it in items])
+        if self.normalize and "crop" in batch:
+            batch["img"] = normalize_batch(batch.pop("crop"), memory_format=self.memory_format)
+        return batch

@@ -34,7 +34,7 @@ from gtacli.body.conventions import (
     SMPL_49,
     SMPL_49_TO_HUMAN_DATA,
 )
-from gtacli.errors import BadFileError
+from gtacli.errors import BadFileError, UsageError
 from gtacli.layout import DataLayout
 
 METRES_TO_MM = 1000.0
@@ -95,6 +95,21 @@ PROTOCOLS: Dict[str, Protocol] = {
         summary="MPI-INF-3DHP test: keypoints3d GT (17 joints, H36M order), pelvis = joint 0, PCK@150mm, AUC",
     ),
 }
+
+
+# Other spellings accepted for `--dataset` (3DPW's own name starts with a digit, so its key is "pw3d").
+DATASET_ALIASES: Dict[str, str] = {"3dpw": "pw3d"}
+
+
+def protocol_named(name: str) -> Protocol:
+    """The protocol of a `--dataset` value (case-insensitive; aliases allowed); unknown names are a `UsageError`."""
+    key = DATASET_ALIASES.get(str(name).strip().lower(), str(name).strip().lower())
+    if key not in PROTOCOLS:
+        raise UsageError(
+            f"--dataset {name!r} is not a test set gtacli evaluates",
+            fix=f"use one of: {', '.join(PROTOCOLS)}",
+        )
+    return PROTOCOLS[key]
 
 
 def annotation_path(layout: DataLayout, protocol: Protocol) -> Path:

@@ -1,9 +1,14 @@
 """The evaluation run behind `gtacli eval`: annotation -> crops -> batched inference -> SMPL -> metrics.
 
-Data loading overlaps with compute (DataLoader workers, prefetching, pinned memory on CUDA); inference runs
-under `torch.no_grad()` with the model in eval mode (BatchNorm running statistics, dropout off). On CUDA TF32
-is switched off unless asked for (docs/reproduction.md decision 9: TF32 moves 3DPW metrics by ~0.1 mm); `amp` runs the
-network in reduced precision (numbers are then not the reproduction numbers).
+The model comes from `load_estimator` (eval mode, no gradients, BatchNorms folded into the convolutions,
+channels-last weights on CPU and CUDA) and runs under `torch.inference_mode()`. Decoding and cropping run in DataLoader workers (`default_workers`:
+sized to the machine), which also assemble each batch in the model's memory layout: on the CPU the workers
+normalise the crops into a channels-last float32 batch, so the main thread only runs the network; on CUDA
+uint8 crops travel (4x less data) through pinned memory with non-blocking copies and are normalised on the
+GPU straight into channels-last. On CUDA TF32 is switched off unless asked for (docs/reproduction.md
+decision 9: TF32 moves 3DPW metrics by ~0.1 mm); `amp` runs the network in reduced precision (numbers are
+then not the reproduction numbers). Channels-last and the folding change the metrics by far less than
+0.001 mm (tested against the plain NCHW float32 network).
 """
 
 from __future__ import annotations
@@ -17,26 +22,39 @@ from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
-from gtacli.errors import BadFileError, GtacliError, MissingFileError, UsageError
+from gtacli.body.smpl import BodyModel, GenderedBodyModel
+from gtacli.data.crop import normalize_batch
+from gtacli.data.eval_dataset import EvalCollate, EvalDataset
+from gtacli.data.human_data import HumanData
+from gtacli.device import configure_threads
+from gtacli.errors import GtacliError, MissingFileError, UsageError
 from gtacli.evaluate import metrics as M
 from gtacli.evaluate.protocols import (
-    PROTOCOLS,
     Protocol,
     annotation_path,
     check_annotation,
     eval_joints,
     gendered_names,
     gt_keypoints_h36m,
+    protocol_named,
 )
+from gtacli.io.atomic import atomic_path, temp_path_for
 from gtacli.io.hashing import sha256_file
 from gtacli.layout import DataLayout
-from gtacli.model.estimator import resolve_device
+from gtacli.model.fold import is_batchnorm_folded
+from gtacli.model.loading import load_estimator
+from gtacli.model.memory_format import inference_memory_format, layout_name, model_memory_format
 
 DEFAULT_BATCH_SIZE = 32
 PREFETCH_BATCHES_PER_WORKER = 4
+CUDA_MAX_WORKERS = 16  # JPEG decoding bounds a GPU eval: one worker per core, up to this many
+CPU_CORES_PER_WORKER = 16  # on the CPU the network needs the cores; one decoding worker per 16 of them
 
-ProgressFn = Callable[[int, int], None]
+ProgressFn = Callable[
+    ..., None
+]  # update(done, total=None, description=None), as gtacli.cli.common.ProgressBar
 InfoFn = Callable[[str], None]
 
 
@@ -46,10 +64,12 @@ class EvalConfig:
     checkpoint: Path
     data_root: Path
     batch_size: int = DEFAULT_BATCH_SIZE
-    workers: Optional[int] = None  # None: CUDA -> min(8, cores), CPU -> 1 (the forward pass needs the cores)
-    device: str = "auto"
+    workers: Optional[int] = None  # None: `default_workers(device)`
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))  # resolved by the caller
     limit: Optional[int] = None
     save_predictions: Optional[Path] = None
+    force: bool = False  # --save-predictions may replace an existing file (never the annotation)
+    threads: Optional[int] = None  # CPU threads; None: GTACLI_THREADS or torch's default
     amp: bool = False
     tf32: bool = False
     annotation: Optional[Path] = None  # overrides the protocol's file
@@ -72,6 +92,9 @@ class EvalResult:
     seconds: float
     inference_seconds: float
     device: str
+    layout: str
+    batchnorm_folded: bool
+    threads: int
     tf32: bool
     amp: bool
     synthetic: bool
@@ -94,6 +117,9 @@ class EvalResult:
                 "inference_seconds": round(self.inference_seconds, 3),
                 "frames_per_second": round(self.frames / self.seconds, 3) if self.seconds > 0 else None,
                 "device": self.device,
+                "layout": self.layout,
+                "batchnorm_folded": self.batchnorm_folded,
+                "threads": self.threads,
                 "tf32": self.tf32,
                 "amp": self.amp,
                 "exact": not (self.tf32 or self.amp),
@@ -107,34 +133,96 @@ class EvalResult:
         return doc
 
 
+@dataclass(frozen=True)
+class CheckedConfig:
+    """What `check_config` established before any work: the protocol and the annotation file."""
+
+    protocol: Protocol
+    annotation: Path
+
+
 def set_tf32(enabled: bool) -> None:
     """TF32 for CUDA matmuls and cuDNN convolutions (off = exact fp32 results)."""
     torch.backends.cuda.matmul.allow_tf32 = enabled
     torch.backends.cudnn.allow_tf32 = enabled
 
 
-def load_model(layout: DataLayout, checkpoint: Path, device: torch.device):
-    """An eval-mode estimator with every weight loaded from `checkpoint` (partial loads are refused)."""
-    from gtacli.model.checkpoint import load_weights
-    from gtacli.model.estimator import build_estimator
-    from gtacli.model.hmr_head import CAM_DIM, POSE_6D_DIM, SHAPE_DIM
+def default_workers(device: torch.device) -> int:
+    """DataLoader workers for decoding and cropping, sized to the machine: on CUDA one per core (up to
+    CUDA_MAX_WORKERS) since decoding is then the slowest stage; on the CPU the network needs the cores, so
+    one worker per CPU_CORES_PER_WORKER cores (at least one when there are two cores or more)."""
+    cores = available_cores()
+    if device.type == "cuda":
+        return min(CUDA_MAX_WORKERS, cores)
+    return max(1, cores // CPU_CORES_PER_WORKER) if cores > 1 else 0
 
-    # weights are only allocated (no random init): a partial load is refused below, so nothing stays unset
-    if layout.smpl_mean_params.is_file():
-        model = build_estimator(layout, device, init_weights=False)
-    else:  # the checkpoint carries head.init_* anyway; zeros are placeholders that must be overwritten
-        zeros = {"pose": np.zeros(POSE_6D_DIM), "shape": np.zeros(SHAPE_DIM), "cam": np.zeros(CAM_DIM)}
-        model = build_estimator(zeros, device, init_weights=False)
-    report = load_weights(model, checkpoint)
-    if report.significant_missing:
-        raise BadFileError(
-            f"the checkpoint lacks {len(report.significant_missing)} weights of the model "
-            f"({', '.join(report.significant_missing[:3])}, ...): it cannot be evaluated "
-            f"(a {report.source_format} file)",
-            path=checkpoint,
-            fix="evaluate a full HMR/SPIN checkpoint (mmhuman3d, SPIN or gtacli), not a backbone-only file",
+
+def available_cores() -> int:
+    """Cores this process may run on (the affinity mask, e.g. a SLURM allocation), not the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def check_config(config: EvalConfig) -> CheckedConfig:
+    """Every check that needs no model and no image, so a bad option fails before anything is printed or
+    computed: dataset name, numbers, the annotation and checkpoint files, and the predictions output."""
+    protocol = protocol_named(config.dataset)
+    _check_numbers(config.batch_size, config.limit, config.workers)
+    if config.threads is not None and config.threads < 1:
+        raise UsageError("--threads must be at least 1")
+    ann_path = _annotation_file(DataLayout(config.data_root), protocol, config.annotation)
+    if not Path(config.checkpoint).is_file():
+        raise MissingFileError(
+            "checkpoint not found", path=config.checkpoint, fix="check the path given to --checkpoint"
         )
-    return model.to(device).eval(), report
+    if config.save_predictions is not None:
+        _check_output(Path(config.save_predictions), (ann_path, Path(config.checkpoint)), config.force)
+    return CheckedConfig(protocol, ann_path)
+
+
+def _check_numbers(batch_size: int, limit: Optional[int], workers: Optional[int]) -> None:
+    if batch_size < 1:
+        raise UsageError("--batch-size must be at least 1")
+    if limit is not None and limit < 1:
+        raise UsageError("--limit must be at least 1")
+    if workers is not None and workers < 0:
+        raise UsageError("--workers must be 0 or more")
+
+
+def _check_output(path: Path, inputs: tuple, force: bool) -> None:
+    """--save-predictions: an .npz that is none of the inputs, not an existing file unless `force`, in a
+    folder where a file can be created (tried with a probe file, which also catches read-only mounts)."""
+    if path.suffix != ".npz":
+        raise UsageError(f"--save-predictions {path} must end in .npz")
+    if path.is_dir():
+        raise UsageError(f"--save-predictions {path} is a folder", fix="give a file name ending in .npz")
+    if path.exists():
+        if any(src.exists() and os.path.samefile(path, src) for src in inputs):
+            raise UsageError(
+                f"--save-predictions {path} is an input of this evaluation; it is never overwritten",
+                fix="write the predictions to another file",
+            )
+        if not force:
+            raise UsageError(
+                f"--save-predictions {path} exists",
+                fix="choose another file name, or add --force to replace it",
+            )
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = (
+            folder.parent
+        )  # atomic_path creates the missing folders; the first existing one must be writable
+    probe = temp_path_for(folder / path.name)
+    try:
+        probe.touch(exist_ok=False)
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(
+            f"--save-predictions {path} cannot be written ({exc.strerror or exc})",
+            fix="choose a file in a folder you can write to",
+        ) from None
 
 
 @dataclass
@@ -142,7 +230,7 @@ class _Prepared:
     protocol: Protocol
     annotation: Path
     human_data: Any
-    dataset: Any  # EvalDataset
+    dataset: EvalDataset
     rows: np.ndarray
     genders: Optional[List[str]]  # 'male'/'female' per row for gendered-SMPL protocols
 
@@ -153,18 +241,9 @@ class _Inference:
     predictions: Dict[str, np.ndarray]
     seconds: float
     workers: int
-
-
-def _check_options(dataset: str, batch_size: int, limit: Optional[int], workers: Optional[int]) -> Protocol:
-    if dataset not in PROTOCOLS:
-        raise UsageError(f"unknown dataset {dataset!r}", fix=f"use one of: {', '.join(PROTOCOLS)}")
-    if batch_size < 1:
-        raise UsageError("--batch-size must be at least 1")
-    if limit is not None and limit < 1:
-        raise UsageError("--limit must be at least 1")
-    if workers is not None and workers < 0:
-        raise UsageError("--workers must be 0 or more")
-    return PROTOCOLS[dataset]
+    layout: str
+    batchnorm_folded: bool
+    threads: int
 
 
 def _annotation_file(layout: DataLayout, protocol: Protocol, annotation: Optional[Path]) -> Path:
@@ -183,9 +262,6 @@ def _prepare(
     layout: DataLayout, protocol: Protocol, ann_path: Path, limit: Optional[int], use_cv2_warp: bool
 ) -> _Prepared:
     """Open and check the annotation, build the dataset, check every image exists (before any model work)."""
-    from gtacli.data.eval_dataset import EvalDataset
-    from gtacli.data.human_data import HumanData
-
     human_data = HumanData.load(ann_path, cache_dir=layout.cache)  # lazy; .npy cache for big files
     check_annotation(human_data, protocol, ann_path)
     count = len(human_data) if limit is None else min(limit, len(human_data))
@@ -199,7 +275,6 @@ def _prepare(
         rows,
         use_cv2_warp=use_cv2_warp,
         gt_keypoints3d=gt_kp,
-        normalized=False,  # uint8 crops through the pipes; normalised in batch on the device
     )
     missing = dataset.missing_images()
     if missing:
@@ -215,25 +290,56 @@ def _prepare(
     return _Prepared(protocol, ann_path, human_data, dataset, rows, genders)
 
 
+@dataclass
+class _Batches:
+    """Started DataLoader workers: created before the model loads, so decoding overlaps the start-up."""
+
+    iterator: Any
+    workers: int
+
+
+def _start_batches(
+    dataset: EvalDataset,
+    memory_format: torch.memory_format,
+    device: torch.device,
+    batch_size: int,
+    workers: Optional[int],
+) -> _Batches:
+    """Batches in `memory_format`, assembled in the workers: on the CPU as normalised float32 `img`; on
+    CUDA as uint8 `crop` (B,H,W,3) in pinned memory, normalised on the GPU by `_images`."""
+    workers = workers if workers is not None else default_workers(device)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        collate_fn=EvalCollate(normalize=device.type != "cuda", memory_format=memory_format),
+        prefetch_factor=PREFETCH_BATCHES_PER_WORKER if workers > 0 else None,
+    )
+    return _Batches(iter(loader), workers)
+
+
+def _images(batch: Dict[str, Any], model: torch.nn.Module, device: torch.device) -> torch.Tensor:
+    """(B,3,224,224) float32 on `device` in the model's layout (no layout conversion on this thread)."""
+    if "img" in batch:
+        return batch["img"].to(device, non_blocking=True)
+    crops = batch["crop"].to(device, non_blocking=True)
+    return normalize_batch(crops, memory_format=model_memory_format(model))
+
+
 def _infer(
     model: torch.nn.Module,
     layout: DataLayout,
     prep: _Prepared,
     device: torch.device,
-    batch_size: int,
-    workers: Optional[int],
+    batches: _Batches,
     amp: bool,
     keep_predictions: bool,
     progress: Optional[ProgressFn],
     mmhuman3d_pve: bool = False,
 ) -> _Inference:
-    """Batched inference and per-frame metrics (model in eval mode, no_grad)."""
-    from torch.utils.data import DataLoader
-
-    from gtacli.body.smpl import BodyModel, GenderedBodyModel
-    from gtacli.data.crop import normalize_batch
-    from gtacli.data.eval_dataset import collate_eval
-
+    """Batched inference and per-frame metrics (model in eval mode, inference mode)."""
     protocol = prep.protocol
     model.eval()  # BatchNorm running statistics, dropout off
     neutral = BodyModel.from_layout(layout, "neutral", h36m=True, extra=False, device=device)
@@ -242,16 +348,9 @@ def _infer(
         gendered = GenderedBodyModel.from_layout(
             layout, genders=("male", "female"), h36m=True, extra=False, device=device
         )
-    workers = workers if workers is not None else _default_workers(device)
-    loader = DataLoader(
-        prep.dataset,
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=workers,
-        pin_memory=device.type == "cuda",
-        collate_fn=collate_eval,
-        prefetch_factor=PREFETCH_BATCHES_PER_WORKER if workers > 0 else None,
-    )
+    workers = batches.workers
+    threads = torch.get_num_threads()
+    layout_label = layout_name(model_memory_format(model))
     count = len(prep.rows)
     names = list(protocol.metrics) + (["pve_mmhuman3d_mm"] if mmhuman3d_pve and gendered is not None else [])
     per_frame: Dict[str, np.ndarray] = {name: np.zeros(count) for name in names}
@@ -259,14 +358,15 @@ def _infer(
         k: [] for k in ("pred_pose", "pred_shape", "pred_cam", "keypoints_3d")
     }
     amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    setup = f"{layout_label}, {threads} threads, {workers} workers"
     done = 0
     start = time.perf_counter()
-    with torch.no_grad():
-        for batch in loader:
+    with torch.inference_mode():
+        for batch in batches.iterator:
             if "errors" in batch:  # already one line naming the image (raised here, not in a worker)
                 raise GtacliError(batch["errors"][0])
             index = batch["index"].numpy()
-            img = normalize_batch(batch["crop"].to(device, non_blocking=True))
+            img = _images(batch, model, device)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
                 out = model(img)
             rotmat = out["pred_pose"].float()
@@ -276,9 +376,9 @@ def _infer(
             if gendered is not None:
                 genders = [prep.genders[i] for i in index]
                 gt = gendered(
-                    batch["smpl_betas"].to(device),
-                    batch["smpl_body_pose"].to(device),
-                    batch["smpl_global_orient"].to(device),
+                    batch["smpl_betas"].to(device, non_blocking=True),
+                    batch["smpl_body_pose"].to(device, non_blocking=True),
+                    batch["smpl_global_orient"].to(device, non_blocking=True),
                     gender=genders,
                     pose2rot=True,
                 )
@@ -295,7 +395,7 @@ def _infer(
                         M.pve_per_frame(pred_g.vertices * 1000.0, gt.vertices * 1000.0).cpu().numpy()
                     )
             else:
-                gt_j = eval_joints(batch["keypoints3d"].to(device), protocol)
+                gt_j = eval_joints(batch["keypoints3d"].to(device, non_blocking=True), protocol)
             per_frame["mpjpe_mm"][index] = M.mpjpe_per_frame(pred_j, gt_j).cpu().numpy()
             per_frame["pa_mpjpe_mm"][index] = M.pa_mpjpe_per_frame(pred_j, gt_j).cpu().numpy()
             if "pck_150mm" in per_frame:
@@ -308,9 +408,13 @@ def _infer(
                 saved["keypoints_3d"].append(pred.joints_h36m.float().cpu().numpy())
             done += len(index)
             if progress is not None:
-                progress(done, count)
+                elapsed = time.perf_counter() - start
+                progress(done, count, f"{done / elapsed:.1f} frames/s ({setup})")
     predictions = {k: np.concatenate(v) for k, v in saved.items() if v}
-    return _Inference(per_frame, predictions, time.perf_counter() - start, workers)
+    seconds = time.perf_counter() - start
+    return _Inference(
+        per_frame, predictions, seconds, workers, layout_label, is_batchnorm_folded(model), threads
+    )
 
 
 def evaluate_model(
@@ -325,15 +429,19 @@ def evaluate_model(
     progress: Optional[ProgressFn] = None,
 ) -> Dict[str, Any]:
     """Evaluate an in-memory estimator (e.g. after a training epoch): the metrics, per-sequence table and
-    timing as a dict. Leaves the model in eval mode (the caller restores train mode)."""
-    protocol = _check_options(dataset, batch_size, limit, workers)
+    timing as a dict. Batches follow the model's own memory layout (the model is not converted). Leaves
+    the model in eval mode (the caller restores train mode)."""
+    protocol = protocol_named(dataset)
+    _check_numbers(batch_size, limit, workers)
     device = device if device is not None else next(model.parameters()).device
     ann_path = _annotation_file(layout, protocol, annotation)
     prep = _prepare(layout, protocol, ann_path, limit, use_cv2_warp=False)
-    inference = _infer(model, layout, prep, device, batch_size, workers, False, False, progress)
+    batches = _start_batches(prep.dataset, model_memory_format(model), device, batch_size, workers)
+    inference = _infer(model, layout, prep, device, batches, False, False, progress)
     doc: Dict[str, Any] = {"dataset": protocol.name, "frames": len(prep.rows), "annotation": str(ann_path)}
     doc.update({name: round(float(v.mean()), 4) for name, v in inference.per_frame.items()})
     doc["inference_seconds"] = round(inference.seconds, 3)
+    doc["layout"] = inference.layout
     doc["per_sequence"] = _per_sequence(prep.dataset.image_paths, inference.per_frame)
     return doc
 
@@ -341,20 +449,16 @@ def evaluate_model(
 def run_evaluation(
     config: EvalConfig, progress: Optional[ProgressFn] = None, info: Optional[InfoFn] = None
 ) -> EvalResult:
-    """Evaluate `config.checkpoint` on `config.dataset`; see `gtacli eval --help`."""
+    """Evaluate `config.checkpoint` on `config.dataset` on `config.device` (a resolved `torch.device`);
+    see `gtacli eval --help`. Applies `config.threads` (or GTACLI_THREADS) to this process."""
     say = info or (lambda _msg: None)
     started = time.perf_counter()
-    protocol = _check_options(config.dataset, config.batch_size, config.limit, config.workers)
-    if config.save_predictions is not None and Path(config.save_predictions).suffix != ".npz":
-        raise UsageError(f"--save-predictions {config.save_predictions} must end in .npz")
+    checked = check_config(config)
+    protocol, ann_path = checked.protocol, checked.annotation
     layout = DataLayout(config.data_root)
-    device = resolve_device(config.device)
-    ann_path = _annotation_file(layout, protocol, config.annotation)
+    device = config.device
     checkpoint = Path(config.checkpoint)
-    if not checkpoint.is_file():
-        raise MissingFileError(
-            "checkpoint not found", path=checkpoint, fix="check the path given to --checkpoint"
-        )
+    configure_threads(config.threads)
     # the hashes (≈0.3 s for a 100 MB checkpoint) are computed in a thread while the run goes on
     hashing = ThreadPoolExecutor(max_workers=1)
     hashes = {p: hashing.submit(sha256_file, p) for p in (ann_path, checkpoint)}
@@ -362,15 +466,18 @@ def run_evaluation(
     prep = _prepare(layout, protocol, ann_path, config.limit, config.use_cv2_warp)
     if device.type == "cuda":
         set_tf32(config.tf32)
-    model, report = load_model(layout, checkpoint, device)
+    # the workers start decoding now, while the model loads (it is loaded in this layout)
+    batches = _start_batches(
+        prep.dataset, inference_memory_format(device), device, config.batch_size, config.workers
+    )
+    model, report = load_estimator(checkpoint, layout, device, require="model", inference=True)
     keep = config.save_predictions is not None
     inference = _infer(
         model,
         layout,
         prep,
         device,
-        config.batch_size,
-        config.workers,
+        batches,
         config.amp,
         keep,
         progress,
@@ -399,6 +506,9 @@ def run_evaluation(
         seconds=0.0,
         inference_seconds=inference.seconds,
         device=str(device),
+        layout=inference.layout,
+        batchnorm_folded=inference.batchnorm_folded,
+        threads=inference.threads,
         tf32=bool(device.type == "cuda" and config.tf32),
         amp=config.amp,
         synthetic=layout.is_synthetic,
@@ -407,16 +517,11 @@ def run_evaluation(
         notes=notes,
     )
     result.seconds = time.perf_counter() - started
-    say(f"evaluated {result.frames} frames in {result.seconds:.1f} s")
+    say(
+        f"evaluated {result.frames} frames in {result.seconds:.1f} s on {device} "
+        f"({result.layout}, {result.threads} threads, {result.workers} workers)"
+    )
     return result
-
-
-def _default_workers(device: torch.device) -> int:
-    cores = os.cpu_count() or 1
-    if device.type == "cuda":
-        return min(8, cores)
-    # on CPU the forward pass uses every core; one worker decoding/cropping ahead is enough and costs little
-    return 1 if cores > 1 else 0
 
 
 def _pelvis_centred(vertices: torch.Tensor, joints_h36m: torch.Tensor, protocol: Protocol) -> torch.Tensor:
@@ -440,8 +545,6 @@ def _per_sequence(image_paths: List[str], per_frame: Dict[str, np.ndarray]) -> L
 
 def _save_predictions(path: Path, prep: _Prepared, inference: _Inference) -> None:
     """Per-frame predictions and errors as a plain .npz (no pickled objects), written atomically."""
-    from gtacli.io.atomic import atomic_path
-
     arrays: Dict[str, np.ndarray] = {"index": prep.rows, "image_path": np.asarray(prep.dataset.image_paths)}
     arrays.update(inference.predictions)
     arrays.update({f"frame_{key}": values for key, values in inference.per_frame.items()})

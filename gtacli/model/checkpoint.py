@@ -26,6 +26,8 @@ import torch
 from torch import nn
 
 from gtacli.errors import BadFileError, PathLike
+from gtacli.io.atomic import atomic_write_with
+from gtacli.io.safe import load_checkpoint
 
 GTACLI_FORMAT = "gtacli"
 GTACLI_FORMAT_VERSION = 1
@@ -74,8 +76,6 @@ class LoadReport:
 
 def read_state_dict(path: PathLike) -> Tuple[Dict[str, torch.Tensor], str, Dict[str, Any], List[str]]:
     """(state_dict with model names, source format, meta, ignored file keys) of a checkpoint file."""
-    from gtacli.io.safe import load_checkpoint
-
     raw = load_checkpoint(path)
     if not isinstance(raw, Mapping):
         raise BadFileError(
@@ -161,8 +161,6 @@ def save_checkpoint(
     * ``mmhuman3d``: exactly `{'meta': {...}, 'state_dict': {backbone.*, head.*}}`, loadable by mmhuman3d's
       `load_checkpoint` (no `extra`: mmhuman3d would not read it).
     """
-    from gtacli.io.atomic import atomic_write_with
-
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     module = model.module if hasattr(model, "module") else model  # unwrap DDP

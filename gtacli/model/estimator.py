@@ -17,6 +17,7 @@ from torch import nn
 
 from gtacli.body.rotations import rot6d_to_rotmat
 from gtacli.errors import BadFileError
+from gtacli.io.safe import load_npz
 from gtacli.layout import DataLayout
 from gtacli.model.hmr_head import MEAN_PARAM_KEYS, NUM_JOINTS, HMRHead
 from gtacli.model.resnet import ResNet50
@@ -41,8 +42,6 @@ class HMREstimator(nn.Module):
 
 def load_mean_params(path: Union[str, Path]) -> Dict[str, np.ndarray]:
     """`smpl_mean_params.npz` -> {'pose' (144,), 'shape' (10,), 'cam' (3,)} float32 (restricted loading)."""
-    from gtacli.io.safe import load_npz
-
     npz = load_npz(path)
     params: Dict[str, np.ndarray] = {}
     for key, shape in MEAN_PARAM_KEYS.items():
@@ -100,18 +99,3 @@ def _no_random_init() -> Iterator[None]:
 
 def _no_reset(self: nn.Module) -> None:
     return None
-
-
-def resolve_device(device: Union[str, torch.device, None] = "auto") -> torch.device:
-    """'auto' -> CUDA when present, else CPU; 'cpu', 'cuda', 'cuda:N' as given (refused if CUDA is absent)."""
-    from gtacli.errors import UsageError
-
-    if device is None or str(device) in ("", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise UsageError(f"--device {device!r} is not a device", fix="use auto, cpu, cuda or cuda:N") from exc
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {device} asks for CUDA but none is available", fix="use --device cpu")
-    return resolved

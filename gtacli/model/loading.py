@@ -10,8 +10,15 @@ after-epoch evaluation) calls `load_estimator`. The policy, by what the caller n
   starts from its random initialisation and the mean parameters (so `smpl_mean_params.npz` is needed).
 
 BatchNorm `num_batches_tracked` counters never count as missing. A file whose weights hold NaN or inf is
-refused (a model that predicts NaN everywhere is never what the user wants). Unexpected keys are reported,
-never fatal: mmhuman3d files carry SMPL buffers and SPIN files optimiser state.
+refused (a model that predicts NaN everywhere is never what the user wants). Unexpected keys are reported
+in `LoadReport.unexpected`, never fatal (a newer gtacli may add a buffer); the SMPL buffers of mmhuman3d
+files are `ignored`, and non-tensor entries (SPIN's optimiser state) are skipped.
+
+`inference=True` also puts the model in the fastest exact form for its device: BatchNorms folded into the
+convolutions (`gtacli.model.fold`) and channels-last weights on CPU and CUDA (`gtacli.model.memory_format`);
+both change outputs by float32 rounding only. It also applies the thread count of GTACLI_THREADS (or of an
+earlier `--threads`, `gtacli.device.configure_threads`), so every command that loads a model for inference
+honours it.
 """
 
 from __future__ import annotations
@@ -22,12 +29,14 @@ from typing import Any, Mapping, Optional, Tuple, Union
 import numpy as np
 import torch
 
-from gtacli.device import DeviceLike, resolve_device
+from gtacli.device import DeviceLike, configure_threads, resolve_device
 from gtacli.errors import BadFileError, MissingFileError, PathLike
 from gtacli.layout import DataLayout
 from gtacli.model.checkpoint import LoadReport, load_weights
 from gtacli.model.estimator import HMREstimator, build_estimator, load_mean_params
+from gtacli.model.fold import fold_batchnorm
 from gtacli.model.hmr_head import CAM_DIM, POSE_6D_DIM, SHAPE_DIM
+from gtacli.model.memory_format import NCHW, inference_memory_format, set_memory_format
 
 REQUIREMENTS = ("model", "backbone")
 MEAN_PARAM_BUFFERS = ("head.init_pose", "head.init_shape", "head.init_cam")
@@ -43,8 +52,14 @@ def load_estimator(
     *,
     require: str = "model",
     inference: bool = True,
+    memory_format: Optional[torch.memory_format] = None,
+    fold: Optional[bool] = None,
 ) -> Tuple[HMREstimator, LoadReport]:
-    """(estimator on `device`, load report). `inference=True` returns it in eval mode without gradients.
+    """(estimator on `device`, load report). `inference=True` returns it in eval mode without gradients, in
+    `memory_format` (default: `inference_memory_format(device)`, channels-last on CPU and CUDA); otherwise
+    (training) in `memory_format` or, by default, NCHW as the published recipe runs it. `fold` (default:
+    `inference`) folds the BatchNorms into the convolutions; `memory_format=NCHW, fold=False` with
+    `inference=True` gives the plain float32 network as SPIN and mmhuman3d run it.
 
     `mean_params` is a `DataLayout` (its `smpl_mean_params.npz`, when present), a path to that file, a dict
     {'pose','shape','cam'}, or None (then the checkpoint must carry the head's mean-parameter buffers).
@@ -70,10 +85,17 @@ def load_estimator(
     report = load_weights(model, path)
     _check_required(report, path, require, mean_params_available=not placeholder)
     _check_finite(model, report, path)
-    model = model.to(dev)
+    if memory_format is None:
+        memory_format = inference_memory_format(dev) if inference else NCHW
     if inference:
+        configure_threads(None)
         model.eval()
         model.requires_grad_(False)
+    if fold is None:
+        fold = inference
+    if fold:
+        fold_batchnorm(model)
+    model = set_memory_format(model.to(dev), memory_format)
     return model, report
 
 
@@ -112,10 +134,15 @@ def _check_required(report: LoadReport, path: Path, require: str, *, mean_params
 
 def _check_finite(model: torch.nn.Module, report: LoadReport, path: Path) -> None:
     loaded = set(report.loaded)
+    # a sum is NaN/inf when any element is (or, harmlessly, on overflow): one cheap reduction per tensor,
+    # the element-wise test only for the tensors it flags
     bad = [
         name
         for name, tensor in model.state_dict().items()
-        if name in loaded and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+        if name in loaded
+        and tensor.is_floating_point()
+        and not bool(torch.isfinite(tensor.sum()))
+        and not bool(torch.isfinite(tensor).all())
     ]
     if bad:
         raise BadFileError(

@@ -67,6 +67,7 @@ def _pa_errors(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     return np.asarray(out)
 
 
+@pytest.mark.slow
 def test_eval_pw3d_json_matches_metrics_recomputed_independently(sample_tree, random_checkpoint, tmp_path):
     from gtacli.body.smpl import BodyModel
     from gtacli.model.checkpoint import load_weights
@@ -149,6 +150,7 @@ def test_eval_pw3d_json_matches_metrics_recomputed_independently(sample_tree, ra
     assert np.allclose(direct["pred_shape"][0].numpy(), preds["pred_shape"][0], atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "dataset, source, target",
     [("h36m", "spin_h36m_train.npz", "h36m_valid_protocol2.npz"),
@@ -265,3 +267,125 @@ def test_undecodable_image_is_one_line_from_the_worker(sample_tree, tmp_path):
     )
     _one_line_error(result, stderr, bad)
     assert "decoded" in stderr
+
+
+@pytest.fixture
+def restore_threads(monkeypatch):
+    """`--threads` sets the thread count for the rest of the process: give torch's count back afterwards."""
+    from gtacli import device
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(device, "_explicit_threads", None)
+    yield
+    torch.set_num_threads(before)
+
+
+def _no_output_before_the_error(result, stdout: str, stderr: str, code: int = 2) -> None:
+    """Failed at the option check: one error line, no header, no synthetic banner, no result."""
+    assert result.exit_code == code, stderr
+    assert stdout.strip() == ""
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error"), stderr
+    assert "Traceback" not in stderr
+
+
+def test_unknown_dataset_is_a_usage_error_before_any_output(sample_tree):
+    result, stdout, stderr = _invoke(
+        "--dataset", "3dpw-test", "--checkpoint", str(DataLayout(sample_tree).spin_official),
+        "--data-root", str(sample_tree),
+    )  # fmt: skip
+    _no_output_before_the_error(result, stdout, stderr)
+    assert "3dpw-test" in stderr and "pw3d, h36m, mpi_inf_3dhp" in stderr
+
+
+def test_checkpoint_is_a_required_option(sample_tree):
+    result = CliRunner().invoke(app, ["eval", "--data-root", str(sample_tree)])
+    assert result.exit_code == 2 and "Missing option '--checkpoint'" in result.stderr
+    assert "required" in CliRunner().invoke(app, ["eval", "--help"]).stdout
+
+
+def test_bad_threads_environment_fails_before_any_output(sample_tree, restore_threads):
+    args = [
+        "eval",
+        "--checkpoint",
+        str(DataLayout(sample_tree).spin_official),
+        "--data-root",
+        str(sample_tree),
+    ]
+    result = CliRunner().invoke(app, args, env={"GTACLI_THREADS": "zero"})
+    _no_output_before_the_error(result, result.stdout, result.stderr)
+    assert "GTACLI_THREADS" in result.stderr
+
+
+def test_unwritable_predictions_path_is_found_before_the_evaluation(sample_tree, tmp_path):
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where a folder is expected")
+    target = blocker / "preds.npz"
+    result, stdout, stderr = _invoke(
+        "--checkpoint", str(DataLayout(sample_tree).spin_official), "--data-root", str(sample_tree),
+        "--save-predictions", str(target),
+    )  # fmt: skip
+    _no_output_before_the_error(result, stdout, stderr)
+    assert "cannot be written" in stderr and str(target) in stderr
+
+
+def test_the_annotation_is_never_overwritten_even_with_force(sample_tree, tmp_path):
+    ann = tmp_path / "pw3d_copy.npz"
+    ann.write_bytes((sample_tree / "preprocessed_datasets" / "pw3d_test.npz").read_bytes())
+    before = _sha256(ann)
+    result, stdout, stderr = _invoke(
+        "--checkpoint", str(DataLayout(sample_tree).spin_official), "--data-root", str(sample_tree),
+        "--annotation", str(ann), "--save-predictions", str(ann), "--force",
+    )  # fmt: skip
+    _no_output_before_the_error(result, stdout, stderr)
+    assert "never overwritten" in stderr and _sha256(ann) == before
+
+
+def test_existing_predictions_file_needs_force_and_3dpw_alias_and_layout_line(
+    sample_tree, random_checkpoint, tmp_path, restore_threads
+):
+    target = tmp_path / "preds.npz"
+    target.write_bytes(b"the user's own file")
+    common = ["--checkpoint", str(random_checkpoint), "--data-root", str(sample_tree), "--limit", "2",
+              "--save-predictions", str(target)]  # fmt: skip
+    result, stdout, stderr = _invoke("--dataset", "3dpw", *common)
+    _no_output_before_the_error(result, stdout, stderr)
+    assert "--force" in stderr and target.read_bytes() == b"the user's own file"
+
+    result, stdout, stderr = _invoke(
+        "--dataset", "3dpw", *common, "--force", "--threads", "1", "--workers", "0"
+    )
+    assert result.exit_code == 0, stderr
+    assert np.load(target)["index"].tolist() == [0, 1]  # replaced by the predictions
+    # human output: the layout that ran and the thread/worker counts beside the timing
+    layout_line = next(line for line in stdout.splitlines() if line.startswith("layout"))
+    assert "channels-last float32" in layout_line
+    time_line = next(line for line in stdout.splitlines() if line.startswith("time"))
+    assert "1 threads, 0 workers" in time_line
+    assert "evaluated 2 frames" in stderr and "channels-last, 1 threads, 0 workers" in stderr
+    assert torch.get_num_threads() == 1
+
+
+def test_json_reports_layout_threads_and_the_alias_resolves(sample_tree, tmp_path, restore_threads):
+    result = CliRunner().invoke(
+        app,
+        ["eval", "--dataset", "3DPW", "--checkpoint", str(DataLayout(sample_tree).spin_official),
+         "--data-root", str(sample_tree), "--limit", "1", "--workers", "0", "--json"],
+        env={"GTACLI_THREADS": "1"},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["dataset"] == "pw3d" and doc["layout"] == "channels-last"
+    assert doc["threads"] == 1 and doc["workers"] == 0 and doc["exact"] is True
+
+
+def test_nan_checkpoint_is_one_line_not_a_linalg_error(sample_tree, tmp_path):
+    from gtacli.model.checkpoint import read_state_dict
+
+    state, _, _, _ = read_state_dict(DataLayout(sample_tree).spin_official)
+    state["head.fc1.weight"] = torch.full_like(state["head.fc1.weight"], float("nan"))
+    bad = tmp_path / "nan.pth"
+    torch.save({"state_dict": state}, bad)
+    result, _, stderr = _invoke("--checkpoint", str(bad), "--data-root", str(sample_tree), "--limit", "1")
+    _one_line_error(result, stderr, bad)
+    assert "NaN or inf" in stderr and "LinAlgError" not in stderr

@@ -151,3 +151,16 @@ def test_batched_normalization_on_torch_is_bit_identical():
     batched = normalize_batch(torch.from_numpy(crops)).numpy()
     assert batched.shape == (3, 3, 16, 12)
     assert np.array_equal(batched, np.stack([normalize(c) for c in crops]))
+
+
+def test_batched_normalization_straight_into_channels_last():
+    """The estimator's inference layout: the (B,H,W,3) crops are already channels-last memory, so the batch
+    comes out channels-last with the same values (no transposing copy on the main thread)."""
+    import torch
+
+    from gtacli.data.crop import normalize_batch
+
+    crops = np.random.default_rng(6).integers(0, 256, (2, 8, 10, 3), dtype=np.uint8)
+    batched = normalize_batch(torch.from_numpy(crops), memory_format=torch.channels_last)
+    assert batched.shape == (2, 3, 8, 10) and batched.stride() == (240, 1, 30, 3)
+    assert np.array_equal(batched.numpy(), np.stack([normalize(c) for c in crops]))
