@@ -188,6 +188,10 @@ def save_checkpoint(
 def git_revision(repo: Optional[PathLike] = None) -> Optional[str]:
     """The git commit of the gtacli source tree (with '+dirty' when modified), or None outside a checkout."""
     where = Path(repo) if repo is not None else Path(__file__).resolve().parents[2]
+    # Only a source checkout of gtacli itself has a revision: an installed wheel lives in site-packages, which may
+    # sit inside some unrelated clone (a venv in a project folder) whose HEAD would otherwise be reported.
+    if not (where / ".git").exists() or not (where / "gtacli" / "__init__.py").is_file():
+        return None
     try:
         rev = subprocess.run(
             ["git", "-C", str(where), "rev-parse", "HEAD"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 
 import numpy as np
@@ -193,3 +194,29 @@ def test_mmhuman3d_layout_refuses_extras(tmp_path, source):
     with pytest.raises(ValueError):
         save_checkpoint(tmp_path / "x.pth", source, {}, extra={"optimizers": {}}, layout="mmhuman3d")
     assert not (tmp_path / "x.pth").exists()
+
+
+def test_git_revision_is_only_read_from_a_gtacli_checkout(tmp_path):
+    """An installed copy inside some other clone (a venv in a project folder) must not report that clone's HEAD."""
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    env = {
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
+    other = tmp_path / "other_project"
+    (other / "lib" / "site-packages").mkdir(parents=True)
+    (other / "README").write_text("not gtacli\n")
+    for args in (["init", "-q"], ["add", "README"], ["commit", "-qm", "x"]):
+        subprocess.run(["git", "-C", str(other), *args], check=True, env={**os.environ, **env})
+    assert git_revision(other / "lib" / "site-packages") is None  # inside the clone, but not its root
+    assert git_revision(other) is None  # a repository, but not gtacli's
+    (other / "gtacli").mkdir()
+    (other / "gtacli" / "__init__.py").write_text("")
+    revision = git_revision(other)
+    assert revision is not None and len(revision.split("+")[0]) == 40
