@@ -155,6 +155,12 @@ def handle_errors(command: Callable[..., Optional[int]]) -> Callable[..., None]:
     def wrapper(*args: Any, **kwargs: Any) -> None:
         token = _CURRENT_OUTPUT.set(None)
         try:
+            if os.environ.get(
+                "GTACLI_THREADS"
+            ):  # every command honours it (torch is only imported when it is set)
+                from gtacli.device import configure_threads
+
+                configure_threads()
             code = command(*args, **kwargs)
         except typer.Exit:
             raise

@@ -259,3 +259,24 @@ def test_progress_on_a_terminal_is_a_bar_not_log_records() -> None:
     screen = b"".join(chunks).decode("utf-8", "replace")
     assert "eval" in screen and "frames/s" in screen  # the bar's label and rate column
     assert not re.search(r"eval: \d+/\d+ frames \(\d+%\) \|", screen)  # no log records on a terminal
+
+
+def test_gtacli_threads_is_honoured_by_every_command_and_a_bad_value_is_a_usage_error(tmp_path):
+    """GTACLI_THREADS applies before any command runs (training included), checked once, in one place."""
+    code = (
+        "import sys, torch; from gtacli.cli.app import app\n"
+        "try:\n    app(['check-layout', '--for', 'demo', '--data-root', sys.argv[1], '--quiet'])\n"
+        "except SystemExit:\n    pass\n"
+        "print('threads', torch.get_num_threads())\n"
+    )
+    env = {**os.environ, "GTACLI_THREADS": "1"}
+    good = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], env=env, capture_output=True, text=True
+    )
+    assert "threads 1" in good.stdout, good.stderr
+    env["GTACLI_THREADS"] = "lots"
+    bad = subprocess.run(
+        [sys.executable, "-m", "gtacli", "check-layout", "--for", "demo", "--data-root", str(tmp_path)],
+        env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "GTACLI_THREADS" in bad.stderr and bad.stderr.count("error:") == 1
