@@ -408,7 +408,12 @@ def _files(folder: Path) -> set:
     return {p for p in folder.rglob("*") if p.is_file() or p.is_symlink()}
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def _param(case: Case):
+    """Cases that need a real subprocess (possible native crash) belong to the slow lane."""
+    return pytest.param(case, id=case.name, marks=[pytest.mark.slow] if case.subprocess else [])
+
+
+@pytest.mark.parametrize("case", [_param(c) for c in CASES])
 def test_hostile_and_careless_inputs(case: Case, sample_tree: Path, tmp_path: Path, monkeypatch) -> None:
     case_dir = tmp_path / "case"
     root = case_tree(sample_tree, case_dir)

@@ -152,6 +152,7 @@ def test_progress_stopped_by_an_error_says_stopped(tmp_path: Path) -> None:
     assert records[0].startswith("eval: 2/9 frames (22%)") and records[0].endswith(" | stopped")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("value", ["abc", "-1", "nan"])
 def test_bad_progress_interval_is_a_usage_error_before_any_work(tmp_path: Path, value: str) -> None:
     root = tmp_path / "data"
@@ -261,6 +262,7 @@ def test_progress_on_a_terminal_is_a_bar_not_log_records() -> None:
     assert not re.search(r"eval: \d+/\d+ frames \(\d+%\) \|", screen)  # no log records on a terminal
 
 
+@pytest.mark.slow
 def test_gtacli_threads_is_honoured_by_every_command_and_a_bad_value_is_a_usage_error(tmp_path):
     """GTACLI_THREADS applies before any command runs (training included), checked once, in one place."""
     code = (
