@@ -7,7 +7,8 @@ into the same folder, the old output is replaced only when the folder holds exac
 line, so a user's own files are never deleted.
 
 Also here: the per-frame files the demo writes (overlay PNGs, Wavefront OBJ meshes), written through Python file
-objects so any file name works (OpenCV's own writers cannot take every byte string).
+objects so any file name works (OpenCV's own writers cannot take every byte string), `Writers` (the files of
+one run: overlay video or PNGs, per-frame PNGs, meshes) and `draw_boxes` (boxes and track ids on an overlay).
 """
 
 from __future__ import annotations
@@ -17,17 +18,28 @@ import os
 import secrets
 import shutil
 from pathlib import Path
-from typing import Iterable, List
+from typing import Any, Dict, Iterable, List
 
 import cv2
 import numpy as np
 
 from gtacli.errors import GtacliError, UsageError
 from gtacli.io.atomic import ensure_writable_dir
+from gtacli.viz import video
+from gtacli.viz.demo_engine import Engine
+from gtacli.viz.demo_types import DemoConfig, Person, Timer
 
 MANIFEST = ".gtacli-demo.json"
 MANIFEST_KIND = "gtacli-demo-output"
 NOT_OURS_FIX = "choose a new or empty --output folder (the demo replaces only a folder it wrote itself)"
+OVERLAY_DIR = "overlays"
+FRAMES_DIR = "frames"
+MESH_DIR = "meshes"
+OVERLAY_VIDEO = "overlay.mp4"
+RESULTS_NPZ = "results.npz"
+RESULTS_JSON = "results.json"
+BOX_COLOR_BGR = (0, 200, 255)
+BOX_THICKNESS_PER_1000_PX = 3  # box line width scales with the frame size
 
 
 def display_name(name: str) -> str:
@@ -153,3 +165,110 @@ def _write_bytes(target: Path, data: bytes) -> None:
             path=target,
             fix="check the free disk space and run again, or use --no-render for results only",
         ) from None
+
+
+def draw_boxes(image: np.ndarray, people: List[Person]) -> np.ndarray:
+    """Each person's box and track id on the overlay (in place); interpolated/predicted boxes dashed-free thin."""
+    thick = max(1, round(BOX_THICKNESS_PER_1000_PX * max(image.shape[:2]) / 1000))
+    for person in people:
+        x, y, w, h = (int(round(v)) for v in person.box)
+        width = thick if person.source in ("detected", "given") else max(1, thick // 2)
+        cv2.rectangle(image, (x, y), (x + w, y + h), BOX_COLOR_BGR, width, cv2.LINE_AA)
+        label = f"id {person.pid}" + ("" if person.source in ("detected", "given") else f" ({person.source})")
+        scale = 0.5 * thick
+        cv2.putText(
+            image,
+            label,
+            (x, max(0, y - 2 * thick)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            BOX_COLOR_BGR,
+            thick,
+            cv2.LINE_AA,
+        )
+    return image
+
+
+class Writers:
+    """The files of one run: overlay video or PNGs, per-frame PNGs of a video, OBJ meshes."""
+
+    def __init__(self, folder: Path, config: DemoConfig, source: video.FrameSource):
+        self.folder = folder
+        self.config = config
+        self.is_video = source.is_video
+        self.draw = config.draw_boxes if config.draw_boxes is not None else source.is_video
+        self.sink = None
+        self.overlay_names: List[str] = []
+        self.frame_files = 0
+        self.mesh_files = 0
+        if config.render and source.is_video:
+            self.sink = video.VideoSink(folder / OVERLAY_VIDEO, float(source.fps))
+        elif config.render:
+            (folder / OVERLAY_DIR).mkdir()
+        if config.render and config.save_frames and source.is_video:
+            (folder / FRAMES_DIR).mkdir()
+        if config.export_mesh:
+            (folder / MESH_DIR).mkdir()
+
+    def frame(
+        self, index, name, frame, mine: List[Person], body, rows: List[int], engine: Engine, timer: Timer
+    ) -> None:
+        stem = Path(display_name(name)).stem
+        if self.config.export_mesh:
+            t = timer.start()
+            for person, k in zip(mine, rows):  # original camera: body-model frame + transl
+                write_obj(
+                    self.folder / MESH_DIR / f"{stem}_id{person.pid}.obj",
+                    body["vertices"][k] + body["transl"][k],
+                    engine.faces,
+                )
+                self.mesh_files += 1
+            timer.add("video_io", t)
+        if not self.config.render:
+            return
+        t = timer.start()
+        verts = [body["verts_cam"][k] for k in rows]
+        Ks = [body["K_img"][k] for k in rows]
+        image = engine.render(frame, verts, Ks)
+        if self.draw:
+            draw_boxes(image, mine)
+        if self.config.side_view:
+            image = np.concatenate([image, engine.render_side(frame.shape, verts, Ks)], axis=1)
+        t = timer.add("rendering", t)
+        if self.sink is not None:
+            self.sink.write(image)
+            if self.config.save_frames:
+                write_png(self.folder / FRAMES_DIR / f"{index:06d}.png", image)
+                self.frame_files += 1
+        else:
+            self.overlay_names.append(self._overlay(stem, Path(display_name(name)).suffix, image))
+        timer.add("video_io", t)
+
+    def _overlay(self, stem: str, suffix: str, image: np.ndarray) -> str:
+        target = self.folder / OVERLAY_DIR / f"{stem}.png"
+        if target.exists():  # two inputs with one stem (a.jpg, a.png): keep both
+            target = self.folder / OVERLAY_DIR / f"{stem}_{suffix.lstrip('.')}.png"
+        write_png(target, image)
+        return target.name
+
+    def close(self, frames_done: int) -> None:
+        if self.sink is None:
+            return
+        self.sink.close()
+        if self.sink.frames_written != frames_done:
+            raise GtacliError(
+                f"wrote {self.sink.frames_written} of {frames_done} frames",
+                path=self.config.output / OVERLAY_VIDEO,
+                fix="check the free disk space and run again, or use --no-render for results only",
+            )
+
+    def describe(self) -> Dict[str, Any]:
+        return {
+            "results_npz": RESULTS_NPZ,
+            "overlay_video": OVERLAY_VIDEO if self.sink is not None else None,
+            "overlays": [f"{OVERLAY_DIR}/{n}" for n in self.overlay_names],
+            "frames": f"{FRAMES_DIR}/ ({self.frame_files} PNG)" if self.frame_files else None,
+            "meshes": f"{MESH_DIR}/ ({self.mesh_files} OBJ)" if self.config.export_mesh else None,
+            "side_view": bool(self.config.side_view and self.config.render),
+            "boxes_drawn": bool(self.draw and self.config.render),
+        }

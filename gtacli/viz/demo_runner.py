@@ -1,6 +1,6 @@
 """The demo, without a CLI: frames in -> people -> crops -> SMPL -> overlays, meshes and per-frame results out.
 
-`run_demo` is a pipeline of named stages; each is a function below:
+`run_demo` is a pipeline of named stages; each is a function below or in the module named:
 
 1. **read** (`open_input`): an image, a folder or a video (`gtacli.viz.video`); a video is scanned once for its
    frame count and timestamps, and a video that stops decoding part-way keeps the frames before it;
@@ -9,14 +9,17 @@
 3. **track** (`gtacli.viz.track.track_sequence`): identities over the whole video (a folder's images are taken
    one by one: they may be unrelated photos),
    fragments dropped, gaps interpolated, `max_people` applied;
-4. **crop + infer** (`Engine.infer`): crop per docs/reproduction.md §9 (centre = box centre, square side
-   `DEMO_BBOX_SCALE · max(w, h)`, 224x224, `gtacli.data.crop`), batched `HMREstimator` forward under
-   `torch.inference_mode` (or, with `--from-results`, the saved parameters instead of the network);
+4. **crop + infer** (`Engine.infer`, `gtacli.viz.demo_engine`): crop per docs/reproduction.md §9 (centre = box
+   centre, square side `DEMO_BBOX_SCALE · max(w, h)`, 224x224, `gtacli.data.crop`), batched `HMREstimator`
+   forward under `torch.inference_mode` (or, with `--from-results`, the saved parameters instead of the network:
+   `Replay`, `gtacli.viz.demo_replay`);
 5. **smooth** (optional One-Euro per person, `gtacli.viz.smooth`);
 6. **body** (`Engine.body`): neutral SMPL vertices, smpl_49 and J14 joints, cameras, 2D joints;
 7. **render** (`Engine.render`, `gtacli.viz.render` on the model's device) with boxes and track ids;
-8. **write** (`Writers`): overlay video / PNGs, meshes, results.npz and results.json, in a temporary folder
-   moved into place when complete (`gtacli.viz.demo_output`).
+8. **write** (`Writers`, `gtacli.viz.demo_output`): overlay video / PNGs, meshes, results.npz and
+   results.json, in a temporary folder moved into place when complete.
+
+The shared dataclasses (`DemoConfig`, `Timer`, `Person`, `Input`) live in `gtacli.viz.demo_types`.
 
 Camera conventions (also written into results.json):
 
@@ -34,133 +37,34 @@ Camera conventions (also written into results.json):
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import cv2
 import numpy as np
-import torch
 
-from gtacli.body.camera import (
-    DEMO_BBOX_SCALE,
-    FOCAL_LENGTH,
-    IMG_RES,
-    cam_to_translation,
-    crop_to_image_intrinsics,
-)
-from gtacli.body.conventions import H36M_TO_J14
-from gtacli.body.rotations import axis_angle_to_matrix, matrix_to_axis_angle
-from gtacli.body.smpl import BodyModel
-from gtacli.data.crop import bbox_to_center_scale, crop, normalize
-from gtacli.device import resolve_device
-from gtacli.errors import BadFileError, GtacliError, UsageError
+from gtacli.errors import BadFileError, UsageError
 from gtacli.io.atomic import atomic_write_json
-from gtacli.io.safe import load_npz
-from gtacli.layout import DataLayout
-from gtacli.model.loading import load_estimator
 from gtacli.viz import detect, video
-from gtacli.viz.demo_output import StagedOutput, check_output_dir, display_name, write_obj, write_png
+from gtacli.viz.demo_engine import Engine, _person
+from gtacli.viz.demo_output import (
+    RESULTS_JSON,
+    RESULTS_NPZ,
+    StagedOutput,
+    Writers,
+    check_output_dir,
+    display_name,
+)
+from gtacli.viz.demo_replay import Replay
 from gtacli.viz.demo_results import RESULT_FIELDS, DemoResults
-from gtacli.viz.render import render_overlay
+from gtacli.viz.demo_types import DemoConfig, Input, Person, ProgressFn, Timer
 from gtacli.viz.smooth import PersonSmoother
 from gtacli.viz.track import TrackConfig, TrackedBox, given_boxes, track_sequence
 
-DEFAULT_BATCH_SIZE = 4
 FRAMES_PER_CHUNK_PER_BATCH = 2  # frames read per chunk = batch_size x this (bounded memory, full batches)
-OVERLAY_DIR = "overlays"
-FRAMES_DIR = "frames"
-MESH_DIR = "meshes"
-OVERLAY_VIDEO = "overlay.mp4"
-RESULTS_NPZ = "results.npz"
-RESULTS_JSON = "results.json"
-SIDE_VIEW_DEG = 90.0  # the side view turns the mesh by this much about the vertical axis
-SIDE_VIEW_BACKGROUND_BGR = (255, 255, 255)
-CAM_DENOM_EPS = 1e-9  # guards s * W against a zero camera scale, like docs/reproduction.md §4.4's 1e-9
-BOX_COLOR_BGR = (0, 200, 255)
-BOX_THICKNESS_PER_1000_PX = 3  # box line width scales with the frame size
 DECODE_TOLERANCE = (
     0.01  # a video decoding fewer frames than its container says by more than this share + 1 frame
 )
-
-
-@dataclass
-class DemoConfig:
-    """Everything the demo needs; the CLI fills it from options."""
-
-    input: Path
-    checkpoint: Optional[Path]
-    data_root: Path
-    output: Path
-    bbox: Optional[np.ndarray] = None  # (4,) xywh for every frame
-    bbox_file: Optional[Path] = None
-    detector: str = "auto"
-    yolox_weights: Optional[Path] = (
-        None  # where `gtacli fetch detector` puts the YOLOX weights (asset manifest)
-    )
-    yolox_sha256: Optional[str] = None  # their pinned hash (asset manifest)
-    max_people: Optional[int] = None
-    device: Any = "auto"
-    smooth: bool = False
-    side_view: bool = False
-    render: bool = True
-    save_vertices: bool = False
-    batch_size: int = DEFAULT_BATCH_SIZE
-    focal_length: Optional[float] = None  # px, original camera; None = per person 5000 * crop side / 224
-    max_frames: Optional[int] = None  # only the first N frames (the summary says so)
-    draw_boxes: Optional[bool] = None  # None: on for videos, off for images
-    export_mesh: bool = False
-    save_frames: bool = False
-    from_results: Optional[Path] = None  # re-render / export saved results without the network
-    max_missed_s: float = 1.0  # a track survives this long without a detection
-
-
-@dataclass
-class Timer:
-    """Wall-clock and process CPU seconds per stage: `t = timer.start()` ... `t = timer.add("stage", t)`."""
-
-    seconds: Dict[str, float] = field(default_factory=dict)
-    cpu_seconds: Dict[str, float] = field(default_factory=dict)
-    _cpu_mark: float = 0.0
-
-    def start(self) -> float:
-        self._cpu_mark = time.process_time()
-        return time.perf_counter()
-
-    def add(self, stage: str, start: float) -> float:
-        now, cpu = time.perf_counter(), time.process_time()
-        self.seconds[stage] = self.seconds.get(stage, 0.0) + now - start
-        self.cpu_seconds[stage] = self.cpu_seconds.get(stage, 0.0) + cpu - self._cpu_mark
-        self._cpu_mark = cpu
-        return now
-
-
-@dataclass
-class Person:
-    """One person in one frame, as the pipeline carries it from tracking to the results."""
-
-    frame: int
-    box: np.ndarray
-    score: float
-    pid: int
-    source: str
-    center: np.ndarray
-    side: float
-
-
-@dataclass
-class Input:
-    """The read stage's result: the frame source, how many frames to process, and what was noticed."""
-
-    source: video.FrameSource
-    frames_total: Optional[int]
-    frames_to_do: Optional[int]
-    decode_error: Optional[int] = (
-        None  # set when decoding stopped early: the frame count the container promised
-    )
-
-
-ProgressFn = Callable[..., None]
 
 
 def run_demo(
@@ -375,25 +279,6 @@ def _single_frames(per_frame: List[detect.Detections]) -> List[List[TrackedBox]]
     ]
 
 
-def _person(frame: int, entry: TrackedBox) -> Person:
-    center, side = crop_square(entry.box)
-    return Person(
-        frame,
-        np.asarray(entry.box, np.float64),
-        float(entry.score),
-        int(entry.track_id),
-        entry.source,
-        center,
-        side,
-    )
-
-
-def crop_square(box: np.ndarray) -> Tuple[np.ndarray, float]:
-    """docs/reproduction.md §9: centre = box centre, side = DEMO_BBOX_SCALE x max(w, h) (pixels)."""
-    center, side = bbox_to_center_scale(np.asarray(box, np.float64))
-    return np.asarray(center, np.float64), float(side) * DEMO_BBOX_SCALE
-
-
 # ----------------------------------------------------------------------------------------------- 4.-8. per chunk
 
 
@@ -476,329 +361,6 @@ def mesh_frames(
     if chunk:
         flush()
     return done
-
-
-class Engine:
-    """The network (unless replaying saved results), the body model and the renderer, on one device."""
-
-    def __init__(self, config: DemoConfig, notes: List[str], need_network: bool = True):
-        self.config = config
-        self.device = resolve_device(config.device)
-        layout = DataLayout(config.data_root)
-        self.model = None
-        self.report = None
-        if need_network:
-            self.model, self.report = load_estimator(config.checkpoint, layout, self.device, inference=True)
-        self.body_model = BodyModel.from_layout(layout, gender="neutral", device=self.device)
-        self.faces = np.asarray(self.body_model.faces, np.int64)  # (13776, 3)
-        if layout.is_synthetic:
-            notes.append(
-                "this data root is SYNTHETIC (gtacli sample-data): the body model is not the real SMPL"
-            )
-
-    def infer(
-        self, frames_by_index: Dict[int, np.ndarray], people: List[Person], timer: Timer
-    ) -> Dict[str, np.ndarray]:
-        """Crops -> network, in batches. Returns rotmat (P,24,3,3), betas (P,10), cam (P,3) as float64 numpy."""
-        out = {"rotmat": np.zeros((0, 24, 3, 3)), "betas": np.zeros((0, 10)), "cam": np.zeros((0, 3))}
-        if not people:
-            return out
-        t = timer.start()
-        crops = np.stack(
-            [normalize(crop(frames_by_index[p.frame], p.center, p.side, 0.0, IMG_RES)[0]) for p in people]
-        )
-        t = timer.add("preprocess", t)
-        pieces: Dict[str, List[np.ndarray]] = {"rotmat": [], "betas": [], "cam": []}
-        with torch.inference_mode():
-            for start in range(0, len(crops), self.config.batch_size):
-                batch = torch.from_numpy(crops[start : start + self.config.batch_size]).to(self.device)
-                pred = self.model(batch)
-                pieces["rotmat"].append(pred["pred_pose"].double().cpu().numpy())
-                pieces["betas"].append(pred["pred_shape"].double().cpu().numpy())
-                pieces["cam"].append(pred["pred_cam"].double().cpu().numpy())
-        timer.add("model", t)
-        return {key: np.concatenate(value) for key, value in pieces.items()}
-
-    def body(
-        self,
-        people: List[Person],
-        outputs: Dict[str, np.ndarray],
-        sizes_hw: Dict[int, Tuple[int, int]],
-        timer: Timer,
-    ) -> Dict[str, np.ndarray]:
-        """SMPL forward + cameras + 2D joints for every person of the chunk (numpy float64 out)."""
-        t = timer.start()
-        count = len(people)
-        rotmat = torch.as_tensor(outputs["rotmat"], dtype=torch.float32, device=self.device).reshape(
-            -1, 24, 3, 3
-        )
-        betas = torch.as_tensor(outputs["betas"], dtype=torch.float32, device=self.device).reshape(-1, 10)
-        with torch.inference_mode():
-            smpl = self.body_model(betas, rotmat[:, 1:], rotmat[:, :1], pose2rot=False)
-            pose_aa = matrix_to_axis_angle(rotmat.double()).reshape(count, 72)
-            transl_crop = (
-                cam_to_translation(torch.as_tensor(outputs["cam"], dtype=torch.float64))
-                .numpy()
-                .reshape(-1, 3)
-            )
-        verts = smpl.vertices.double().cpu().numpy()
-        j49 = smpl.joints.double().cpu().numpy()
-        j14 = smpl.joints_h36m[:, list(H36M_TO_J14)].double().cpu().numpy()
-        K_img = np.array(
-            [crop_to_image_intrinsics(p.center, p.side, FOCAL_LENGTH, IMG_RES) for p in people], np.float64
-        ).reshape(-1, 3, 3)
-        side = np.array([p.side for p in people], np.float64)
-        centers = np.array([p.center for p in people], np.float64).reshape(-1, 2)
-        image_wh = np.array([sizes_hw[p.frame][::-1] for p in people], np.float64).reshape(-1, 2)
-        if self.config.focal_length:
-            focal = np.full(count, float(self.config.focal_length))
-        else:
-            focal = FOCAL_LENGTH * side / IMG_RES  # the crop camera's focal length in image pixels
-        transl = full_image_translation(outputs["cam"].reshape(-1, 3), centers, side, image_wh, focal)
-        timer.add("smpl", t)
-        return {
-            "pose_aa": pose_aa.cpu().numpy(),
-            "vertices": verts,
-            "verts_cam": verts + transl_crop[:, None],
-            "j49": j49,
-            "j14": j14,
-            "kp2d_49": project(j49 + transl_crop[:, None], K_img),
-            "kp2d_14": project(j14 + transl_crop[:, None], K_img),
-            "transl_crop": transl_crop,
-            "transl": transl,
-            "focal": focal,
-            "K_img": K_img,
-        }
-
-    def render(self, frame: np.ndarray, verts_cam: List[np.ndarray], Ks: List[np.ndarray]) -> np.ndarray:
-        """The frame with every person's mesh drawn on it (one z-buffer for all people), on the model's device."""
-        if not verts_cam:
-            return frame.copy()
-        verts, K = to_common_camera(verts_cam, Ks, frame.shape[:2])
-        return render_overlay(frame, verts, self.faces, K, device=self.device)
-
-    def render_side(
-        self, frame_shape: Tuple[int, ...], verts_cam: List[np.ndarray], Ks: List[np.ndarray]
-    ) -> np.ndarray:
-        """Each person's mesh turned SIDE_VIEW_DEG about the vertical axis through its own centre, drawn where the
-        person stands, on a plain background. (Turning the whole group instead would swing people whose depths
-        differ out of the picture.)"""
-        canvas = np.empty((frame_shape[0], frame_shape[1], 3), np.uint8)
-        canvas[:] = SIDE_VIEW_BACKGROUND_BGR
-        if not verts_cam:
-            return canvas
-        angle = np.deg2rad(SIDE_VIEW_DEG)
-        rot = np.array(
-            [[np.cos(angle), 0.0, np.sin(angle)], [0.0, 1.0, 0.0], [-np.sin(angle), 0.0, np.cos(angle)]]
-        )
-        turned = []
-        for verts in verts_cam:
-            centre = 0.5 * (verts.min(axis=0) + verts.max(axis=0))
-            turned.append((verts - centre) @ rot.T + centre)
-        verts, K = to_common_camera(turned, Ks, canvas.shape[:2])
-        return render_overlay(canvas, verts, self.faces, K, alpha=1.0, device=self.device)
-
-
-def draw_boxes(image: np.ndarray, people: List[Person]) -> np.ndarray:
-    """Each person's box and track id on the overlay (in place); interpolated/predicted boxes dashed-free thin."""
-    thick = max(1, round(BOX_THICKNESS_PER_1000_PX * max(image.shape[:2]) / 1000))
-    for person in people:
-        x, y, w, h = (int(round(v)) for v in person.box)
-        width = thick if person.source in ("detected", "given") else max(1, thick // 2)
-        cv2.rectangle(image, (x, y), (x + w, y + h), BOX_COLOR_BGR, width, cv2.LINE_AA)
-        label = f"id {person.pid}" + ("" if person.source in ("detected", "given") else f" ({person.source})")
-        scale = 0.5 * thick
-        cv2.putText(
-            image,
-            label,
-            (x, max(0, y - 2 * thick)),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            scale,
-            BOX_COLOR_BGR,
-            thick,
-            cv2.LINE_AA,
-        )
-    return image
-
-
-class Writers:
-    """The files of one run: overlay video or PNGs, per-frame PNGs of a video, OBJ meshes."""
-
-    def __init__(self, folder: Path, config: DemoConfig, source: video.FrameSource):
-        self.folder = folder
-        self.config = config
-        self.is_video = source.is_video
-        self.draw = config.draw_boxes if config.draw_boxes is not None else source.is_video
-        self.sink = None
-        self.overlay_names: List[str] = []
-        self.frame_files = 0
-        self.mesh_files = 0
-        if config.render and source.is_video:
-            self.sink = video.VideoSink(folder / OVERLAY_VIDEO, float(source.fps))
-        elif config.render:
-            (folder / OVERLAY_DIR).mkdir()
-        if config.render and config.save_frames and source.is_video:
-            (folder / FRAMES_DIR).mkdir()
-        if config.export_mesh:
-            (folder / MESH_DIR).mkdir()
-
-    def frame(
-        self, index, name, frame, mine: List[Person], body, rows: List[int], engine: Engine, timer: Timer
-    ) -> None:
-        stem = Path(display_name(name)).stem
-        if self.config.export_mesh:
-            t = timer.start()
-            for person, k in zip(mine, rows):  # original camera: body-model frame + transl
-                write_obj(
-                    self.folder / MESH_DIR / f"{stem}_id{person.pid}.obj",
-                    body["vertices"][k] + body["transl"][k],
-                    engine.faces,
-                )
-                self.mesh_files += 1
-            timer.add("video_io", t)
-        if not self.config.render:
-            return
-        t = timer.start()
-        verts = [body["verts_cam"][k] for k in rows]
-        Ks = [body["K_img"][k] for k in rows]
-        image = engine.render(frame, verts, Ks)
-        if self.draw:
-            draw_boxes(image, mine)
-        if self.config.side_view:
-            image = np.concatenate([image, engine.render_side(frame.shape, verts, Ks)], axis=1)
-        t = timer.add("rendering", t)
-        if self.sink is not None:
-            self.sink.write(image)
-            if self.config.save_frames:
-                write_png(self.folder / FRAMES_DIR / f"{index:06d}.png", image)
-                self.frame_files += 1
-        else:
-            self.overlay_names.append(self._overlay(stem, Path(display_name(name)).suffix, image))
-        timer.add("video_io", t)
-
-    def _overlay(self, stem: str, suffix: str, image: np.ndarray) -> str:
-        target = self.folder / OVERLAY_DIR / f"{stem}.png"
-        if target.exists():  # two inputs with one stem (a.jpg, a.png): keep both
-            target = self.folder / OVERLAY_DIR / f"{stem}_{suffix.lstrip('.')}.png"
-        write_png(target, image)
-        return target.name
-
-    def close(self, frames_done: int) -> None:
-        if self.sink is None:
-            return
-        self.sink.close()
-        if self.sink.frames_written != frames_done:
-            raise GtacliError(
-                f"wrote {self.sink.frames_written} of {frames_done} frames",
-                path=self.config.output / OVERLAY_VIDEO,
-                fix="check the free disk space and run again, or use --no-render for results only",
-            )
-
-    def describe(self) -> Dict[str, Any]:
-        return {
-            "results_npz": RESULTS_NPZ,
-            "overlay_video": OVERLAY_VIDEO if self.sink is not None else None,
-            "overlays": [f"{OVERLAY_DIR}/{n}" for n in self.overlay_names],
-            "frames": f"{FRAMES_DIR}/ ({self.frame_files} PNG)" if self.frame_files else None,
-            "meshes": f"{MESH_DIR}/ ({self.mesh_files} OBJ)" if self.config.export_mesh else None,
-            "side_view": bool(self.config.side_view and self.config.render),
-            "boxes_drawn": bool(self.draw and self.config.render),
-        }
-
-
-class Replay:
-    """Saved results (`results.npz` of an earlier run) in place of detection, tracking and the network."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        data = load_npz(self.path)
-        needed = ("frame_index", "person_id", "smpl_pose", "betas", "pred_cam", "bbox_xywh", "bbox_score")
-        missing = [k for k in needed if k not in data]
-        if missing:
-            raise BadFileError(
-                f"is not a gtacli demo results.npz (no {', '.join(missing)})",
-                path=self.path,
-                fix="pass the results.npz written by `gtacli demo`",
-            )
-        self.data = {k: np.asarray(data[k]) for k in data}
-        self.row_of: Dict[Tuple[int, int], int] = {
-            (int(f), int(p)): i
-            for i, (f, p) in enumerate(zip(self.data["frame_index"], self.data["person_id"]))
-        }
-
-    def people(self, frames_to_do: Optional[int]) -> List[List[Person]]:
-        count = int(self.data["frame_index"].max()) + 1 if len(self.data["frame_index"]) else 0
-        if frames_to_do is not None:
-            count = max(count, frames_to_do)
-        sources = self.data.get("bbox_source", np.full(len(self.data["frame_index"]), "given"))
-        out: List[List[Person]] = [[] for _ in range(count)]
-        for i, (f, pid) in enumerate(zip(self.data["frame_index"], self.data["person_id"])):
-            entry = TrackedBox(
-                int(pid),
-                self.data["bbox_xywh"][i].astype(np.float64),
-                float(self.data["bbox_score"][i]),
-                str(sources[i]),
-            )
-            out[int(f)].append(_person(int(f), entry))
-        return out
-
-    def outputs(self, people: List[Person]) -> Dict[str, np.ndarray]:
-        rows = [self.row_of[(p.frame, p.pid)] for p in people]
-        pose = torch.as_tensor(self.data["smpl_pose"][rows], dtype=torch.float64).reshape(-1, 24, 3)
-        return {
-            "rotmat": axis_angle_to_matrix(pose).numpy(),
-            "betas": self.data["betas"][rows].astype(np.float64).reshape(-1, 10),
-            "cam": self.data["pred_cam"][rows].astype(np.float64).reshape(-1, 3),
-        }
-
-
-def to_common_camera(
-    verts_cam: List[np.ndarray], Ks: List[np.ndarray], size_hw: Tuple[int, int]
-) -> Tuple[List[np.ndarray], np.ndarray]:
-    """Re-express meshes seen by per-person cameras `K_i = [[f_i, 0, cx_i], [0, f_i, cy_i], [0, 0, 1]]` in one
-    camera `K = [[F, 0, w/2], [0, F, h/2], [0, 0, 1]]` so one z-buffer renders everyone.
-
-    `(X, Y, Z) -> (X + (cx_i - w/2) Z / f_i, Y + (cy_i - h/2) Z / f_i, Z F / f_i)` projects every vertex to
-    exactly the same pixel, and the new depth of the body origin is `2F/(s W)`, the `transl` depth of the
-    original camera, so people are ordered by their distance in that camera. F is the largest f_i.
-    """
-    height, width = size_hw
-    focal = max(float(K[0, 0]) for K in Ks)
-    out = []
-    for verts, K in zip(verts_cam, Ks):
-        f_i, cx_i, cy_i = float(K[0, 0]), float(K[0, 2]), float(K[1, 2])
-        z = verts[:, 2:3]
-        shift = np.array([[cx_i - width / 2.0, cy_i - height / 2.0]]) * z / f_i
-        out.append(np.concatenate([verts[:, :2] + shift, z * focal / f_i], axis=1))
-    K_common = np.array([[focal, 0.0, width / 2.0], [0.0, focal, height / 2.0], [0.0, 0.0, 1.0]])
-    return out, K_common
-
-
-def full_image_translation(
-    cam: np.ndarray, centers: np.ndarray, side: np.ndarray, image_wh: np.ndarray, focal: np.ndarray
-) -> np.ndarray:
-    """Translation (P,3) in the original camera (principal point = image centre, focal `focal` (P,) px) from the
-    crop camera `cam` (P,3) = [s, tx, ty] of crops with centres (P,2) and sides (P,) px in images (P,2) = (w, h).
-
-    `tz = 2F/(s W)` (the depth at which the body has the size the crop camera gives it, seen with focal F) and
-    `tx' = tx + 2 (cx - w/2)/(s W)`, `ty' = ty + 2 (cy - h/2)/(s W)` (the root lands on the same pixel).
-    """
-    s, tx, ty = cam[:, 0], cam[:, 1], cam[:, 2]
-    denom = s * side + CAM_DENOM_EPS
-    return np.stack(
-        [
-            tx + 2.0 * (centers[:, 0] - image_wh[:, 0] / 2.0) / denom,
-            ty + 2.0 * (centers[:, 1] - image_wh[:, 1] / 2.0) / denom,
-            2.0 * focal / denom,
-        ],
-        axis=1,
-    )
-
-
-def project(points_cam: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """Pinhole projection `K · X / Z`: points (P,J,3) in camera coordinates, K (P,3,3) -> (P,J,2) pixels."""
-    uvw = np.einsum("pij,pkj->pki", K, points_cam)
-    return uvw[..., :2] / uvw[..., 2:3]
 
 
 # ----------------------------------------------------------------------------------------------- results.json

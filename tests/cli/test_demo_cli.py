@@ -389,7 +389,7 @@ def test_max_people_keeps_the_largest_user_box_and_side_view_doubles_the_width(e
 
 
 def test_common_camera_projects_every_person_like_its_own_camera():
-    from gtacli.viz.demo_runner import to_common_camera
+    from gtacli.viz.demo_engine import to_common_camera
 
     rng = np.random.default_rng(0)
     size_hw = (240, 320)
@@ -408,7 +408,7 @@ def test_common_camera_projects_every_person_like_its_own_camera():
 
 
 def test_full_image_translation_hand_case():
-    from gtacli.viz.demo_runner import full_image_translation
+    from gtacli.viz.demo_engine import full_image_translation
 
     # im1010: box [17, 37, 117, 142] -> centre (75.5, 108), side 177.5; image 153x192; mean camera [0.9, 0, 0]
     s, side = 0.9, 177.5

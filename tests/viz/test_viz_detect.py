@@ -185,7 +185,7 @@ def test_openpose_bbox_file_gives_spins_crop(shared_assets):
     centre = good.mean(0)
     side = 1.2 * (good.max(0) - good.min(0)).max()
     boxes = load_bbox_file(shared_assets / "im1010_openpose.json").boxes_for(0, "im1010.jpg")
-    from gtacli.viz.demo_runner import crop_square
+    from gtacli.viz.demo_engine import crop_square
 
     got_centre, got_side = crop_square(boxes[0])
     np.testing.assert_allclose(got_centre, centre, atol=1e-6)
@@ -199,7 +199,7 @@ def test_coco18_openpose_bbox_file(tmp_path):
     keypoints[10] = (200, 250, 0.8)
     path = tmp_path / "coco.json"
     path.write_text(json.dumps({"people": [{"pose_keypoints_2d": keypoints.ravel().tolist()}]}))
-    from gtacli.viz.demo_runner import crop_square
+    from gtacli.viz.demo_engine import crop_square
 
     centre, side = crop_square(load_bbox_file(path).boxes_for(0, "x.jpg")[0])
     np.testing.assert_allclose(centre, [150, 200])

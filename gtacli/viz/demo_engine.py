@@ -1,0 +1,222 @@
+"""The demo's compute: `Engine` (the network, the SMPL body model and the renderer, on one device) and the
+camera helpers it and the pipeline use (the crop square of a box, one common camera for all people, the
+translation in the original camera, pinhole projection).
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Tuple
+
+import numpy as np
+import torch
+
+from gtacli.body.camera import (
+    DEMO_BBOX_SCALE,
+    FOCAL_LENGTH,
+    IMG_RES,
+    cam_to_translation,
+    crop_to_image_intrinsics,
+)
+from gtacli.body.conventions import H36M_TO_J14
+from gtacli.body.rotations import matrix_to_axis_angle
+from gtacli.body.smpl import BodyModel
+from gtacli.data.crop import bbox_to_center_scale, crop, normalize
+from gtacli.device import resolve_device
+from gtacli.layout import DataLayout
+from gtacli.model.loading import load_estimator
+from gtacli.viz.demo_types import DemoConfig, Person, Timer
+from gtacli.viz.render import render_overlay
+from gtacli.viz.track import TrackedBox
+
+SIDE_VIEW_DEG = 90.0  # the side view turns the mesh by this much about the vertical axis
+SIDE_VIEW_BACKGROUND_BGR = (255, 255, 255)
+CAM_DENOM_EPS = 1e-9  # guards s * W against a zero camera scale, like docs/reproduction.md §4.4's 1e-9
+
+
+class Engine:
+    """The network (unless replaying saved results), the body model and the renderer, on one device."""
+
+    def __init__(self, config: DemoConfig, notes: List[str], need_network: bool = True):
+        self.config = config
+        self.device = resolve_device(config.device)
+        layout = DataLayout(config.data_root)
+        self.model = None
+        self.report = None
+        if need_network:
+            self.model, self.report = load_estimator(config.checkpoint, layout, self.device, inference=True)
+        self.body_model = BodyModel.from_layout(layout, gender="neutral", device=self.device)
+        self.faces = np.asarray(self.body_model.faces, np.int64)  # (13776, 3)
+        if layout.is_synthetic:
+            notes.append(
+                "this data root is SYNTHETIC (gtacli sample-data): the body model is not the real SMPL"
+            )
+
+    def infer(
+        self, frames_by_index: Dict[int, np.ndarray], people: List[Person], timer: Timer
+    ) -> Dict[str, np.ndarray]:
+        """Crops -> network, in batches. Returns rotmat (P,24,3,3), betas (P,10), cam (P,3) as float64 numpy."""
+        out = {"rotmat": np.zeros((0, 24, 3, 3)), "betas": np.zeros((0, 10)), "cam": np.zeros((0, 3))}
+        if not people:
+            return out
+        t = timer.start()
+        crops = np.stack(
+            [normalize(crop(frames_by_index[p.frame], p.center, p.side, 0.0, IMG_RES)[0]) for p in people]
+        )
+        t = timer.add("preprocess", t)
+        pieces: Dict[str, List[np.ndarray]] = {"rotmat": [], "betas": [], "cam": []}
+        with torch.inference_mode():
+            for start in range(0, len(crops), self.config.batch_size):
+                batch = torch.from_numpy(crops[start : start + self.config.batch_size]).to(self.device)
+                pred = self.model(batch)
+                pieces["rotmat"].append(pred["pred_pose"].double().cpu().numpy())
+                pieces["betas"].append(pred["pred_shape"].double().cpu().numpy())
+                pieces["cam"].append(pred["pred_cam"].double().cpu().numpy())
+        timer.add("model", t)
+        return {key: np.concatenate(value) for key, value in pieces.items()}
+
+    def body(
+        self,
+        people: List[Person],
+        outputs: Dict[str, np.ndarray],
+        sizes_hw: Dict[int, Tuple[int, int]],
+        timer: Timer,
+    ) -> Dict[str, np.ndarray]:
+        """SMPL forward + cameras + 2D joints for every person of the chunk (numpy float64 out)."""
+        t = timer.start()
+        count = len(people)
+        rotmat = torch.as_tensor(outputs["rotmat"], dtype=torch.float32, device=self.device).reshape(
+            -1, 24, 3, 3
+        )
+        betas = torch.as_tensor(outputs["betas"], dtype=torch.float32, device=self.device).reshape(-1, 10)
+        with torch.inference_mode():
+            smpl = self.body_model(betas, rotmat[:, 1:], rotmat[:, :1], pose2rot=False)
+            pose_aa = matrix_to_axis_angle(rotmat.double()).reshape(count, 72)
+            transl_crop = (
+                cam_to_translation(torch.as_tensor(outputs["cam"], dtype=torch.float64))
+                .numpy()
+                .reshape(-1, 3)
+            )
+        verts = smpl.vertices.double().cpu().numpy()
+        j49 = smpl.joints.double().cpu().numpy()
+        j14 = smpl.joints_h36m[:, list(H36M_TO_J14)].double().cpu().numpy()
+        K_img = np.array(
+            [crop_to_image_intrinsics(p.center, p.side, FOCAL_LENGTH, IMG_RES) for p in people], np.float64
+        ).reshape(-1, 3, 3)
+        side = np.array([p.side for p in people], np.float64)
+        centers = np.array([p.center for p in people], np.float64).reshape(-1, 2)
+        image_wh = np.array([sizes_hw[p.frame][::-1] for p in people], np.float64).reshape(-1, 2)
+        if self.config.focal_length:
+            focal = np.full(count, float(self.config.focal_length))
+        else:
+            focal = FOCAL_LENGTH * side / IMG_RES  # the crop camera's focal length in image pixels
+        transl = full_image_translation(outputs["cam"].reshape(-1, 3), centers, side, image_wh, focal)
+        timer.add("smpl", t)
+        return {
+            "pose_aa": pose_aa.cpu().numpy(),
+            "vertices": verts,
+            "verts_cam": verts + transl_crop[:, None],
+            "j49": j49,
+            "j14": j14,
+            "kp2d_49": project(j49 + transl_crop[:, None], K_img),
+            "kp2d_14": project(j14 + transl_crop[:, None], K_img),
+            "transl_crop": transl_crop,
+            "transl": transl,
+            "focal": focal,
+            "K_img": K_img,
+        }
+
+    def render(self, frame: np.ndarray, verts_cam: List[np.ndarray], Ks: List[np.ndarray]) -> np.ndarray:
+        """The frame with every person's mesh drawn on it (one z-buffer for all people), on the model's device."""
+        if not verts_cam:
+            return frame.copy()
+        verts, K = to_common_camera(verts_cam, Ks, frame.shape[:2])
+        return render_overlay(frame, verts, self.faces, K, device=self.device)
+
+    def render_side(
+        self, frame_shape: Tuple[int, ...], verts_cam: List[np.ndarray], Ks: List[np.ndarray]
+    ) -> np.ndarray:
+        """Each person's mesh turned SIDE_VIEW_DEG about the vertical axis through its own centre, drawn where the
+        person stands, on a plain background. (Turning the whole group instead would swing people whose depths
+        differ out of the picture.)"""
+        canvas = np.empty((frame_shape[0], frame_shape[1], 3), np.uint8)
+        canvas[:] = SIDE_VIEW_BACKGROUND_BGR
+        if not verts_cam:
+            return canvas
+        angle = np.deg2rad(SIDE_VIEW_DEG)
+        rot = np.array(
+            [[np.cos(angle), 0.0, np.sin(angle)], [0.0, 1.0, 0.0], [-np.sin(angle), 0.0, np.cos(angle)]]
+        )
+        turned = []
+        for verts in verts_cam:
+            centre = 0.5 * (verts.min(axis=0) + verts.max(axis=0))
+            turned.append((verts - centre) @ rot.T + centre)
+        verts, K = to_common_camera(turned, Ks, canvas.shape[:2])
+        return render_overlay(canvas, verts, self.faces, K, alpha=1.0, device=self.device)
+
+
+def _person(frame: int, entry: TrackedBox) -> Person:
+    center, side = crop_square(entry.box)
+    return Person(
+        frame,
+        np.asarray(entry.box, np.float64),
+        float(entry.score),
+        int(entry.track_id),
+        entry.source,
+        center,
+        side,
+    )
+
+
+def crop_square(box: np.ndarray) -> Tuple[np.ndarray, float]:
+    """docs/reproduction.md §9: centre = box centre, side = DEMO_BBOX_SCALE x max(w, h) (pixels)."""
+    center, side = bbox_to_center_scale(np.asarray(box, np.float64))
+    return np.asarray(center, np.float64), float(side) * DEMO_BBOX_SCALE
+
+
+def to_common_camera(
+    verts_cam: List[np.ndarray], Ks: List[np.ndarray], size_hw: Tuple[int, int]
+) -> Tuple[List[np.ndarray], np.ndarray]:
+    """Re-express meshes seen by per-person cameras `K_i = [[f_i, 0, cx_i], [0, f_i, cy_i], [0, 0, 1]]` in one
+    camera `K = [[F, 0, w/2], [0, F, h/2], [0, 0, 1]]` so one z-buffer renders everyone.
+
+    `(X, Y, Z) -> (X + (cx_i - w/2) Z / f_i, Y + (cy_i - h/2) Z / f_i, Z F / f_i)` projects every vertex to
+    exactly the same pixel, and the new depth of the body origin is `2F/(s W)`, the `transl` depth of the
+    original camera, so people are ordered by their distance in that camera. F is the largest f_i.
+    """
+    height, width = size_hw
+    focal = max(float(K[0, 0]) for K in Ks)
+    out = []
+    for verts, K in zip(verts_cam, Ks):
+        f_i, cx_i, cy_i = float(K[0, 0]), float(K[0, 2]), float(K[1, 2])
+        z = verts[:, 2:3]
+        shift = np.array([[cx_i - width / 2.0, cy_i - height / 2.0]]) * z / f_i
+        out.append(np.concatenate([verts[:, :2] + shift, z * focal / f_i], axis=1))
+    K_common = np.array([[focal, 0.0, width / 2.0], [0.0, focal, height / 2.0], [0.0, 0.0, 1.0]])
+    return out, K_common
+
+
+def full_image_translation(
+    cam: np.ndarray, centers: np.ndarray, side: np.ndarray, image_wh: np.ndarray, focal: np.ndarray
+) -> np.ndarray:
+    """Translation (P,3) in the original camera (principal point = image centre, focal `focal` (P,) px) from the
+    crop camera `cam` (P,3) = [s, tx, ty] of crops with centres (P,2) and sides (P,) px in images (P,2) = (w, h).
+
+    `tz = 2F/(s W)` (the depth at which the body has the size the crop camera gives it, seen with focal F) and
+    `tx' = tx + 2 (cx - w/2)/(s W)`, `ty' = ty + 2 (cy - h/2)/(s W)` (the root lands on the same pixel).
+    """
+    s, tx, ty = cam[:, 0], cam[:, 1], cam[:, 2]
+    denom = s * side + CAM_DENOM_EPS
+    return np.stack(
+        [
+            tx + 2.0 * (centers[:, 0] - image_wh[:, 0] / 2.0) / denom,
+            ty + 2.0 * (centers[:, 1] - image_wh[:, 1] / 2.0) / denom,
+            2.0 * focal / denom,
+        ],
+        axis=1,
+    )
+
+
+def project(points_cam: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """Pinhole projection `K · X / Z`: points (P,J,3) in camera coordinates, K (P,3,3) -> (P,J,2) pixels."""
+    uvw = np.einsum("pij,pkj->pki", K, points_cam)
+    return uvw[..., :2] / uvw[..., 2:3]

@@ -1,0 +1,96 @@
+"""The demo's small shared types: its configuration, the per-stage timer, a person in a frame, the read
+stage's result. Kept apart so the pipeline, the engine, the writers and the replay can all import them without
+cycles.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional
+
+import numpy as np
+
+from gtacli.viz import video
+
+DEFAULT_BATCH_SIZE = 4
+
+
+@dataclass
+class DemoConfig:
+    """Everything the demo needs; the CLI fills it from options."""
+
+    input: Path
+    checkpoint: Optional[Path]
+    data_root: Path
+    output: Path
+    bbox: Optional[np.ndarray] = None  # (4,) xywh for every frame
+    bbox_file: Optional[Path] = None
+    detector: str = "auto"
+    yolox_weights: Optional[Path] = (
+        None  # where `gtacli fetch detector` puts the YOLOX weights (asset manifest)
+    )
+    yolox_sha256: Optional[str] = None  # their pinned hash (asset manifest)
+    max_people: Optional[int] = None
+    device: Any = "auto"
+    smooth: bool = False
+    side_view: bool = False
+    render: bool = True
+    save_vertices: bool = False
+    batch_size: int = DEFAULT_BATCH_SIZE
+    focal_length: Optional[float] = None  # px, original camera; None = per person 5000 * crop side / 224
+    max_frames: Optional[int] = None  # only the first N frames (the summary says so)
+    draw_boxes: Optional[bool] = None  # None: on for videos, off for images
+    export_mesh: bool = False
+    save_frames: bool = False
+    from_results: Optional[Path] = None  # re-render / export saved results without the network
+    max_missed_s: float = 1.0  # a track survives this long without a detection
+
+
+@dataclass
+class Timer:
+    """Wall-clock and process CPU seconds per stage: `t = timer.start()` ... `t = timer.add("stage", t)`."""
+
+    seconds: Dict[str, float] = field(default_factory=dict)
+    cpu_seconds: Dict[str, float] = field(default_factory=dict)
+    _cpu_mark: float = 0.0
+
+    def start(self) -> float:
+        self._cpu_mark = time.process_time()
+        return time.perf_counter()
+
+    def add(self, stage: str, start: float) -> float:
+        now, cpu = time.perf_counter(), time.process_time()
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + now - start
+        self.cpu_seconds[stage] = self.cpu_seconds.get(stage, 0.0) + cpu - self._cpu_mark
+        self._cpu_mark = cpu
+        return now
+
+
+@dataclass
+class Person:
+    """One person in one frame, as the pipeline carries it from tracking to the results."""
+
+    frame: int
+    box: np.ndarray
+    score: float
+    pid: int
+    source: str
+    center: np.ndarray
+    side: float
+
+
+@dataclass
+class Input:
+    """The read stage's result: the frame source, how many frames to process, and what was noticed."""
+
+    source: video.FrameSource
+    frames_total: Optional[int]
+    frames_to_do: Optional[int]
+    decode_error: Optional[int] = (
+        None  # set when decoding stopped early: the frame count the container promised
+    )
+
+
+ProgressFn = Callable[..., None]
