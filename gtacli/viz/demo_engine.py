@@ -154,7 +154,7 @@ class Engine:
         return render_overlay(canvas, verts, self.faces, K, alpha=1.0, device=self.device)
 
 
-def _person(frame: int, entry: TrackedBox) -> Person:
+def person_from_box(frame: int, entry: TrackedBox) -> Person:
     center, side = crop_square(entry.box)
     return Person(
         frame,

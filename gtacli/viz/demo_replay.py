@@ -13,7 +13,7 @@ import torch
 from gtacli.body.rotations import axis_angle_to_matrix
 from gtacli.errors import BadFileError
 from gtacli.io.safe import load_npz
-from gtacli.viz.demo_engine import _person
+from gtacli.viz.demo_engine import person_from_box
 from gtacli.viz.demo_types import Person
 from gtacli.viz.track import TrackedBox
 
@@ -51,7 +51,7 @@ class Replay:
                 float(self.data["bbox_score"][i]),
                 str(sources[i]),
             )
-            out[int(f)].append(_person(int(f), entry))
+            out[int(f)].append(person_from_box(int(f), entry))
         return out
 
     def outputs(self, people: List[Person]) -> Dict[str, np.ndarray]:

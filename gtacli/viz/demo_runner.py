@@ -46,7 +46,7 @@ import numpy as np
 from gtacli.errors import BadFileError, UsageError
 from gtacli.io.atomic import atomic_write_json
 from gtacli.viz import detect, video
-from gtacli.viz.demo_engine import Engine, _person
+from gtacli.viz.demo_engine import Engine, person_from_box
 from gtacli.viz.demo_output import (
     RESULTS_JSON,
     RESULTS_NPZ,
@@ -264,7 +264,7 @@ def detect_people(
         track_config = TrackConfig.for_fps(fps, config.max_missed_s, max_people=config.max_people)
         tracked = track_sequence(per_frame, track_config)
     timer.add("tracking", t)
-    people = [[_person(index, entry) for entry in entries] for index, entries in enumerate(tracked)]
+    people = [[person_from_box(index, entry) for entry in entries] for index, entries in enumerate(tracked)]
     return people, (detector.describe() if detector is not None else None)
 
 
