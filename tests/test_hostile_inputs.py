@@ -209,6 +209,7 @@ def dataset_link_leaving_the_root(root: Path, case: Path) -> Dict[str, str]:
 # the table
 
 R = "--data-root"
+DEMO = ["demo", "{image}", "--checkpoint", "{root}/pretrained_models/spin_official.pth", R, "{root}"]
 CASES: List[Case] = [
     Case(
         "humandata member name escapes the cache",
@@ -266,8 +267,7 @@ CASES: List[Case] = [
     Case(
         "demo output folder holding the user's files",
         user_folder_with_results_json,
-        ["demo", "{image}", "--checkpoint", "{root}/pretrained_models/spin_official.pth", R, "{root}"]
-        + ["-o", "{out}", "--bbox", "10,10,60,120", "--device", "cpu", "--no-render"],
+        DEMO + ["-o", "{out}", "--bbox", "10,10,60,120", "--device", "cpu", "--no-render"],
         (1, 2),
         "thesis",
         unchanged=["{out}/results.json", "{out}/chapter1.tex"],
@@ -275,8 +275,7 @@ CASES: List[Case] = [
     Case(
         "a nested bbox file",
         deeply_nested_bbox_file,
-        ["demo", "{image}", "--checkpoint", "{root}/pretrained_models/spin_official.pth", R, "{root}"]
-        + ["-o", "{case}/out", "--bbox-file", "{boxes}", "--device", "cpu"],
+        DEMO + ["-o", "{case}/out", "--bbox-file", "{boxes}", "--device", "cpu"],
         (1, 2),
         "boxes.json",
         must_not_exist=["{case}/out"],
@@ -284,8 +283,7 @@ CASES: List[Case] = [
     Case(
         "a box of 1e-9 pixels",
         sample_image,
-        ["demo", "{image}", "--checkpoint", "{root}/pretrained_models/spin_official.pth", R, "{root}"]
-        + ["-o", "{case}/out", "--bbox", "5,5,1e-9,1e-9", "--device", "cpu"],
+        DEMO + ["-o", "{case}/out", "--bbox", "5,5,1e-9,1e-9", "--device", "cpu"],
         (1, 2),
         "bbox",
         must_not_exist=["{case}/out"],
@@ -293,8 +291,7 @@ CASES: List[Case] = [
     Case(
         "detector weights that are not the pinned file",
         garbage_detector_weights,
-        ["demo", "{image}", "--checkpoint", "{root}/pretrained_models/spin_official.pth", R, "{root}"]
-        + ["-o", "{case}/out", "--detector", "yolox", "--device", "cpu"],
+        DEMO + ["-o", "{case}/out", "--detector", "yolox", "--device", "cpu"],
         (1,),
         "gtacli fetch detector --force",
         unchanged=["{weights}"],
@@ -303,8 +300,7 @@ CASES: List[Case] = [
     Case(
         "an unknown detector name",
         sample_image,
-        ["demo", "{image}", "--checkpoint", "{root}/pretrained_models/spin_official.pth", R, "{root}"]
-        + ["-o", "{case}/out", "--detector", "rcnn"],
+        DEMO + ["-o", "{case}/out", "--detector", "rcnn"],
         (2,),
         "rcnn",
         must_not_exist=["{case}/out"],
@@ -312,8 +308,7 @@ CASES: List[Case] = [
     Case(
         "a 2x2 image in the demo (native crash before)",
         tiny_png,
-        ["demo", "{image}", "--checkpoint", "{root}/pretrained_models/spin_official.pth", R, "{root}"]
-        + ["-o", "{case}/out", "--device", "cpu", "--no-render"],
+        DEMO + ["-o", "{case}/out", "--device", "cpu", "--no-render"],
         (0,),
         "",
         may_write=["{case}/out"],
