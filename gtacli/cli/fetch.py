@@ -55,7 +55,9 @@ def fetch_command(
     group: Annotated[
         Optional[List[str]],
         typer.Option(
-            "--group", "-g", help="Fetch a group: extras, fits, pretrained, models, annotations. Repeatable."
+            "--group",
+            "-g",
+            help="Fetch a group: extras, fits, pretrained, models, annotations, detector. Repeatable.",
         ),
     ] = None,
     all_assets: Annotated[bool, typer.Option("--all", help="Fetch every group.")] = False,

@@ -277,3 +277,12 @@ def test_positional_group_name_selects_the_group(tmp_path):
 def test_bad_fetch_environment_values_are_usage_errors(tmp_path, name, value):
     result = _fetch(["gmm_08", "--data-root", tmp_path], 2, env={name: value})
     assert name in result.stderr and len(result.stderr.strip().splitlines()) == 1 and not result.stdout
+
+
+def test_group_help_names_every_manifest_group():
+    """The --group help is a user's list of what exists: it must name each group of the manifest."""
+    from gtacli.assets.manifest import load_manifest
+
+    help_text = CliRunner().invoke(app, ["fetch", "--help"], env={"COLUMNS": "400"}).stdout
+    for group in load_manifest().groups:
+        assert group in help_text, group
