@@ -61,14 +61,16 @@ def best_facing(
     """(global_orient (B, 3), transl (B, 3)): the turn of `FACING_TURNS_DEG` with the lowest fitting loss
     (a turn other than 0 must beat the given orientation by `FACING_MARGIN`).
 
-    `fitter` provides `joints49` and `criterion` (SPIN's formulation); `transl` is the fallback translation."""
+    `fitter` provides `skeleton` and `criterion` (SPIN's formulation); `transl` is the fallback translation."""
     c = fitter.config
     batch = global_orient.shape[0]
     grid = [(yaw, roll) for roll in ROLL_TURNS_DEG for yaw in FACING_TURNS_DEG]  # (0, 0) first
     turns = len(grid)
     with torch.no_grad():
         orients = torch.cat([turned(global_orient, yaw, roll) for yaw, roll in grid])  # (T*B, 3)
-        joints = fitter.joints49(orients, body_pose.repeat(turns, 1), betas.repeat(turns, 1))
+        # only the global orient differs between turns: one skeleton, rotated rigidly
+        skeleton = fitter.skeleton(body_pose, betas)
+        joints = torch.cat([skeleton(orient) for orient in orients.split(batch)])  # (T*B, 49, 3)
         kp = kp2d.repeat(turns, 1, 1)
         trans, _ = initial_translation(joints, kp, transl.repeat(turns, 1), c.focal_length, c.img_res)
         loss = fitter.criterion(joints, trans, kp).reshape(turns, batch)
