@@ -87,8 +87,15 @@ class _Region:
 
     def visible(self) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(ys, xs) image rows/columns of the covered pixels, their visible faces and screen weights (N, 3)."""
-        ys, xs = torch.nonzero(self.mask, as_tuple=True)
-        return ys + self.y0, xs + self.x0, self.face[ys, xs], self.weights[ys, xs]
+        # one flat nonzero + index_select: torch's (ys, xs) advanced indexing costs several times more on the CPU
+        w = self.face.shape[1]
+        flat = torch.nonzero(self.face.reshape(-1) >= 0).reshape(-1)
+        ys, xs = flat // w, flat % w
+        face, weights = (
+            self.face.reshape(-1).index_select(0, flat),
+            self.weights.reshape(-1, 3).index_select(0, flat),
+        )
+        return ys + self.y0, xs + self.x0, face, weights
 
 
 @contextmanager
@@ -222,28 +229,34 @@ def _raster_batch(ids, bw, counts, x0, y0, coef, tri_z, rw, depth, face_buf, wei
     local = torch.arange(total, device=dev) - torch.repeat_interleave(
         torch.cumsum(counts, 0) - counts, counts, output_size=total
     )
-    bwt = bw[tri]
-    px = x0[tri] + local % bwt
-    py = y0[tri] + local // bwt
-    f = ids[tri]
-    c = coef[f]  # (N, 3 weights, A/B/C)
+    # index_select and one nonzero per mask instead of advanced / boolean indexing: the same values, but boolean
+    # indexing runs a nonzero per indexed tensor and dominated the CPU time
+    bwt = bw.index_select(0, tri)
+    px = x0.index_select(0, tri) + local % bwt
+    py = y0.index_select(0, tri) + local // bwt
+    f = ids.index_select(0, tri)
+    c = coef.index_select(0, f)  # (N, 3 weights, A/B/C)
     lam = c[:, :, 0] * px.double()[:, None] + c[:, :, 1] * py.double()[:, None] + c[:, :, 2]
-    inside = (lam >= -EDGE_EPS).all(1)
-    if not bool(inside.any()):
+    keep = torch.nonzero((lam >= -EDGE_EPS).all(1)).reshape(-1)
+    if len(keep) == 0:
         return
-    lam, f, px, py = lam[inside], f[inside], px[inside], py[inside]
-    zval = 1.0 / (lam / tri_z[f]).sum(1)  # 1/z is linear in screen space
+    lam, f, px, py = (t.index_select(0, keep) for t in (lam, f, px, py))
+    q = lam / tri_z.index_select(0, f)
+    # 1/z is linear in screen space; the three terms added in sum(1)'s order (same bits), without its slow
+    # reduction over a size-3 dimension
+    zval = 1.0 / (q[:, 0] + q[:, 1] + q[:, 2])
     pix = py * rw + px
     # nearest candidate per pixel: scatter-min of depth, then the lowest face index among the nearest
     near = torch.full_like(depth, float("inf")).scatter_reduce(0, pix, zval, "amin")
-    win = zval == near[pix]
+    win = torch.nonzero(zval == near.index_select(0, pix)).reshape(-1)
+    pix_w, f_w = pix.index_select(0, win), f.index_select(0, win)
     best = torch.full_like(face_buf, torch.iinfo(torch.int64).max)
-    best = best.scatter_reduce(0, pix[win], f[win], "amin")
+    best = best.scatter_reduce(0, pix_w, f_w, "amin")
     closer = near < depth
-    depth[closer] = near[closer]
-    face_buf[closer] = best[closer]
-    chosen = win & (f == best[pix]) & closer[pix]
-    weights[pix[chosen]] = lam[chosen]
+    depth.copy_(torch.where(closer, near, depth))
+    face_buf.copy_(torch.where(closer, best, face_buf))
+    chosen = win[(f_w == best.index_select(0, pix_w)) & closer.index_select(0, pix_w)]
+    weights.index_copy_(0, pix.index_select(0, chosen), lam.index_select(0, chosen))
 
 
 def _edge_coefficients(tri_uv: torch.Tensor, area: torch.Tensor) -> torch.Tensor:
@@ -264,7 +277,7 @@ def _perspective(
     verts: torch.Tensor, faces: torch.Tensor, face_idx: torch.Tensor, lam: torch.Tensor
 ) -> torch.Tensor:
     """Perspective-correct barycentric coordinates (N, 3) from screen-space weights `lam` (N, 3)."""
-    persp = lam / verts[:, 2][faces[face_idx]]
+    persp = lam / verts[:, 2][faces.index_select(0, face_idx)]
     return persp / persp.sum(1, keepdim=True)
 
 
@@ -310,10 +323,14 @@ def _merge_meshes(vertices: MeshInput, faces) -> Tuple[np.ndarray, np.ndarray, n
 def _shade_pixels(verts, faces, face_idx, bary, light_dir) -> torch.Tensor:
     """Lambert intensity (N,) of visible points (two-sided: each normal is turned towards the camera)."""
     vn = _vertex_normals_t(verts, faces)
-    tri = faces[face_idx]
-    n = (vn[tri] * bary[..., None]).sum(1)
+    tri = faces.index_select(0, face_idx)
+    # interpolate corner by corner, in (x[tri] * bary[..., None]).sum(1)'s order (same bits) but without gathering
+    # (N, 3, 3) blocks and reducing over a size-3 dimension, which dominated the shading time
+    t0, t1, t2 = tri[:, 0], tri[:, 1], tri[:, 2]
+    b0, b1, b2 = bary[:, 0:1], bary[:, 1:2], bary[:, 2:3]
+    n = vn.index_select(0, t0) * b0 + vn.index_select(0, t1) * b1 + vn.index_select(0, t2) * b2
     n = n / torch.clamp(torch.linalg.norm(n, dim=1, keepdim=True), min=1e-12)
-    point = (verts[tri] * bary[..., None]).sum(1)
+    point = verts.index_select(0, t0) * b0 + verts.index_select(0, t1) * b1 + verts.index_select(0, t2) * b2
     n = torch.where(((n * point).sum(1) > 0)[:, None], -n, n)
     light = _tensor(light_dir, verts.device)
     light = light / torch.linalg.norm(light)
