@@ -9,25 +9,17 @@ import shutil
 import numpy as np
 import pytest
 import torch
-import typer
 from typer.testing import CliRunner
 
 from gtacli.body.conventions import SMPL_49_TO_HUMAN_DATA
-from gtacli.cli.common import handle_errors
-from gtacli.cli.fit import fit_command
+from gtacli.cli.app import app
 from gtacli.fit.priors import load_gmm
 from gtacli.layout import DataLayout
 
 
-def _app() -> typer.Typer:
-    app = typer.Typer()
-    app.command("fit")(handle_errors(fit_command))
-
-    @app.callback()
-    def _root() -> None:  # keeps `fit` a sub-command, as in the real app
-        pass
-
-    return app
+def _fit_args(root, *extra: str) -> list:
+    """`gtacli fit --dataset lsp` on `root`, on the CPU, plus `extra`."""
+    return ["fit", "--dataset", "lsp", "--data-root", str(root), "--device", "cpu", *extra]
 
 
 def _write_annotation(
@@ -76,18 +68,8 @@ def cli_layout(fit_layout, tmp_path) -> DataLayout:
 @pytest.mark.slow
 def test_fit_command_writes_static_fits(cli_layout, body_model, gmm_path):
     pose = _write_annotation(cli_layout, body_model, gmm_path)
-    args = [
-        "fit",
-        "--dataset",
-        "lsp",
-        "--data-root",
-        str(cli_layout.root),
-        "--device",
-        "cpu",
-        "--batch-size",
-        "2",
-    ]
-    result = CliRunner().invoke(_app(), [*args, "--json", "--iterations", "30"])
+    args = _fit_args(cli_layout.root, "--batch-size", "2")
+    result = CliRunner().invoke(app, [*args, "--json", "--iterations", "30"])
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     target = cli_layout.static_fits("lsp")
@@ -106,27 +88,27 @@ def test_fit_command_writes_static_fits(cli_layout, body_model, gmm_path):
     assert np.abs(fits[:, 3:72] - pose[:, 3:].numpy()).mean() < 0.2
 
     # an existing file is refused without --force (one line, exit 1), replaced with it
-    again = CliRunner().invoke(_app(), [*args, "--iterations", "2"])
+    again = CliRunner().invoke(app, [*args, "--iterations", "2"])
     assert again.exit_code == 1 and "exists" in again.output and "--force" in again.output
     assert again.output.strip().count("\n") == 0
-    forced = CliRunner().invoke(_app(), [*args, "--iterations", "2", "--force", "--limit", "2", "--quiet"])
+    forced = CliRunner().invoke(app, [*args, "--iterations", "2", "--force", "--limit", "2", "--quiet"])
     assert forced.exit_code == 0, forced.output
     assert np.load(cli_layout.static_fits_dir / "lsp_fits.limit2.npy").shape == (2, 82)
     assert not [p for p in cli_layout.static_fits_dir.iterdir() if ".tmp" in p.name]
 
 
 def test_fit_command_bad_input(cli_layout, body_model, gmm_path, tmp_path):
-    base = ["fit", "--dataset", "lsp", "--data-root", str(cli_layout.root), "--device", "cpu"]
-    missing = CliRunner().invoke(_app(), base)
+    base = _fit_args(cli_layout.root)
+    missing = CliRunner().invoke(app, base)
     assert missing.exit_code == 1 and "not found" in missing.output and "check-layout" in missing.output
     _write_annotation(cli_layout, body_model, gmm_path, with_keypoints=False)
-    no_kp = CliRunner().invoke(_app(), base)
+    no_kp = CliRunner().invoke(app, base)
     assert no_kp.exit_code == 1 and "2D keypoints" in no_kp.output
     assert not cli_layout.static_fits("lsp").exists()
     blocker = tmp_path / "not_a_folder"
     blocker.write_text("x")
     _write_annotation(cli_layout, body_model, gmm_path)
-    unwritable = CliRunner().invoke(_app(), [*base, "--output", str(blocker / "fits.npy")])
+    unwritable = CliRunner().invoke(app, [*base, "--output", str(blocker / "fits.npy")])
     assert unwritable.exit_code == 1 and "output" in unwritable.output
 
 
@@ -137,9 +119,9 @@ def test_fit_command_from_checkpoint_predictions(sample_tree, tmp_path):
 
     layout = DataLayout(sample_tree)
     target = tmp_path / "lsp_fits.npy"
-    args = ["fit", "--dataset", "lsp", "--data-root", str(sample_tree), "--device", "cpu", "--json"]
+    args = _fit_args(sample_tree, "--json")
     args += ["--init", str(layout.spin_official), "--iterations", "3", "--output", str(target)]
-    result = CliRunner().invoke(_app(), args)
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert payload["init"] == str(layout.spin_official)
@@ -151,15 +133,15 @@ def test_fit_command_from_checkpoint_predictions(sample_tree, tmp_path):
 def test_fit_command_reference_methods(cli_layout, body_model, gmm_path, method):
     _write_annotation(cli_layout, body_model, gmm_path, n=2)
     target = cli_layout.root / f"{method}.npy"
-    args = ["fit", "--dataset", "lsp", "--data-root", str(cli_layout.root), "--device", "cpu", "--json"]
+    args = _fit_args(cli_layout.root, "--json")
     result = CliRunner().invoke(
-        _app(), [*args, "--method", method, "--iterations", "20", "--output", str(target)]
+        app, [*args, "--method", method, "--iterations", "20", "--output", str(target)]
     )
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert payload["method"] == method and payload["valid_threshold"] == (100.0 if method == "spin" else 10.0)
     assert np.load(target).shape == (2, 82)
-    unknown = CliRunner().invoke(_app(), [*args, "--method", "lbfgs"])
+    unknown = CliRunner().invoke(app, [*args, "--method", "lbfgs"])
     assert unknown.exit_code == 2 and "--method" in unknown.output
 
 
@@ -178,18 +160,8 @@ def _poison(kp: np.ndarray) -> None:
 def test_fit_command_skips_bad_samples_and_says_so(cli_layout, body_model, gmm_path):
     """#12 bad input: one line per problem kind (count, first sample), the others fitted, every row finite."""
     _write_annotation(cli_layout, body_model, gmm_path, n=7, edit=_poison)
-    args = [
-        "fit",
-        "--dataset",
-        "lsp",
-        "--data-root",
-        str(cli_layout.root),
-        "--device",
-        "cpu",
-        "--iterations",
-        "10",
-    ]
-    result = CliRunner().invoke(_app(), [*args, "--json"])
+    args = _fit_args(cli_layout.root, "--iterations", "10")
+    result = CliRunner().invoke(app, [*args, "--json"])
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert payload["samples"] == 7 and payload["fitted"] == 3
@@ -213,9 +185,7 @@ def test_fit_command_nan_keypoints_blame_the_annotation(cli_layout, body_model, 
         kp[..., :2] = np.nan
 
     _write_annotation(cli_layout, body_model, gmm_path, n=3, edit=all_nan)
-    result = CliRunner().invoke(
-        _app(), ["fit", "--dataset", "lsp", "--data-root", str(cli_layout.root), "--device", "cpu"]
-    )
+    result = CliRunner().invoke(app, _fit_args(cli_layout.root))
     assert result.exit_code == 1
     message = result.output.strip()
     assert message.count("\n") == 0 and "non-finite keypoints" in message
@@ -236,9 +206,9 @@ def test_fit_command_missing_images_for_checkpoint_init(sample_tree, tmp_path):
     for i in (1, 2):
         layout.image("lsp", paths[i]).unlink()
     target = tmp_path / "fits.npy"
-    args = ["fit", "--dataset", "lsp", "--data-root", str(root), "--device", "cpu", "--json", "--limit", "4"]
+    args = _fit_args(root, "--json", "--limit", "4")
     result = CliRunner().invoke(
-        _app(), [*args, "--init", str(layout.spin_official), "--iterations", "3", "--output", str(target)]
+        app, [*args, "--init", str(layout.spin_official), "--iterations", "3", "--output", str(target)]
     )
     assert result.exit_code == 0, result.output
     line = [x for x in result.stderr.splitlines() if "image" in x]
@@ -260,7 +230,7 @@ def test_fit_openpose_end_to_end(cli_layout, shared_assets, tmp_path):
     out_dir = tmp_path / "fits"
     args = ["fit", "--openpose", str(keypoints), "--images", str(images), "--output", str(out_dir)]
     args += ["--data-root", str(cli_layout.root), "--device", "cpu", "--json"]
-    result = CliRunner().invoke(_app(), args)
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert payload["people"] == 1 and payload["fitted"] == 1
@@ -282,5 +252,5 @@ def test_fit_openpose_end_to_end(cli_layout, shared_assets, tmp_path):
     changed = np.abs(overlay.astype(int) - photo.astype(int)).max(axis=2) > 40
     assert 0.03 < changed.mean() < 0.6  # the mesh covers part of the photo, not all of it
     # without --force an existing result is refused
-    again = CliRunner().invoke(_app(), args)
+    again = CliRunner().invoke(app, args)
     assert again.exit_code == 1 and "--force" in again.output
