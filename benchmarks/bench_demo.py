@@ -139,9 +139,11 @@ def main() -> int:
 
     import torch
 
-    from gtacli.device import resolve_device
+    from gtacli.device import keep_freed_memory, resolve_device
     from gtacli.viz.demo_runner import DemoConfig, run_demo
 
+    # as `gtacli demo` does (both modes run in this one process, so both get it)
+    kept_freed_memory = keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
     load_before = [round(x, 2) for x in os.getloadavg()]
@@ -190,6 +192,7 @@ def main() -> int:
             _pooled_cpu(runs["no_render"]) / _pooled_cpu(runs["render"]), 3
         ),
         "torch_threads": torch.get_num_threads(),
+        "keep_freed_memory": kept_freed_memory,
         "cpu_count": os.cpu_count(),
         # other processes on the same cores inflate every stage: the load averages (1/5/15 min) before and after
         "load_average_before": load_before,

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -78,3 +83,43 @@ def test_bad_environment_values_are_one_line_usage_errors(restore_threads, monke
 def test_bad_explicit_count_is_a_usage_error(restore_threads):
     with pytest.raises(UsageError, match="--threads"):
         configure_threads(0)
+
+
+FAULTS_PER_RENDER = """
+import resource, sys
+sys.path.insert(0, {viz_tests!r})
+import numpy as np
+from gtacli.device import keep_freed_memory
+applied = keep_freed_memory()
+from render_scene import K, scene
+from gtacli.viz.render import render_overlay
+_, meshes, faces = scene()
+K6 = K.copy()
+K6[:2] *= 6  # the test scene at 1080 x 1440: ~10^5 covered pixels, like a demo frame
+frame = np.zeros((1080, 1440, 3), np.uint8)
+render_overlay(frame, meshes, faces, K6)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(5):
+    render_overlay(frame, meshes, faces, K6)
+print(applied, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 5)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_keep_freed_memory_stops_the_renderer_faulting_in_fresh_pages(tmp_path):
+    """In a real process: with glibc's defaults every 1080p overlay faults in thousands of fresh pages; after
+    keep_freed_memory() the freed buffers are reused. GTACLI_KEEP_FREED_MEMORY=0 keeps the defaults."""
+    script = FAULTS_PER_RENDER.format(viz_tests=str(Path(__file__).parent / "viz"))
+    faults = {}
+    for setting in ("0", "1"):
+        env = {**os.environ, device_module.KEEP_FREED_ENV: setting}
+        out = subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+        )
+        assert out.returncode == 0, out.stderr[-2000:]
+        applied, count = out.stdout.split()
+        faults[setting] = (applied, float(count))
+    if faults["1"][0] != "True":
+        pytest.skip("not glibc: mallopt is not available")
+    assert faults["0"][0] == "False"
+    assert faults["1"][1] * 5 < faults["0"][1], faults

@@ -154,7 +154,7 @@ def demo_command(
         # Read when OpenCV first opens a video; an explicit user setting wins.
         os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", FFMPEG_LOG_QUIET)
     from gtacli.assets.manifest import load_manifest
-    from gtacli.device import resolve_device
+    from gtacli.device import keep_freed_memory, resolve_device
     from gtacli.viz.demo_runner import DemoConfig, run_demo
     from gtacli.viz.detect import DETECTORS, parse_bbox_option
 
@@ -188,6 +188,7 @@ def demo_command(
         from_results=from_results,
         max_missed_s=max_missed,
     )
+    keep_freed_memory()  # the renderer's per-frame buffers are reused instead of faulted in afresh
     with ProgressBar(out, "demo", rate_unit="frames", transient=False) as progress:
         summary = run_demo(config, progress=progress, log=out.info)
 

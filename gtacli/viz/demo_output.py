@@ -17,8 +17,10 @@ import json
 import os
 import secrets
 import shutil
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterable, List
+from typing import Any, Dict, Iterable, List, Optional
 
 import cv2
 import numpy as np
@@ -40,6 +42,7 @@ RESULTS_NPZ = "results.npz"
 RESULTS_JSON = "results.json"
 BOX_COLOR_BGR = (0, 200, 255)
 BOX_THICKNESS_PER_1000_PX = 3  # box line width scales with the frame size
+MAX_RENDER_WORKERS = 4  # frames of a chunk drawn at once on the CPU
 
 
 def display_name(name: str) -> str:
@@ -189,8 +192,31 @@ def draw_boxes(image: np.ndarray, people: List[Person]) -> np.ndarray:
     return image
 
 
+@dataclass
+class FrameJob:
+    """One frame to write: where it is in the input, the people in it and their rows in the chunk's `body`."""
+
+    index: int
+    name: str
+    frame: np.ndarray
+    people: List[Person]
+    rows: List[int]
+
+
+def render_workers(device) -> int:
+    """Frames of a chunk rendered at once: one per core (at most MAX_RENDER_WORKERS) when rendering on the CPU,
+    where each render is one single-threaded torch thread; one on a GPU."""
+    if getattr(device, "type", str(device)) != "cpu":
+        return 1
+    return max(1, min(MAX_RENDER_WORKERS, os.cpu_count() or 1))
+
+
 class Writers:
-    """The files of one run: overlay video or PNGs, per-frame PNGs of a video, OBJ meshes."""
+    """The files of one run: overlay video or PNGs, per-frame PNGs of a video, OBJ meshes.
+
+    A chunk's overlays are drawn in parallel threads (`render_workers`; torch releases the GIL, so a 2-core
+    CPU draws two frames at once) and written in frame order; the overlay video is encoded in a background
+    thread."""
 
     def __init__(self, folder: Path, config: DemoConfig, source: video.FrameSource):
         self.folder = folder
@@ -201,8 +227,9 @@ class Writers:
         self.overlay_names: List[str] = []
         self.frame_files = 0
         self.mesh_files = 0
+        self.pool: Optional[ThreadPoolExecutor] = None
         if config.render and source.is_video:
-            self.sink = video.VideoSink(folder / OVERLAY_VIDEO, float(source.fps))
+            self.sink = video.VideoSink(folder / OVERLAY_VIDEO, float(source.fps), background=True)
         elif config.render:
             (folder / OVERLAY_DIR).mkdir()
         if config.render and config.save_frames and source.is_video:
@@ -210,39 +237,51 @@ class Writers:
         if config.export_mesh:
             (folder / MESH_DIR).mkdir()
 
-    def frame(
-        self, index, name, frame, mine: List[Person], body, rows: List[int], engine: Engine, timer: Timer
-    ) -> None:
-        stem = Path(display_name(name)).stem
+    def frames(self, jobs: List[FrameJob], body, engine: Engine, timer: Timer) -> None:
+        """Meshes, overlays and frame files of one chunk, in frame order."""
         if self.config.export_mesh:
             t = timer.start()
-            for person, k in zip(mine, rows):  # original camera: body-model frame + transl
-                write_obj(
-                    self.folder / MESH_DIR / f"{stem}_id{person.pid}.obj",
-                    body["vertices"][k] + body["transl"][k],
-                    engine.faces,
-                )
-                self.mesh_files += 1
+            for job in jobs:
+                stem = Path(display_name(job.name)).stem
+                for person, k in zip(job.people, job.rows):  # original camera: body-model frame + transl
+                    write_obj(
+                        self.folder / MESH_DIR / f"{stem}_id{person.pid}.obj",
+                        body["vertices"][k] + body["transl"][k],
+                        engine.faces,
+                    )
+                    self.mesh_files += 1
             timer.add("video_io", t)
         if not self.config.render:
             return
         t = timer.start()
-        verts = [body["verts_cam"][k] for k in rows]
-        Ks = [body["K_img"][k] for k in rows]
-        image = engine.render(frame, verts, Ks)
-        if self.draw:
-            draw_boxes(image, mine)
-        if self.config.side_view:
-            image = np.concatenate([image, engine.render_side(frame.shape, verts, Ks)], axis=1)
-        t = timer.add("rendering", t)
-        if self.sink is not None:
-            self.sink.write(image)
-            if self.config.save_frames:
-                write_png(self.folder / FRAMES_DIR / f"{index:06d}.png", image)
-                self.frame_files += 1
+        workers = min(render_workers(engine.device), len(jobs))
+        if workers > 1:
+            if self.pool is None:
+                self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gtacli-render")
+            images = list(self.pool.map(lambda job: self._draw(job, body, engine), jobs))
         else:
-            self.overlay_names.append(self._overlay(stem, Path(display_name(name)).suffix, image))
+            images = [self._draw(job, body, engine) for job in jobs]
+        t = timer.add("rendering", t)
+        for job, image in zip(jobs, images):
+            if self.sink is not None:
+                self.sink.write(image)
+                if self.config.save_frames:
+                    write_png(self.folder / FRAMES_DIR / f"{job.index:06d}.png", image)
+                    self.frame_files += 1
+            else:
+                name = display_name(job.name)
+                self.overlay_names.append(self._overlay(Path(name).stem, Path(name).suffix, image))
         timer.add("video_io", t)
+
+    def _draw(self, job: FrameJob, body, engine: Engine) -> np.ndarray:
+        verts = [body["verts_cam"][k] for k in job.rows]
+        Ks = [body["K_img"][k] for k in job.rows]
+        image = engine.render(job.frame, verts, Ks)
+        if self.draw:
+            draw_boxes(image, job.people)
+        if self.config.side_view:
+            image = np.concatenate([image, engine.render_side(job.frame.shape, verts, Ks)], axis=1)
+        return image
 
     def _overlay(self, stem: str, suffix: str, image: np.ndarray) -> str:
         target = self.folder / OVERLAY_DIR / f"{stem}.png"
@@ -252,6 +291,7 @@ class Writers:
         return target.name
 
     def close(self, frames_done: int) -> None:
+        self._stop_pool()
         if self.sink is None:
             return
         self.sink.close()
@@ -261,6 +301,17 @@ class Writers:
                 path=self.config.output / OVERLAY_VIDEO,
                 fix="check the free disk space and run again, or use --no-render for results only",
             )
+
+    def abort(self) -> None:
+        """Stop the background work after an error (the staged folder is discarded anyway)."""
+        self._stop_pool()
+        if self.sink is not None:
+            self.sink.abort()
+
+    def _stop_pool(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
 
     def describe(self) -> Dict[str, Any]:
         return {

@@ -50,6 +50,7 @@ from gtacli.viz.demo_engine import Engine, person_from_box
 from gtacli.viz.demo_output import (
     RESULTS_JSON,
     RESULTS_NPZ,
+    FrameJob,
     StagedOutput,
     Writers,
     check_output_dir,
@@ -96,6 +97,7 @@ def run_demo(
     else:
         people, detector_info = detect_people(config, inp, timer, progress)
     stage = StagedOutput(Path(config.output))
+    writers: Optional[Writers] = None
     try:
         writers = Writers(stage.tmp_dir, config, inp.source)
         results = DemoResults(config.save_vertices)
@@ -125,6 +127,8 @@ def run_demo(
         timer.add("video_io", t)
         stage.commit()
     except BaseException:
+        if writers is not None:
+            writers.abort()
         stage.discard()
         raise
     summary["output"] = display_name(str(config.output))
@@ -341,9 +345,11 @@ def mesh_frames(
             smooth_people(smoother, crowd, outputs, step_s, timer)
         body = engine.body(crowd, outputs, {index: frame.shape[:2] for index, _, frame in chunk}, timer)
         results.add_people(crowd, outputs, body)
+        jobs = []
         for index, name, frame in chunk:
             mine = [k for k, person in enumerate(crowd) if person.frame == index]
-            writers.frame(index, name, frame, [crowd[k] for k in mine], body, mine, engine, timer)
+            jobs.append(FrameJob(index, name, frame, [crowd[k] for k in mine], mine))
+        writers.frames(jobs, body, engine, timer)
         done += len(chunk)
         if progress is not None:
             progress(done, inp.frames_to_do, "meshes")

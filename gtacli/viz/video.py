@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import atexit
 import os
+import queue
 import re
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, List, Optional, Tuple
@@ -233,14 +235,26 @@ def read_image(path: Path) -> np.ndarray:
 
 
 class VideoSink:
-    """Writes BGR frames to an mp4 (fourcc `VIDEO_FOURCC`) at a fixed fps; the size is taken from the first frame."""
+    """Writes BGR frames to an mp4 (fourcc `VIDEO_FOURCC`) at a fixed fps; the size is taken from the first frame.
 
-    def __init__(self, path: Path, fps: float):
+    With `background=True` the encoding runs in a thread (OpenCV releases the GIL while it encodes), so a
+    1080p frame's ~15-20 ms of encoding overlaps the next frame's work; at most `QUEUE_FRAMES` frames wait.
+    The video is opened (and a failure to open it reported) in the caller's thread; an error while encoding
+    is raised by the next `write` or by `close`. Frames handed to `write` must not be modified afterwards."""
+
+    QUEUE_FRAMES = 4
+
+    def __init__(self, path: Path, fps: float, background: bool = False):
         self.path = Path(path)
         self.fps = float(fps)
         self.writer = None
         self.size: Optional[Tuple[int, int]] = None
         self.frames_written = 0
+        self.background = background
+        self._queue: Optional[queue.Queue] = None
+        self._thread: Optional[threading.Thread] = None
+        self._error: Optional[BaseException] = None
+        self._abort = False
 
     def write(self, frame: np.ndarray) -> None:
         import cv2
@@ -256,13 +270,59 @@ class VideoSink:
                     path=self.path,
                     fix="install an opencv-python build with video support, or use --no-render for results only",
                 )
+            if self.background:
+                self._queue = queue.Queue(maxsize=self.QUEUE_FRAMES)
+                self._thread = threading.Thread(target=self._encode, name="gtacli-video-sink", daemon=True)
+                self._thread.start()
         if (frame.shape[1], frame.shape[0]) != self.size:
             # Video frames must share one size; a folder of mixed sizes is letterboxed into the first one.
             frame = letterbox(frame, self.size)
-        self.writer.write(np.ascontiguousarray(frame))
-        self.frames_written += 1
+        frame = np.ascontiguousarray(frame)
+        if self._queue is None:
+            self.writer.write(frame)
+            self.frames_written += 1
+            return
+        self._raise_error()
+        self._queue.put(frame)
+
+    def _encode(self) -> None:
+        while True:
+            frame = self._queue.get()
+            if frame is None:
+                return
+            if self._error is not None or self._abort:
+                continue  # keep taking frames so the producer never blocks on a full queue
+            try:
+                self.writer.write(frame)
+                self.frames_written += 1
+            except BaseException as exc:  # reported in the caller's thread
+                self._error = exc
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def _stop(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+            self._queue = None
 
     def close(self) -> None:
+        """Finish encoding the queued frames and close the file."""
+        self._stop()
+        if self.writer is not None:
+            self.writer.release()
+            self.writer = None
+        self._raise_error()
+
+    def abort(self) -> None:
+        """Drop the queued frames and close the file (after an error elsewhere; raises nothing)."""
+        self._abort = True
+        self._stop()
+        self._error = None
         if self.writer is not None:
             self.writer.release()
             self.writer = None

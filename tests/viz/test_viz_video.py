@@ -105,6 +105,48 @@ def test_sink_writes_count_fps_and_size(tmp_path):
     assert (count, size) == (6, (160, 120)) and fps == pytest.approx(12.0)
 
 
+def _decoded(path):
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    cap.release()
+    return np.stack(frames)
+
+
+def test_background_sink_writes_the_same_video(tmp_path):
+    """Encoding in a thread changes nothing in the file: same frames, same order, same count."""
+    rng = np.random.default_rng(0)
+    frames = [cv2.resize(rng.integers(0, 255, (15, 20, 3), dtype=np.uint8), (160, 120)) for _ in range(9)]
+    paths = {}
+    for background in (False, True):
+        paths[background] = tmp_path / f"bg{int(background)}.mp4"
+        sink = VideoSink(paths[background], 12.0, background=background)
+        for frame in frames:
+            sink.write(frame)
+        sink.close()
+        assert sink.frames_written == 9
+    np.testing.assert_array_equal(_decoded(paths[True]), _decoded(paths[False]))
+
+
+def test_background_sink_reports_an_encoding_error_and_abort_is_quiet(tmp_path):
+    sink = VideoSink(tmp_path / "bad.mp4", 12.0, background=True)
+    sink.write(np.zeros((120, 160, 3), np.uint8))
+    sink.write(np.zeros((120, 160, 3), np.float64))  # OpenCV refuses to encode float frames (in the thread)
+    with pytest.raises(cv2.error):
+        sink.close()
+    assert sink.frames_written == 1 and sink.writer is None
+    other = VideoSink(tmp_path / "aborted.mp4", 12.0, background=True)
+    for _ in range(3):
+        other.write(np.zeros((120, 160, 3), np.uint8))
+    other.write(np.zeros((120, 160, 3), np.float64))
+    other.abort()  # after an error elsewhere: stops the thread, closes the file, raises nothing
+    assert other.writer is None and other._thread is None
+
+
 def test_real_video_metadata(shared_assets):
     source = open_frames(shared_assets / "single_person_demo.mp4")
     assert source.fps == pytest.approx(12.0)

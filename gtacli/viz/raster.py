@@ -1,0 +1,322 @@
+"""Scanline z-buffer rasterisation in torch: which triangle is visible at each pixel of the region a mesh covers.
+
+Camera: pinhole with intrinsics K (3x3), vertices in the camera frame, OpenCV convention (x right, y down,
+z forward; pixel (u, v) = column, row, with pixel centres at integer coordinates).
+
+Coverage rule: a pixel centre belongs to a triangle when its three screen-space barycentric weights, each the
+affine form `(A x + B y) + C` of the opposite edge (evaluated in that order, in float64), are >= -EDGE_EPS.
+Instead of testing every pixel of every triangle's bounding box, each (triangle, row) pair is turned into one
+span [left, right]: for one edge and one row the weight is a monotone function of x even after float rounding
+(each rounded operation is monotone), so the pixels passing that edge form a half-line whose end is estimated by
+a division and then settled by evaluating the weight itself on both sides of it. The span is therefore exactly
+the set of pixels the per-pixel test accepts, at a fraction of the cost (about 2.3x fewer pixels visited on a
+body-sized mesh, no per-pixel edge test, no per-pixel barycentric weights until the winners are known).
+
+Depth: 1/z is affine in screen space, so each triangle carries a plane `1/z = P x + Q y + R`; the nearest
+surface (largest 1/z) wins each pixel via a scatter-max, ties going to the lower face index. Only the winning
+pixels get their barycentric weights. All arithmetic is float64, so CPU and GPU give the same answer.
+
+Per-triangle and per-pixel quantities are laid out as rows of (k, N) tensors, one contiguous row per component:
+element-wise torch kernels over (N, 3) tensors (inner dimension 3) ran several times slower on the CPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import torch
+
+NEAR_Z_M = 1e-3  # triangles with a vertex closer than this (or behind the camera) are not drawn
+MAX_FRAGMENTS = (
+    4_000_000  # covered (triangle, pixel) pairs per batch: bounds memory for meshes near the camera
+)
+# a pixel centre this close outside an edge still counts as covered (shared edges leave no gap)
+EDGE_EPS = 1e-9
+
+
+def project(v: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+    """Camera-frame points (V, 3) -> pixel coordinates (V, 2)."""
+    z = v[:, 2]
+    u = K[0, 0] * v[:, 0] / z + K[0, 1] * v[:, 1] / z + K[0, 2]
+    w = K[1, 1] * v[:, 1] / z + K[1, 2]
+    return torch.stack([u, w], dim=1)
+
+
+@dataclass
+class Region:
+    """Rasterisation result inside the pixel box [y0, y0 + h) x [x0, x0 + w) that the mesh can touch."""
+
+    y0: int
+    x0: int
+    inv_depth: torch.Tensor  # (h, w) 1/z of the visible surface; -inf where empty
+    tri: torch.Tensor  # (h, w) index into `faces` of the visible triangle; len(faces) where empty
+    faces: torch.Tensor  # (n,) mesh face index of each rasterised triangle (ascending)
+    coef: torch.Tensor  # (9, n) row 3 i + k: coefficient k (A, B, C) of triangle weight i, region pixels
+
+    @property
+    def mask(self) -> torch.Tensor:
+        return self.tri < len(self.faces)
+
+    @property
+    def face(self) -> torch.Tensor:
+        """(h, w) visible mesh face, -1 where empty."""
+        covered = self.mask
+        idx = torch.where(covered, self.tri, torch.zeros_like(self.tri))
+        return torch.where(covered, self.faces[idx], torch.full_like(self.tri, -1))
+
+    @property
+    def depth(self) -> torch.Tensor:
+        """(h, w) camera z of the visible surface, inf where empty."""
+        return torch.where(self.mask, 1.0 / self.inv_depth, torch.full_like(self.inv_depth, float("inf")))
+
+    def covered(self) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(region row, region column, triangle) of every covered pixel, row-major."""
+        w = self.tri.shape[1]
+        flat_tri = self.tri.reshape(-1)
+        flat = torch.nonzero(flat_tri < len(self.faces)).reshape(-1)
+        ys = flat // w
+        return ys, flat - ys * w, flat_tri.index_select(0, flat)
+
+    def visible(self) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(ys, xs) image rows/columns of the covered pixels, their mesh faces and screen-space weights (N, 3)."""
+        ys, xs, tri = self.covered()
+        c = take_columns(self.coef, tri)
+        x, y = xs.double(), ys.double()
+        # the weights the coverage test used: (A x + B y) + C, in that order
+        lam = torch.stack([c[3 * i] * x + c[3 * i + 1] * y + c[3 * i + 2] for i in range(3)], 1)
+        return ys + self.y0, xs + self.x0, self.faces.index_select(0, tri), lam
+
+
+def take_columns(table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """table (k, n) -> table[:, idx] (k, N), one contiguous 1-D gather per row (torch's column gathers of a
+    (k, n) table ran 3-6x slower on the CPU)."""
+    out = torch.empty((table.shape[0], len(idx)), dtype=table.dtype, device=table.device)
+    for r in range(table.shape[0]):
+        torch.index_select(table[r], 0, idx, out=out[r])
+    return out
+
+
+def rasterize_region(
+    verts: torch.Tensor,
+    faces: torch.Tensor,
+    K: torch.Tensor,
+    size: Tuple[int, int],
+    mesh_id: Optional[torch.Tensor] = None,
+    closed: Optional[bool] = None,
+) -> Optional[Region]:
+    """verts (V,3) float64, faces (F,3) int64, K (3,3) float64, all on one device; mesh_id (F,) says which merged
+    mesh each face belongs to (None = one mesh); `closed` = whether the faces form closed, consistently wound
+    surfaces (None = find out). Returns the covered region or None."""
+    H, W = size
+    if len(faces) == 0 or H == 0 or W == 0:
+        return None
+    uv = project(verts, K)
+    corner = faces.t().reshape(-1)  # corner 0 of every face, then corner 1, then corner 2
+    tu, tv, tz = (c.index_select(0, corner).reshape(3, -1) for c in (uv[:, 0], uv[:, 1], verts[:, 2]))
+    ok = (tz > NEAR_Z_M).all(0) & torch.isfinite(tu).all(0) & torch.isfinite(tv).all(0)
+    # pixel centres inside each triangle's box, clipped to the image
+    umin, umax, vmin, vmax = tu.amin(0), tu.amax(0), tv.amin(0), tv.amax(0)
+    x0 = torch.clamp(torch.ceil(umin - 1e-9), 0, W - 1)
+    x1 = torch.clamp(torch.floor(umax + 1e-9), 0, W - 1)
+    y0 = torch.clamp(torch.ceil(vmin - 1e-9), 0, H - 1)
+    y1 = torch.clamp(torch.floor(vmax + 1e-9), 0, H - 1)
+    ok &= (umax >= 0) & (umin <= W - 1) & (vmax >= 0) & (vmin <= H - 1)
+    ok &= (x1 >= x0) & (y1 >= y0)
+    # signed doubled area; degenerate (edge-on) triangles cover nothing
+    area = (tu[1] - tu[0]) * (tv[2] - tv[0]) - (tv[1] - tv[0]) * (tu[2] - tu[0])
+    ok &= torch.abs(area) > 1e-12
+    ok &= front_facing(verts, faces, mesh_id, closed)
+    ids = torch.nonzero(ok).reshape(-1)
+    if len(ids) == 0:
+        return None
+    x0, x1, y0, y1 = (t.index_select(0, ids).long() for t in (x0, x1, y0, y1))
+    rx0, ry0 = int(x0.min()), int(y0.min())
+    rw, rh = int(x1.max()) - rx0 + 1, int(y1.max()) - ry0 + 1
+    pick = lambda t: take_columns(t, ids)  # noqa: E731
+    coef = edge_coefficients(pick(tu) - rx0, pick(tv) - ry0, area.index_select(0, ids))
+    spans = _spans(coef, x0 - rx0, x1 - rx0, y0 - ry0, y1 - ry0)
+    plane = _inverse_depth_planes(coef, pick(tz))
+    inv, tri = _zbuffer(spans, plane, len(ids), rh * rw, rw)
+    return Region(ry0, rx0, inv.reshape(rh, rw), tri.reshape(rh, rw), ids, coef)
+
+
+def edge_coefficients(tu: torch.Tensor, tv: torch.Tensor, area: torch.Tensor) -> torch.Tensor:
+    """(9, n) from corner coordinates tu, tv (3, n): screen-space barycentric weight i of triangle (a, b, c) at
+    pixel (x, y) is `A_i x + B_i y + C_i` -- the edge function of the opposite edge divided by the doubled area.
+    Coordinates are relative to the region's corner, so C stays small and the affine form loses no precision."""
+    safe = torch.where(area == 0, torch.ones_like(area), area)
+    rows = []
+    for p, q in ((1, 2), (2, 0), (0, 1)):  # weight of a uses edge b-c, and so on
+        rows += [tv[p] - tv[q], tu[q] - tu[p], tu[p] * tv[q] - tv[p] * tu[q]]
+    return torch.stack(rows) / safe
+
+
+@dataclass
+class _Spans:
+    """Covered pixels of each (triangle, row) pair: row `y`, columns [left, left + length)."""
+
+    tri: torch.Tensor  # (S,) triangle of each span
+    y: torch.Tensor  # (S,) int64 region row
+    left: torch.Tensor  # (S,) int64 first covered column
+    length: torch.Tensor  # (S,) int64 number of covered pixels (>= 1)
+
+
+def _spans(
+    coef: torch.Tensor, x0: torch.Tensor, x1: torch.Tensor, y0: torch.Tensor, y1: torch.Tensor
+) -> _Spans:
+    """Exact covered spans of every row of every triangle's box (boxes in region pixels, int64)."""
+    dev = coef.device
+    rows_per = y1 - y0 + 1
+    total = int(rows_per.sum())
+    tri = torch.repeat_interleave(rows_per, output_size=total)
+    first = torch.cumsum(rows_per, 0) - rows_per
+    y = torch.arange(total, device=dev) + (y0 - first).index_select(0, tri)
+    c = take_columns(coef, tri)  # (9, R)
+    A, B, C = c[0::3], c[1::3], c[2::3]  # (3 weights, R)
+    By = B * y.double()  # the rounded B*y term of the weight, as the coverage test forms it
+    lo, hi = x0.index_select(0, tri).double(), x1.index_select(0, tri).double()
+    rising = A > 0  # this edge's pixels are x >= its threshold; falling (A < 0): x <= threshold
+    # threshold = the first passing column of a rising edge (hi + 1: none in the box), the last passing column
+    # of a falling one (lo - 1: none); estimated, then settled against the weight itself
+    threshold = torch.minimum(torch.maximum(_estimate(A, By, C), lo - 1), hi + 1)
+    lo3, hi3 = lo.expand(3, -1).reshape(-1), hi.expand(3, -1).reshape(-1)
+    threshold = _settle(threshold.reshape(-1), A.reshape(-1), By.reshape(-1), C.reshape(-1), lo3, hi3)
+    threshold = threshold.reshape(3, -1)
+    inf = torch.full_like(threshold, float("inf"))
+    first_in = torch.where(rising, threshold, -inf)
+    last_in = torch.where(A < 0, threshold, inf)
+    left = torch.maximum(torch.maximum(torch.maximum(first_in[0], first_in[1]), first_in[2]), lo)
+    right = torch.minimum(torch.minimum(torch.minimum(last_in[0], last_in[1]), last_in[2]), hi)
+    # an edge parallel to the rows (A == 0) passes the whole row or none of it
+    flat_fails = ((A == 0) & ((By + C) < -EDGE_EPS)).any(0)
+    length = torch.where(flat_fails, torch.zeros_like(left), torch.clamp(right - left + 1, min=0)).long()
+    keep = torch.nonzero(length > 0).reshape(-1)
+    pick = lambda t: t.index_select(0, keep)  # noqa: E731
+    return _Spans(pick(tri), pick(y), pick(left).long(), pick(length))
+
+
+def _estimate(A: torch.Tensor, By: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
+    """Threshold columns from solving (A x + By) + C = -EDGE_EPS by division: the first column at or after the
+    root for a rising edge (A > 0), the last one at or before it for a falling edge. Usually exact; `_settle`
+    makes it so."""
+    root = (-EDGE_EPS - (By + C)) / torch.where(A == 0, torch.ones_like(A), A)
+    return torch.where(A > 0, torch.ceil(root), torch.floor(root))
+
+
+def _settle(t, A, By, C, lo, hi) -> torch.Tensor:
+    """Move each estimated threshold until it is exact: for a rising edge (A > 0) the first column in
+    [lo, hi + 1] whose weight passes, for a falling edge the last column in [lo - 1, hi]. Estimates are off by at
+    most a column in practice, so after the first pass over every entry only the few that moved are looked at
+    again. (A == 0 entries are not thresholds and are left as they are.)"""
+    idx: Optional[torch.Tensor] = None  # None: every entry
+    while True:
+        cur, a, by, c, low, high = _pick((t, A, By, C, lo, hi), idx)
+        rising = a > 0
+        s = torch.where(rising, 1.0, -1.0)  # inwards = towards passing columns
+        outer = cur - s
+        in_box = torch.where(rising, outer >= low, outer <= high)
+        grow = in_box & ((a * outer + by) + c >= -EDGE_EPS)  # the column outside passes too: move outwards
+        inner_ok = torch.where(rising, cur <= high, cur >= low)
+        shrink = (
+            ~grow & inner_ok & ((a * cur + by) + c < -EDGE_EPS)
+        )  # the threshold column fails: move inwards
+        new = torch.where(grow, outer, torch.where(shrink, cur + s, cur))
+        moved = torch.nonzero((grow | shrink) & (a != 0)).reshape(-1)
+        if idx is None:
+            t = new
+            idx = moved
+        else:
+            t.index_copy_(0, idx, new)
+            idx = idx.index_select(0, moved)
+        if len(idx) == 0:
+            return t
+
+
+def _pick(tensors, idx: Optional[torch.Tensor]):
+    return tensors if idx is None else tuple(x.index_select(0, idx) for x in tensors)
+
+
+def _inverse_depth_planes(coef: torch.Tensor, tz: torch.Tensor) -> torch.Tensor:
+    """(3, n): 1/z = P x + Q y + R over each triangle (1/z interpolates linearly in screen space)."""
+    return coef[0:3] / tz[0] + coef[3:6] / tz[1] + coef[6:9] / tz[2]
+
+
+def _zbuffer(
+    spans: _Spans, plane: torch.Tensor, n: int, pixels: int, rw: int
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(1/z of the nearest surface per region pixel (-inf: none), its triangle (n: none)), in batches of at most
+    MAX_FRAGMENTS covered pixels."""
+    dev = plane.device
+    inv = torch.full((pixels,), float("-inf"), dtype=torch.float64, device=dev)
+    tri = torch.full((pixels,), n, dtype=torch.int64, device=dev)
+    ends = torch.cumsum(spans.length, 0)
+    start, done = 0, 0
+    while start < len(ends):
+        stop = max(int(torch.searchsorted(ends, done + MAX_FRAGMENTS, right=True)), start + 1)
+        s = slice(start, stop)
+        b_inv, b_tri = _nearest(
+            spans.tri[s], spans.y[s], spans.left[s], spans.length[s], plane, pixels, rw, n
+        )
+        if start == 0 and stop == len(ends):
+            return b_inv, b_tri
+        closer = (b_inv > inv) | ((b_inv == inv) & (b_tri < tri))
+        inv = torch.where(closer, b_inv, inv)
+        tri = torch.where(closer, b_tri, tri)
+        done = int(ends[stop - 1])
+        start = stop
+    return inv, tri
+
+
+def _nearest(tri, y, left, length, plane, pixels: int, rw: int, n: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """One batch of spans -> (1/z, triangle) of the nearest fragment per pixel (ties: the lower triangle)."""
+    dev = plane.device
+    count = int(length.sum())
+    span = torch.repeat_interleave(length, output_size=count)
+    # column of each fragment = left + (its position in the batch - the span's first position)
+    x = torch.arange(count, device=dev) + (left - (torch.cumsum(length, 0) - length)).index_select(0, span)
+    p = take_columns(plane, tri)
+    row_part = p[1] * y.double() + p[2]
+    inv = p[0].index_select(0, span) * x.double() + row_part.index_select(0, span)
+    pix = x + (y * rw).index_select(0, span)
+    near = torch.full((pixels,), float("-inf"), dtype=torch.float64, device=dev)
+    near.scatter_reduce_(0, pix, inv, "amax")
+    win = torch.nonzero(inv == near.index_select(0, pix)).reshape(-1)
+    best = torch.full((pixels,), n, dtype=torch.int64, device=dev)
+    best.scatter_reduce_(0, pix.index_select(0, win), tri.index_select(0, span.index_select(0, win)), "amin")
+    return near, best
+
+
+def front_facing(
+    verts: torch.Tensor, faces: torch.Tensor, mesh_id: Optional[torch.Tensor], closed: Optional[bool] = None
+) -> torch.Tensor:
+    """(F,) bool: faces that can be visible. For closed, consistently wound meshes entirely in front of the camera
+    (SMPL: 13776 faces = 2 x 6890 - 4) a face turned away from the camera is always hidden behind a nearer one,
+    so it is skipped (about half the work; same silhouette, same visible faces). Open meshes keep every face."""
+    if closed is None:
+        closed = is_closed(faces, len(verts))
+    if not closed or not bool((verts[:, 2] > NEAR_Z_M).all()):
+        return torch.ones(len(faces), dtype=torch.bool, device=faces.device)
+    corner = faces.t().reshape(-1)
+    p = [verts[:, k].index_select(0, corner).reshape(3, -1) for k in range(3)]  # p[axis][corner]
+    e1 = [p[k][1] - p[k][0] for k in range(3)]
+    e2 = [p[k][2] - p[k][0] for k in range(3)]
+    normal = [e1[1] * e2[2] - e1[2] * e2[1], e1[2] * e2[0] - e1[0] * e2[2], e1[0] * e2[1] - e1[1] * e2[0]]
+    # (normal . corner 0): < 0 when the face turns its front to a camera at the origin; summed per mesh it is
+    # 6 x the signed volume (> 0: the mesh's normals point outwards)
+    facing = normal[0] * p[0][0] + normal[1] * p[1][0] + normal[2] * p[2][0]
+    ids = torch.zeros(len(faces), dtype=torch.int64, device=faces.device) if mesh_id is None else mesh_id
+    volume = torch.zeros(int(ids.max()) + 1, dtype=verts.dtype, device=verts.device)
+    volume.index_add_(0, ids, facing)
+    return torch.where(volume.index_select(0, ids) > 0, facing < 0, facing > 0)
+
+
+def is_closed(faces: torch.Tensor, num_verts: int) -> bool:
+    """Every directed edge appears once and its reverse appears once: a closed, consistently wound surface."""
+    a = faces.reshape(-1)
+    b = faces[:, [1, 2, 0]].reshape(-1)
+    forward, _ = torch.sort(a * num_verts + b)
+    if bool((forward[1:] == forward[:-1]).any()):
+        return False
+    backward, _ = torch.sort(b * num_verts + a)
+    return bool(torch.equal(forward, backward))
