@@ -188,6 +188,18 @@ def main() -> int:
         "rounds": args.rounds,
         "frames_per_s": {name: _pooled_fps(r) for name, r in runs.items()},
         "ratio_render_vs_no_render": round(_pooled_fps(runs["render"]) / _pooled_fps(runs["no_render"]), 3),
+        # each round's pair run back to back: the median is less swayed by a slow spell on a shared machine
+        "ratio_per_round": [
+            round(r["frames_per_s"] / n["frames_per_s"], 3) for r, n in zip(runs["render"], runs["no_render"])
+        ],
+        "ratio_median_of_rounds": round(
+            float(
+                np.median(
+                    [r["frames_per_s"] / n["frames_per_s"] for r, n in zip(runs["render"], runs["no_render"])]
+                )
+            ),
+            3,
+        ),
         "cpu_ratio_render_vs_no_render": round(
             _pooled_cpu(runs["no_render"]) / _pooled_cpu(runs["render"]), 3
         ),

@@ -17,6 +17,7 @@ import json
 import os
 import secrets
 import shutil
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -258,11 +259,14 @@ class Writers:
         if workers > 1:
             if self.pool is None:
                 self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gtacli-render")
-            images = list(self.pool.map(lambda job: self._draw(job, body, engine), jobs))
+            images = self.pool.map(lambda job: self._draw(job, body, engine), jobs)
         else:
-            images = [self._draw(job, body, engine) for job in jobs]
-        t = timer.add("rendering", t)
+            images = (self._draw(job, body, engine) for job in jobs)
+        # each overlay is handed on as soon as it (and every one before it) is drawn, so the video encoder works
+        # while the next ones are drawn
+        writing = 0.0
         for job, image in zip(jobs, images):
+            w = time.perf_counter()
             if self.sink is not None:
                 self.sink.write(image)
                 if self.config.save_frames:
@@ -271,7 +275,8 @@ class Writers:
             else:
                 name = display_name(job.name)
                 self.overlay_names.append(self._overlay(Path(name).stem, Path(name).suffix, image))
-        timer.add("video_io", t)
+            writing += time.perf_counter() - w
+        timer.split("rendering", "video_io", t, writing)
 
     def _draw(self, job: FrameJob, body, engine: Engine) -> np.ndarray:
         verts = [body["verts_cam"][k] for k in job.rows]

@@ -50,9 +50,10 @@ class Region:
     y0: int
     x0: int
     inv_depth: torch.Tensor  # (h, w) 1/z of the visible surface; -inf where empty
-    tri: torch.Tensor  # (h, w) index into `faces` of the visible triangle; len(faces) where empty
+    tri: torch.Tensor  # (h, w) int32 index into `faces` of the visible triangle; len(faces) where empty
     faces: torch.Tensor  # (n,) mesh face index of each rasterised triangle (ascending)
     coef: torch.Tensor  # (9, n) row 3 i + k: coefficient k (A, B, C) of triangle weight i, region pixels
+    face_normal: torch.Tensor  # (3, F) `face_normals` of every mesh face (for shading)
 
     @property
     def mask(self) -> torch.Tensor:
@@ -77,6 +78,12 @@ class Region:
         flat = torch.nonzero(flat_tri < len(self.faces)).reshape(-1)
         ys = flat // w
         return ys, flat - ys * w, flat_tri.index_select(0, flat)
+
+    def covered_flat(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(flat region index, triangle) of every covered pixel, row-major."""
+        flat_tri = self.tri.reshape(-1)
+        flat = torch.nonzero(flat_tri < len(self.faces)).reshape(-1)
+        return flat, flat_tri.index_select(0, flat)
 
     def visible(self) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(ys, xs) image rows/columns of the covered pixels, their mesh faces and screen-space weights (N, 3)."""
@@ -126,7 +133,8 @@ def rasterize_region(
     # signed doubled area; degenerate (edge-on) triangles cover nothing
     area = (tu[1] - tu[0]) * (tv[2] - tv[0]) - (tv[1] - tv[0]) * (tu[2] - tu[0])
     ok &= torch.abs(area) > 1e-12
-    ok &= front_facing(verts, faces, mesh_id, closed)
+    normals = face_normals(verts, faces)
+    ok &= front_facing(verts, faces, mesh_id, closed, normals)
     ids = torch.nonzero(ok).reshape(-1)
     if len(ids) == 0:
         return None
@@ -138,7 +146,7 @@ def rasterize_region(
     spans = _spans(coef, x0 - rx0, x1 - rx0, y0 - ry0, y1 - ry0)
     plane = _inverse_depth_planes(coef, pick(tz))
     inv, tri = _zbuffer(spans, plane, len(ids), rh * rw, rw)
-    return Region(ry0, rx0, inv.reshape(rh, rw), tri.reshape(rh, rw), ids, coef)
+    return Region(ry0, rx0, inv.reshape(rh, rw), tri.reshape(rh, rw), ids, coef, normals)
 
 
 def edge_coefficients(tu: torch.Tensor, tv: torch.Tensor, area: torch.Tensor) -> torch.Tensor:
@@ -162,6 +170,10 @@ class _Spans:
     length: torch.Tensor  # (S,) int64 number of covered pixels (>= 1)
 
 
+# coefficient rows reordered A0 A1 A2 B0 B1 B2 C0 C1 C2, so that A, B and C are contiguous (3, R) blocks
+_BY_KIND = [0, 3, 6, 1, 4, 7, 2, 5, 8]
+
+
 def _spans(
     coef: torch.Tensor, x0: torch.Tensor, x1: torch.Tensor, y0: torch.Tensor, y1: torch.Tensor
 ) -> _Spans:
@@ -172,20 +184,22 @@ def _spans(
     tri = torch.repeat_interleave(rows_per, output_size=total)
     first = torch.cumsum(rows_per, 0) - rows_per
     y = torch.arange(total, device=dev) + (y0 - first).index_select(0, tri)
-    c = take_columns(coef, tri)  # (9, R)
-    A, B, C = c[0::3], c[1::3], c[2::3]  # (3 weights, R)
+    c = take_columns(coef[_BY_KIND], tri)
+    A, B, C = c[0:3], c[3:6], c[6:9]  # (3 weights, R rows)
     By = B * y.double()  # the rounded B*y term of the weight, as the coverage test forms it
     lo, hi = x0.index_select(0, tri).double(), x1.index_select(0, tri).double()
-    rising = A > 0  # this edge's pixels are x >= its threshold; falling (A < 0): x <= threshold
-    # threshold = the first passing column of a rising edge (hi + 1: none in the box), the last passing column
-    # of a falling one (lo - 1: none); estimated, then settled against the weight itself
-    threshold = torch.minimum(torch.maximum(_estimate(A, By, C), lo - 1), hi + 1)
-    lo3, hi3 = lo.expand(3, -1).reshape(-1), hi.expand(3, -1).reshape(-1)
-    threshold = _settle(threshold.reshape(-1), A.reshape(-1), By.reshape(-1), C.reshape(-1), lo3, hi3)
-    threshold = threshold.reshape(3, -1)
-    inf = torch.full_like(threshold, float("inf"))
-    first_in = torch.where(rising, threshold, -inf)
-    last_in = torch.where(A < 0, threshold, inf)
+    # Mirror the falling edges (A < 0): with x = -x' the weight is (|A| x' + By) + C, the same rounded numbers
+    # (negation is exact), so every edge rises in its own coordinate and its passing columns are x' >= threshold.
+    falling = A < 0
+    a = A.abs()
+    lo_m = torch.where(falling, -hi, lo)
+    hi_m = torch.where(falling, -lo, hi)
+    # threshold = the first passing column in [lo_m, hi_m + 1] (hi_m + 1: none); estimated, then settled
+    threshold = torch.minimum(torch.maximum(_estimate(a, By, C), lo_m), hi_m + 1)
+    threshold = _settle(threshold, a, By, C, lo_m, hi_m)
+    inf = torch.tensor(float("inf"), dtype=threshold.dtype, device=dev)
+    first_in = torch.where(A > 0, threshold, -inf)  # rising: the span starts at its threshold
+    last_in = torch.where(falling, -threshold, inf)  # falling: ends at the mirrored threshold
     left = torch.maximum(torch.maximum(torch.maximum(first_in[0], first_in[1]), first_in[2]), lo)
     right = torch.minimum(torch.minimum(torch.minimum(last_in[0], last_in[1]), last_in[2]), hi)
     # an edge parallel to the rows (A == 0) passes the whole row or none of it
@@ -196,33 +210,28 @@ def _spans(
     return _Spans(pick(tri), pick(y), pick(left).long(), pick(length))
 
 
-def _estimate(A: torch.Tensor, By: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
-    """Threshold columns from solving (A x + By) + C = -EDGE_EPS by division: the first column at or after the
-    root for a rising edge (A > 0), the last one at or before it for a falling edge. Usually exact; `_settle`
-    makes it so."""
-    root = (-EDGE_EPS - (By + C)) / torch.where(A == 0, torch.ones_like(A), A)
-    return torch.where(A > 0, torch.ceil(root), torch.floor(root))
+def _estimate(a: torch.Tensor, By: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
+    """First column at or after the root of (a x + By) + C = -EDGE_EPS (a >= 0), found by division. Usually
+    exact; `_settle` makes it so."""
+    return torch.ceil((-EDGE_EPS - (By + C)) / torch.where(a == 0, torch.ones_like(a), a))
 
 
-def _settle(t, A, By, C, lo, hi) -> torch.Tensor:
-    """Move each estimated threshold until it is exact: for a rising edge (A > 0) the first column in
-    [lo, hi + 1] whose weight passes, for a falling edge the last column in [lo - 1, hi]. Estimates are off by at
-    most a column in practice, so after the first pass over every entry only the few that moved are looked at
-    again. (A == 0 entries are not thresholds and are left as they are.)"""
+def _settle(t, a, By, C, lo, hi) -> torch.Tensor:
+    """Move each estimated threshold until it is exact: the first column x in [lo, hi + 1] (hi + 1: none) whose
+    weight (a x + By) + C passes. The weight rises with x even after rounding (each rounded operation is
+    monotone), so the passing columns are exactly those from the threshold on. Estimates are off by at most a
+    column in practice: after the first pass over every entry only the few that moved are looked at again.
+    (a == 0 entries are not thresholds and are left as they are.) All arguments have one shape."""
+    flat = [x.reshape(-1) for x in (t, a, By, C, lo, hi)]
+    t = flat[0]
     idx: Optional[torch.Tensor] = None  # None: every entry
     while True:
-        cur, a, by, c, low, high = _pick((t, A, By, C, lo, hi), idx)
-        rising = a > 0
-        s = torch.where(rising, 1.0, -1.0)  # inwards = towards passing columns
-        outer = cur - s
-        in_box = torch.where(rising, outer >= low, outer <= high)
-        grow = in_box & ((a * outer + by) + c >= -EDGE_EPS)  # the column outside passes too: move outwards
-        inner_ok = torch.where(rising, cur <= high, cur >= low)
-        shrink = (
-            ~grow & inner_ok & ((a * cur + by) + c < -EDGE_EPS)
-        )  # the threshold column fails: move inwards
-        new = torch.where(grow, outer, torch.where(shrink, cur + s, cur))
-        moved = torch.nonzero((grow | shrink) & (a != 0)).reshape(-1)
+        cur, a_, by, c, low, high = _pick((t, *flat[1:]), idx)
+        outer = cur - 1
+        grow = (outer >= low) & ((a_ * outer + by) + c >= -EDGE_EPS)  # the column before passes too
+        shrink = ~grow & (cur <= high) & ((a_ * cur + by) + c < -EDGE_EPS)  # the threshold column fails
+        new = cur - grow.to(cur.dtype) + shrink.to(cur.dtype)
+        moved = torch.nonzero((grow | shrink) & (a_ != 0)).reshape(-1)
         if idx is None:
             t = new
             idx = moved
@@ -230,7 +239,7 @@ def _settle(t, A, By, C, lo, hi) -> torch.Tensor:
             t.index_copy_(0, idx, new)
             idx = idx.index_select(0, moved)
         if len(idx) == 0:
-            return t
+            return t.reshape(a.shape)
 
 
 def _pick(tensors, idx: Optional[torch.Tensor]):
@@ -247,9 +256,8 @@ def _zbuffer(
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """(1/z of the nearest surface per region pixel (-inf: none), its triangle (n: none)), in batches of at most
     MAX_FRAGMENTS covered pixels."""
-    dev = plane.device
-    inv = torch.full((pixels,), float("-inf"), dtype=torch.float64, device=dev)
-    tri = torch.full((pixels,), n, dtype=torch.int64, device=dev)
+    inv: Optional[torch.Tensor] = None
+    tri: Optional[torch.Tensor] = None
     ends = torch.cumsum(spans.length, 0)
     start, done = 0, 0
     while start < len(ends):
@@ -258,13 +266,17 @@ def _zbuffer(
         b_inv, b_tri = _nearest(
             spans.tri[s], spans.y[s], spans.left[s], spans.length[s], plane, pixels, rw, n
         )
-        if start == 0 and stop == len(ends):
-            return b_inv, b_tri
-        closer = (b_inv > inv) | ((b_inv == inv) & (b_tri < tri))
-        inv = torch.where(closer, b_inv, inv)
-        tri = torch.where(closer, b_tri, tri)
+        if inv is None or tri is None:
+            inv, tri = b_inv, b_tri
+        else:
+            closer = (b_inv > inv) | ((b_inv == inv) & (b_tri < tri))
+            inv = torch.where(closer, b_inv, inv)
+            tri = torch.where(closer, b_tri, tri)
         done = int(ends[stop - 1])
         start = stop
+    if inv is None or tri is None:  # no span at all
+        inv = torch.full((pixels,), float("-inf"), dtype=torch.float64, device=plane.device)
+        tri = torch.full((pixels,), n, dtype=torch.int32, device=plane.device)
     return inv, tri
 
 
@@ -282,29 +294,48 @@ def _nearest(tri, y, left, length, plane, pixels: int, rw: int, n: int) -> Tuple
     near = torch.full((pixels,), float("-inf"), dtype=torch.float64, device=dev)
     near.scatter_reduce_(0, pix, inv, "amax")
     win = torch.nonzero(inv == near.index_select(0, pix)).reshape(-1)
-    best = torch.full((pixels,), n, dtype=torch.int64, device=dev)
-    best.scatter_reduce_(0, pix.index_select(0, win), tri.index_select(0, span.index_select(0, win)), "amin")
+    # int32 triangle map: half the memory of int64 to fill and scan
+    best = torch.full((pixels,), n, dtype=torch.int32, device=dev)
+    winner = tri.to(torch.int32).index_select(0, span.index_select(0, win))
+    best.scatter_reduce_(0, pix.index_select(0, win), winner, "amin")
     return near, best
 
 
-def front_facing(
-    verts: torch.Tensor, faces: torch.Tensor, mesh_id: Optional[torch.Tensor], closed: Optional[bool] = None
-) -> torch.Tensor:
-    """(F,) bool: faces that can be visible. For closed, consistently wound meshes entirely in front of the camera
-    (SMPL: 13776 faces = 2 x 6890 - 4) a face turned away from the camera is always hidden behind a nearer one,
-    so it is skipped (about half the work; same silhouette, same visible faces). Open meshes keep every face."""
-    if closed is None:
-        closed = is_closed(faces, len(verts))
-    if not closed or not bool((verts[:, 2] > NEAR_Z_M).all()):
-        return torch.ones(len(faces), dtype=torch.bool, device=faces.device)
+def face_normals(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """(3, F) unnormalised face normals (b - a) x (c - a): length = twice the face's area, side = its winding."""
     corner = faces.t().reshape(-1)
     p = [verts[:, k].index_select(0, corner).reshape(3, -1) for k in range(3)]  # p[axis][corner]
     e1 = [p[k][1] - p[k][0] for k in range(3)]
     e2 = [p[k][2] - p[k][0] for k in range(3)]
-    normal = [e1[1] * e2[2] - e1[2] * e2[1], e1[2] * e2[0] - e1[0] * e2[2], e1[0] * e2[1] - e1[1] * e2[0]]
+    return torch.stack(
+        [e1[1] * e2[2] - e1[2] * e2[1], e1[2] * e2[0] - e1[0] * e2[2], e1[0] * e2[1] - e1[1] * e2[0]]
+    )
+
+
+def front_facing(
+    verts: torch.Tensor,
+    faces: torch.Tensor,
+    mesh_id: Optional[torch.Tensor],
+    closed: Optional[bool] = None,
+    normals: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """(F,) bool: faces that can be visible. For closed, consistently wound meshes entirely in front of the camera
+    (SMPL: 13776 faces = 2 x 6890 - 4) a face turned away from the camera is always hidden behind a nearer one,
+    so it is skipped (about half the work; same silhouette, same visible faces). Open meshes keep every face.
+    `normals`: the faces' `face_normals`, when already computed."""
+    if closed is None:
+        closed = is_closed(faces, len(verts))
+    if not closed or not bool((verts[:, 2] > NEAR_Z_M).all()):
+        return torch.ones(len(faces), dtype=torch.bool, device=faces.device)
+    normal = face_normals(verts, faces) if normals is None else normals
+    a = faces[:, 0]
     # (normal . corner 0): < 0 when the face turns its front to a camera at the origin; summed per mesh it is
     # 6 x the signed volume (> 0: the mesh's normals point outwards)
-    facing = normal[0] * p[0][0] + normal[1] * p[1][0] + normal[2] * p[2][0]
+    facing = (
+        normal[0] * verts[:, 0].index_select(0, a)
+        + normal[1] * verts[:, 1].index_select(0, a)
+        + normal[2] * verts[:, 2].index_select(0, a)
+    )
     ids = torch.zeros(len(faces), dtype=torch.int64, device=faces.device) if mesh_id is None else mesh_id
     volume = torch.zeros(int(ids.max()) + 1, dtype=verts.dtype, device=verts.device)
     volume.index_add_(0, ids, facing)

@@ -238,11 +238,11 @@ class VideoSink:
     """Writes BGR frames to an mp4 (fourcc `VIDEO_FOURCC`) at a fixed fps; the size is taken from the first frame.
 
     With `background=True` the encoding runs in a thread (OpenCV releases the GIL while it encodes), so a
-    1080p frame's ~15-20 ms of encoding overlaps the next frame's work; at most `QUEUE_FRAMES` frames wait.
+    1080p frame's ~15-20 ms of encoding overlaps the next frames' work; at most `QUEUE_FRAMES` frames wait (~6 MB each at 1080p).
     The video is opened (and a failure to open it reported) in the caller's thread; an error while encoding
     is raised by the next `write` or by `close`. Frames handed to `write` must not be modified afterwards."""
 
-    QUEUE_FRAMES = 4
+    QUEUE_FRAMES = 8
 
     def __init__(self, path: Path, fps: float, background: bool = False):
         self.path = Path(path)

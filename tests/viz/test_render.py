@@ -229,7 +229,8 @@ def test_near_horizontal_and_huge_triangles_are_exact():
 
 def test_fast_overlay_shading_equals_the_per_pixel_barycentric_route():
     """render_overlay shades from per-triangle planes; `shade(rasterize(...))` interpolates normals with
-    perspective-correct barycentric weights pixel by pixel. Same intensities (to rounding) on a curved scene."""
+    perspective-correct barycentric weights pixel by pixel, in float64. Same grey levels (to one, rarely) on a
+    curved scene."""
     from render_scene import SIZE_HW, scene
     from render_scene import K as SCENE_K
 
@@ -242,7 +243,9 @@ def test_fast_overlay_shading_equals_the_per_pixel_barycentric_route():
     out = R.render_overlay(white, meshes, faces, SCENE_K, color=(255, 255, 255), alpha=1.0)
     covered = reference > 0
     assert covered.sum() > 5000
-    np.testing.assert_array_equal(out[covered, 0], np.round(255 * reference[covered]).astype(np.uint8))
+    # per-pixel shading runs in float32: a value next to x.5 may round the other way (1 grey level, rarely)
+    diff = np.abs(out[covered, 0].astype(int) - np.round(255 * reference[covered]).astype(int))
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.01, (diff.max(), (diff > 0).mean())
     np.testing.assert_array_equal(out[~covered], 0)
 
 
