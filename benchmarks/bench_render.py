@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -58,7 +59,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--scale", type=float, default=0.8, help="body height as a share of the frame height")
+    parser.add_argument(
+        "--glibc-defaults",
+        action="store_true",
+        help="do not call keep_freed_memory() (gtacli demo calls it: freed buffers are reused, not re-faulted)",
+    )
     args = parser.parse_args()
+
+    import torch
+
+    from gtacli.device import keep_freed_memory
+
+    kept = False if args.glibc_defaults else keep_freed_memory()
+    torch.set_num_threads(
+        1
+    )  # the demo draws each overlay in one thread (several frames at once on several cores)
 
     from gtacli.viz.render import render_mask_depth, render_overlay, side_view
 
@@ -75,6 +90,8 @@ def main() -> None:
         "faces": int(len(faces)),
         "covered_pixels": int(mask.sum()),
         "body_height_share": args.scale,
+        "keep_freed_memory": kept,
+        "torch_threads": 1,
         "render_overlay": timed(lambda: render_overlay(frame, verts, faces, K), args.repeats),
         "render_mask_depth": timed(lambda: render_mask_depth(verts, faces, K, SIZE_HW), args.repeats),
         "side_view": timed(lambda: side_view(verts, faces, K, SIZE_HW), args.repeats),
@@ -83,7 +100,7 @@ def main() -> None:
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
         },
-        "command": "python benchmarks/bench_render.py",
+        "command": "python benchmarks/bench_render.py " + " ".join(sys.argv[1:]),
     }
     RESULT.parent.mkdir(parents=True, exist_ok=True)
     from gtacli.io.atomic import atomic_write_json

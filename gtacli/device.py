@@ -106,11 +106,11 @@ KEEP_FREED_ENV = "GTACLI_KEEP_FREED_MEMORY"
 def keep_freed_memory() -> bool:
     """Let this process reuse the memory it frees instead of handing it back to the kernel (glibc only).
 
-    Per-frame CPU work such as the demo's renderer allocates and frees many 1-10 MB tensors; with glibc's
-    defaults each of them is a fresh mmap whose pages fault in again on first touch, which cost a third of the
-    renderer's time (measured: 5000 page faults and ~15 ms per 1080p overlay). The price is that up to a few
-    hundred MB freed stay with the process until it exits. Set GTACLI_KEEP_FREED_MEMORY=0 to keep glibc's
-    defaults. Returns whether the settings were applied."""
+    Per-frame CPU work such as the demo's renderer allocates and frees many 0.4-3 MB tensors; with glibc's
+    defaults freed heap is soon returned and its pages fault in again on first touch (measured on a 1080p demo
+    frame: ~1,200 page faults per overlay, 10-20 % of its time; the first version of the renderer lost a third).
+    The price is that up to a few hundred MB freed stay with the process until it exits. Set
+    GTACLI_KEEP_FREED_MEMORY=0 to keep glibc's defaults. Returns whether the settings were applied."""
     if os.environ.get(KEEP_FREED_ENV, "1").strip() == "0" or not sys.platform.startswith("linux"):
         return False
     import ctypes
