@@ -682,6 +682,8 @@ def test_video_undecodable_part_way_keeps_the_decoded_frames_and_names_the_frame
 def test_overlays_drawn_in_parallel_are_written_in_frame_order(env, tmp_path, monkeypatch):
     """A chunk's overlays are drawn by several threads at once; the video must be the one a single thread
     writes, frame for frame (the frames differ: the texture moves)."""
+    from video_frames import decoded_frames
+
     from gtacli.viz import demo_output
 
     video = _video(tmp_path / "clip.mp4", frames=7)
@@ -690,14 +692,7 @@ def test_overlays_drawn_in_parallel_are_written_in_frame_order(env, tmp_path, mo
         monkeypatch.setattr(demo_output, "render_workers", lambda device, n=workers: n)
         out = tmp_path / f"w{workers}"
         _demo([video, *_common(env, out), "--bbox", _box_str(BOX), "--batch-size", "2"])
-        cap = cv2.VideoCapture(str(out / "overlay.mp4"))
-        frames = []
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            frames.append(frame)
-        decoded[workers] = np.stack(frames)
+        decoded[workers] = decoded_frames(out / "overlay.mp4")
     assert len(decoded[1]) == 7
     assert not np.array_equal(decoded[1][0], decoded[1][1])
     np.testing.assert_array_equal(decoded[3], decoded[1])

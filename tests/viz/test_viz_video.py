@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from video_frames import decoded_frames
 
 from gtacli.errors import BadFileError, MissingFileError
 from gtacli.viz.video import (
@@ -105,18 +106,6 @@ def test_sink_writes_count_fps_and_size(tmp_path):
     assert (count, size) == (6, (160, 120)) and fps == pytest.approx(12.0)
 
 
-def _decoded(path):
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
-    return np.stack(frames)
-
-
 def test_background_sink_writes_the_same_video(tmp_path):
     """Encoding in a thread changes nothing in the file: same frames, same order, same count."""
     rng = np.random.default_rng(0)
@@ -129,7 +118,7 @@ def test_background_sink_writes_the_same_video(tmp_path):
             sink.write(frame)
         sink.close()
         assert sink.frames_written == 9
-    np.testing.assert_array_equal(_decoded(paths[True]), _decoded(paths[False]))
+    np.testing.assert_array_equal(decoded_frames(paths[True]), decoded_frames(paths[False]))
 
 
 def test_background_sink_reports_an_encoding_error_and_abort_is_quiet(tmp_path):
