@@ -3,7 +3,8 @@
 The CLI resolves once and passes the `torch.device` down; core functions accept a `torch.device` (or a
 string, which they hand to this resolver) and never apply their own rules.
 
-Also the one place that sets the CPU thread count (`--threads N`, or the GTACLI_THREADS environment variable).
+Also the one place that sets the CPU thread count (`--threads N`, or the GTACLI_THREADS environment variable), and
+`keep_freed_memory()`, the glibc allocator setting `gtacli demo` uses (GTACLI_KEEP_FREED_MEMORY=0 turns it off).
 """
 
 from __future__ import annotations

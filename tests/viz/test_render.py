@@ -196,8 +196,9 @@ def soup(rng, n_verts, n_faces, grid=None):
     return unproject(uv, 1.0) * rng.uniform(1.0, 3.0, (n_verts, 1)), rng.integers(0, n_verts, (n_faces, 3))
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("grid", [None, 1, 2, 4])
-def test_scanline_coverage_equals_the_per_pixel_rule(grid):
+def test_scanline_coverage_equals_the_per_pixel_rule(grid, device):
     """The spans are exact: the same pixels as testing every pixel centre against every triangle, including
     pixel centres exactly on edges and corners; the visible face is one of the nearest."""
     rng = np.random.default_rng(10 + (grid or 0))
@@ -205,7 +206,7 @@ def test_scanline_coverage_equals_the_per_pixel_rule(grid):
         verts, faces = soup(rng, 40, 30, grid)
         if grid:  # snapping after the depth scaling keeps the projections on the grid
             verts = unproject(np.round(R.project(verts, K) * grid) / grid, 1.0) * verts[:, 2:3]
-        r = R.rasterize(verts, faces, K, (90, 110))
+        r = R.rasterize(verts, faces, K, (90, 110), device=device)
         mask, depth, near = brute_force(verts, faces, K, (90, 110))
         np.testing.assert_array_equal(r.mask, mask, err_msg=f"trial {trial}")
         np.testing.assert_allclose(r.depth[mask], depth[mask], rtol=1e-9)
