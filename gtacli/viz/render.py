@@ -307,18 +307,18 @@ def _shade_region(
     y = torch.floor(flat.double() / w)
     x = (flat.double() - y * w).float()
     y = y.float()
-    g = take_columns(table.float(), tri)
-    normal = [g[axis] * x + g[3 + axis] * y + g[6 + axis] for axis in range(3)]
+    g = take_columns(table.float(), tri)  # a fresh (9, N) buffer: its rows are reused in place below
+    normal = [g[axis].mul_(x).add_(g[3 + axis].mul_(y)).add_(g[6 + axis]) for axis in range(3)]
     lx, ly, lz = light.tolist()
-    towards_light = normal[0] * lx + normal[1] * ly + normal[2] * lz
+    cos = torch.mul(normal[0], lx).add_(normal[1], alpha=ly).add_(normal[2], alpha=lz)  # normal . light
     # (normal . ray) with ray = K^-1 (u, v, 1): > 0 when the normal points away from the camera (flip it)
     k_inv = torch.linalg.inv(K).tolist()
     u, v_ = x + region.x0, y + region.y0
     facing = sum(normal[r] * _affine(k_inv[r], u, v_) for r in range(3))
-    length = torch.sqrt(normal[0] * normal[0] + normal[1] * normal[1] + normal[2] * normal[2])
-    cos = towards_light / torch.clamp(length, min=1e-30)
-    cos = torch.where(facing > 0, -cos, cos)
-    intensity = AMBIENT + DIFFUSE * torch.clamp(cos, 0.0, 1.0)
+    length = torch.mul(normal[0], normal[0]).addcmul_(normal[1], normal[1]).addcmul_(normal[2], normal[2])
+    cos.div_(length.sqrt_().clamp_(min=1e-30))
+    cos.mul_(torch.where(facing > 0, -1.0, 1.0))
+    intensity = cos.clamp_(0.0, 1.0).mul_(DIFFUSE).add_(AMBIENT)
     ys, xs = y.long(), x.long()
     return (ys + region.y0) * image_w + (xs + region.x0), tri, intensity
 
