@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import secrets
 import shutil
-import time
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -212,12 +213,18 @@ def render_workers(device) -> int:
     return max(1, min(MAX_RENDER_WORKERS, os.cpu_count() or 1))
 
 
+class _Stopped(Exception):
+    """Marks the writer thread as stopping: frames still queued are dropped."""
+
+
 class Writers:
     """The files of one run: overlay video or PNGs, per-frame PNGs of a video, OBJ meshes.
 
-    A chunk's overlays are drawn in parallel threads (`render_workers`; torch releases the GIL, so a 2-core
-    CPU draws two frames at once) and written in frame order; the overlay video is encoded in a background
-    thread."""
+    `frames` hands a chunk's overlays to a pool of drawing threads (`render_workers`; torch releases the GIL,
+    so a 2-core CPU draws two frames at once) and returns; a writer thread passes each finished overlay, in frame
+    order, to the video (encoded in its own thread) or to its PNG, while the main thread reads the next chunk's
+    frames. `wait` (before the next chunk's network, and in `close`) blocks until all are written and raises the
+    first error; `abort` stops everything after an error elsewhere."""
 
     def __init__(self, folder: Path, config: DemoConfig, source: video.FrameSource):
         self.folder = folder
@@ -229,6 +236,9 @@ class Writers:
         self.frame_files = 0
         self.mesh_files = 0
         self.pool: Optional[ThreadPoolExecutor] = None
+        self.writer: Optional[threading.Thread] = None
+        self.drawn: queue.Queue = queue.Queue()  # (job, future of its overlay) in frame order; None stops
+        self.failed: Optional[BaseException] = None
         if config.render and source.is_video:
             self.sink = video.VideoSink(folder / OVERLAY_VIDEO, float(source.fps), background=True)
         elif config.render:
@@ -255,28 +265,54 @@ class Writers:
         if not self.config.render:
             return
         t = timer.start()
-        workers = min(render_workers(engine.device), len(jobs))
-        if workers > 1:
-            if self.pool is None:
-                self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gtacli-render")
-            images = self.pool.map(lambda job: self._draw(job, body, engine), jobs)
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(
+                max_workers=render_workers(engine.device), thread_name_prefix="gtacli-render"
+            )
+            self.writer = threading.Thread(target=self._write_in_order, name="gtacli-writer", daemon=True)
+            self.writer.start()
+        for job in jobs:
+            self.drawn.put((job, self.pool.submit(self._draw, job, body, engine)))
+        timer.add("rendering", t)
+
+    def _write_in_order(self) -> None:
+        """Background thread: each overlay goes to the video (or its PNG) as soon as it and every one before it is
+        drawn, so the encoder works while the next ones are drawn and the main thread reads the next frames."""
+        while True:
+            item = self.drawn.get()
+            try:
+                if item is None:
+                    return
+                job, future = item
+                if self.failed is not None:
+                    continue
+                try:
+                    self._write(job, future.result())
+                except BaseException as exc:  # reported by `wait` in the main thread
+                    self.failed = exc
+            finally:
+                self.drawn.task_done()
+
+    def _write(self, job: FrameJob, image: np.ndarray) -> None:
+        if self.sink is not None:
+            self.sink.write(image)
+            if self.config.save_frames:
+                write_png(self.folder / FRAMES_DIR / f"{job.index:06d}.png", image)
+                self.frame_files += 1
         else:
-            images = (self._draw(job, body, engine) for job in jobs)
-        # each overlay is handed on as soon as it (and every one before it) is drawn, so the video encoder works
-        # while the next ones are drawn
-        writing = 0.0
-        for job, image in zip(jobs, images):
-            w = time.perf_counter()
-            if self.sink is not None:
-                self.sink.write(image)
-                if self.config.save_frames:
-                    write_png(self.folder / FRAMES_DIR / f"{job.index:06d}.png", image)
-                    self.frame_files += 1
-            else:
-                name = display_name(job.name)
-                self.overlay_names.append(self._overlay(Path(name).stem, Path(name).suffix, image))
-            writing += time.perf_counter() - w
-        timer.split("rendering", "video_io", t, writing)
+            name = display_name(job.name)
+            self.overlay_names.append(self._overlay(Path(name).stem, Path(name).suffix, image))
+
+    def wait(self, timer: Optional[Timer] = None) -> None:
+        """Block until every overlay handed to `frames` is drawn and written; raise the first error."""
+        t = timer.start() if timer is not None else 0.0
+        if self.writer is not None:
+            self.drawn.join()
+        if timer is not None:
+            timer.add("rendering", t)
+        if self.failed is not None:
+            error, self.failed = self.failed, None
+            raise error
 
     def _draw(self, job: FrameJob, body, engine: Engine) -> np.ndarray:
         verts = [body["verts_cam"][k] for k in job.rows]
@@ -295,7 +331,8 @@ class Writers:
         write_png(target, image)
         return target.name
 
-    def close(self, frames_done: int) -> None:
+    def close(self, frames_done: int, timer: Optional[Timer] = None) -> None:
+        self.wait(timer)
         self._stop_pool()
         if self.sink is None:
             return
@@ -314,6 +351,11 @@ class Writers:
             self.sink.abort()
 
     def _stop_pool(self) -> None:
+        if self.writer is not None:
+            self.failed = self.failed or _Stopped()  # the writer drops what is still queued
+            self.drawn.put(None)
+            self.writer.join()
+            self.writer = None
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None

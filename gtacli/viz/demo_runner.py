@@ -106,7 +106,7 @@ def run_demo(
             config, inp, people, engine, replay, smoother, writers, results, timer, progress
         )
         t = timer.start()
-        writers.close(frames_done)
+        writers.close(frames_done, timer)
         summary = make_summary(
             config,
             inp,
@@ -334,6 +334,9 @@ def mesh_frames(
 
     def flush() -> None:
         nonlocal done
+        # the previous chunk's overlays were drawn while this chunk's frames were read; finish them before the
+        # network runs (drawing beside the network made both slower on a 2-core CPU)
+        writers.wait(timer)
         crowd = [p for index, _, _ in chunk for p in people_in(index)]
         for index, name, frame in chunk:
             results.add_frame(display_name(name), frame.shape[:2], has_person=bool(people_in(index)))

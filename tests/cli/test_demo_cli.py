@@ -696,3 +696,32 @@ def test_overlays_drawn_in_parallel_are_written_in_frame_order(env, tmp_path, mo
     assert len(decoded[1]) == 7
     assert not np.array_equal(decoded[1][0], decoded[1][1])
     np.testing.assert_array_equal(decoded[3], decoded[1])
+
+
+@pytest.mark.slow
+def test_an_overlay_that_fails_in_a_drawing_thread_stops_the_run_cleanly(env, tmp_path, monkeypatch):
+    """Overlays are drawn and written by background threads: an error there still ends the run with an error,
+    no output folder, no temporary folder and no thread left behind."""
+    import threading
+
+    from gtacli.viz import demo_engine
+
+    video = _video(tmp_path / "clip.mp4", frames=7)
+    real = demo_engine.Engine.render
+    calls = []
+
+    def breaks_on_the_third_frame(self, frame, verts, Ks):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("renderer broke on its third frame")
+        return real(self, frame, verts, Ks)
+
+    monkeypatch.setattr(demo_engine.Engine, "render", breaks_on_the_third_frame)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["demo", str(video), *[str(a) for a in _common(env, out)],
+                                      "--bbox", _box_str(BOX), "--batch-size", "2"])  # fmt: skip
+    assert result.exit_code != 0
+    assert "renderer broke" in result.stderr + result.stdout
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("gtacli-")]
