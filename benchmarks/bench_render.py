@@ -1,11 +1,15 @@
 """How fast is the headless renderer on a 1080p frame with one SMPL-sized body (13776 faces)?
 
-One command:  python benchmarks/bench_render.py [--repeats 10] [--scale 0.8]
+One command:  python benchmarks/bench_render.py [--repeats 10] [--scale 0.8] [--previous GIT_REV]
 
 Builds the synthetic neutral SMPL mannequin, poses it (arms down, one knee bent), places it so that it
 covers `--scale` of the frame height (a close-up demo frame is the hard case: more covered pixels), and times
 `render_overlay` (rasterise + shade + blend), `render_mask_depth` and `side_view` on a 1920x1080 BGR frame.
 Writes the median and min wall times in milliseconds to benchmarks/results/render.json.
+
+`--previous REV` also loads `gtacli/viz/render.py` as it was at git revision REV (a renderer that was one
+self-contained module, e.g. 47c6958, the previous release) and times its `render_overlay` alternately with the
+current one on the same scene, with the largest grey-level difference and the number of differing pixels.
 """
 
 from __future__ import annotations
@@ -55,10 +59,54 @@ def timed(fn, repeats: int) -> dict:
     }
 
 
+def previous_renderer(rev: str):
+    """`gtacli/viz/render.py` at git revision `rev`, imported from a temporary file."""
+    import importlib.util
+    import subprocess
+    import tempfile
+
+    source = subprocess.run(
+        ["git", "show", f"{rev}:gtacli/viz/render.py"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    with tempfile.TemporaryDirectory(prefix="gtacli-previous-render-") as folder:
+        path = Path(folder) / "previous_render.py"
+        path.write_text(source, encoding="utf-8")
+        spec = importlib.util.spec_from_file_location("previous_render", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["previous_render"] = module  # dataclasses look their module up by name
+        spec.loader.exec_module(module)
+    return module
+
+
+def compare_previous(rev: str, frame, verts, faces, K, repeats: int) -> dict:
+    from gtacli.viz.render import render_overlay
+
+    old = previous_renderer(rev)
+    times = {"previous": [], "current": []}
+    for i in range(repeats):  # alternating, so a change in the machine's load hits both
+        order = [("previous", old.render_overlay), ("current", render_overlay)]
+        for name, fn in order if i % 2 == 0 else order[::-1]:
+            fn(frame, verts, faces, K)
+            start = time.perf_counter()
+            fn(frame, verts, faces, K)
+            times[name].append((time.perf_counter() - start) * 1000.0)
+    a = old.render_overlay(frame, verts, faces, K).astype(int)
+    b = render_overlay(frame, verts, faces, K).astype(int)
+    return {
+        "revision": rev,
+        "previous_median_ms": round(float(np.median(times["previous"])), 2),
+        "current_median_ms": round(float(np.median(times["current"])), 2),
+        "max_grey_level_difference": int(np.abs(a - b).max()),
+        "pixels_differing": int((a != b).any(axis=2).sum()),
+        "repeats": repeats,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--scale", type=float, default=0.8, help="body height as a share of the frame height")
+    parser.add_argument("--previous", default=None, help="git revision whose renderer to time alongside")
     parser.add_argument(
         "--glibc-defaults",
         action="store_true",
@@ -95,6 +143,9 @@ def main() -> None:
         "render_overlay": timed(lambda: render_overlay(frame, verts, faces, K), args.repeats),
         "render_mask_depth": timed(lambda: render_mask_depth(verts, faces, K, SIZE_HW), args.repeats),
         "side_view": timed(lambda: side_view(verts, faces, K, SIZE_HW), args.repeats),
+        "previous": compare_previous(args.previous, frame, verts, faces, K, args.repeats)
+        if args.previous
+        else None,
         "machine": {
             "platform": platform.platform(),
             "cpus": os.cpu_count(),
