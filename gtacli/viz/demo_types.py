@@ -67,18 +67,6 @@ class Timer:
         self._cpu_mark = cpu
         return now
 
-    def split(self, stage: str, other: str, start: float, other_seconds: float) -> float:
-        """Like `add(stage, start)` for interleaved work: `other_seconds` of the time since `start` (and that
-        share of the CPU time) go to `other`, the rest to `stage`."""
-        now, cpu = time.perf_counter(), time.process_time()
-        wall, used = now - start, cpu - self._cpu_mark
-        share = min(1.0, other_seconds / wall) if wall > 0 else 0.0
-        for name, part in ((stage, 1.0 - share), (other, share)):
-            self.seconds[name] = self.seconds.get(name, 0.0) + wall * part
-            self.cpu_seconds[name] = self.cpu_seconds.get(name, 0.0) + used * part
-        self._cpu_mark = cpu
-        return now
-
 
 @dataclass
 class Person:

@@ -13,8 +13,9 @@ the set of pixels the per-pixel test accepts, at a fraction of the cost (about 2
 body-sized mesh, no per-pixel edge test, no per-pixel barycentric weights until the winners are known).
 
 Depth: 1/z is affine in screen space, so each triangle carries a plane `1/z = P x + Q y + R`; the nearest
-surface (largest 1/z) wins each pixel via a scatter-max, ties going to the lower face index. Only the winning
-pixels get their barycentric weights. All arithmetic is float64, so CPU and GPU give the same answer.
+surface (largest 1/z) wins each pixel via a scatter-max, ties going to the lower face index. Barycentric weights
+are computed only for the winners, and only when asked for (`Region.visible`). All arithmetic is float64, so CPU
+and GPU give the same answer.
 
 Per-triangle and per-pixel quantities are laid out as rows of (k, N) tensors, one contiguous row per component:
 element-wise torch kernels over (N, 3) tensors (inner dimension 3) ran several times slower on the CPU.
@@ -28,9 +29,8 @@ from typing import Optional, Tuple
 import torch
 
 NEAR_Z_M = 1e-3  # triangles with a vertex closer than this (or behind the camera) are not drawn
-MAX_FRAGMENTS = (
-    4_000_000  # covered (triangle, pixel) pairs per batch: bounds memory for meshes near the camera
-)
+# covered (triangle, pixel) pairs per batch: bounds memory for meshes near the camera
+MAX_FRAGMENTS = 4_000_000
 # a pixel centre this close outside an edge still counts as covered (shared edges leave no gap)
 EDGE_EPS = 1e-9
 
@@ -71,19 +71,17 @@ class Region:
         """(h, w) camera z of the visible surface, inf where empty."""
         return torch.where(self.mask, 1.0 / self.inv_depth, torch.full_like(self.inv_depth, float("inf")))
 
-    def covered(self) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(region row, region column, triangle) of every covered pixel, row-major."""
-        w = self.tri.shape[1]
-        flat_tri = self.tri.reshape(-1)
-        flat = torch.nonzero(flat_tri < len(self.faces)).reshape(-1)
-        ys = flat // w
-        return ys, flat - ys * w, flat_tri.index_select(0, flat)
-
     def covered_flat(self) -> Tuple[torch.Tensor, torch.Tensor]:
         """(flat region index, triangle) of every covered pixel, row-major."""
         flat_tri = self.tri.reshape(-1)
         flat = torch.nonzero(flat_tri < len(self.faces)).reshape(-1)
         return flat, flat_tri.index_select(0, flat)
+
+    def covered(self) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(region row, region column, triangle) of every covered pixel, row-major."""
+        flat, tri = self.covered_flat()
+        ys = flat // self.tri.shape[1]
+        return ys, flat - ys * self.tri.shape[1], tri
 
     def visible(self) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(ys, xs) image rows/columns of the covered pixels, their mesh faces and screen-space weights (N, 3)."""

@@ -238,9 +238,10 @@ class VideoSink:
     """Writes BGR frames to an mp4 (fourcc `VIDEO_FOURCC`) at a fixed fps; the size is taken from the first frame.
 
     With `background=True` the encoding runs in a thread (OpenCV releases the GIL while it encodes), so a
-    1080p frame's ~15-20 ms of encoding overlaps the next frames' work; at most `QUEUE_FRAMES` frames wait (~6 MB each at 1080p).
-    The video is opened (and a failure to open it reported) in the caller's thread; an error while encoding
-    is raised by the next `write` or by `close`. Frames handed to `write` must not be modified afterwards."""
+    1080p frame's ~13 ms of encoding overlaps the next frames' work; at most `QUEUE_FRAMES` frames wait (~6 MB
+    each at 1080p). The video is opened (and a failure to open it reported) in the caller's thread; an error
+    while encoding is raised by every later `write` and by `close`. Frames handed to `write` must not be
+    modified afterwards."""
 
     QUEUE_FRAMES = 8
 
@@ -300,8 +301,7 @@ class VideoSink:
 
     def _raise_error(self) -> None:
         if self._error is not None:
-            error, self._error = self._error, None
-            raise error
+            raise self._error
 
     def _stop(self) -> None:
         if self._thread is not None:
