@@ -6,9 +6,9 @@
    frame count and timestamps, and a video that stops decoding part-way keeps the frames before it;
 2. **detect** (`detect_people`): user boxes (`--bbox` / `--bbox-file`, also OpenPose JSON) or a detector
    (`gtacli.demo.detect`) on every frame;
-3. **track** (`gtacli.demo.track.track_sequence`): identities over the whole video (a folder's images are taken
-   one by one: they may be unrelated photos),
-   fragments dropped, gaps interpolated, `max_people` applied;
+3. **track** (`gtacli.demo.track.OnlineTracker`): identities over a video (a folder's images are taken
+   one by one: they may be unrelated photos), fragments dropped, gaps interpolated, `max_people` applied; a
+   frame's people are settled a fixed number of frames after it was read (the tracker's `lag`);
 4. **crop + infer** (`Engine.infer`, `gtacli.demo.engine`): crop per docs/reproduction.md §9 (centre = box
    centre, square side `DEMO_BBOX_SCALE · max(w, h)`, 224x224, `gtacli.data.crop`), batched `HMREstimator`
    forward under `torch.inference_mode` (or, with `--from-results`, the saved parameters instead of the network:
@@ -18,6 +18,11 @@
 7. **render** (`Engine.render`, `gtacli.render.overlay` on the model's device) with boxes and track ids;
 8. **write** (`Writers`, `gtacli.demo.output`): overlay video / PNGs, meshes, results.npz and
    results.json, in a temporary folder moved into place when complete.
+
+Everything streams: the frames flow through stages 2-8 one chunk at a time, a video being read by two decoders
+(one ahead for detection, one `lag` frames behind for the rest), tracking and smoothing keep state per live
+track, and results.npz is spooled to disk as it grows (`gtacli.demo.results`). Memory does not grow with the
+length of the video (benchmarks/bench_long_video.py).
 
 The shared dataclasses (`DemoConfig`, `Timer`, `Person`, `Input`) live in `gtacli.demo.config`.
 
@@ -37,8 +42,9 @@ Camera conventions (also written into results.json):
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -58,11 +64,12 @@ from gtacli.demo.output import (
 from gtacli.demo.replay import Replay
 from gtacli.demo.results import RESULT_FIELDS, DemoResults
 from gtacli.demo.smooth import PersonSmoother
-from gtacli.demo.track import TrackConfig, TrackedBox, given_boxes, track_sequence
+from gtacli.demo.track import OnlineTracker, TrackConfig, TrackedBox, given_boxes
 from gtacli.errors import BadFileError, UsageError
 from gtacli.io import video
 from gtacli.io.atomic import atomic_write_json
 
+RESULTS_SPOOL = ".results-spool"  # per-field spool files of results.npz inside the staged output
 FRAMES_PER_CHUNK_PER_BATCH = 2  # frames read per chunk = batch_size x this (bounded memory, full batches)
 DECODE_TOLERANCE = (
     0.01  # a video decoding fewer frames than its container says by more than this share + 1 frame
@@ -93,18 +100,19 @@ def run_demo(
     timer.add("setup", t)
 
     if replay is not None:
-        people = replay.people(inp.frames_to_do)
+        stream: Iterable[StreamFrame] = replayed_people(replay, inp, timer)
         detector_info: Optional[Dict[str, Any]] = None
     else:
-        people, detector_info = detect_people(config, inp, timer, progress)
+        stream, detector_info = detect_people(config, inp, timer)
     stage = StagedOutput(Path(config.output))
     writers: Optional[Writers] = None
+    results: Optional[DemoResults] = None
     try:
         writers = Writers(stage.tmp_dir, config, inp.source)
-        results = DemoResults(config.save_vertices)
+        results = DemoResults(config.save_vertices, stage.tmp_dir / RESULTS_SPOOL)
         smoother = make_smoother(config, inp.source, notes)
         frames_done = mesh_frames(
-            config, inp, people, engine, replay, smoother, writers, results, timer, progress
+            config, inp, stream, engine, replay, smoother, writers, results, timer, progress
         )
         t = timer.start()
         writers.close(frames_done, timer)
@@ -130,6 +138,8 @@ def run_demo(
     except BaseException:
         if writers is not None:
             writers.abort()
+        if results is not None:
+            results.discard()
         stage.discard()
         raise
     summary["output"] = display_name(str(config.output))
@@ -218,10 +228,25 @@ def frames(inp: Input):
 # ----------------------------------------------------------------------------------------------- 2.-3. detect, track
 
 
+@dataclass
+class StreamFrame:
+    """One frame as it leaves detection and tracking: its people, and the track ids that end with it."""
+
+    index: int
+    name: str
+    frame: np.ndarray
+    people: List[Person]
+    ended: List[int] = field(default_factory=list)
+
+
 def detect_people(
-    config: DemoConfig, inp: Input, timer: Timer, progress: Optional[ProgressFn]
-) -> Tuple[List[List[Person]], Optional[Dict[str, Any]]]:
-    """Boxes for every frame (user boxes or a detector), then tracks; returns people per frame + detector info."""
+    config: DemoConfig, inp: Input, timer: Timer
+) -> Tuple[Iterator[StreamFrame], Optional[Dict[str, Any]]]:
+    """The frames with their people, streamed (user boxes or a detector, then tracks), + the detector's info.
+
+    A video is tracked by `OnlineTracker`, which settles a frame's people `lag` frames after seeing it: the
+    detector reads the video ahead through one decoder while a second decoder, `lag` frames behind, hands out
+    the frames whose people are settled. Memory holds two decoders and the live tracks, whatever the length."""
     user_boxes = None
     if config.bbox is not None:
         user_boxes = boxes.UserBoxes(every_frame=boxes.check_bbox_option(config.bbox), source="--bbox")
@@ -236,41 +261,94 @@ def detect_people(
             config.detector, config.data_root, config.yolox_weights, config.yolox_sha256
         )
     )
-    per_frame: List[detect.Detections] = []
-    sizes: List[Tuple[int, int]] = []
-    for index, name, frame in frames(inp):
-        t = timer.start()
+    # images of a folder may be unrelated photos: each is taken on its own; user boxes are not tracked
+    if user_boxes is None and inp.source.is_video:
+        stream = _tracked(config, inp, detector, timer)
+    else:
+        stream = _per_frame(config, inp, user_boxes, detector, timer)
+    return stream, (detector.describe() if detector is not None else None)
+
+
+def _detect(
+    frame: np.ndarray, index: int, name: str, user_boxes, detector, timer: Timer
+) -> detect.Detections:
+    t = timer.start()
+    if user_boxes is not None:
         height, width = frame.shape[:2]
-        if user_boxes is not None:
-            given = user_boxes.boxes_for(index, name)
-            for box in given:
-                detect.check_box_in_image(box, (width, height), user_boxes.source)
-            dets = boxes.detections_from_user(given)
-        else:
-            dets = detector(frame)
-        per_frame.append(dets)
-        sizes.append((height, width))
-        timer.add("detection", t)
-        if progress is not None:
-            progress(index + 1, inp.frames_to_do, "detecting")
+        given = user_boxes.boxes_for(index, name)
+        for box in given:
+            detect.check_box_in_image(box, (width, height), user_boxes.source)
+        dets = boxes.detections_from_user(given)
+    else:
+        dets = detector(frame)
+    timer.add("detection", t)
+    return dets
+
+
+def _per_frame(config: DemoConfig, inp: Input, user_boxes, detector, timer: Timer) -> Iterator[StreamFrame]:
+    """User boxes (ids by position) or unrelated images (ids by score in each image): no tracking."""
+    for index, name, frame in _timed(frames(inp), timer):
+        dets = detect.select_people(
+            _detect(frame, index, name, user_boxes, detector, timer), config.max_people
+        )
+        entries = given_boxes([dets])[0] if user_boxes is not None else _single_frames([dets])[0]
+        yield StreamFrame(index, name, frame, [person_from_box(index, e) for e in entries])
     if user_boxes is not None and user_boxes.matched == 0 and not user_boxes.every_frame_given:
         raise BadFileError(
             "matches no frame of the input (no entry's name or index is a frame of it)",
             path=user_boxes.source,
             fix='name the frames as the input\'s file names, their stems, or indices ("0", "1", ...)',
         )
-    t = timer.start()
-    sequence = inp.source.is_video  # images of a folder may be unrelated photos: each is taken on its own
-    if user_boxes is not None or not sequence:
-        limited = [detect.select_people(d, config.max_people) for d in per_frame]
-        tracked = given_boxes(limited) if user_boxes is not None else _single_frames(limited)
-    else:
-        fps = float(inp.source.fps) if inp.source.is_video else video.DEFAULT_FPS
-        track_config = TrackConfig.for_fps(fps, config.max_missed_s, max_people=config.max_people)
-        tracked = track_sequence(per_frame, track_config)
-    timer.add("tracking", t)
-    people = [[person_from_box(index, entry) for entry in entries] for index, entries in enumerate(tracked)]
-    return people, (detector.describe() if detector is not None else None)
+
+
+def _tracked(config: DemoConfig, inp: Input, detector, timer: Timer) -> Iterator[StreamFrame]:
+    fps = float(inp.source.fps or video.DEFAULT_FPS)
+    track_config = TrackConfig.for_fps(fps, config.max_missed_s, max_people=config.max_people)
+    tracker = OnlineTracker(track_config, total_frames=inp.frames_to_do)
+    ahead = _timed(frames(inp), timer)
+    # the second decoder reads its own copy of the source (each reading records its own frame count)
+    behind = _timed(frames(replace(inp, source=replace(inp.source))), timer)
+
+    def settled(final: bool) -> Iterator[StreamFrame]:
+        t = timer.start()
+        ready = tracker.ready(final)
+        timer.add("tracking", t)
+        for done in ready:
+            item = next(behind, None)
+            if item is None:  # the second reading decoded fewer frames than the first: stop there too
+                return
+            index, name, frame = item
+            people = [person_from_box(index, entry) for entry in done.people]
+            yield StreamFrame(index, name, frame, people, done.ended)
+
+    for index, name, frame in ahead:
+        dets = _detect(frame, index, name, None, detector, timer)
+        del frame  # only the trailing decoder's frames go on
+        t = timer.start()
+        tracker.push(dets)
+        timer.add("tracking", t)
+        yield from settled(final=False)
+    yield from settled(final=True)
+
+
+def _timed(
+    items: Iterator[Tuple[int, str, np.ndarray]], timer: Timer
+) -> Iterator[Tuple[int, str, np.ndarray]]:
+    """Decoding time counted as video I/O."""
+    while True:
+        t = timer.start()
+        item = next(items, None)
+        timer.add("video_io", t)
+        if item is None:
+            return
+        yield item
+
+
+def replayed_people(replay: Replay, inp: Input, timer: Timer) -> Iterator[StreamFrame]:
+    """`--from-results`: the saved boxes and ids of each frame (a frame past the saved ones has nobody)."""
+    people = replay.people(inp.frames_to_do)
+    for index, name, frame in _timed(frames(inp), timer):
+        yield StreamFrame(index, name, frame, people[index] if index < len(people) else [])
 
 
 def _single_frames(per_frame: List[detect.Detections]) -> List[List[TrackedBox]]:
@@ -313,7 +391,7 @@ def smooth_people(
 def mesh_frames(
     config: DemoConfig,
     inp: Input,
-    people: List[List[Person]],
+    stream: Iterable[StreamFrame],
     engine: Engine,
     replay: Optional[Replay],
     smoother: Optional[PersonSmoother],
@@ -322,52 +400,49 @@ def mesh_frames(
     timer: Timer,
     progress: Optional[ProgressFn],
 ) -> int:
-    """Second pass over the frames, in chunks: crop + infer, smooth, body, render, write. Returns frames done."""
+    """The streamed frames, in chunks: crop + infer, smooth, body, render, write. Returns frames done.
+
+    At most one chunk of frames (`batch_size x FRAMES_PER_CHUNK_PER_BATCH`) is held here, plus the one being
+    drawn by `Writers`; results go to their spool files as each chunk finishes."""
     step_s = (
         1.0 / float(inp.source.fps or video.DEFAULT_FPS) if inp.source.is_video else 1.0 / video.DEFAULT_FPS
     )
-    chunk: List[Tuple[int, str, np.ndarray]] = []
+    chunk: List[StreamFrame] = []
     chunk_frames = config.batch_size * FRAMES_PER_CHUNK_PER_BATCH
     done = 0
-
-    def people_in(index: int) -> List[Person]:  # a frame the first pass did not reach has nobody
-        return people[index] if index < len(people) else []
 
     def flush() -> None:
         nonlocal done
         # the previous chunk's overlays were drawn while this chunk's frames were read; finish them before the
         # network runs (drawing beside the network made both slower on a 2-core CPU)
         writers.wait(timer)
-        crowd = [p for index, _, _ in chunk for p in people_in(index)]
-        for index, name, frame in chunk:
-            results.add_frame(display_name(name), frame.shape[:2], has_person=bool(people_in(index)))
+        crowd = [p for item in chunk for p in item.people]
+        for item in chunk:
+            results.add_frame(display_name(item.name), item.frame.shape[:2], has_person=bool(item.people))
         if replay is not None:
             outputs = replay.outputs(crowd)
         else:
-            outputs = engine.infer({index: frame for index, _, frame in chunk}, crowd, timer)
+            outputs = engine.infer({item.index: item.frame for item in chunk}, crowd, timer)
         if smoother is not None:
             smooth_people(smoother, crowd, outputs, step_s, timer)
-        body = engine.body(crowd, outputs, {index: frame.shape[:2] for index, _, frame in chunk}, timer)
+            for item in chunk:  # a track that ended needs no filter state any more
+                smoother.drop(item.ended)
+        body = engine.body(crowd, outputs, {item.index: item.frame.shape[:2] for item in chunk}, timer)
         results.add_people(crowd, outputs, body)
         jobs = []
-        for index, name, frame in chunk:
-            mine = [k for k, person in enumerate(crowd) if person.frame == index]
-            jobs.append(FrameJob(index, name, frame, [crowd[k] for k in mine], mine))
+        for item in chunk:
+            mine = [k for k, person in enumerate(crowd) if person.frame == item.index]
+            jobs.append(FrameJob(item.index, item.name, item.frame, [crowd[k] for k in mine], mine))
         writers.frames(jobs, body, engine, timer)
         done += len(chunk)
         if progress is not None:
-            progress(done, inp.frames_to_do, "meshes")
+            progress(done, inp.frames_to_do, "frames")
         chunk.clear()
 
-    if progress is not None:
-        progress(0, inp.frames_to_do, "meshes")
-    t = timer.start()
-    for item in frames(inp):
+    for item in stream:
         chunk.append(item)
-        t = timer.add("video_io", t)
         if len(chunk) >= chunk_frames:
             flush()
-        t = timer.start()
     if chunk:
         flush()
     return done
@@ -388,7 +463,7 @@ def make_summary(
     total_s: float,
 ) -> Dict[str, Any]:
     source = inp.source
-    without = [name for name, has in zip(results.frame_names, results.frame_has_person) if not has]
+    without = results.without_person_names
     run_s = total_s - timer.seconds.get("setup", 0.0)
     stages = {k: round(v, 4) for k, v in sorted(timer.seconds.items())}
     frames_per_track = results.frames_per_track()

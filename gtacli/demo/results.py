@@ -1,7 +1,10 @@
-"""What `gtacli demo` writes per frame and person: the fields of results.npz and their accumulator."""
+"""What `gtacli demo` writes per frame and person: the fields of results.npz and their streaming writer."""
 
 from __future__ import annotations
 
+import json
+import shutil
+import zipfile
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
@@ -53,102 +56,158 @@ RESULT_FIELDS: Dict[str, Tuple[str, str]] = {
 }
 
 
+PERSON_KEYS = (
+    "frame_index", "person_id", "smpl_pose", "global_orient", "body_pose", "betas", "pred_cam", "transl_crop",
+    "transl", "focal_length", "bbox_xywh", "bbox_score", "bbox_source", "crop_center", "crop_size",
+    "keypoints2d_smpl49", "keypoints2d_j14", "keypoints3d_smpl49", "keypoints3d_j14",
+)  # fmt: skip
+FRAME_KEYS = ("frame_names", "frame_size_hw", "frame_has_person", "frames_without_person")
+ROW_SHAPES = {
+    "smpl_pose": (72,), "global_orient": (3,), "body_pose": (23, 3), "betas": (10,), "pred_cam": (3,),
+    "transl_crop": (3,), "transl": (3,), "bbox_xywh": (4,), "crop_center": (2,), "keypoints2d_smpl49": (49, 2),
+    "keypoints2d_j14": (14, 2), "keypoints3d_smpl49": (49, 3), "keypoints3d_j14": (14, 3), "vertices": (6890, 3),
+    "frame_size_hw": (2,),
+}  # fmt: skip
+INT_KEYS = ("frame_index", "person_id", "frame_size_hw", "frames_without_person")
+STR_KEYS = ("bbox_source", "frame_names")
+BOOL_KEYS = ("frame_has_person",)
+COPY_BLOCK = 1 << 20  # bytes copied at a time from a spool file into results.npz
+
+
+def _dtype(key: str) -> np.dtype:
+    if key in INT_KEYS:
+        return np.dtype("<i8")
+    if key in BOOL_KEYS:
+        return np.dtype(bool)
+    return np.dtype("<f4")
+
+
 class DemoResults:
-    """Accumulates per-frame and per-person arrays for results.npz."""
+    """Streams per-frame and per-person rows to disk as they come, then writes them as one results.npz.
 
-    PERSON_KEYS = (
-        "frame_index", "person_id", "smpl_pose", "betas", "pred_cam", "transl_crop", "transl", "focal_length",
-        "bbox_xywh", "bbox_score", "bbox_source", "crop_center", "crop_size", "keypoints2d_smpl49", "keypoints2d_j14",
-        "keypoints3d_smpl49", "keypoints3d_j14",
-    )  # fmt: skip
+    Memory stays flat however long the video: each field's rows are appended to its own spool file (raw
+    little-endian bytes, or one JSON string per line for text fields) in `spool_dir`, and `write` copies them
+    block by block into the members of results.npz, whose shapes are known by then. The file is an ordinary
+    uncompressed `.npz` (what `np.savez` writes), so `np.load` and `--from-results` read it as before. Only
+    small running tallies (entries per track, per box source, the frames without a person) stay in memory."""
 
-    def __init__(self, save_vertices: bool):
+    def __init__(self, save_vertices: bool, spool_dir: Path):
         self.save_vertices = save_vertices
-        self.frame_names: List[str] = []
-        self.frame_sizes: List[Tuple[int, int]] = []
-        self.frame_has_person: List[bool] = []
-        self.parts: Dict[str, List[np.ndarray]] = {k: [] for k in self.PERSON_KEYS + ("vertices",)}
+        self.spool_dir = Path(spool_dir)
+        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        self.keys = PERSON_KEYS + (("vertices",) if save_vertices else ()) + FRAME_KEYS
+        self.rows: Dict[str, int] = {k: 0 for k in self.keys}
+        self.text_width: Dict[str, int] = {k: 1 for k in STR_KEYS}
+        self.files: Dict[str, Any] = {}
+        self.frames = 0
+        self.without_person_names: List[str] = []
+        self.track_entries: Dict[int, int] = {}
+        self.source_entries: Dict[str, int] = {}
+
+    def _append(self, key: str, values: Any) -> None:
+        if key not in self.files:
+            self.files[key] = open(self.spool_dir / f"{key}.spool", "wb")
+        if key in STR_KEYS:
+            texts = [str(v) for v in values]
+            self.text_width[key] = max([self.text_width[key]] + [len(t) for t in texts])
+            self.files[key].write("".join(json.dumps(t) + "\n" for t in texts).encode("utf-8"))
+            self.rows[key] += len(texts)
+            return
+        array = np.ascontiguousarray(np.asarray(values).astype(_dtype(key)))
+        self.files[key].write(array.tobytes())
+        self.rows[key] += len(array)
 
     def add_frame(self, name: str, size_hw: Tuple[int, int], has_person: bool) -> None:
-        self.frame_names.append(name)
-        self.frame_sizes.append(size_hw)
-        self.frame_has_person.append(has_person)
+        if not has_person:
+            self._append("frames_without_person", [self.frames])
+            self.without_person_names.append(name)
+        self._append("frame_names", [name])
+        self._append("frame_size_hw", [size_hw])
+        self._append("frame_has_person", [has_person])
+        self.frames += 1
 
     def add_people(
         self, people: List[Any], outputs: Dict[str, np.ndarray], body: Dict[str, np.ndarray]
     ) -> None:
         if not people:
             return
-        p = self.parts
-        p["frame_index"].append(np.array([x.frame for x in people], np.int64))
-        p["person_id"].append(np.array([x.pid for x in people], np.int64))
-        p["smpl_pose"].append(body["pose_aa"])
-        p["betas"].append(outputs["betas"])
-        p["pred_cam"].append(outputs["cam"])
-        p["transl_crop"].append(body["transl_crop"])
-        p["transl"].append(body["transl"])
-        p["focal_length"].append(body["focal"])
-        p["bbox_xywh"].append(np.array([x.box for x in people]))
-        p["bbox_score"].append(np.array([x.score for x in people]))
-        p["bbox_source"].append(np.array([x.source for x in people], dtype=str))
-        p["crop_center"].append(np.array([x.center for x in people]))
-        p["crop_size"].append(np.array([x.side for x in people]))
-        p["keypoints2d_smpl49"].append(body["kp2d_49"])
-        p["keypoints2d_j14"].append(body["kp2d_14"])
-        p["keypoints3d_smpl49"].append(body["j49"])
-        p["keypoints3d_j14"].append(body["j14"])
+        pose = np.asarray(body["pose_aa"]).reshape(len(people), 72)
+        sources = [x.source for x in people]
+        values = {
+            "frame_index": [x.frame for x in people], "person_id": [x.pid for x in people], "smpl_pose": pose,
+            "global_orient": pose[:, :3], "body_pose": pose[:, 3:].reshape(-1, 23, 3), "betas": outputs["betas"],
+            "pred_cam": outputs["cam"], "transl_crop": body["transl_crop"], "transl": body["transl"],
+            "focal_length": body["focal"], "bbox_xywh": [x.box for x in people],
+            "bbox_score": [x.score for x in people], "bbox_source": sources,
+            "crop_center": [x.center for x in people], "crop_size": [x.side for x in people],
+            "keypoints2d_smpl49": body["kp2d_49"], "keypoints2d_j14": body["kp2d_14"],
+            "keypoints3d_smpl49": body["j49"], "keypoints3d_j14": body["j14"],
+        }  # fmt: skip
         if self.save_vertices:
-            p["vertices"].append(body["vertices"])
+            values["vertices"] = body["vertices"]
+        for key, value in values.items():
+            self._append(key, value)
+        for person in people:
+            self.track_entries[person.pid] = self.track_entries.get(person.pid, 0) + 1
+        for source in sources:
+            self.source_entries[source] = self.source_entries.get(source, 0) + 1
 
     @property
     def num_people_entries(self) -> int:
-        return int(sum(len(a) for a in self.parts["frame_index"]))
+        return self.rows["frame_index"]
 
     def frames_per_track(self) -> Dict[int, int]:
         """Track id -> number of frames it appears in."""
-        if not self.parts["person_id"]:
-            return {}
-        ids, counts = np.unique(np.concatenate(self.parts["person_id"]), return_counts=True)
-        return {int(i): int(c) for i, c in zip(ids, counts)}
+        return dict(sorted(self.track_entries.items()))
 
     def box_source_counts(self) -> Dict[str, int]:
-        if not self.parts["bbox_source"]:
-            return {}
-        names, counts = np.unique(np.concatenate(self.parts["bbox_source"]), return_counts=True)
-        return {str(n): int(c) for n, c in zip(names, counts)}
+        return dict(sorted(self.source_entries.items()))
 
-    def arrays(self, fps: float) -> Dict[str, np.ndarray]:
-        empty_shapes = {
-            "smpl_pose": (72,), "betas": (10,), "pred_cam": (3,), "transl_crop": (3,), "transl": (3,),
-            "bbox_xywh": (4,), "crop_center": (2,), "keypoints2d_smpl49": (49, 2), "keypoints2d_j14": (14, 2),
-            "keypoints3d_smpl49": (49, 3), "keypoints3d_j14": (14, 3), "vertices": (6890, 3),
-        }  # fmt: skip
-        out: Dict[str, np.ndarray] = {}
-        for key in self.PERSON_KEYS + (("vertices",) if self.save_vertices else ()):
-            parts = self.parts[key]
-            if parts:
-                value = np.concatenate(parts)
-            else:
-                value = np.zeros((0,) + empty_shapes.get(key, ()))
-            if key in ("frame_index", "person_id"):
-                out[key] = value.astype(np.int64)
-            elif key == "bbox_source":
-                out[key] = value.astype(str)
-            else:
-                out[key] = value.astype(np.float32)
-        out["global_orient"] = out["smpl_pose"][:, :3]
-        out["body_pose"] = out["smpl_pose"][:, 3:].reshape(-1, 23, 3)
-        has = np.array(self.frame_has_person, bool)
-        out["frame_names"] = np.array(self.frame_names, dtype=str)
-        out["frame_size_hw"] = np.array(self.frame_sizes, np.int64).reshape(-1, 2)
-        out["frame_has_person"] = has
-        out["frames_without_person"] = np.flatnonzero(~has).astype(np.int64)
-        out["fps"] = np.array(fps, np.float64)
-        return out
+    def _shape_dtype(self, key: str) -> Tuple[Tuple[int, ...], np.dtype]:
+        if key in STR_KEYS:
+            return (self.rows[key],), np.dtype(f"<U{self.text_width[key]}")
+        return (self.rows[key],) + ROW_SHAPES.get(key, ()), _dtype(key)
 
     def write(self, path: Path, fps: float) -> None:
+        """results.npz, member by member from the spool files (then removed); atomic."""
         from gtacli.io.atomic import atomic_path
 
-        arrays = self.arrays(fps)
+        for handle in self.files.values():
+            handle.close()
         with atomic_path(path) as tmp:
-            np.savez(tmp, **arrays)
+            with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+                for key in self.keys:
+                    shape, dtype = self._shape_dtype(key)
+                    with archive.open(f"{key}.npy", "w", force_zip64=True) as member:
+                        header = {
+                            "descr": np.lib.format.dtype_to_descr(dtype),
+                            "fortran_order": False,
+                            "shape": shape,
+                        }
+                        np.lib.format.write_array_header_1_0(member, header)
+                        self._copy_spool(key, dtype, member)
+                with archive.open("fps.npy", "w") as member:
+                    np.lib.format.write_array(member, np.array(fps, np.float64))
+        shutil.rmtree(self.spool_dir, ignore_errors=True)
+
+    def _copy_spool(self, key: str, dtype: np.dtype, member: Any) -> None:
+        spool = self.spool_dir / f"{key}.spool"
+        if not spool.exists():
+            return
+        with open(spool, "rb") as source:
+            if key not in STR_KEYS:
+                shutil.copyfileobj(source, member, COPY_BLOCK)
+                return
+            lines: List[str] = []
+            for line in source:
+                lines.append(json.loads(line))
+                if len(lines) >= COPY_BLOCK // 256:
+                    member.write(np.array(lines, dtype=dtype).tobytes())
+                    lines = []
+            if lines:
+                member.write(np.array(lines, dtype=dtype).tobytes())
+
+    def discard(self) -> None:
+        for handle in self.files.values():
+            handle.close()
+        shutil.rmtree(self.spool_dir, ignore_errors=True)

@@ -7,13 +7,14 @@ little. It is causal, so it runs frame by frame as the demo streams.
 Rotations are filtered in the 6D representation (the first two columns of each rotation matrix, the inverse
 of docs/reproduction.md §4.3) and re-orthonormalised by Gram-Schmidt afterwards, so every output is a proper rotation
 (unlike mmhuman3d, which smooths matrices as 9-vectors and never re-orthonormalises). Betas and the
-weak-perspective camera are filtered directly. Each person id keeps its own filter state.
+weak-perspective camera are filtered directly. Each person id keeps its own filter state while its track lives
+(`drop` forgets a track that has ended), so a long video with many people holds only its live tracks' filters.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Dict, Optional, Tuple
+from typing import Dict, Iterable, Optional, Tuple
 
 import numpy as np
 
@@ -92,6 +93,11 @@ class PersonSmoother:
         f_rot, f_betas, f_cam = self.filters[person_id]
         rot6d = f_rot(rotmat_to_rot6d_np(rotmat), t_s)
         return rot6d_to_rotmat_np(rot6d), f_betas(betas, t_s), f_cam(cam, t_s)
+
+    def drop(self, person_ids: Iterable[int]) -> None:
+        """Forget the filters of tracks that have ended: the state is per live track, not per video."""
+        for person_id in person_ids:
+            self.filters.pop(person_id, None)
 
     def describe(self) -> Dict[str, float]:
         min_cutoff_hz, beta, d_cutoff_hz = self.settings

@@ -1,7 +1,10 @@
-"""Person tracks over a whole sequence: identities that survive missed frames and detector fragments.
+"""Person tracks over a sequence: identities that survive missed frames and detector fragments.
 
-The demo detects every frame first, then calls `track_sequence` once with all detections, so a track can be
-judged with hindsight (confirmed or dropped, gaps filled) before any mesh is computed. Per frame:
+`OnlineTracker` takes the detections frame by frame (`push`) and hands back each frame's people once it is
+final (`ready`): `lag` frames after it was pushed, the furthest the rules below ever look ahead. So a track is
+still judged with hindsight (confirmed or dropped, gaps filled) while the tracker holds only the live tracks and
+the frames not yet final: its state is per track, not per video, and a long video streams through it in flat
+memory. `track_sequence` runs it over a whole list of detections. Per frame:
 
 1. *containment*: a box lying mostly inside a larger box of the same frame is a body part of it (HOG fires on
    legs and torsos) and is dropped;
@@ -15,10 +18,10 @@ judged with hindsight (confirmed or dropped, gaps filled) before any mesh is com
 4. tentative tracks take the remaining boxes the same way, and boxes left over start tentative tracks;
 5. a track not seen for more than `max_missed` frames ends; a tentative one ends after `TENTATIVE_MAX_MISSED`.
 
-After the last frame: tracks with fewer than `min_hits` detections are dropped (never confirmed); with
-`max_people`, each frame keeps the tracks detected in the most frames; frames missed inside a track get a box
-interpolated linearly between its neighbours (source "interpolated"), so the mesh does not blink.
-Identities are numbered 0, 1, ... in order of first appearance.
+When a frame is final: tracks with fewer than `min_hits` detections are left out (never confirmed); with
+`max_people`, the frame keeps the tracks detected in the most frames so far (the tracker has seen `lag` frames
+past it); a frame missed inside a track gets a box interpolated linearly between its neighbours (source
+"interpolated"), so the mesh does not blink. Identities are numbered 0, 1, ... in order of first appearance.
 
 Known limit: a person shorter than `part_height_ratio` x a confirmed neighbour standing right beside them (a small
 child next to an adult) is taken for a body part of the neighbour.
@@ -83,6 +86,8 @@ class _Track:
     last_box: np.ndarray = field(default_factory=lambda: np.zeros(4))
     hits: int = 0
     missed: int = 0
+    first_frame: int = -1
+    anchor: int = -1  # the last frame handed back that has an entry of this track
 
     def predict(self, frame: int) -> np.ndarray:
         box = self.last_box.copy()
@@ -98,6 +103,8 @@ class _Track:
                 momentum = VELOCITY_MOMENTUM if self.hits > 1 else 0.0  # the first step sets the velocity
                 self.velocity = momentum * self.velocity + (1 - momentum) * step
             self.hits += 1
+        if self.first_frame < 0:
+            self.first_frame = frame
         self.entries[frame] = TrackedBox(self.key, np.asarray(box, np.float64), float(score), source)
         self.last_frame, self.last_box, self.missed = frame, np.asarray(box, np.float64), 0
 
@@ -175,15 +182,36 @@ def _match(
     return out
 
 
-def track_sequence(frames: Sequence[Detections], config: TrackConfig) -> List[List[TrackedBox]]:
-    """Per frame, the people found: a list of `TrackedBox` (see the module docstring for the rules)."""
-    if len(frames) < config.min_hits:  # a short sequence cannot confirm anyone by count; trust its detections
-        config = TrackConfig(**{**config.__dict__, "min_hits": max(1, len(frames))})
-    confirmed: List[_Track] = []
-    tentative: List[_Track] = []
-    finished: List[_Track] = []
-    next_key = 0
-    for frame, dets in enumerate(frames):
+class OnlineTracker:
+    """The tracking rules frame by frame: `push(detections)` per frame, then `ready()` for the frames now final.
+
+    `ready(final=True)` (after the last frame) hands back every frame still held. Each frame comes back once, in
+    order, as `FinalFrame(index, people, ended)`: `ended` are the ids whose track ends with this frame, so a
+    consumer can drop its own per-track state (the smoother's filters) there."""
+
+    def __init__(self, config: TrackConfig, total_frames: Optional[int] = None):
+        if total_frames is not None and total_frames < config.min_hits:
+            # a short sequence cannot confirm anyone by count; trust its detections
+            config = TrackConfig(**{**config.__dict__, "min_hits": max(1, total_frames)})
+        self.config = config
+        # the furthest the rules look ahead of a frame: a gap is filled (or the track ends) within max_missed + 1
+        # frames, and a tentative track is confirmed or dropped within 2 x min_hits frames of its first box
+        self.lag = max(config.max_missed + 1, 2 * config.min_hits) + 1
+        self.confirmed: List[_Track] = []
+        self.tentative: List[_Track] = []
+        self.ended: List[
+            _Track
+        ] = []  # confirmed tracks that ended, kept until their last frame is handed back
+        self.next_key = 0
+        self.pushed = 0  # frames pushed
+        self.emitted = 0  # frames handed back
+        self.next_id = 0
+        self.ids: Dict[int, int] = {}  # track key -> identity (given when its first frame is handed back)
+
+    def push(self, dets: Detections) -> None:
+        config, frame = self.config, self.pushed
+        self.pushed += 1
+        confirmed, tentative = self.confirmed, self.tentative
         boxes = np.asarray(dets.boxes, np.float64).reshape(-1, 4)
         scores = np.asarray(dets.scores, np.float64).reshape(-1)
         free = ~contained_parts(boxes)
@@ -207,50 +235,87 @@ def track_sequence(frames: Sequence[Detections], config: TrackConfig) -> List[Li
             tentative[i].add(frame, boxes[j], scores[j], "detected")
             free[j] = False
         for j in np.flatnonzero(free):
-            track = _Track(next_key)
-            next_key += 1
+            track = _Track(self.next_key)
+            self.next_key += 1
             track.add(frame, boxes[j], scores[j], "detected")
             tentative.append(track)
         # bookkeeping: misses, promotion, ends
         for track in confirmed + tentative:
             if frame not in track.entries:
                 track.missed += 1
-        promoted = [t for t in tentative if t.hits >= config.min_hits]
-        confirmed += promoted
-        tentative = [t for t in tentative if t.hits < config.min_hits and t.missed <= TENTATIVE_MAX_MISSED]
-        finished += [t for t in confirmed if t.missed > config.max_missed]
-        confirmed = [t for t in confirmed if t.missed <= config.max_missed]
-    finished += confirmed
-    return _finish([t for t in finished if t.hits >= config.min_hits], len(frames), config.max_people)
+        confirmed += [t for t in tentative if t.hits >= config.min_hits]
+        self.tentative = [
+            t for t in tentative if t.hits < config.min_hits and t.missed <= TENTATIVE_MAX_MISSED
+        ]
+        self.ended += [t for t in confirmed if t.missed > config.max_missed]
+        self.confirmed = [t for t in confirmed if t.missed <= config.max_missed]
 
+    def ready(self, final: bool = False) -> List[FinalFrame]:
+        """The frames that are now final (all of them with `final=True`), in order."""
+        last = self.pushed if final else self.pushed - self.lag
+        out = []
+        while self.emitted < last:
+            out.append(self._emit(self.emitted))
+            self.emitted += 1
+        return out
 
-def _finish(tracks: List[_Track], num_frames: int, max_people: Optional[int]) -> List[List[TrackedBox]]:
-    """Number tracks by first appearance, apply `max_people`, interpolate the gaps inside each track."""
-    tracks = sorted(tracks, key=lambda t: (min(t.entries), t.key))
-    per_frame: List[List[Tuple[_Track, TrackedBox]]] = [[] for _ in range(num_frames)]
-    for new_id, track in enumerate(tracks):
-        for entry in track.entries.values():
-            entry.track_id = new_id
-        for frame, entry in _with_gaps_filled(track.entries, new_id).items():
-            per_frame[frame].append((track, entry))
-    out: List[List[TrackedBox]] = []
-    for people in per_frame:
+    def _emit(self, frame: int) -> FinalFrame:
+        people: List[Tuple[_Track, TrackedBox]] = []
+        ended: List[int] = []
+        for track in sorted(self.ended + self.confirmed, key=lambda t: (t.first_frame, t.key)):
+            if track.first_frame == frame:  # numbered by first appearance
+                self.ids[track.key] = self.next_id
+                self.next_id += 1
+            if track.key not in self.ids:
+                continue  # starts later
+            track_id = self.ids[track.key]
+            entry = _entry_at(track, frame, track_id)
+            if entry is not None:
+                people.append((track, entry))
+            if frame in track.entries:
+                track.anchor = frame
+            # entries before this frame are no longer needed, except the last one (where a gap starts)
+            for old in [f for f in track.entries if f < frame and f != track.anchor]:
+                del track.entries[old]
+            if track.missed > self.config.max_missed and frame >= track.last_frame:
+                ended.append(track_id)
+        self.ended = [t for t in self.ended if t.last_frame > frame]
+        max_people = self.config.max_people
         if max_people is not None and len(people) > max_people:  # the most persistent tracks stay
             people = sorted(people, key=lambda p: (-p[0].hits, p[1].track_id))[:max_people]
-        out.append(sorted((entry for _, entry in people), key=lambda e: e.track_id))
-    return out
+        return FinalFrame(frame, sorted((entry for _, entry in people), key=lambda e: e.track_id), ended)
 
 
-def _with_gaps_filled(entries: Dict[int, TrackedBox], track_id: int) -> Dict[int, TrackedBox]:
-    """The track's entries plus a linearly interpolated box for every frame missed between two of them."""
-    frames = sorted(entries)
-    out = dict(entries)
-    for a, b in zip(frames[:-1], frames[1:]):
-        for frame in range(a + 1, b):
-            t = (frame - a) / (b - a)
-            box = (1 - t) * entries[a].box + t * entries[b].box
-            out[frame] = TrackedBox(track_id, box, 0.0, "interpolated")
-    return out
+@dataclass
+class FinalFrame:
+    """One frame handed back by `OnlineTracker.ready`: its people, and the ids whose track ends here."""
+
+    index: int
+    people: List[TrackedBox]
+    ended: List[int]
+
+
+def _entry_at(track: _Track, frame: int, track_id: int) -> Optional[TrackedBox]:
+    """The track's box at `frame`: its own entry, or one interpolated between its neighbours inside a gap."""
+    if frame in track.entries:
+        entry = track.entries[frame]
+        return TrackedBox(track_id, entry.box, entry.score, entry.source)
+    before = [f for f in track.entries if f < frame]
+    after = [f for f in track.entries if f > frame]
+    if not before or not after:
+        return None
+    a, b = max(before), min(after)
+    t = (frame - a) / (b - a)
+    box = (1 - t) * track.entries[a].box + t * track.entries[b].box
+    return TrackedBox(track_id, box, 0.0, "interpolated")
+
+
+def track_sequence(frames: Sequence[Detections], config: TrackConfig) -> List[List[TrackedBox]]:
+    """Per frame, the people found: a list of `TrackedBox` (see the module docstring for the rules)."""
+    tracker = OnlineTracker(config, total_frames=len(frames))
+    for dets in frames:
+        tracker.push(dets)
+    return [final.people for final in tracker.ready(final=True)]
 
 
 def given_boxes(frames: Sequence[Detections]) -> List[List[TrackedBox]]:
