@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -23,13 +23,16 @@ FFMPEG_LOG_QUIET = "-8"  # libavutil's AV_LOG_QUIET
 
 
 def demo_command(
-    input: Annotated[
-        Path,
-        typer.Argument(
-            metavar="INPUT", help="An image, a folder of images (natural sort order) or a video file."
-        ),
-    ],
     data_root: DataRootOpt,
+    inputs: Annotated[
+        Optional[List[Path]],
+        typer.Argument(
+            metavar="INPUT",
+            help="An image, a folder of images (natural sort order) or a video file; several of them, a folder of "
+            "videos or a quoted glob make a collection (one subfolder of --output per input, manifest.json).",
+            show_default=False,
+        ),
+    ] = None,
     checkpoint: Annotated[
         Optional[Path],
         typer.Option(
@@ -122,6 +125,29 @@ def demo_command(
     max_frames: Annotated[
         Optional[int], typer.Option("--max-frames", help="Only the first N frames (results.json says so).")
     ] = None,
+    inputs_from: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--inputs-from",
+            help="A text file listing inputs, one per line (relative to the file's folder; # comments): a collection.",
+        ),
+    ] = None,
+    shard: Annotated[
+        Optional[str],
+        typer.Option(
+            "--shard",
+            help="K/N: process only the K-th of N slices of the collection (1 <= K <= N), e.g. "
+            "$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT; writes manifest.shard-K-of-N.json.",
+        ),
+    ] = None,
+    merge_manifests: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--merge-manifests",
+            metavar="OUT",
+            help="Join the shard manifests in OUT into OUT/manifest.json (no INPUT); exit 0 when every input is done.",
+        ),
+    ] = None,
     json_mode: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -146,6 +172,15 @@ def demo_command(
       gtacli demo frames/ --checkpoint model.pth --no-render --save-vertices --json
 
       gtacli demo clip.mp4 --from-results out/clip/results.npz --export-mesh --save-frames -o out/clip_meshes
+
+    Collections (one subfolder per input, manifest.json; a rerun keeps the inputs already done, exit 1 when an
+    input failed):
+
+      gtacli demo clips/ --checkpoint model.pth -o out/clips
+
+      gtacli demo --inputs-from list.txt --checkpoint model.pth -o out/all --shard 2/8
+
+      gtacli demo --merge-manifests out/all
     """
     out = Output(json_mode=json_mode, quiet=quiet, debug=debug)
     if not debug:
@@ -153,6 +188,22 @@ def demo_command(
         # found"); the demo reports an unreadable video as one error line, so keep FFmpeg quiet (AV_LOG_QUIET).
         # Read when OpenCV first opens a video; an explicit user setting wins.
         os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", FFMPEG_LOG_QUIET)
+    from gtacli.errors import UsageError
+
+    if merge_manifests is not None:
+        if inputs or inputs_from is not None or shard is not None:
+            raise UsageError("--merge-manifests OUT takes no INPUT, --inputs-from or --shard")
+        return _merge(out, merge_manifests)
+    if not inputs and inputs_from is None:
+        raise UsageError(
+            "give an INPUT (or several, or --inputs-from list.txt)", fix="see gtacli demo --help"
+        )
+    from gtacli.demo.collection import expand_inputs, parse_shard
+
+    shard_kn = parse_shard(shard) if shard is not None else None
+    paths, collection = expand_inputs(list(inputs or []), inputs_from)
+    collection = collection or shard_kn is not None
+    input = paths[0]
     from gtacli.assets.manifest import load_manifest
     from gtacli.demo.boxes import parse_bbox_option
     from gtacli.demo.detect import DETECTORS
@@ -160,15 +211,13 @@ def demo_command(
     from gtacli.device import keep_freed_memory, resolve_device
 
     if detector not in DETECTORS:
-        from gtacli.errors import UsageError
-
         raise UsageError(f"--detector {detector!r} is unknown", fix=f"use one of: {', '.join(DETECTORS)}")
     detector_asset = load_manifest().get("detector")  # `gtacli fetch detector`: destination and pinned hash
     config = DemoConfig(
         input=input,
         checkpoint=checkpoint,
         data_root=data_root,
-        output=output if output is not None else Path("demo_output") / (input.stem or "input"),
+        output=output if output is not None else _default_output(input, collection),
         bbox=parse_bbox_option(bbox) if bbox is not None else None,
         bbox_file=bbox_file,
         detector=detector,
@@ -190,6 +239,8 @@ def demo_command(
         max_missed_s=max_missed,
     )
     keep_freed_memory()  # the renderer's per-frame buffers are reused instead of faulted in afresh
+    if collection:
+        return _collection(out, config, paths, shard_kn)
     with ProgressBar(out, "demo", rate_unit="frames", transient=False) as progress:
         summary = run_demo(config, progress=progress, log=out.info)
 
@@ -222,3 +273,80 @@ def demo_command(
 
     out.result(summary, human)
     return 0
+
+
+def _default_output(input: Path, collection: bool) -> Path:
+    return Path("demo_output") if collection else Path("demo_output") / (input.stem or "input")
+
+
+def _collection(out: Output, config, paths, shard) -> int:
+    """Every input of this shard into its own subfolder; one line per finished input with the overall ETA."""
+    from gtacli.cli.common import format_duration
+    from gtacli.demo.collection import run_collection
+    from gtacli.demo.pipeline import validate
+
+    validate(config)  # option errors once, before any input
+    if config.checkpoint is not None and not config.checkpoint.is_file():
+        from gtacli.errors import MissingFileError
+
+        raise MissingFileError("checkpoint not found", path=config.checkpoint, fix="check --checkpoint")
+
+    def finished(entry, position, count, eta_s) -> None:
+        if entry["status"] == "done":
+            what = (
+                f"done, {entry['frames']} frames, {entry['people']} people, {entry['seconds'] or 0:.1f}s"
+                + (" (kept from an earlier run)" if entry["reused"] else "")
+            )
+        else:
+            what = f"{entry['status']}: {entry['error']}"
+        eta = f" | ETA {format_duration(eta_s)}" if eta_s is not None else ""
+        out.info(f"demo: [{position}/{count}] {entry['input']} -> {entry['output']}/: {what}{eta}")
+
+    with ProgressBar(out, "demo", rate_unit="inputs", transient=True) as progress:
+        manifest = run_collection(
+            config, paths, config.output, shard, progress=progress, log=out.info, on_input=finished
+        )
+    _print_manifest(out, manifest)
+    counts = manifest["counts"]
+    return 0 if counts["done"] == len(manifest["inputs"]) else 1
+
+
+def _merge(out: Output, folder: Path) -> int:
+    from gtacli.demo.collection import merge_manifests
+
+    manifest = merge_manifests(folder)
+    _print_manifest(out, manifest)
+    return 0 if manifest["complete"] else 1
+
+
+def _print_manifest(out: Output, manifest) -> None:
+    def human() -> None:
+        counts = manifest["counts"]
+        out.out.print(f"output: {manifest['output']}", markup=False)
+        out.out.print(f"manifest: {manifest['manifest']}", markup=False)
+        total = len(manifest["inputs"])
+        shard = (
+            f" (shard {manifest['shard']} of {manifest['inputs_total']} inputs)"
+            if manifest.get("shard")
+            else ""
+        )
+        out.out.print(
+            f"inputs: {total}{shard}: {counts['done']} done ({counts['reused']} kept from earlier runs), "
+            f"{counts['failed']} failed, {counts['pending']} pending",
+            markup=False,
+        )
+        if manifest.get("missing_shards"):
+            out.out.print(f"shards without a manifest: {', '.join(manifest['missing_shards'])}", markup=False)
+        if "complete" in manifest:
+            out.out.print(
+                f"collection: {total} of {manifest['inputs_total']} inputs listed, "
+                + ("all done" if manifest["complete"] else "not complete"),
+                markup=False,
+            )
+        for entry in manifest["inputs"]:
+            if entry["status"] == "failed":  # the error line names the file when it is about the input
+                error = entry["error"] or ""
+                shown = error if error.startswith(entry["input"]) else f"{entry['input']}: {error}"
+                out.out.print(f"failed: {shown}", markup=False)
+
+    out.result(manifest, human)

@@ -13,6 +13,7 @@ one run: overlay video or PNGs, per-frame PNGs, meshes) and `draw_boxes` (boxes 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import queue
@@ -20,7 +21,7 @@ import secrets
 import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional
 
@@ -111,10 +112,14 @@ class StagedOutput:
     def discard(self) -> None:
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
 
-    def commit(self) -> None:
+    def commit(self, record: Optional[Dict[str, Any]] = None) -> None:
+        """Write the folder's own record (its files and their sizes, plus `record`: what it was made from) and
+        move the folder into place."""
         files = sorted(str(p.relative_to(self.tmp_dir)) for p in self.tmp_dir.rglob("*") if p.is_file())
+        sizes = {name: (self.tmp_dir / name).stat().st_size for name in files}
         (self.tmp_dir / MANIFEST).write_text(
-            json.dumps({"kind": MANIFEST_KIND, "files": files}, indent=1), encoding="utf-8"
+            json.dumps({"kind": MANIFEST_KIND, "files": files, "sizes": sizes, **(record or {})}, indent=1),
+            encoding="utf-8",
         )
         final = self.final_dir
         old = None
@@ -132,6 +137,77 @@ class StagedOutput:
             raise unwritable_output(final, exc) from None
         if old is not None:  # holds only the files the old manifest listed (checked above)
             shutil.rmtree(old, ignore_errors=True)
+
+
+def input_fingerprint(path: Path) -> Dict[str, Any]:
+    """What identifies an input's content cheaply: its absolute path, size and modification time (a folder of
+    images: those of every file in it)."""
+    path = Path(path)
+    try:
+        if path.is_dir():
+            entries = sorted(
+                (p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in path.iterdir() if p.is_file()
+            )
+            digest = hashlib.sha256(json.dumps(entries, default=str).encode("utf-8", "surrogateescape"))
+            return {"path": display_name(str(path.resolve())), "folder_sha256": digest.hexdigest()}
+        stat = path.stat()
+    except OSError:
+        return {"path": display_name(str(path))}
+    return {"path": display_name(str(path.resolve())), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def settings_digest(config: DemoConfig) -> str:
+    """A hash of every option that shapes the output (not the input, the output folder or the device); files
+    named by an option (checkpoint, box file, saved results) count by their fingerprint."""
+    settings: Dict[str, Any] = {}
+    for item in fields(config):
+        if item.name in ("input", "output", "device"):
+            continue
+        value = getattr(config, item.name)
+        if isinstance(value, Path):
+            value = input_fingerprint(value)
+        elif isinstance(value, np.ndarray):
+            value = value.tolist()
+        settings[item.name] = value
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def output_record(config: DemoConfig) -> Dict[str, Any]:
+    """What a finished output records about its making, so a collection run can tell it is still current."""
+    return {"input": input_fingerprint(config.input), "settings_sha256": settings_digest(config)}
+
+
+def completed_output(folder: Path, config: DemoConfig) -> Optional[Dict[str, Any]]:
+    """The results.json summary of `folder` when it holds a complete demo output of this input with these
+    settings (by its own record: every file it lists present with its size, the same input fingerprint and
+    settings, no decoding error); None otherwise."""
+    folder = Path(folder)
+    try:
+        record = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    if not isinstance(record, dict) or record.get("kind") != MANIFEST_KIND:
+        return None
+    sizes = record.get("sizes")
+    if not isinstance(sizes, dict) or RESULTS_JSON not in sizes:
+        return None
+    for name, size in sizes.items():
+        try:
+            if (folder / name).stat().st_size != size:
+                return None
+        except (OSError, TypeError):
+            return None
+    if record.get("input") != input_fingerprint(config.input):
+        return None
+    if record.get("settings_sha256") != settings_digest(config):
+        return None
+    try:
+        summary = json.loads((folder / RESULTS_JSON).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    if not isinstance(summary, dict) or summary.get("decode_error"):
+        return None
+    return summary
 
 
 def unwritable_output(final_dir: Path, exc: OSError) -> GtacliError:

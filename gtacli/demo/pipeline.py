@@ -60,6 +60,7 @@ from gtacli.demo.output import (
     Writers,
     check_output_dir,
     display_name,
+    output_record,
 )
 from gtacli.demo.replay import Replay
 from gtacli.demo.results import RESULT_FIELDS, DemoResults
@@ -134,7 +135,7 @@ def run_demo(
         )
         atomic_write_json(stage.tmp_dir / RESULTS_JSON, summary)
         timer.add("video_io", t)
-        stage.commit()
+        stage.commit(output_record(config))
     except BaseException:
         if writers is not None:
             writers.abort()
