@@ -19,9 +19,8 @@
 8. **write** (`Writers`, `gtacli.demo.output`): overlay video / PNGs, meshes, results.npz and
    results.json, in a temporary folder moved into place when complete.
 
-Everything streams: the frames flow through stages 2-8 one chunk at a time, a video being read by two decoders
-(one ahead for detection, one `lag` frames behind for the rest), tracking and smoothing keep state per live
-track, and results.npz is spooled to disk as it grows (`gtacli.demo.results`). Memory does not grow with the
+Everything streams: the frames flow through stages 2-8 one chunk at a time (the `lag` frames a video's tracker
+still weighs wait on disk, `FrameSpool`), tracking and smoothing keep state per live track, and results.npz is spooled to disk as it grows (`gtacli.demo.results`). Memory does not grow with the
 length of the video (benchmarks/bench_long_video.py).
 
 The shared dataclasses (`DemoConfig`, `Timer`, `Person`, `Input`) live in `gtacli.demo.config`.
@@ -41,10 +40,12 @@ Camera conventions (also written into results.json):
 
 from __future__ import annotations
 
+import shutil
 import time
-from dataclasses import dataclass, field, replace
+from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -71,6 +72,7 @@ from gtacli.io import video
 from gtacli.io.atomic import atomic_write_json
 
 RESULTS_SPOOL = ".results-spool"  # per-field spool files of results.npz inside the staged output
+FRAME_SPOOL = ".frames-spool"  # frames waiting for the tracker, inside the staged output
 FRAMES_PER_CHUNK_PER_BATCH = 2  # frames read per chunk = batch_size x this (bounded memory, full batches)
 DECODE_TOLERANCE = (
     0.01  # a video decoding fewer frames than its container says by more than this share + 1 frame
@@ -100,15 +102,15 @@ def run_demo(
     engine = Engine(config, notes, need_network=replay is None)  # loads checkpoint + SMPL before any output
     timer.add("setup", t)
 
-    if replay is not None:
-        stream: Iterable[StreamFrame] = replayed_people(replay, inp, timer)
-        detector_info: Optional[Dict[str, Any]] = None
-    else:
-        stream, detector_info = detect_people(config, inp, timer)
     stage = StagedOutput(Path(config.output))
     writers: Optional[Writers] = None
     results: Optional[DemoResults] = None
     try:
+        if replay is not None:
+            stream: Iterable[StreamFrame] = replayed_people(replay, inp, timer)
+            detector_info: Optional[Dict[str, Any]] = None
+        else:
+            stream, detector_info = detect_people(config, inp, timer, stage.tmp_dir / FRAME_SPOOL)
         writers = Writers(stage.tmp_dir, config, inp.source)
         results = DemoResults(config.save_vertices, stage.tmp_dir / RESULTS_SPOOL)
         smoother = make_smoother(config, inp.source, notes)
@@ -241,13 +243,13 @@ class StreamFrame:
 
 
 def detect_people(
-    config: DemoConfig, inp: Input, timer: Timer
+    config: DemoConfig, inp: Input, timer: Timer, spool_dir: Path
 ) -> Tuple[Iterator[StreamFrame], Optional[Dict[str, Any]]]:
     """The frames with their people, streamed (user boxes or a detector, then tracks), + the detector's info.
 
-    A video is tracked by `OnlineTracker`, which settles a frame's people `lag` frames after seeing it: the
-    detector reads the video ahead through one decoder while a second decoder, `lag` frames behind, hands out
-    the frames whose people are settled. Memory holds two decoders and the live tracks, whatever the length."""
+    A video is tracked by `OnlineTracker`, which settles a frame's people `lag` frames after seeing it; the
+    frames waiting for that wait on disk in `spool_dir` (`FrameSpool`). Memory holds one decoder, the live tracks
+    and a chunk, whatever the length of the video."""
     user_boxes = None
     if config.bbox is not None:
         user_boxes = boxes.UserBoxes(every_frame=boxes.check_bbox_option(config.bbox), source="--bbox")
@@ -264,7 +266,7 @@ def detect_people(
     )
     # images of a folder may be unrelated photos: each is taken on its own; user boxes are not tracked
     if user_boxes is None and inp.source.is_video:
-        stream = _tracked(config, inp, detector, timer)
+        stream = _tracked(config, inp, detector, timer, spool_dir)
     else:
         stream = _per_frame(config, inp, user_boxes, detector, timer)
     return stream, (detector.describe() if detector is not None else None)
@@ -302,34 +304,63 @@ def _per_frame(config: DemoConfig, inp: Input, user_boxes, detector, timer: Time
         )
 
 
-def _tracked(config: DemoConfig, inp: Input, detector, timer: Timer) -> Iterator[StreamFrame]:
+def _tracked(
+    config: DemoConfig, inp: Input, detector, timer: Timer, spool_dir: Path
+) -> Iterator[StreamFrame]:
     fps = float(inp.source.fps or video.DEFAULT_FPS)
     track_config = TrackConfig.for_fps(fps, config.max_missed_s, max_people=config.max_people)
     tracker = OnlineTracker(track_config, total_frames=inp.frames_to_do)
-    ahead = _timed(frames(inp), timer)
-    # the second decoder reads its own copy of the source (each reading records its own frame count)
-    behind = _timed(frames(replace(inp, source=replace(inp.source))), timer)
+    waiting = FrameSpool(spool_dir)  # the frames read but not settled yet, on disk
 
     def settled(final: bool) -> Iterator[StreamFrame]:
         t = timer.start()
         ready = tracker.ready(final)
         timer.add("tracking", t)
         for done in ready:
-            item = next(behind, None)
-            if item is None:  # the second reading decoded fewer frames than the first: stop there too
-                return
-            index, name, frame = item
+            t = timer.start()
+            index, name, frame = waiting.get()
+            timer.add("video_io", t)
             people = [person_from_box(index, entry) for entry in done.people]
             yield StreamFrame(index, name, frame, people, done.ended)
 
-    for index, name, frame in ahead:
-        dets = _detect(frame, index, name, None, detector, timer)
-        del frame  # only the trailing decoder's frames go on
-        t = timer.start()
-        tracker.push(dets)
-        timer.add("tracking", t)
-        yield from settled(final=False)
-    yield from settled(final=True)
+    try:
+        for index, name, frame in _timed(frames(inp), timer):
+            dets = _detect(frame, index, name, None, detector, timer)
+            t = timer.start()
+            waiting.put(index, name, frame)
+            t = timer.add("video_io", t)
+            del frame
+            tracker.push(dets)
+            timer.add("tracking", t)
+            yield from settled(final=False)
+        yield from settled(final=True)
+    finally:
+        waiting.close()
+
+
+class FrameSpool:
+    """Frames waiting for the tracker to settle their people, each in a raw file (`lag` frames of a 1080p
+    video are ~100 MB: on disk they cost no memory; a second decoder reading behind would cost ~40 MB and
+    decode everything twice). Written and read back within seconds, they rarely leave the page cache."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.queue: Deque[Tuple[int, str, Tuple[int, ...], np.dtype, Path]] = deque()
+
+    def put(self, index: int, name: str, frame: np.ndarray) -> None:
+        path = self.folder / f"{index}.raw"
+        np.ascontiguousarray(frame).tofile(path)
+        self.queue.append((index, name, frame.shape, frame.dtype, path))
+
+    def get(self) -> Tuple[int, str, np.ndarray]:
+        index, name, shape, dtype, path = self.queue.popleft()
+        frame = np.fromfile(path, dtype=dtype).reshape(shape)
+        path.unlink()
+        return index, name, frame
+
+    def close(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def _timed(
