@@ -124,3 +124,24 @@ def keep_freed_memory() -> bool:
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return all(mallopt(param, value) == 1 for param, value in _KEEP_FREED.items())
+
+
+def release_freed_memory() -> bool:
+    """Hand the freed memory `keep_freed_memory` lets the process keep back to the kernel now (glibc's
+    `malloc_trim(0)`, which also returns free pages inside the heap and the threads' arenas).
+
+    Called by the demo every `gtacli.demo.pipeline.TRIM_EVERY_FRAMES` frames, between chunks: the kept memory
+    then serves the frames in between (their page faults saved) but cannot pile up over a long video, so the
+    peak stays that of a short one. Returns whether it ran (glibc on Linux)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+    import ctypes.util
+
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    trim(0)
+    return True

@@ -284,8 +284,13 @@ def _collection(out: Output, config, paths, shard) -> int:
     from gtacli.cli.common import format_duration
     from gtacli.demo.collection import run_collection
     from gtacli.demo.pipeline import validate
+    from gtacli.errors import UsageError
 
     validate(config)  # option errors once, before any input
+    if config.from_results is not None:
+        raise UsageError(
+            "--from-results replays the results of one input", fix="give one INPUT with --from-results"
+        )
     if config.checkpoint is not None and not config.checkpoint.is_file():
         from gtacli.errors import MissingFileError
 

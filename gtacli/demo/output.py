@@ -164,8 +164,8 @@ def settings_digest(config: DemoConfig) -> str:
         if item.name in ("input", "output", "device"):
             continue
         value = getattr(config, item.name)
-        if isinstance(value, Path):
-            value = input_fingerprint(value)
+        if isinstance(value, Path):  # a file's content counts; a folder (the data root) by its path only
+            value = input_fingerprint(value) if value.is_file() else display_name(str(value.absolute()))
         elif isinstance(value, np.ndarray):
             value = value.tolist()
         settings[item.name] = value

@@ -67,12 +67,16 @@ from gtacli.demo.replay import Replay
 from gtacli.demo.results import RESULT_FIELDS, DemoResults
 from gtacli.demo.smooth import PersonSmoother
 from gtacli.demo.track import OnlineTracker, TrackConfig, TrackedBox, given_boxes
+from gtacli.device import release_freed_memory
 from gtacli.errors import BadFileError, UsageError
 from gtacli.io import video
 from gtacli.io.atomic import atomic_write_json
 
 RESULTS_SPOOL = ".results-spool"  # per-field spool files of results.npz inside the staged output
 FRAME_SPOOL = ".frames-spool"  # frames waiting for the tracker, inside the staged output
+TRIM_EVERY_FRAMES = (
+    48  # freed memory goes back to the kernel this often (between chunks): flat over long videos
+)
 FRAMES_PER_CHUNK_PER_BATCH = 2  # frames read per chunk = batch_size x this (bounded memory, full batches)
 DECODE_TOLERANCE = (
     0.01  # a video decoding fewer frames than its container says by more than this share + 1 frame
@@ -442,12 +446,16 @@ def mesh_frames(
     chunk: List[StreamFrame] = []
     chunk_frames = config.batch_size * FRAMES_PER_CHUNK_PER_BATCH
     done = 0
+    trimmed_at = [0]
 
     def flush() -> None:
         nonlocal done
         # the previous chunk's overlays were drawn while this chunk's frames were read; finish them before the
         # network runs (drawing beside the network made both slower on a 2-core CPU)
         writers.wait(timer)
+        if done - trimmed_at[0] >= TRIM_EVERY_FRAMES:  # nothing is being drawn now: a quiet moment to trim
+            release_freed_memory()
+            trimmed_at[0] = done
         crowd = [p for item in chunk for p in item.people]
         for item in chunk:
             results.add_frame(display_name(item.name), item.frame.shape[:2], has_person=bool(item.people))
