@@ -25,7 +25,16 @@ from gtacli.export.rotations import matrix_to_quaternion, quaternion_to_matrix, 
 DEFAULT_MIN_FRAMES = 5
 IMAGE_FRAME_RATE = 30.0  # frame rate written for one-frame animations of images (they have none)
 # What an export reads from results.npz.
-NEEDED_FIELDS = ("frame_index", "person_id", "smpl_pose", "betas", "transl", "focal_length", "frame_size_hw", "fps")
+NEEDED_FIELDS = (
+    "frame_index",
+    "person_id",
+    "smpl_pose",
+    "betas",
+    "transl",
+    "focal_length",
+    "frame_size_hw",
+    "fps",
+)
 
 
 @dataclass
@@ -116,8 +125,16 @@ def build_motions(
             f, pid = int(frame_index[row]), int(person_id[row])
             name = f"track_{pid}" if single else f"frame{f:06d}_person{pid}"
             motions.append(
-                Motion(name, pid, np.array([f]), rotmats[[row]], transl[[row]], betas[row], IMAGE_FRAME_RATE,
-                       rows=np.array([row]))  # fmt: skip
+                Motion(
+                    name,
+                    pid,
+                    np.array([f]),
+                    rotmats[[row]],
+                    transl[[row]],
+                    betas[row],
+                    IMAGE_FRAME_RATE,
+                    rows=np.array([row]),
+                )  # fmt: skip
             )
         return motions, camera, notes
     for pid in np.unique(person_id):
@@ -139,8 +156,17 @@ def build_motions(
             continue
         rot, trans, filled = fill_gaps(frames, rotmats[rows], transl[rows])
         motions.append(
-            Motion(f"track_{pid}", int(pid), np.arange(frames[0], frames[-1] + 1), rot, trans,
-                   betas[rows].mean(axis=0), fps, filled, rows)  # fmt: skip
+            Motion(
+                f"track_{pid}",
+                int(pid),
+                np.arange(frames[0], frames[-1] + 1),
+                rot,
+                trans,
+                betas[rows].mean(axis=0),
+                fps,
+                filled,
+                rows,
+            )  # fmt: skip
         )
     return motions, camera, notes
 

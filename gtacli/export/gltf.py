@@ -19,13 +19,22 @@ import numpy as np
 
 from gtacli.errors import MissingFileError
 from gtacli.export.animation import Motion, VideoCamera
-from gtacli.export.rig import NUM_JOINTS, NUM_POSE_CORRECTIVES, SMPL_JOINT_NAMES, SMPL_PARENTS, Rig, pose_features
+from gtacli.export.rig import (
+    NUM_JOINTS,
+    NUM_POSE_CORRECTIVES,
+    SMPL_JOINT_NAMES,
+    SMPL_PARENTS,
+    Rig,
+    pose_features,
+)
 from gtacli.export.rotations import continuous, matrix_to_quaternion, scene_frames
 from gtacli.io.atomic import atomic_path
 
 FLOAT, UNSIGNED_BYTE, UNSIGNED_SHORT, UNSIGNED_INT = 5126, 5121, 5123, 5125
 ARRAY_BUFFER, ELEMENT_ARRAY_BUFFER = 34962, 34963
-MIN_SKIN_WEIGHT = 1e-5  # smaller SMPL weights are dropped (moves a vertex by < 0.02 mm) and the rest renormalised
+MIN_SKIN_WEIGHT = (
+    1e-5  # smaller SMPL weights are dropped (moves a vertex by < 0.02 mm) and the rest renormalised
+)
 CAMERA_ZNEAR_M = 0.05
 CORRECTIVE_RANGE = 2.0  # |entries of R - I| <= 2: morph weight = (x + 2) / 4 stays in [0, 1]
 BODY_COLOUR = (0.65, 0.74, 0.86, 1.0)  # linear RGBA, close to the overlay's blue-grey
@@ -56,7 +65,9 @@ class _Blob:
         array = np.ascontiguousarray(array)
         while len(self.data) % 4:
             self.data.append(0)
-        view = self.lib.BufferView(buffer=0, byteOffset=len(self.data), byteLength=array.nbytes, target=target)
+        view = self.lib.BufferView(
+            buffer=0, byteOffset=len(self.data), byteLength=array.nbytes, target=target
+        )
         self.data.extend(array.tobytes())
         self.gltf.bufferViews.append(view)
         flat = array.reshape(len(array), -1)
@@ -141,13 +152,19 @@ def write_glb(
     for k in range(NUM_JOINTS):
         children = [c for c in range(NUM_JOINTS) if SMPL_PARENTS[c] == k]
         gltf.nodes.append(
-            lib.Node(name=SMPL_JOINT_NAMES[k], translation=[float(v) for v in offsets[k]], children=children or None)
+            lib.Node(
+                name=SMPL_JOINT_NAMES[k],
+                translation=[float(v) for v in offsets[k]],
+                children=children or None,
+            )
         )
     gltf.scenes[0].nodes.append(0)
     ibm = np.tile(np.eye(4), (NUM_JOINTS, 1, 1))
     ibm[:, :3, 3] = -rest
     ibm_accessor = blob.add(np.transpose(ibm, (0, 2, 1)).astype(np.float32), "MAT4", FLOAT)
-    gltf.skins.append(lib.Skin(name="smpl", joints=list(range(NUM_JOINTS)), skeleton=0, inverseBindMatrices=ibm_accessor))
+    gltf.skins.append(
+        lib.Skin(name="smpl", joints=list(range(NUM_JOINTS)), skeleton=0, inverseBindMatrices=ibm_accessor)
+    )
 
     mesh_node = None
     if rig.has_mesh:

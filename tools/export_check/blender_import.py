@@ -101,11 +101,7 @@ def main():
         bpy.ops.import_scene.gltf(filepath=args.glb)
         armature = next(o for o in bpy.context.scene.objects if o.type == "ARMATURE")
         result["glb_joints"] = joint_positions(armature, frames)
-        keys = [
-            k.co[0]
-            for fc in armature.animation_data.action.fcurves
-            for k in fc.keyframe_points
-        ]
+        keys = [k.co[0] for fc in armature.animation_data.action.fcurves for k in fc.keyframe_points]
         result["glb_keys"] = [min(keys), max(keys)]
         meshes = [o for o in bpy.context.scene.objects if o.type == "MESH"]
         if meshes and args.mesh_frame is not None:
