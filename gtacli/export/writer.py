@@ -9,7 +9,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import numpy as np
 
-from gtacli.errors import BadFileError, PathLike
+from gtacli.errors import BadFileError, MissingFileError, PathLike
 from gtacli.export.amass import write_amass_npz
 from gtacli.export.animation import DEFAULT_MIN_FRAMES, Motion, VideoCamera, build_motions
 from gtacli.export.bvh import write_bvh
@@ -129,3 +129,33 @@ def make_rig(
     posed = np.asarray(results[POSED_JOINTS_FIELD], np.float64)[rows]
     rot = axis_angle_to_matrix_np(np.asarray(results["smpl_pose"], np.float64)[rows].reshape(-1, 24, 3))
     return Rig(rest_joints=rest_joints_from_posed(posed, rot))
+
+
+def demo_exporter(
+    smpl_path: Optional[Path], options: ExportOptions, results_path: Optional[PathLike] = None
+) -> Callable[[Path, Dict[str, np.ndarray]], Dict[str, Any]]:
+    """What `gtacli demo --export-animation` hands the demo (`DemoConfig.after_results`): loads the SMPL model
+    now (so a missing file is reported before any work) and exports into the demo's output folder later."""
+    smpl = None
+    source = None
+    if smpl_path is not None and Path(smpl_path).is_file():
+        from gtacli.body.smpl import load_smpl_arrays
+
+        smpl = load_smpl_arrays(smpl_path)
+        source = Path(smpl_path).name
+    elif options.mesh:
+        raise MissingFileError(
+            "no SMPL model file: the animation's mesh and skinning weights come from your licensed SMPL file",
+            path=smpl_path,
+            fix="import it with `gtacli fetch --smpl-from PATH` (or add --no-mesh for a skeleton-only export)",
+        )
+
+    def export(folder: Path, results: Dict[str, np.ndarray]) -> Dict[str, Any]:
+        if len(np.asarray(results.get("person_id", ()))) == 0:
+            return {"folder": ANIMATION_DIR, "files": [], "tracks": [], "up_axis": options.up, "units": "metres",
+                    "skipped": ["no person was found: there is nothing to animate"], "licence": None}  # fmt: skip
+        return export_animation(
+            results, folder, smpl=smpl, smpl_source=source, options=options, results_path=results_path
+        )
+
+    return export
