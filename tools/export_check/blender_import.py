@@ -6,7 +6,8 @@ Python need not have numpy):
   glb_vertices (V, 3)     the evaluated (skinned, shape-keyed) mesh at --mesh-frame, world coordinates
   glb_keys (2,)           first and last keyframe of the imported action (scene frames)
   bvh_joints (K, 24, 3)   the same for the BVH armature (scene frame = 1 + video frame - first frame)
-  bvh_fps, bvh_frames     the scene's frame rate and frame range after the BVH import
+  bvh_fps, bvh_keys       the scene's frame rate after the BVH import (it sets it from Frame Time) and the
+                          first and last keyframe of the BVH armature's action
 
 Blender is z up: its glTF importer turns glTF's y up into z up, and the BVH importer does the same with its
 default axes (forward -Z, up Y); `--bvh-up z` imports a --up z file with forward Y, up Z instead.
@@ -91,6 +92,11 @@ def joint_positions(armature, frames):
     return out
 
 
+def action_keys(armature):
+    keys = [k.co[0] for fc in armature.animation_data.action.fcurves for k in fc.keyframe_points]
+    return [min(keys), max(keys)]
+
+
 def main():
     args = parse()
     frames = [int(v) for v in args.frames.split(",")]
@@ -127,7 +133,7 @@ def main():
         armature = next(o for o in bpy.context.scene.objects if o.type == "ARMATURE")
         scene = bpy.context.scene
         result["bvh_fps"] = scene.render.fps / scene.render.fps_base
-        result["bvh_frames"] = [scene.frame_start, scene.frame_end]
+        result["bvh_keys"] = action_keys(armature)
         result["bvh_joints"] = joint_positions(armature, [1 + f - args.first_frame for f in frames])
     with open(args.out, "w") as f:
         json.dump(result, f)
