@@ -42,7 +42,7 @@ BODY_COLOUR = (0.65, 0.74, 0.86, 1.0)  # linear RGBA, close to the overlay's blu
 CORRECTIVES_MB_PER_FILE = round(NUM_POSE_CORRECTIVES * 6890 * 3 * 4 / 2**20, 1)
 
 
-def _pygltflib():
+def require_pygltflib():
     try:
         import pygltflib
     except ImportError as exc:  # optional extra
@@ -138,7 +138,7 @@ def write_glb(
     extras: Optional[Dict[str, Any]] = None,
 ) -> Path:
     """Write `motion` as a .glb (atomically). `rig` without a mesh gives a skeleton-only file."""
-    lib = _pygltflib()
+    lib = require_pygltflib()
     U, C = scene_frames(up)
     gltf = lib.GLTF2(
         asset=lib.Asset(version="2.0", generator="gtacli", extras=dict(extras or {})),

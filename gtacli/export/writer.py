@@ -136,6 +136,9 @@ def demo_exporter(
 ) -> Callable[[Path, Dict[str, np.ndarray]], Dict[str, Any]]:
     """What `gtacli demo --export-animation` hands the demo (`DemoConfig.after_results`): loads the SMPL model
     now (so a missing file is reported before any work) and exports into the demo's output folder later."""
+    from gtacli.export.gltf import require_pygltflib
+
+    require_pygltflib()  # the optional extra, checked before the demo runs
     smpl = None
     source = None
     if smpl_path is not None and Path(smpl_path).is_file():

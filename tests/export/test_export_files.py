@@ -49,7 +49,9 @@ def exported(smpl, tmp_path_factory):
         for correctives in (False, True):
             folder = tmp_path_factory.mktemp(f"export_{up}_{int(correctives)}")
             options = ExportOptions(up=up, correctives=correctives)
-            summary = export_animation(results, folder, smpl=smpl, smpl_source="SMPL_NEUTRAL.pkl", options=options)
+            summary = export_animation(
+                results, folder, smpl=smpl, smpl_source="SMPL_NEUTRAL.pkl", options=options
+            )
             out[(up, correctives)] = (folder / "animation", summary)
     return out
 
@@ -205,7 +207,11 @@ def test_amass_npz_through_the_body_model(exported, body_model):
         motion = build_motions(demo_results())[0][1]
         joints, _ = _reference(body_model, motion)
         data = np.load(folder / "track_1.npz", allow_pickle=False)
-        assert data["poses"].shape == (12, 72) and data["trans"].shape == (12, 3) and data["betas"].shape == (10,)
+        assert (
+            data["poses"].shape == (12, 72)
+            and data["trans"].shape == (12, 3)
+            and data["betas"].shape == (10,)
+        )
         assert str(data["gender"]) == "neutral" and float(data["mocap_framerate"]) == FPS
         assert list(data["frame_index"]) == list(range(2, 14))
         pose = axis_angle_to_matrix_np(data["poses"].reshape(-1, 24, 3))
@@ -250,13 +256,18 @@ def test_skeleton_only_from_saved_joints(body_model, tmp_path):
     [
         (lambda r: r.pop("smpl_pose"), "has no smpl_pose"),
         (lambda r: r.pop("transl"), "has no transl"),
-        (lambda r: r.update({k: r[k][:0] for k in ("frame_index", "person_id", "smpl_pose")}), "holds no person"),
+        (
+            lambda r: r.update({k: r[k][:0] for k in ("frame_index", "person_id", "smpl_pose")}),
+            "holds no person",
+        ),
     ],
 )
 def test_results_without_parameters_or_tracks_are_one_line(change, problem, tmp_path):
     results = demo_results()
     change(results)
     with pytest.raises(BadFileError) as info:
-        export_animation(results, tmp_path, options=ExportOptions(mesh=False), results_path=tmp_path / "r.npz")
+        export_animation(
+            results, tmp_path, options=ExportOptions(mesh=False), results_path=tmp_path / "r.npz"
+        )
     assert problem in str(info.value) and "\n" not in str(info.value)
     assert "r.npz" in str(info.value)

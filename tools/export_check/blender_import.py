@@ -11,7 +11,10 @@ Python need not have numpy):
 
 Blender is z up: its glTF importer turns glTF's y up into z up, and the BVH importer does the same with its
 default axes (forward -Z, up Y); `--bvh-up z` imports a --up z file with forward Y, up Z instead.
-Arguments: --glb PATH --bvh PATH --frames 0,7,15 --mesh-frame 7 --fps 12 --first-frame 0 --out OUT.json
+  --render PNG             also renders --mesh-frame through the imported camera (Cycles, CPU) at
+                           --render-scale of the video's size, transparent background
+
+Arguments: --glb PATH --bvh PATH --frames 0,7,15 --mesh-frame 7 --first-frame 0 --out OUT.json
 """
 
 import argparse
@@ -60,16 +63,41 @@ def parse():
     p.add_argument("--mesh-frame", type=int)
     p.add_argument("--first-frame", type=int, default=0)
     p.add_argument("--out", required=True)
+    p.add_argument("--render")
+    p.add_argument("--render-scale", type=float, default=0.25)
     return p.parse_args(argv)
 
 
-def glb_frame_rate(path):
-    """The frame rate gtacli wrote into asset.extras (a user types it into Output Properties > Frame Rate)."""
+def glb_extras(path):
+    """What gtacli wrote into asset.extras: the frame rate (a user types it into Output Properties > Frame
+    Rate before importing) and the camera's image size."""
     with open(path, "rb") as f:
         f.read(12)
         length, _ = struct.unpack("<II", f.read(8))
         doc = json.loads(f.read(length))
-    return float(doc["asset"]["extras"]["gtacli"]["frame_rate"])
+    return doc["asset"]["extras"]["gtacli"], doc["cameras"][0]["extras"]
+
+
+def render(path, frame, camera_extras, scale):
+    scene = bpy.context.scene
+    scene.camera = next(o for o in scene.objects if o.type == "CAMERA")
+    scene.frame_set(frame)
+    scene.render.engine = "CYCLES"
+    scene.cycles.device = "CPU"
+    scene.cycles.samples = 16
+    scene.cycles.use_denoising = False  # Debian builds Blender without OpenImageDenoise
+    scene.render.resolution_x = int(camera_extras["width"])
+    scene.render.resolution_y = int(camera_extras["height"])
+    scene.render.resolution_percentage = max(1, int(round(100 * scale)))
+    scene.render.film_transparent = True
+    scene.render.image_settings.file_format = "PNG"
+    scene.render.image_settings.color_mode = "RGBA"
+    world = bpy.data.worlds.new("light") if scene.world is None else scene.world
+    scene.world = world
+    world.color = (0.6, 0.6, 0.6)
+    bpy.ops.object.light_add(type="SUN", rotation=(0.6, 0.2, 0.3))
+    scene.render.filepath = path
+    bpy.ops.render.render(write_still=True)
 
 
 def set_scene_rate(fps):
@@ -103,7 +131,8 @@ def main():
     result = {}
     if args.glb:
         clear_scene()
-        set_scene_rate(glb_frame_rate(args.glb))
+        extras, camera_extras = glb_extras(args.glb)
+        set_scene_rate(float(extras["frame_rate"]))
         bpy.ops.import_scene.gltf(filepath=args.glb)
         armature = next(o for o in bpy.context.scene.objects if o.type == "ARMATURE")
         result["glb_joints"] = joint_positions(armature, frames)
@@ -122,6 +151,8 @@ def main():
             obj.to_mesh_clear()
         cameras = [o for o in bpy.context.scene.objects if o.type == "CAMERA"]
         result["glb_cameras"] = len(cameras)
+        if args.render:
+            render(args.render, args.mesh_frame, camera_extras, args.render_scale)
     if args.bvh:
         clear_scene()
         patch_bvh_importer()

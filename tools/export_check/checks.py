@@ -88,6 +88,8 @@ def blender_import(
     mesh_frame: Optional[int] = None,
     first_frame: int = 0,
     bvh_up: str = "y",
+    render: Optional[Path] = None,
+    render_scale: float = 0.25,
     timeout: float = 600,
 ) -> Dict:
     """Import with Blender's own importers (defaults) and return what `blender_import.py` measured."""
@@ -103,6 +105,8 @@ def blender_import(
             cmd += ["--bvh", str(bvh)]
         if mesh_frame is not None:
             cmd += ["--mesh-frame", str(mesh_frame)]
+        if render is not None:
+            cmd += ["--render", str(Path(render).resolve()), "--render-scale", str(render_scale)]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp)
         if proc.returncode != 0 or not out.is_file():
             raise RuntimeError(f"blender failed ({proc.returncode}): {(proc.stdout + proc.stderr)[-3000:]}")
@@ -143,7 +147,11 @@ def threejs_silhouette(
     """(mask (height, width) bool, info): three.js renders the .glb at `time_s` through its camera."""
     inbox: Dict[str, str] = {}
     done = threading.Event()
-    routes = {"/model.glb": Path(glb).resolve(), "/three/": node_modules() / "three", "/render.html": HERE / "render.html"}
+    routes = {
+        "/model.glb": Path(glb).resolve(),
+        "/three/": node_modules() / "three",
+        "/render.html": HERE / "render.html",
+    }
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Handler, routes=routes, inbox=inbox, done=done))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
