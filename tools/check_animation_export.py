@@ -40,7 +40,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tools" / "export_check"))
-import checks  # noqa: E402
+import viewer_checks as checks  # noqa: E402
 
 from gtacli.export.bvh import read_bvh  # noqa: E402
 from gtacli.export.rig import SMPL_JOINT_NAMES  # noqa: E402

@@ -235,10 +235,29 @@ def _add_camera(gltf: Any, lib: Any, camera: VideoCamera, U: np.ndarray, motion:
         )
     )
     # glTF cameras look along their -z with +y up; the video camera looks along +z with -y up (OpenCV).
-    rotation = U @ np.diag([1.0, -1.0, -1.0])
+    rotation = U @ half_pixel_turn(camera.focal) @ np.diag([1.0, -1.0, -1.0])
     quat = matrix_to_quaternion(rotation)
     gltf.nodes.append(lib.Node(name="video_camera", camera=0, rotation=[float(v) for v in quat]))
     return len(gltf.nodes) - 1
+
+
+def half_pixel_turn(focal: float) -> np.ndarray:
+    """(3, 3) turn of the camera (OpenCV axes) that aims its axis half a pixel up and left.
+
+    The demo projects with pixel centres at integer coordinates and the principal point at (w/2, h/2) (OpenCV's
+    convention); a glTF camera's axis goes through the middle of the image, which in that convention is
+    (w/2 - 1/2, h/2 - 1/2). Turning the camera by about 0.5 / F radians makes every point land on the overlay's
+    pixel (to second order in the angle) instead of half a pixel up-left of it.
+    """
+    target = np.array([-0.5 / focal, -0.5 / focal, 1.0])
+    target /= np.linalg.norm(target)
+    axis = np.cross([0.0, 0.0, 1.0], target)
+    sin, cos = np.linalg.norm(axis), target[2]
+    if sin < 1e-15:
+        return np.eye(3)
+    k = axis / sin
+    skew = np.array([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]])
+    return np.eye(3) + sin * skew + (1.0 - cos) * skew @ skew
 
 
 def _add_animation(gltf: Any, lib: Any, blob: _Blob, motion: Motion, rig: Rig, U: np.ndarray, C: np.ndarray,
