@@ -9,7 +9,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import numpy as np
 
-from gtacli.errors import BadFileError, MissingFileError, PathLike
+from gtacli.errors import BadFileError, MissingFileError, PathLike, UsageError
 from gtacli.export.amass import write_amass_npz
 from gtacli.export.animation import DEFAULT_MIN_FRAMES, Motion, VideoCamera, build_motions
 from gtacli.export.bvh import write_bvh
@@ -52,7 +52,7 @@ def export_animation(
     `smpl` (the model's arrays) gives the mesh and the shape's skeleton; without it (`mesh=False` only) the
     skeleton comes from the results' 24 posed SMPL joints."""
     if options.up not in UP_AXES:
-        raise BadFileError(f"--up must be y or z, not {options.up!r}")
+        raise UsageError(f"--up must be y or z, not {options.up!r}")
     if options.mesh and smpl is None:
         raise ValueError("a mesh needs the SMPL model arrays")
     motions, camera, notes = build_motions(results, min_frames=options.min_frames, path=results_path)
