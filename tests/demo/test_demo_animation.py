@@ -196,3 +196,17 @@ def test_threejs_silhouette_matches_the_overlay(runs):
         assert info["meshes"] == 1 and info["cameras"] == 1
         union |= mask
     assert checks.iou(union, demo_mask) >= 0.95
+
+
+@pytest.mark.slow
+def test_blender_imports_an_up_z_bvh_with_forward_y_up_z(runs):
+    """README: a --up z BVH imports with axes Forward Y, Up Z, and then needs no turn at all."""
+    reason = checks.blender_missing()
+    if reason:
+        pytest.skip(reason)
+    data, summary = _saved(runs["z"])
+    U, _ = scene_frames("z")
+    ref = _reference(data, summary, 1, "keypoints3d_smpl24")
+    frames = [0, 8, FRAMES - 1]
+    got = checks.blender_import(bvh=runs["z"] / "animation" / "track_1.bvh", frames=frames, bvh_up="z")
+    assert np.abs(got["bvh_joints"] - np.array([ref[f] for f in frames]) @ U.T).max() < MM
