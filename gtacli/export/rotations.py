@@ -23,27 +23,30 @@ REST_FRAMES = {
 
 
 def matrix_to_quaternion(rot: np.ndarray) -> np.ndarray:
-    """(..., 3, 3) rotation matrices -> (..., 4) unit quaternions (x, y, z, w), w >= 0 (Shepperd's method)."""
+    """(..., 3, 3) rotation matrices -> (..., 4) unit quaternions (x, y, z, w), w >= 0 (Shepperd's method:
+    each matrix uses the largest of w, x, y, z to divide by, so no case loses precision)."""
     rot = np.asarray(rot, np.float64)
     m = rot.reshape(-1, 3, 3)
-    trace = np.trace(m, axis1=1, axis2=2)
-    candidates = np.stack([trace, m[:, 0, 0], m[:, 1, 1], m[:, 2, 2]], axis=1)
-    pick = np.argmax(candidates, axis=1)
-    q = np.empty((len(m), 4))
-    for i in range(len(m)):
-        r = m[i]
-        if pick[i] == 0:
-            s = 2.0 * np.sqrt(max(1.0 + trace[i], 0.0))
-            q[i] = [(r[2, 1] - r[1, 2]) / s, (r[0, 2] - r[2, 0]) / s, (r[1, 0] - r[0, 1]) / s, 0.25 * s]
-        elif pick[i] == 1:
-            s = 2.0 * np.sqrt(max(1.0 + r[0, 0] - r[1, 1] - r[2, 2], 0.0))
-            q[i] = [0.25 * s, (r[0, 1] + r[1, 0]) / s, (r[0, 2] + r[2, 0]) / s, (r[2, 1] - r[1, 2]) / s]
-        elif pick[i] == 2:
-            s = 2.0 * np.sqrt(max(1.0 + r[1, 1] - r[0, 0] - r[2, 2], 0.0))
-            q[i] = [(r[0, 1] + r[1, 0]) / s, 0.25 * s, (r[1, 2] + r[2, 1]) / s, (r[0, 2] - r[2, 0]) / s]
-        else:
-            s = 2.0 * np.sqrt(max(1.0 + r[2, 2] - r[0, 0] - r[1, 1], 0.0))
-            q[i] = [(r[0, 2] + r[2, 0]) / s, (r[1, 2] + r[2, 1]) / s, 0.25 * s, (r[1, 0] - r[0, 1]) / s]
+    r = {(i, j): m[:, i, j] for i in range(3) for j in range(3)}
+    trace = r[0, 0] + r[1, 1] + r[2, 2]
+    pick = np.argmax(np.stack([trace, r[0, 0], r[1, 1], r[2, 2]], axis=1), axis=1)
+    s = 2.0 * np.sqrt(np.maximum(np.stack([1.0 + trace, 1.0 + r[0, 0] - r[1, 1] - r[2, 2],
+                                           1.0 + r[1, 1] - r[0, 0] - r[2, 2], 1.0 + r[2, 2] - r[0, 0] - r[1, 1]],
+                                          axis=1), 1e-300))  # fmt: skip
+    candidates = np.stack(
+        [
+            np.stack([r[2, 1] - r[1, 2], r[0, 2] - r[2, 0], r[1, 0] - r[0, 1], 0.25 * s[:, 0] ** 2], 1)
+            / s[:, :1],
+            np.stack([0.25 * s[:, 1] ** 2, r[0, 1] + r[1, 0], r[0, 2] + r[2, 0], r[2, 1] - r[1, 2]], 1)
+            / s[:, 1:2],
+            np.stack([r[0, 1] + r[1, 0], 0.25 * s[:, 2] ** 2, r[1, 2] + r[2, 1], r[0, 2] - r[2, 0]], 1)
+            / s[:, 2:3],
+            np.stack([r[0, 2] + r[2, 0], r[1, 2] + r[2, 1], 0.25 * s[:, 3] ** 2, r[1, 0] - r[0, 1]], 1)
+            / s[:, 3:4],
+        ],
+        axis=1,
+    )
+    q = candidates[np.arange(len(m)), pick]
     q *= np.where(q[:, 3:4] < 0, -1.0, 1.0)
     q /= np.linalg.norm(q, axis=1, keepdims=True)
     return q.reshape(rot.shape[:-2] + (4,))
