@@ -1,6 +1,6 @@
 """BVH (plain text) of one track: the 24-joint SMPL hierarchy with that person's bone offsets, root position
 channels (metres) and rotation channels (degrees), `Frame Time` = 1 / fps. Also a small reader and its forward
-kinematics, which the tests and `tools/check_animation_export.py` use to check a file against the body model.
+kinematics, which the tests and `benchmarks/check_animation_export.py` use to check a file against the body model.
 
 Same frames as the glTF file (`gtacli.export.gltf`): offsets are SMPL's rest skeleton turned by C (upright in the
 scene), the root carries `U R_0 C^T` at `U (J_0 + t)`, the other joints `C R_k C^T`. The root rotates

@@ -7,7 +7,7 @@ own numbers: `keypoints3d_smpl24 + transl` and `vertices + transl` of the re-ren
 shape per person and constant boxes, so one camera and one shape per track are exactly the demo's).
 
 Viewer checks skip with the reason when node + gltf-validator, Blender or Chromium + three.js are missing
-(tools/export_check/viewer_checks.py says how to install them).
+(benchmarks/export_check/viewer_checks.py says how to install them).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from gtacli.export.rig import SMPL_JOINT_NAMES
 from gtacli.export.rotations import scene_frames
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tools" / "export_check"))
+sys.path.insert(0, str(REPO / "benchmarks" / "export_check"))
 import viewer_checks as checks  # noqa: E402
 
 WIDTH, HEIGHT, FPS, FRAMES = 640, 480, 12.0, 16

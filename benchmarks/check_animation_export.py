@@ -17,7 +17,7 @@ box file):
 The demo's `transl` uses each person's own focal length; the export has one camera for the video (focal F in
 results.json), so references are `... + transl * (1, 1, F / focal_length)` (docs: gtacli/export/animation.py).
 
-  python tools/check_animation_export.py --data-root DATA --checkpoint CKPT [--input VIDEO[:BOXES]]...
+  python benchmarks/check_animation_export.py --data-root DATA --checkpoint CKPT [--input VIDEO[:BOXES]]...
       [--work-dir DIR] [--output benchmarks/results/animation_export.json] [--picture docs/images/x.png]
 
 Without --data-root a tiny synthetic tree is built in the work folder (its checkpoint has random weights).
@@ -39,7 +39,7 @@ import cv2
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tools" / "export_check"))
+sys.path.insert(0, str(REPO / "benchmarks" / "export_check"))
 import viewer_checks as checks  # noqa: E402
 
 from gtacli.export.bvh import read_bvh  # noqa: E402
@@ -258,7 +258,7 @@ def main() -> None:
         print(f"checking {name} ...", file=sys.stderr)
         reports[name] = check_input(name, source, Path(boxes) if boxes else None, args, args.work_dir / name)
     result = {
-        "what": "external checks of gtacli demo --export-animation (tools/check_animation_export.py)",
+        "what": "external checks of gtacli demo --export-animation (benchmarks/check_animation_export.py)",
         "data_root": str(args.data_root),
         "synthetic_body_model": (Path(args.data_root) / "SYNTHETIC_DATA.json").is_file(),
         "load_average": os.getloadavg(),

@@ -1,8 +1,8 @@
 """The external programs people open animation files with, driven from Python: Khronos glTF-Validator (node),
 Blender (headless, its own glTF and BVH importers) and three.js in headless Chromium. Used by the tests under
-tests/export and by tools/check_animation_export.py; each `*_missing()` says why a check cannot run (or None).
+tests/export and by benchmarks/check_animation_export.py; each `*_missing()` says why a check cannot run (or None).
 
-Node packages come from tools/export_check/node_modules (`npm ci --prefix tools/export_check`) or the folder
+Node packages come from benchmarks/export_check/node_modules (`npm ci --prefix benchmarks/export_check`) or the folder
 named by $GTACLI_EXPORT_NODE_MODULES. Chromium runs headless without sandbox or GPU (WebGL on SwiftShader), with
 a fresh profile, and loads pages from a server on 127.0.0.1 only.
 """
@@ -49,7 +49,7 @@ def validator_missing() -> Optional[str]:
     if _program("node") is None:
         return "node is not installed (apt-get install nodejs npm)"
     if not (node_modules() / "gltf-validator").is_dir():
-        return f"gltf-validator is not installed in {node_modules()} (npm ci --prefix tools/export_check)"
+        return f"gltf-validator is not installed in {node_modules()} (npm ci --prefix benchmarks/export_check)"
     return None
 
 
@@ -63,7 +63,7 @@ def chromium_missing() -> Optional[str]:
     if _program("chromium", "chromium-browser", "google-chrome") is None:
         return "chromium is not installed (apt-get install chromium)"
     if not (node_modules() / "three").is_dir():
-        return f"three is not installed in {node_modules()} (npm ci --prefix tools/export_check)"
+        return f"three is not installed in {node_modules()} (npm ci --prefix benchmarks/export_check)"
     return None
 
 
