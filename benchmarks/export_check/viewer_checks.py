@@ -80,6 +80,20 @@ def validate_gltf(paths: Sequence[Path], timeout: float = 300) -> List[Dict]:
     return reports
 
 
+def blender_env() -> dict:
+    """The environment for Blender: a distribution's Blender runs on the system Python and takes its home from
+    the first `python3.X` on PATH, so a pyenv or virtual environment ahead on PATH (the test run's own) would
+    hand it another standard library without the system numpy its glTF importer needs. Keep those off PATH."""
+    keep = []
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        has_python = any(Path(folder).glob("python3*")) if folder and Path(folder).is_dir() else False
+        if not has_python or folder in ("/usr/bin", "/bin"):
+            keep.append(folder)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "PYTHONPATH", "VIRTUAL_ENV")}
+    env["PATH"] = os.pathsep.join(keep)
+    return env
+
+
 def blender_import(
     *,
     glb: Optional[Path] = None,
@@ -107,7 +121,7 @@ def blender_import(
             cmd += ["--mesh-frame", str(mesh_frame)]
         if render is not None:
             cmd += ["--render", str(Path(render).resolve()), "--render-scale", str(render_scale)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp, env=blender_env())
         if proc.returncode != 0 or not out.is_file():
             raise RuntimeError(f"blender failed ({proc.returncode}): {(proc.stdout + proc.stderr)[-3000:]}")
         result = json.loads(out.read_text())
