@@ -49,7 +49,9 @@ def validator_missing() -> Optional[str]:
     if _program("node") is None:
         return "node is not installed (apt-get install nodejs npm)"
     if not (node_modules() / "gltf-validator").is_dir():
-        return f"gltf-validator is not installed in {node_modules()} (npm ci --prefix benchmarks/export_check)"
+        return (
+            f"gltf-validator is not installed in {node_modules()} (npm ci --prefix benchmarks/export_check)"
+        )
     return None
 
 
@@ -121,7 +123,9 @@ def blender_import(
             cmd += ["--mesh-frame", str(mesh_frame)]
         if render is not None:
             cmd += ["--render", str(Path(render).resolve()), "--render-scale", str(render_scale)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp, env=blender_env())
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp, env=blender_env()
+        )
         if proc.returncode != 0 or not out.is_file():
             raise RuntimeError(f"blender failed ({proc.returncode}): {(proc.stdout + proc.stderr)[-3000:]}")
         result = json.loads(out.read_text())
