@@ -168,6 +168,11 @@ def settings_digest(config: DemoConfig) -> str:
             value = input_fingerprint(value) if value.is_file() else display_name(str(value.absolute()))
         elif isinstance(value, np.ndarray):
             value = value.tolist()
+        elif callable(value):  # a hook (the animation exporter): its name and the settings it closes over
+            cells = [repr(c.cell_contents) for c in getattr(value, "__closure__", None) or ()]
+            value = [getattr(value, "__qualname__", type(value).__name__)] + [
+                c for c in cells if " at 0x" not in c
+            ]
         settings[item.name] = value
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
 

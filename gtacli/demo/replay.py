@@ -32,8 +32,7 @@ class Replay:
                 path=self.path,
                 fix="pass the results.npz written by `gtacli demo`",
             )
-        # only what stands in for tracking and the network (not the joints or vertices): ~0.7 KB per entry
-        self.data = {k: np.asarray(data[k]) for k in needed + ("bbox_source",) if k in data}
+        self.data = {k: np.asarray(data[k]) for k in data}
         self.row_of: Dict[Tuple[int, int], int] = {
             (int(f), int(p)): i
             for i, (f, p) in enumerate(zip(self.data["frame_index"], self.data["person_id"]))

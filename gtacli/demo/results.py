@@ -6,7 +6,7 @@ import json
 import shutil
 import zipfile
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -47,6 +47,10 @@ RESULT_FIELDS: Dict[str, Tuple[str, str]] = {
         "(N,14,3) float32",
         "LSP-14 joints from the H36M regressor, metres, body-model frame",
     ),
+    "keypoints3d_smpl24": (
+        "(N,24,3) float32",
+        "SMPL's 24 skeleton joints, metres, body-model frame (what animation exports are checked against)",
+    ),
     "vertices": ("(N,6890,3) float32", "mesh vertices, body-model frame (only with --save-vertices)"),
     "frame_names": ("(F,) str", "frame names (image file names, or 000000.. for videos)"),
     "frame_size_hw": ("(F,2) int64", "height, width of each frame"),
@@ -59,13 +63,14 @@ RESULT_FIELDS: Dict[str, Tuple[str, str]] = {
 PERSON_KEYS = (
     "frame_index", "person_id", "smpl_pose", "global_orient", "body_pose", "betas", "pred_cam", "transl_crop",
     "transl", "focal_length", "bbox_xywh", "bbox_score", "bbox_source", "crop_center", "crop_size",
-    "keypoints2d_smpl49", "keypoints2d_j14", "keypoints3d_smpl49", "keypoints3d_j14",
+    "keypoints2d_smpl49", "keypoints2d_j14", "keypoints3d_smpl49", "keypoints3d_j14", "keypoints3d_smpl24",
 )  # fmt: skip
 FRAME_KEYS = ("frame_names", "frame_size_hw", "frame_has_person", "frames_without_person")
 ROW_SHAPES = {
     "smpl_pose": (72,), "global_orient": (3,), "body_pose": (23, 3), "betas": (10,), "pred_cam": (3,),
     "transl_crop": (3,), "transl": (3,), "bbox_xywh": (4,), "crop_center": (2,), "keypoints2d_smpl49": (49, 2),
-    "keypoints2d_j14": (14, 2), "keypoints3d_smpl49": (49, 3), "keypoints3d_j14": (14, 3), "vertices": (6890, 3),
+    "keypoints2d_j14": (14, 2), "keypoints3d_smpl49": (49, 3), "keypoints3d_j14": (14, 3),
+    "keypoints3d_smpl24": (24, 3), "vertices": (6890, 3),
     "frame_size_hw": (2,),
 }  # fmt: skip
 INT_KEYS = ("frame_index", "person_id", "frame_size_hw", "frames_without_person")
@@ -103,6 +108,7 @@ class DemoResults:
         self.without_person_names: List[str] = []
         self.track_entries: Dict[int, int] = {}
         self.source_entries: Dict[str, int] = {}
+        self.written: Optional[Path] = None
 
     def _append(self, key: str, values: Any) -> None:
         if key not in self.files:
@@ -141,7 +147,7 @@ class DemoResults:
             "bbox_score": [x.score for x in people], "bbox_source": sources,
             "crop_center": [x.center for x in people], "crop_size": [x.side for x in people],
             "keypoints2d_smpl49": body["kp2d_49"], "keypoints2d_j14": body["kp2d_14"],
-            "keypoints3d_smpl49": body["j49"], "keypoints3d_j14": body["j14"],
+            "keypoints3d_smpl49": body["j49"], "keypoints3d_j14": body["j14"], "keypoints3d_smpl24": body["j24"],
         }  # fmt: skip
         if self.save_vertices:
             values["vertices"] = body["vertices"]
@@ -168,6 +174,14 @@ class DemoResults:
             return (self.rows[key],), np.dtype(f"<U{self.text_width[key]}")
         return (self.rows[key],) + ROW_SHAPES.get(key, ()), _dtype(key)
 
+    def arrays(self, fps: float) -> Dict[str, np.ndarray]:
+        """Every field in memory, read back from the results.npz `write` made: for a consumer that needs the
+        whole video at once (the animation export). `fps` is the one written."""
+        if self.written is None:
+            raise RuntimeError("DemoResults.arrays reads the file that write() made; call write first")
+        with np.load(self.written) as data:  # our own file: plain arrays, no pickles
+            return {key: data[key] for key in data.files}
+
     def write(self, path: Path, fps: float) -> None:
         """results.npz, member by member from the spool files (then removed); atomic."""
         from gtacli.io.atomic import atomic_path
@@ -189,6 +203,7 @@ class DemoResults:
                 with archive.open("fps.npy", "w") as member:
                     np.lib.format.write_array(member, np.array(fps, np.float64))
         shutil.rmtree(self.spool_dir, ignore_errors=True)
+        self.written = Path(path)
 
     def _copy_spool(self, key: str, dtype: np.dtype, member: Any) -> None:
         spool = self.spool_dir / f"{key}.spool"
