@@ -98,7 +98,7 @@ def _chunk(rng, people, save_vertices):
     body = {
         "pose_aa": rng.normal(size=(n, 72)), "transl_crop": rng.normal(size=(n, 3)), "transl": rng.normal(size=(n, 3)),
         "focal": rng.uniform(100, 200, n), "kp2d_49": rng.normal(size=(n, 49, 2)), "kp2d_14": rng.normal(size=(n, 14, 2)),
-        "j49": rng.normal(size=(n, 49, 3)), "j14": rng.normal(size=(n, 14, 3)),
+        "j49": rng.normal(size=(n, 49, 3)), "j14": rng.normal(size=(n, 14, 3)), "j24": rng.normal(size=(n, 24, 3)),
     }  # fmt: skip
     if save_vertices:
         body["vertices"] = rng.normal(size=(n, 6890, 3))
@@ -147,6 +147,8 @@ def test_results_written_from_spool_files_are_a_plain_npz_with_every_row(tmp_pat
         np.testing.assert_array_equal(
             data["vertices"], np.concatenate(expected["vertices"]).astype(np.float32)
         )
+    arrays = results.arrays(25.0)  # read back for consumers that need the whole video (the animation export)
+    assert set(arrays) == set(data.files) and arrays["keypoints3d_smpl24"].shape == (5, 24, 3)
     assert results.frames_per_track() == {0: 3, 1: 2} and results.box_source_counts() == {
         "detected": 3,
         "interpolated": 2,
