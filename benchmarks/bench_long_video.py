@@ -3,7 +3,8 @@
 One command:  python benchmarks/bench_long_video.py [--frames 1200] [--short 40] [--modes render,no-render]
 
 Goal (issue 25): the peak resident memory of the 1,200-frame run at most 50 MB above the 40-frame run's, and its
-frames/s within 10 % of the 40-frame run's.
+frames/s within 10 % of the 40-frame run's (not slower than 0.9 x; the short run's figure includes its warm-up, so
+the long one may well be faster).
 
 The short video is the shared 1080p clip (../shared/assets/single_person_demo.mp4, 40 frames, 1080x1920, a real
 person); the long one plays those frames back and forth (0..39, 38..1, 0..39, ...) up to --frames, so the person
@@ -139,7 +140,7 @@ def main() -> int:
             "peak_rss_extra_mb": round(extra, 1),
             "rss_goal_met": extra <= 50.0,
             "fps_ratio_long_vs_short": round(ratio, 3),
-            "fps_goal_met": abs(ratio - 1.0) <= 0.10,
+            "fps_goal_met": ratio >= 0.90,  # not slower by more than 10 % (faster is no failure)
         }
     report = {
         "benchmark": "long_video",
@@ -153,7 +154,7 @@ def main() -> int:
         "load_average_before": load_before,
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "runs": runs,
-        "goals": "peak RSS long - short <= 50 MB; frames/s long within 10 % of short",
+        "goals": "peak RSS long - short <= 50 MB; frames/s long >= 0.9 x short",
         "results": verdicts,
         "measured_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
     }
