@@ -68,6 +68,14 @@ WorkersOpt = Annotated[Optional[int], typer.Option("--workers", min=0, help="Dat
 MaxStepsOpt = Annotated[
     Optional[int], typer.Option("--max-steps", min=1, help="Stop after N steps in total (saves latest.pth).")
 ]
+KeepLastOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--keep-last",
+        min=1,
+        help="Keep only the N newest epoch_<n>.pth checkpoints (each is about 310 MB); default: keep all.",
+    ),
+]
 SaveEveryOpt = Annotated[
     Optional[int],
     typer.Option(
@@ -99,6 +107,7 @@ class TrainArgs:
     workers: Optional[int]
     max_steps: Optional[int]
     save_every: Optional[int]
+    keep_last: Optional[int]
     json_mode: bool
     quiet: bool
     debug: bool
@@ -133,6 +142,7 @@ def finetune_command(
     workers: WorkersOpt = None,
     max_steps: MaxStepsOpt = None,
     save_every: SaveEveryOpt = None,
+    keep_last: KeepLastOpt = None,
     json_mode: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -191,6 +201,7 @@ def train_command(
     workers: WorkersOpt = None,
     max_steps: MaxStepsOpt = None,
     save_every: SaveEveryOpt = None,
+    keep_last: KeepLastOpt = None,
     json_mode: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -224,7 +235,7 @@ def _train(command: str, args: TrainArgs) -> int:
     from gtacli.train.distributed import local_rank, shutdown
     from gtacli.train.loop import run_training
     from gtacli.train.options import TrainOptions
-    from gtacli.train.recipe import apply_cli_overrides, get_recipe
+    from gtacli.train.recipe import cli_override_values, get_recipe
 
     rank = int(os.environ.get("RANK", "0"))
     # only rank 0 talks: other ranks stay quiet and print no result
@@ -236,8 +247,10 @@ def _train(command: str, args: TrainArgs) -> int:
         )
     if args.resume and args.overwrite:
         raise UsageError("--resume and --overwrite exclude each other", fix="pass one of them")
-    recipe = apply_cli_overrides(
-        get_recipe(args.recipe),
+    base = get_recipe(args.recipe)
+    # what the command line set (a resumed run applies only these to its saved recipe)
+    overrides = cli_override_values(
+        base,
         parse_key_values(args.settings),
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -245,6 +258,7 @@ def _train(command: str, args: TrainArgs) -> int:
         num_data=args.num_data,
         workers=args.workers,
     )
+    recipe = base.override(overrides) if overrides else base
     device = resolve_device(args.device, local_rank())
     work_dir = args.work_dir if args.work_dir is not None else Path("work_dirs") / recipe.name
     resume = (args.resume_path or work_dir) if args.resume else None
@@ -259,8 +273,11 @@ def _train(command: str, args: TrainArgs) -> int:
             seed=args.seed,
             resume=resume,
             overwrite=args.overwrite,
+            overrides=overrides,
             max_steps=args.max_steps,
             save_every=args.save_every,
+            keep_last=args.keep_last,
+            debug=args.debug,
             progress=update,
             log=out.info,
             warn=lambda m: out.once(m, m),
@@ -277,6 +294,13 @@ def _train(command: str, args: TrainArgs) -> int:
 
 
 def _print_summary(out: Output, s: dict) -> None:
+    if s.get("nothing_to_do"):
+        out.out.print(
+            f"nothing to do: the run in {s['work_dir']} has finished its {s['epochs_completed']} epochs "
+            f"(checkpoint {s['checkpoint']}); extend it with --resume --epochs N",
+            markup=False,
+        )
+        return
     rows = [
         ("recipe", s["recipe"]),
         ("work dir", s["work_dir"]),
