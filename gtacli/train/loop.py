@@ -165,7 +165,9 @@ class Trainer:
         else:
             saved_values = flatten(saved)
             changed = {
-                k: (saved_values.get(k), v) for k, v in self.opts.overrides.items() if saved_values.get(k) != v
+                k: (saved_values.get(k), v)
+                for k, v in self.opts.overrides.items()
+                if saved_values.get(k) != v
             }
         keep = {k: changed[k][1] for k in RESUME_MUTABLE if k in changed}
         ignored = sorted(k for k in changed if k not in RESUME_MUTABLE)

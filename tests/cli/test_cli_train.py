@@ -353,13 +353,26 @@ def test_resume_continues_the_saved_recipe_and_extends_only_when_asked(sample_tr
     assert "extending from 2 to 3 epochs" in result.output and "ignoring changed" not in result.output
     assert (work / "epoch_3.pth").is_file() and not (work / "epoch_4.pth").exists()
     saved = json.loads((work / "recipe.json").read_text())
-    assert saved["optim"]["epochs"] == 3 and saved["optim"]["batch_size"] == 1 and saved["eval_each_epoch"] is False
+    assert (
+        saved["optim"]["epochs"] == 3
+        and saved["optim"]["batch_size"] == 1
+        and saved["eval_each_epoch"] is False
+    )
 
 
 def test_keep_last_removes_older_epoch_checkpoints(sample_tree, tmp_path):
     work = tmp_path / "run"
     result = _finetune(
-        sample_tree, work, "--num-data", "1", "--epochs", "3", "--keep-last", "2", "--set", "eval_each_epoch=false"
+        sample_tree,
+        work,
+        "--num-data",
+        "1",
+        "--epochs",
+        "3",
+        "--keep-last",
+        "2",
+        "--set",
+        "eval_each_epoch=false",
     )
     assert sorted(p.name for p in work.glob("*.pth")) == ["epoch_2.pth", "epoch_3.pth", "latest.pth"]
     assert torch.load(work / "latest.pth", weights_only=False, map_location="cpu")["meta"]["epoch"] == 3
@@ -378,6 +391,14 @@ def test_the_start_prints_only_what_differs_from_the_recipe(sample_tree, tmp_pat
 
 def test_a_typo_in_set_suggests_the_field(sample_tree, tmp_path):
     result, errors = _invoke(
-        ["finetune", "--data-root", str(sample_tree), "--work-dir", str(tmp_path / "r"), "--set", "optim.lrr=1e-4"]
+        [
+            "finetune",
+            "--data-root",
+            str(sample_tree),
+            "--work-dir",
+            str(tmp_path / "r"),
+            "--set",
+            "optim.lrr=1e-4",
+        ]
     )
     assert result.exit_code == 2 and "did you mean optim.lr" in errors[0], result.output
