@@ -378,3 +378,20 @@ def _si(value: float, digits: Optional[int] = None) -> str:
 
 def _ignore_progress(done: int, total: Optional[int] = None, description: Optional[str] = None) -> None:
     """The progress callback under --quiet."""
+
+
+def resolve_file_option(
+    path: Optional[Path], data_root: Path, out: Output, *, option: str, what: str, fix: Optional[str] = None
+) -> Optional[Path]:
+    """`option PATH` as the user meant it: from the current folder, else under the data root (said on stderr);
+    a MissingFileError naming the absolute path and the places tried otherwise (gtacli.io.user_paths)."""
+    if path is None:
+        return None
+    from gtacli.io.user_paths import resolve_user_file
+
+    if fix is None:
+        fix = (
+            f"check the path; `gtacli fetch spin_official` puts the public SPIN checkpoint at "
+            f"{Path(data_root) / 'pretrained_models' / 'spin_official.pth'}"
+        )
+    return resolve_user_file(path, data_root, option=option, what=what, fix=fix, note=out.info)

@@ -17,6 +17,7 @@ from gtacli.cli.common import (
     Output,
     ProgressBar,
     QuietOpt,
+    resolve_file_option,
 )
 
 FFMPEG_LOG_QUIET = "-8"  # libavutil's AV_LOG_QUIET
@@ -163,6 +164,7 @@ def demo_command(
         from gtacli.errors import UsageError
 
         raise UsageError(f"--detector {detector!r} is unknown", fix=f"use one of: {', '.join(DETECTORS)}")
+    checkpoint = resolve_file_option(checkpoint, data_root, out, option="--checkpoint", what="checkpoint")
     detector_asset = load_manifest().get("detector")  # `gtacli fetch detector`: destination and pinned hash
     config = DemoConfig(
         input=input,

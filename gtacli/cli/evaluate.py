@@ -16,6 +16,7 @@ from gtacli.cli.common import (
     Output,
     ProgressBar,
     QuietOpt,
+    resolve_file_option,
 )
 
 SYNTHETIC_NOTE = (
@@ -117,6 +118,7 @@ def eval_command(
     from gtacli.layout import DataLayout
 
     out = Output(json_mode=json_mode, quiet=quiet, debug=debug)
+    checkpoint = resolve_file_option(checkpoint, data_root, out, option="--checkpoint", what="checkpoint")
     config = EvalConfig(
         dataset=dataset,
         checkpoint=checkpoint,

@@ -16,6 +16,7 @@ from gtacli.cli.common import (
     Output,
     ProgressBar,
     QuietOpt,
+    resolve_file_option,
 )
 
 DEFAULT_BATCH_SIZE = 32
@@ -109,7 +110,7 @@ def fit_command(
 
     Examples:
 
-      gtacli fit --dataset lsp
+      gtacli fit --dataset lsp --output runs/fits/lsp_fits.npy
 
       gtacli fit --dataset coco --init data/pretrained_models/spin_official.pth --device cuda --batch-size 256
 
@@ -129,9 +130,12 @@ def fit_command(
         raise UsageError(
             "--openpose needs --images DIR and --output DIR", fix="e.g. --images photos --output photos/fits"
         )
+    init_checkpoint = resolve_file_option(
+        _init_checkpoint(init, checkpoint), data_root, out, option="--init", what="checkpoint"
+    )
     options = FitOptions(
         method=method,
-        init_checkpoint=_init_checkpoint(init, checkpoint),
+        init_checkpoint=init_checkpoint,
         batch_size=batch_size,
         iterations=iterations,
         device=resolve_device(device),
@@ -166,14 +170,22 @@ def fit_command(
     def human() -> None:
         p = report.payload
         out.out.print(
-            f"{p['method']}: fitted {p['fitted']} of {p['samples']} in {p['seconds']:.1f} s on {p['device']}; "
-            f"accepted {p['accepted']} ({p['acceptance']} < {p['valid_threshold']:g})",
+            f"{p['method']}: fitted {p['fitted']} of {p['samples']} in {p['seconds']:.1f} s on {p['device']}",
             markup=False,
         )
         if p["fitted"]:
+            # two different numbers: the acceptance measure (what the threshold applies to) and the total
+            # objective the fitter minimised (all terms and priors); named so that nobody compares them
+            criterion = p.get("mean_fit_criterion")
             out.out.print(
-                f"mean final loss {p['mean_final_loss']:.4g}; mean reprojection error {p['mean_reprojection_px']:.2f} px "
-                f"(224 crop); rows with |beta| > 3: {p['betas_zeroed']}",
+                f"accepted {p['accepted']}: acceptance measure ({p['acceptance']}) < {p['valid_threshold']:g}"
+                + (f", mean {criterion:.4g}" if criterion is not None else ""),
+                markup=False,
+            )
+            out.out.print(
+                f"mean total objective {p['mean_final_loss']:.4g} (every loss term and prior; not the acceptance "
+                f"measure); mean reprojection error {p['mean_reprojection_px']:.2f} px (224 crop); rows with "
+                f"|beta| > 3: {p['betas_zeroed']}",
                 markup=False,
             )
         out.out.print(

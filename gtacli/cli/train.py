@@ -19,6 +19,7 @@ from gtacli.cli.common import (
     ProgressBar,
     QuietOpt,
     parse_key_values,
+    resolve_file_option,
 )
 
 RecipeOpt = Annotated[str, typer.Option("--recipe", help="Recipe name: gta-spin-ft or spin.")]
@@ -247,6 +248,14 @@ def _train(command: str, args: TrainArgs) -> int:
         )
     if args.resume and args.overwrite:
         raise UsageError("--resume and --overwrite exclude each other", fix="pass one of them")
+    init = args.init
+    if init is not None and init not in ("none", "imagenet", "spin_official", ""):
+        fix = "run `gtacli fetch spin_official` or pass --init PATH"
+        init = str(
+            resolve_file_option(
+                Path(init), args.data_root, out, option="--init", what="--init weights", fix=fix
+            )
+        )
     base = get_recipe(args.recipe)
     # what the command line set (a resumed run applies only these to its saved recipe)
     overrides = cli_override_values(
@@ -269,7 +278,7 @@ def _train(command: str, args: TrainArgs) -> int:
             data_root=Path(args.data_root),
             work_dir=work_dir,
             device=device,
-            init=args.init,
+            init=init,
             seed=args.seed,
             resume=resume,
             overwrite=args.overwrite,

@@ -15,6 +15,7 @@ fitted; every output is written atomically, after all fitting succeeded.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -246,6 +247,39 @@ def annotation_path(layout: DataLayout, dataset: str) -> Path:
     return layout.preprocessed / f"{dataset}.npz"  # a user's own dataset (mmhuman3d #106)
 
 
+def dataset_names(layout: DataLayout) -> Dict[str, str]:
+    """{name or file stem a user may type: the --dataset name to use} for the annotations the tree has."""
+    names: Dict[str, str] = {}
+    for name in list(TRAIN_DATASETS) + list(TEST_DATASETS):
+        path = layout.annotation(name)
+        if path.is_file():
+            names[name] = name
+            names[path.stem] = name
+    if layout.preprocessed.is_dir():
+        for path in sorted(layout.preprocessed.glob("*.npz")):
+            names.setdefault(path.stem, names.get(path.stem, path.stem))
+    return names
+
+
+def unknown_dataset_error(layout: DataLayout, dataset: str) -> UsageError:
+    """--dataset NAME that is neither a known dataset nor a file of the tree: the names it has, the closest."""
+    names = dataset_names(layout)
+    query = dataset.lower().removesuffix(".npz")
+    close = [names[n] for n in difflib.get_close_matches(query, list(names), n=3, cutoff=0.6)]
+    close += [names[n] for n in names if query and query in n.lower()]
+    suggestion = list(dict.fromkeys(close))[:1]
+    have = sorted(set(names.values()))
+    fix = f"did you mean --dataset {suggestion[0]}? " if suggestion else ""
+    fix += (
+        f"this tree has: {', '.join(have)}"
+        if have
+        else "this tree has no annotations; see gtacli check-layout"
+    )
+    return UsageError(
+        f"--dataset {dataset}: no such dataset (no {layout.preprocessed / (dataset + '.npz')})", fix=fix
+    )
+
+
 def fits_output_path(layout: DataLayout, dataset: str, output: Optional[Path], limit: Optional[int]) -> Path:
     """static_fits/NAME_fits.npy, or NAME_fits.limitN.npy with --limit (a partial file never replaces the full one)."""
     if output is not None:
@@ -284,6 +318,8 @@ def fit_annotation(
     """Fit SMPL to an annotation's 2D keypoints and write the static fits file + its report."""
     started = time.perf_counter()
     annotation = annotation_path(layout, dataset)
+    if not annotation.is_file() and dataset not in TRAIN_DATASETS and dataset not in TEST_DATASETS:
+        raise unknown_dataset_error(layout, dataset)
     if not annotation.is_file():
         raise MissingFileError(
             f"annotation for '{dataset}' not found",
