@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from gtacli.data.human_data import HumanData, cache_file_name
-from gtacli.errors import BadFileError, GtacliError, PathLike, UsageError
+from gtacli.errors import BadFileError, PathLike, UsageError
 from gtacli.io.safe import load_checkpoint, load_npy, load_npz, load_pickle
 
 MANIFEST_PATH = Path(__file__).with_name("manifest.json")
@@ -94,7 +94,7 @@ class Manifest:
         except KeyError:
             close = difflib.get_close_matches(name, self.names, n=3)
             hint = f"did you mean {', '.join(close)}? " if close else ""
-            raise GtacliError(
+            raise UsageError(  # a mistyped name is a usage error (exit 2), as an unknown group is
                 f"unknown asset name '{name}'",
                 fix=f"{hint}list the names with `gtacli fetch --all --dry-run`",
             ) from None
