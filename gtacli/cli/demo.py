@@ -123,6 +123,13 @@ def demo_command(
     max_frames: Annotated[
         Optional[int], typer.Option("--max-frames", help="Only the first N frames (results.json says so).")
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="With --from-results: draw the results even over an input whose frame count or frame size differs from the run that wrote them.",
+        ),
+    ] = False,
     json_mode: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -190,6 +197,7 @@ def demo_command(
         save_frames=save_frames,
         from_results=from_results,
         max_missed_s=max_missed,
+        force=force,
     )
     keep_freed_memory()  # the renderer's per-frame buffers are reused instead of faulted in afresh
     with ProgressBar(out, "demo", rate_unit="frames", transient=False) as progress:

@@ -46,6 +46,7 @@ class DemoConfig:
     save_frames: bool = False
     from_results: Optional[Path] = None  # re-render / export saved results without the network
     max_missed_s: float = 1.0  # a track survives this long without a detection
+    force: bool = False  # draw --from-results over an input of another frame count or size
 
 
 @dataclass

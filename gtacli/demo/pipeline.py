@@ -55,7 +55,7 @@ from gtacli.demo.output import (
     check_output_dir,
     display_name,
 )
-from gtacli.demo.replay import Replay
+from gtacli.demo.replay import Replay, check_results_match_input
 from gtacli.demo.results import RESULT_FIELDS, DemoResults
 from gtacli.demo.smooth import PersonSmoother
 from gtacli.demo.track import TrackConfig, TrackedBox, given_boxes, track_sequence
@@ -88,6 +88,16 @@ def run_demo(
     inp = open_input(config, notes)
     timer.add("video_io", t)
     replay = Replay(config.from_results) if config.from_results is not None else None
+    if replay is not None:
+        note = check_results_match_input(
+            replay.path,
+            replay.data,
+            inp.frames_to_do,
+            video.first_frame_size_hw(inp.source),
+            force=config.force,
+        )
+        if note:
+            notes.append(note)
     t = timer.start()
     engine = Engine(config, notes, need_network=replay is None)  # loads checkpoint + SMPL before any output
     timer.add("setup", t)
