@@ -136,12 +136,7 @@ def demo_command(
 ) -> int:
     """Estimate SMPL bodies in images or videos and write overlays plus per-frame results.
 
-    Writes into --output: overlays/<frame>.png (images, folders) or overlay.mp4 (videos, same frame count and fps
-    as the input), results.npz (per person and frame: track id, box with its score and source, SMPL axis-angle
-    pose, betas, camera, translation in the original camera, 2D/3D joints in smpl_49 and J14, frames without a
-    person) and results.json (summary, tracks, detector, timings, conventions), plus .gtacli-demo.json listing
-    the files written. Nothing is written unless the run completes; an existing --output is replaced only when
-    it holds nothing but a previous demo output.
+    Writes into --output: overlays/<frame>.png (images, folders) or overlay.mp4 (videos, same frame count and fps as the input), results.npz (per person and frame: track id, box with its score and source, SMPL axis-angle pose, betas, camera, translation in the original camera, 2D/3D joints in smpl_49 and J14, frames without a person) and results.json (summary, tracks, detector, timings, conventions), plus .gtacli-demo.json listing the files written. Nothing is written unless the run completes; an existing --output is replaced only when it holds nothing but a previous demo output.
 
     Examples:
 

@@ -94,24 +94,17 @@ def eval_command(
 ) -> int:
     """Evaluate a checkpoint: MPJPE / PA-MPJPE (and PVE on 3DPW) in mm, per sequence and overall.
 
-        3DPW follows mmhuman3d exactly (gendered SMPL ground truth, J_regressor_h36m, 14 LSP joints, pelvis =
-    H36M joint 0) with crops identical to OpenCV 4.x, so a released checkpoint gives the published numbers
-    (83.20 / 51.98 for resnet50_spin_gta_ft-2538df81_20220708.pth). The network runs in channels-last
-    memory on CPU and CUDA with BatchNorm folded into the convolutions: the same metrics as the plain NCHW
-    float32 network within 0.001 mm, faster; the output names the layout. On CUDA, TF32 is off unless
-    --tf32. CPU threads: --threads, else $GTACLI_THREADS, else one per core. Reads
-    <data-root>/preprocessed_datasets/pw3d_test.npz (h36m: h36m_valid_protocol2.npz, mpi_inf_3dhp:
-    mpi_inf_3dhp_test.npz) and the images under <data-root>/datasets/<dataset>/.
+    3DPW follows mmhuman3d exactly (gendered SMPL ground truth, J_regressor_h36m, 14 LSP joints, pelvis = H36M joint 0) with crops identical to OpenCV 4.x, so a released checkpoint gives the published numbers (83.20 / 51.98 for resnet50_spin_gta_ft-2538df81_20220708.pth). The network runs in channels-last memory on CPU and CUDA with BatchNorm folded into the convolutions: the same metrics as the plain NCHW float32 network within 0.001 mm, faster; the output names the layout. On CUDA, TF32 is off unless --tf32. CPU threads: --threads, else $GTACLI_THREADS, else one per core. Reads <data-root>/preprocessed_datasets/pw3d_test.npz (h36m: h36m_valid_protocol2.npz, mpi_inf_3dhp: mpi_inf_3dhp_test.npz) and the images under <data-root>/datasets/<dataset>/.
 
     Examples:
 
           gtacli eval --checkpoint data/models/resnet50_spin_gta_ft-2538df81_20220708.pth
 
-          gtacli eval --dataset pw3d --checkpoint run/latest.pth --limit 500 --json
+          gtacli eval --dataset pw3d --checkpoint runs/gta_ft/latest.pth --limit 500 --json
 
           GTACLI_THREADS=8 gtacli eval --checkpoint model.pth --device cpu
 
-          gtacli eval --dataset h36m --checkpoint model.pth --batch-size 64 --workers 8 --device cuda --amp
+          gtacli eval --checkpoint model.pth --batch-size 64 --workers 8 --device cuda --amp
     """
     from gtacli.device import configure_threads, resolve_device
     from gtacli.evaluate.runner import EvalConfig, check_config, run_evaluation

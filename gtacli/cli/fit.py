@@ -89,30 +89,17 @@ def fit_command(
 ) -> int:
     """Fit SMPL to 2D keypoints: static fits for an annotation, or meshes for your own photos.
 
-    --dataset NAME: crops each sample's keypoints to its 224x224 box crop, fits,
-    and writes static_fits/NAME_fits.npy (N rows of pose72 + betas10, float64,
-    the file training reads) and NAME_fits.report.json (per sample: final loss,
-    reprojection error in px, accepted or not and why). With --limit and no
-    --output the file is NAME_fits.limitN.npy.
+    --dataset NAME: crops each sample's keypoints to its 224x224 box crop, fits, and writes static_fits/NAME_fits.npy (N rows of pose72 + betas10, float64, the file training reads) and NAME_fits.report.json (per sample: final loss, reprojection error in px, accepted or not and why). With --limit and no --output the file is NAME_fits.limitN.npy.
 
-    --openpose DIR_OR_FILE --images DIR --output DIR: fits every person of
-    OpenPose JSON files (BODY_25 or COCO-18; photo = same name without
-    OpenPose's _keypoints suffix) in SPIN's crop from its keypoints; writes
-    fits.npz, report.json and an overlay NAME_fit.jpg per photo.
+    --openpose DIR_OR_FILE --images DIR --output DIR: fits every person of OpenPose JSON files (BODY_25 or COCO-18; photo = same name without OpenPose's _keypoints suffix) in SPIN's crop from its keypoints; writes fits.npz, report.json and an overlay NAME_fit.jpg per photo.
 
-    Methods: gtacli (default; SPIN's objective in one stage from the best
-    facing direction), spin (SPIN's SMPLify: torso camera stage, then the body,
-    100 + 100 steps, accepted below 100 px^2 of SPIN's fitting loss), mmhuman3d
-    (its registrant: 50 + 50 steps, accepted below 10). --init mean starts from
-    smpl_mean_params.npz; --init PATH from a network's predictions on the crops.
-    Samples that cannot be fitted (NaN keypoints, none confident, fewer than 4
-    torso joints, missing images) are listed once per problem and skipped.
+    Methods: gtacli (default; SPIN's objective in one stage from the best facing direction), spin (SPIN's SMPLify: torso camera stage, then the body, 100 + 100 steps, accepted below 100 px^2 of SPIN's fitting loss), mmhuman3d (its registrant: 50 + 50 steps, accepted below 10). --init mean starts from smpl_mean_params.npz; --init PATH from a network's predictions on the crops. Samples that cannot be fitted (NaN keypoints, none confident, fewer than 4 torso joints, missing images) are listed once per problem and skipped.
 
     Examples:
 
       gtacli fit --dataset lsp --output runs/fits/lsp_fits.npy
 
-      gtacli fit --dataset coco --init data/pretrained_models/spin_official.pth --device cuda --batch-size 256
+      gtacli fit --dataset coco --init data/pretrained_models/spin_official.pth --device cuda --output runs/fits/coco_fits.npy
 
       gtacli fit --dataset mpii --limit 64 --method spin --json
 

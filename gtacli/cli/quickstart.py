@@ -55,16 +55,13 @@ def quickstart_command(
 ) -> int:
     """Run the whole pipeline offline on a generated synthetic data tree, then print a summary.
 
-    Steps: build the `sample-data` tree (if missing) -> `check-layout --for all` -> `finetune` for a few dozen steps
-    from the tree's spin_official.pth -> `eval --dataset pw3d` of the new checkpoint -> `demo` on one image.
-    Each step is the real command run as a child process; its messages go to DIR/logs/STEP.log, the resolved
-    recipe to DIR/run/recipe.json. Takes a few minutes on 2 CPU cores; needs no downloads and no GPU.
+    Steps: build the `sample-data` tree (if missing) -> `check-layout --for all` -> `finetune` for a few dozen steps from the tree's spin_official.pth -> `eval --dataset pw3d` of the new checkpoint -> `demo` on one image. Each step is the real command run as a child process; its messages go to DIR/logs/STEP.log, the resolved recipe to DIR/run/recipe.json. Takes a few minutes on 2 CPU cores; needs no downloads and no GPU.
 
     Examples:
 
       gtacli quickstart                       # writes under ./runs/quickstart
 
-      gtacli quickstart --dir /tmp/qs --size tiny --steps 10 --json
+      gtacli quickstart --dir runs/qs_tiny --size tiny --steps 10 --json
     """
     out = Output(json_mode=json_mode, quiet=quiet, debug=debug)
     if size not in ("tiny", "small"):

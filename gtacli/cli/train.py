@@ -150,13 +150,9 @@ def finetune_command(
 ) -> int:
     """Fine-tune the estimator with the GTA-Human SPIN recipe as mmhuman3d's code ran it (3DPW 83.20 / 51.98).
 
-    Recipe gta-spin-ft: 7 datasets (GTA 50 %), 100,000 draws per epoch, 10 epochs, batch 32 per process,
-    two Adams at a constant 3e-5, no gradient clipping, static fits. The resolved recipe is printed and saved
-    as recipe.json in the run directory; checkpoints epoch_<n>.pth and latest.pth are written every epoch.
-    One process uses CUDA when present; several GPUs or nodes run under torchrun (DDP, env://).
+    Recipe gta-spin-ft: 7 datasets (GTA 50 %), 100,000 draws per epoch, 10 epochs, batch 32 per process, two Adams at a constant 3e-5, no gradient clipping, static fits. The start prints the fields that differ from the recipe (--debug: all of it); the full recipe is saved as recipe.json in the run directory; checkpoints epoch_<n>.pth and latest.pth are written every epoch. One process uses CUDA when present; several GPUs or nodes run under torchrun (DDP, env://).
 
-    SIGINT/SIGTERM (Ctrl-C, a cluster's preemption) finish the current step, save a resumable latest.pth and
-    exit with 130/143; `--resume` then continues exactly where the run stopped.
+    SIGINT/SIGTERM (Ctrl-C, a cluster's preemption) finish the current step, save a resumable latest.pth and exit with 130/143; `--resume` then continues exactly where the run stopped.
 
     Examples:
 
@@ -164,7 +160,7 @@ def finetune_command(
 
       gtacli finetune --work-dir runs/gta_ft --resume
 
-      gtacli finetune --work-dir runs/gta_ft_b --resume runs/gta_ft/epoch_3.pth
+      gtacli finetune --work-dir runs/gta_ft_b --resume runs/gta_ft/latest.pth
 
       gtacli finetune --set optim.grad_clip=true --set losses.openpose_confidence=zero --epochs 2
 
@@ -209,12 +205,9 @@ def train_command(
 ) -> int:
     """Train with the SPIN recipe: SMPLify in the loop, fits updated, synchronised across ranks and saved.
 
-    Recipe spin (mmhuman3d configs/spin/resnet50_spin_pw3d.py): 6 datasets, batch 8 per process, lr 3e-5
-    divided by 10 after epoch 3, 10 epochs; fits are saved with every checkpoint (fits/<ds>_fits.npy).
+    Recipe spin (mmhuman3d configs/spin/resnet50_spin_pw3d.py): 6 datasets, batch 8 per process, lr 3e-5 divided by 10 after epoch 3, 10 epochs; fits are saved with every checkpoint (fits/<ds>_fits.npy).
 
-    --init imagenet (the default) reads torchvision's ImageNet ResNet-50 weights (ResNet50_Weights.IMAGENET1K_V1)
-    from <data-root>/pretrained_models/resnet50-0676ba61.pth (`gtacli fetch resnet50_imagenet`); training
-    itself downloads nothing.
+    --init imagenet (the default) reads torchvision's ImageNet ResNet-50 weights (ResNet50_Weights.IMAGENET1K_V1) from <data-root>/pretrained_models/resnet50-0676ba61.pth (`gtacli fetch resnet50_imagenet`); training itself downloads nothing.
 
     Examples:
 
@@ -222,7 +215,7 @@ def train_command(
 
       gtacli train --work-dir runs/spin --resume
 
-      gtacli train --init runs/spin/epoch_3.pth --work-dir runs/spin_b --epochs 5 --set registration.method=spin
+      gtacli train --init data/pretrained_models/spin_official.pth --work-dir runs/spin_b --set registration.method=spin
 
       torchrun --nproc_per_node 4 -m gtacli train --work-dir runs/spin_4gpu
     """
