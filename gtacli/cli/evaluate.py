@@ -174,8 +174,8 @@ def _print_human(out: Output, doc: Dict[str, Any]) -> None:
         ),
         (
             "time",
-            f"{doc['seconds']:.1f} s ({doc['frames_per_second']:.1f} frames/s on {doc['device']}, "
-            f"{doc['threads']} threads, {doc['workers']} workers)",
+            f"{doc['seconds']:.1f} s in all, loading included: {doc['frames_per_second']:.1f} frames/s on "
+            f"{doc['device']} ({doc['threads']} threads, {doc['workers']} workers)",
         ),
     ]
     width = max(len(label) for label, _ in lines) + 2
