@@ -110,11 +110,11 @@ def _user_files(work: Path, root: Path) -> None:
     writer.release()
     shutil.copyfile(root / "pretrained_models" / "spin_official.pth", work / "model.pth")
     # OpenPose --write_json output for a few photos: BODY_25 keypoints are the first 25 smpl_49 slots
-    data = np.load(root / "preprocessed_datasets" / "spin_lsp_train.npz", allow_pickle=True)
+    data = np.load(root / "preprocessed_datasets" / "spin_coco_2014_train.npz", allow_pickle=True)
     (work / "photos" / "keypoints").mkdir(parents=True)
     for image_path, keypoints in zip(data["image_path"][:2], data["keypoints2d"][:2]):
         name = Path(str(image_path)).stem
-        shutil.copyfile(root / "datasets" / "lsp" / str(image_path), work / "photos" / f"{name}.jpg")
+        shutil.copyfile(root / "datasets" / "coco" / str(image_path), work / "photos" / f"{name}.jpg")
         people = [{"pose_keypoints_2d": keypoints[:25].astype(float).ravel().tolist()}]
         (work / "photos" / "keypoints" / f"{name}_keypoints.json").write_text(json.dumps({"people": people}))
 
