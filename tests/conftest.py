@@ -12,8 +12,12 @@ SHARED_ASSETS = Path(os.environ.get("GTACLI_SHARED_ASSETS", REPO.parent / "share
 MISSING_ASSETS_REASON = "real test assets not found"
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
-    """One closing line when tests skipped for want of ../shared/assets: how many, and why (`-q` hides reasons)."""
+def pytest_unconfigure(config) -> None:
+    """One closing line, after the counts, when tests skipped for want of ../shared/assets: how many, and why
+    (`-q` shows no reasons)."""
+    terminalreporter = config.pluginmanager.get_plugin("terminalreporter")
+    if terminalreporter is None:
+        return
     skipped = terminalreporter.stats.get("skipped", [])
     count = sum(1 for report in skipped if MISSING_ASSETS_REASON in str(getattr(report, "longrepr", "")))
     if count:

@@ -19,6 +19,7 @@ def test_a_run_without_the_shared_assets_says_why_tests_skipped(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-2000:]
     lines = [line for line in proc.stdout.splitlines() if "skipped: real test assets not found" in line]
+    assert proc.stdout.strip().splitlines()[-1] == lines[0]  # the last line of the run
     assert lines == [
         f"1 test(s) skipped: real test assets not found at {tmp_path / 'absent'} (real public files; set "
         "GTACLI_SHARED_ASSETS to a folder holding them to run these)"
