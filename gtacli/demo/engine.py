@@ -17,7 +17,7 @@ from gtacli.body.camera import (
     crop_square,
     crop_to_image_intrinsics,
     full_image_translation,
-    project_pinhole,
+    project_points,
     to_common_camera,
 )
 from gtacli.body.conventions import H36M_TO_J14
@@ -119,8 +119,8 @@ class Engine:
             "verts_cam": verts + transl_crop[:, None],
             "j49": j49,
             "j14": j14,
-            "kp2d_49": project_pinhole(j49 + transl_crop[:, None], K_img),
-            "kp2d_14": project_pinhole(j14 + transl_crop[:, None], K_img),
+            "kp2d_49": project_points(j49, transl_crop, K=K_img),
+            "kp2d_14": project_points(j14, transl_crop, K=K_img),
             "transl_crop": transl_crop,
             "transl": transl,
             "focal": focal,

@@ -22,7 +22,6 @@ import numpy as np
 import torch
 
 from gtacli.render.raster import Region, face_normals, is_closed, rasterize_region, take_columns
-from gtacli.render.raster import project as _project_t
 
 DEFAULT_COLOR_BGR = (200, 170, 130)  # light blue-grey, visible on most images
 DEFAULT_ALPHA = 0.85
@@ -55,11 +54,6 @@ def _tensor(x, device: torch.device, dtype=torch.float64) -> torch.Tensor:
     if isinstance(x, torch.Tensor):
         return x.detach().to(device=device, dtype=dtype)
     return torch.as_tensor(np.asarray(x), dtype=dtype, device=device)
-
-
-def project(vertices: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """Camera-frame points (V, 3) -> pixel coordinates (V, 2) with intrinsics K."""
-    return _project_t(_tensor(vertices, torch.device("cpu")), _tensor(K, torch.device("cpu"))).numpy()
 
 
 @contextmanager

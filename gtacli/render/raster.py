@@ -28,19 +28,13 @@ from typing import Optional, Tuple
 
 import torch
 
+from gtacli.body.camera import project_points
+
 NEAR_Z_M = 1e-3  # triangles with a vertex closer than this (or behind the camera) are not drawn
 # covered (triangle, pixel) pairs per batch: bounds memory for meshes near the camera
 MAX_FRAGMENTS = 4_000_000
 # a pixel centre this close outside an edge still counts as covered (shared edges leave no gap)
 EDGE_EPS = 1e-9
-
-
-def project(v: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
-    """Camera-frame points (V, 3) -> pixel coordinates (V, 2)."""
-    z = v[:, 2]
-    u = K[0, 0] * v[:, 0] / z + K[0, 1] * v[:, 1] / z + K[0, 2]
-    w = K[1, 1] * v[:, 1] / z + K[1, 2]
-    return torch.stack([u, w], dim=1)
 
 
 @dataclass
@@ -116,7 +110,7 @@ def rasterize_region(
     H, W = size
     if len(faces) == 0 or H == 0 or W == 0:
         return None
-    uv = project(verts, K)
+    uv = project_points(verts, K=K)
     corner = faces.t().reshape(-1)  # corner 0 of every face, then corner 1, then corner 2
     tu, tv, tz = (c.index_select(0, corner).reshape(3, -1) for c in (uv[:, 0], uv[:, 1], verts[:, 2]))
     ok = (tz > NEAR_Z_M).all(0) & torch.isfinite(tu).all(0) & torch.isfinite(tv).all(0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from gtacli.body.camera import project_points
 from gtacli.render import overlay as R
 from gtacli.render import raster
 
@@ -205,7 +206,7 @@ def test_scanline_coverage_equals_the_per_pixel_rule(grid, device):
     for trial in range(6):
         verts, faces = soup(rng, 40, 30, grid)
         if grid:  # snapping after the depth scaling keeps the projections on the grid
-            verts = unproject(np.round(R.project(verts, K) * grid) / grid, 1.0) * verts[:, 2:3]
+            verts = unproject(np.round(project_points(verts, K=K) * grid) / grid, 1.0) * verts[:, 2:3]
         r = R.rasterize(verts, faces, K, (90, 110), device=device)
         mask, depth, near = brute_force(verts, faces, K, (90, 110))
         np.testing.assert_array_equal(r.mask, mask, err_msg=f"trial {trial}")
@@ -255,7 +256,7 @@ def test_span_ends_are_settled_from_wrong_estimates(monkeypatch):
     exactness is forced to work here: every estimate is pushed up to 3 columns off, the coverage must not move."""
     rng = np.random.default_rng(5)
     verts, faces = soup(rng, 40, 30, grid=2)
-    verts = unproject(np.round(R.project(verts, K) * 2) / 2, 1.0) * verts[:, 2:3]
+    verts = unproject(np.round(project_points(verts, K=K) * 2) / 2, 1.0) * verts[:, 2:3]
     exact = R.rasterize(verts, faces, K, (90, 110))
     estimate = raster._estimate
     generator = raster.torch.Generator().manual_seed(0)
