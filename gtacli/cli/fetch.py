@@ -259,10 +259,6 @@ def _print_smpl(out: Output, payload: Dict[str, Any]) -> None:
 
 
 def _size(n: Optional[int]) -> str:
-    if n is None:
-        return ""
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)
+    from gtacli.io.sizes import format_bytes
+
+    return "" if n is None else format_bytes(n)

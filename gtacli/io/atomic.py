@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 from gtacli.errors import GtacliError, PathLike
+from gtacli.io.sizes import format_bytes
 
 
 def temp_path_for(final: PathLike) -> Path:
@@ -89,15 +90,15 @@ def disk_full_error(final: Path, tmp: Path, expected_bytes: Optional[int] = None
         return None
     if free >= max(DISK_FULL_FREE_BYTES, expected_bytes or 0):
         return None
-    need = f"~{_mb(expected_bytes)} MB" if expected_bytes else f"more than {_mb(written)} MB"
+    need = (
+        f"~{format_bytes(expected_bytes, 'MB')}"
+        if expected_bytes
+        else f"more than {format_bytes(written, 'MB')}"
+    )
     return GtacliError(
-        f"no space left on device: {final}, needs {need} ({_mb(free)} MB free)",
+        f"no space left on device: {final}, needs {need} ({format_bytes(free, 'MB')} free)",
         fix="free disk space or write elsewhere, then run again",
     )
-
-
-def _mb(n: Optional[int]) -> str:
-    return f"{(n or 0) / 1e6:.1f}"
 
 
 def atomic_write_bytes(final: PathLike, data: bytes) -> Path:
