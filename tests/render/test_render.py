@@ -270,3 +270,17 @@ def test_span_ends_are_settled_from_wrong_estimates(monkeypatch):
     monkeypatch.undo()
     np.testing.assert_array_equal(moved.mask, exact.mask)
     np.testing.assert_array_equal(moved.face, exact.face)
+
+
+def test_vertex_normals_match_the_sample_meshs_former_numpy_copy():
+    """The synthetic mesh builder had its own numpy vertex normals; the renderer's (torch) ones replace them.
+    torch's float64 square root is not always correctly rounded, so the two agree to one unit in the last place."""
+    rng = np.random.default_rng(0)
+    verts = rng.normal(size=(3000, 3))
+    faces = rng.integers(0, 3000, (6000, 3))
+    fn = np.cross(verts[faces[:, 1]] - verts[faces[:, 0]], verts[faces[:, 2]] - verts[faces[:, 0]])
+    vn = np.zeros_like(verts)
+    for k in range(3):
+        np.add.at(vn, faces[:, k], fn)
+    old = vn / np.maximum(np.linalg.norm(vn, axis=1, keepdims=True), 1e-12)
+    np.testing.assert_allclose(R.vertex_normals(verts, faces), old, rtol=0, atol=4e-16)
