@@ -25,7 +25,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -34,6 +34,7 @@ from gtacli.assets.manifest import Asset
 from gtacli.errors import DownloadError, UsageError
 from gtacli.io.hashing import MultiHasher
 from gtacli.io.sizes import format_bytes
+from gtacli.progress import ProgressFn
 
 # Tunables; environment overrides (read when a FetchOptions is made) let slow links and tests change them.
 DEFAULT_RETRIES = 5  # attempts per URL ($GTACLI_FETCH_RETRIES)
@@ -50,18 +51,44 @@ _MD5_ETAG = re.compile(r'^"?([0-9a-fA-F]{32})"?$')
 
 
 class Progress:
-    """Progress sink; the CLI passes a rich-backed one. Methods are called from worker threads."""
+    """A download run's progress, fed from worker threads: the bytes of every file added up and reported through
+    the one progress callback (`update(done, total, "<file> (<its size so far>)")`, e.g. the CLI's `ProgressBar`);
+    retry and wait notes go to `message`. Both default to nothing."""
 
-    def start(self, name: str, total: Optional[int], completed: int = 0) -> None: ...
+    def __init__(
+        self,
+        update: Optional[ProgressFn] = None,
+        message: Optional[Callable[[str], None]] = None,
+        total: Optional[int] = None,
+    ):
+        self._update = update
+        self._message = message
+        self._total = total
+        self._lock = threading.Lock()
+        self._done: Dict[str, int] = {}
 
-    def advance(self, name: str, nbytes: int) -> None: ...
+    def _show(self, name: str) -> None:
+        if self._update is not None:
+            done = sum(self._done.values())
+            self._update(done, self._total, f"{name} ({format_bytes(done, 'MB')})")
 
-    def reset(self, name: str, total: Optional[int], completed: int = 0) -> None:
-        self.start(name, total, completed)
+    def start(self, name: str, total: Optional[int], completed: int = 0) -> None:
+        with self._lock:
+            self._done[name] = completed
+            self._show(name)
+
+    reset = start  # a resumed or restarted transfer: what the file holds now
+
+    def advance(self, name: str, nbytes: int) -> None:
+        with self._lock:
+            self._done[name] = self._done.get(name, 0) + nbytes
+            self._show(name)
 
     def finish(self, name: str) -> None: ...
 
-    def message(self, text: str) -> None: ...
+    def message(self, text: str) -> None:
+        if self._message is not None:
+            self._message(text)
 
 
 def env_number(name: str, default: float, *, integer: bool = False, minimum: float = 0.0) -> Any:

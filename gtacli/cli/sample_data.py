@@ -60,7 +60,7 @@ def sample_data_command(
             size=size,
             seed=seed,
             force=force,
-            progress=lambda what, done, total: update(done, total, what),
+            progress=update,
         )
     seconds = time.perf_counter() - started
     out.warn(SYNTHETIC_WARNING)  # after the build, so that a failure prints only its one-line error

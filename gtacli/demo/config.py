@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Dict, Optional
 
 import numpy as np
 
@@ -91,6 +91,3 @@ class Input:
     decode_error: Optional[int] = (
         None  # set when decoding stopped early: the frame count the container promised
     )
-
-
-ProgressFn = Callable[..., None]

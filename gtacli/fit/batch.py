@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -20,6 +20,7 @@ from gtacli.body.rotations import axis_angle_from_rotmat, rot6d_to_rotmat
 from gtacli.fit.camera_init import initial_translation
 from gtacli.fit.config import RegistrationConfig
 from gtacli.fit.losses import fit_criterion, keypoint_weights
+from gtacli.progress import ProgressFn
 
 MIN_TORSO_JOINTS = 4  # hips and shoulders: what places and orients the body (SPIN's camera stage)
 
@@ -137,7 +138,7 @@ def fit_dataset(
     *,
     skip: Optional[Sequence[Optional[str]]] = None,
     batch_size: int = 32,
-    progress: Optional[Callable[..., None]] = None,
+    progress: Optional[ProgressFn] = None,
 ) -> DatasetFit:
     """Fit every fittable sample. kp2d (N, 49, 3) crop pixels + conf; init_pose (N, 72); init_betas (N, 10);
     init_cam (N, 3) weak-perspective. `skip[i]` (a reason) leaves row i unfitted. `progress(done, total,

@@ -30,7 +30,7 @@ import json
 import pickle
 import shutil
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import cv2
 import numpy as np
@@ -45,6 +45,7 @@ from gtacli.io.atomic import atomic_path, atomic_write_bytes, atomic_write_json,
 from gtacli.layout import TEST_DATASETS, TRAIN_DATASETS, DataLayout
 from gtacli.model.checkpoint import save_checkpoint
 from gtacli.model.estimator import build_estimator, load_mean_params
+from gtacli.progress import ProgressFn
 from gtacli.sample import annotations
 from gtacli.sample.datasets import PW3D_GENDERS, SPECS, TRAIN_ORDER, frames_per_sequence, sample_count
 from gtacli.sample.poses import mean_params, pose_mixture
@@ -82,8 +83,6 @@ BN_CALIBRATION_BATCH = 8
 
 JOURNAL_NAME = ".sample-data-journal"  # relative paths claimed by a build in progress, one per line
 
-Progress = Callable[[str, int, int], None]  # (what, done, total)
-
 
 def build_sample_tree(
     root: PathLike,
@@ -91,7 +90,7 @@ def build_sample_tree(
     seed: int = 0,
     *,
     force: bool = False,
-    progress: Optional[Progress] = None,
+    progress: Optional[ProgressFn] = None,
 ) -> Path:
     """Write the synthetic tree under `root` (the data root) and return its path.
 
@@ -234,7 +233,7 @@ def _clear_caches_of_annotations(layout: DataLayout) -> None:
 
 class _Builder:
     def __init__(
-        self, layout: DataLayout, size: str, seed: int, progress: Optional[Progress], owned: List[str]
+        self, layout: DataLayout, size: str, seed: int, progress: Optional[ProgressFn], owned: List[str]
     ):
         self.layout = layout
         self.owned = set(owned)
@@ -256,7 +255,7 @@ class _Builder:
     def step(self, what: str, units: int = 1) -> None:
         self.done += units
         if self.progress is not None:
-            self.progress(what, self.done, self.total)
+            self.progress(self.done, self.total, what)
 
     def claim(self, path: Path) -> Path:
         """Check, before writing, that `path` may be written: it stays inside the data root (no symlink out)
