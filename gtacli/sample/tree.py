@@ -26,7 +26,6 @@ write goes through a symlink that leaves the data root (`datasets -> /`).
 
 from __future__ import annotations
 
-import json
 import pickle
 import shutil
 from pathlib import Path
@@ -41,7 +40,13 @@ from gtacli.body.smpl import BodyModel, GenderedBodyModel
 from gtacli.data.crop import bbox_to_center_scale, crop, normalize
 from gtacli.data.human_data import HumanData, write_human_data
 from gtacli.errors import BadFileError, GtacliError, PathLike, UnsafeFileError, UsageError
-from gtacli.io.atomic import atomic_path, atomic_write_bytes, atomic_write_json, ensure_writable_dir
+from gtacli.io.atomic import (
+    atomic_path,
+    atomic_write_bytes,
+    atomic_write_json,
+    ensure_writable_dir,
+    read_record,
+)
 from gtacli.layout import TEST_DATASETS, TRAIN_DATASETS, DataLayout
 from gtacli.model.checkpoint import save_checkpoint
 from gtacli.model.estimator import build_estimator, load_mean_params
@@ -113,11 +118,8 @@ def build_sample_tree(
 
 
 def read_marker(layout: DataLayout) -> Dict[str, Any]:
-    """The marker of a synthetic tree ({} when absent or unreadable)."""
-    try:
-        return json.loads(layout.synthetic_marker.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+    """The marker of a synthetic tree, its record of what it holds ({} when absent or unreadable)."""
+    return read_record(layout.synthetic_marker)
 
 
 def tree_stats(layout: DataLayout) -> Dict[str, int]:
