@@ -457,7 +457,7 @@ def run_evaluation(
     device = config.device
     checkpoint = Path(config.checkpoint)
     configure_threads(config.threads)
-    # the hashes (≈0.3 s for a 100 MB checkpoint) are computed in a thread while the run goes on
+    # the hashes (a checkpoint is large) are computed in a thread while the run goes on
     hashing = ThreadPoolExecutor(max_workers=1)
     hashes = {p: hashing.submit(sha256_file, p) for p in (ann_path, checkpoint)}
     hashing.shutdown(wait=False)

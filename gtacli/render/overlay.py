@@ -60,7 +60,7 @@ def _tensor(x, device: torch.device, dtype=torch.float64) -> torch.Tensor:
 def _device_threads(device: torch.device) -> Iterator[None]:
     """On the CPU, rasterise with one torch thread: the work is memory-bound element-wise passes over ~10^5
     values, where a thread pool adds only its start-up cost, and where other processes share the cores waiting
-    OpenMP threads made a frame 10-40x slower (measured: 0.11 s of CPU with one thread, 0.6-2.2 s with two)."""
+    OpenMP threads made a frame many times slower."""
     if device.type != "cpu" or torch.get_num_threads() == 1:
         yield
         return

@@ -9,8 +9,8 @@ Instead of testing every pixel of every triangle's bounding box, each (triangle,
 span [left, right]: for one edge and one row the weight is a monotone function of x even after float rounding
 (each rounded operation is monotone), so the pixels passing that edge form a half-line whose end is estimated by
 a division and then settled by evaluating the weight itself on both sides of it. The span is therefore exactly
-the set of pixels the per-pixel test accepts, at a fraction of the cost (about 2.3x fewer pixels visited on a
-body-sized mesh, no per-pixel edge test, no per-pixel barycentric weights until the winners are known).
+the set of pixels the per-pixel test accepts, at a fraction of the cost (far fewer pixels visited than the
+bounding boxes hold, no per-pixel edge test, no per-pixel barycentric weights until the winners are known).
 
 Depth: 1/z is affine in screen space, so each triangle carries a plane `1/z = P x + Q y + R`; the nearest
 surface (largest 1/z) wins each pixel via a scatter-max, ties going to the lower face index. Barycentric weights
@@ -89,7 +89,7 @@ class Region:
 
 def take_columns(table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """table (k, n) -> table[:, idx] (k, N), one contiguous 1-D gather per row (torch's column gathers of a
-    (k, n) table ran 3-6x slower on the CPU)."""
+    (k, n) table ran several times slower on the CPU)."""
     out = torch.empty((table.shape[0], len(idx)), dtype=table.dtype, device=table.device)
     for r in range(table.shape[0]):
         torch.index_select(table[r], 0, idx, out=out[r])
