@@ -67,3 +67,12 @@ def test_numpy_and_torch_give_the_same_numbers():
     b = project_points(torch.as_tensor(pts), torch.as_tensor(t), 5000.0, center=[[112.0, 100.0]] * 4)
     assert isinstance(a, np.ndarray) and isinstance(b, torch.Tensor)
     assert np.array_equal(a, b.numpy())
+
+
+def test_train_losses_camera_translation_is_body_cameras():
+    # train/losses.py had its own copy of cam_to_translation: the shared one gives the same bits
+    from gtacli.body.camera import cam_to_translation
+
+    cam = torch.tensor([[0.9, 0.1, -0.2], [1.3, -0.05, 0.3], [1e-6, 0.0, 0.0]])
+    old = torch.stack([cam[:, 1], cam[:, 2], 2.0 * 5000.0 / (224 * cam[:, 0] + 1e-9)], dim=-1)
+    assert torch.equal(cam_to_translation(cam, 5000.0, 224), old)
