@@ -9,6 +9,7 @@ import typer
 
 from gtacli.cli.common import Annotated, DataRootOpt, DebugOpt, JsonOpt, Output, ProgressBar, QuietOpt
 from gtacli.errors import UsageError
+from gtacli.io.sizes import format_bytes as _size  # (a small module: the command's start-up stays light)
 
 
 def fetch_command(
@@ -221,9 +222,3 @@ def _print_smpl(out: Output, payload: Dict[str, Any]) -> None:
         out.out.print(f"SMPL {gender}: {dest} (from {info['sources'][gender]})", markup=False)
     for gender in info.get("present", []):
         out.out.print(f"SMPL {gender}: already present", markup=False)
-
-
-def _size(n: Optional[int]) -> str:
-    from gtacli.io.sizes import format_bytes
-
-    return "" if n is None else format_bytes(n)

@@ -42,3 +42,7 @@ def test_large_and_negative():
     assert format_bytes(5 * 2**40) == "5.0 TiB"
     assert format_bytes(2**50) == "1024.0 TiB"
     assert format_bytes(-2048) == "-2.0 KiB"
+
+
+def test_unknown_size_is_empty():
+    assert format_bytes(None) == "" and format_bytes(None, "MB") == ""
