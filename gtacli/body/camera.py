@@ -50,7 +50,9 @@ def project_points(
     """
     p = points if transl is None else points + transl[..., None, :]
     if K is not None:
-        focal = K[..., [0, 1], [0, 1]]
+        # views and one stack: no index tensor copied to the device (the renderer calls this per frame on CUDA)
+        stack = torch.stack if isinstance(K, torch.Tensor) else np.stack
+        focal = stack((K[..., 0, 0], K[..., 1, 1]), -1)
         center = K[..., :2, 2]
         if K.ndim == 3:
             focal = focal[:, None, :]
