@@ -101,14 +101,22 @@ def _perspective(
     return persp / persp.sum(1, keepdim=True)
 
 
-def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Area-weighted vertex normals (V, 3) (the mesh's own winding decides their side)."""
+def vertex_normals(
+    vertices: np.ndarray, faces: np.ndarray, *, untouched: Optional[Sequence[float]] = None
+) -> np.ndarray:
+    """Area-weighted vertex normals (V, 3) (the mesh's own winding decides their side). A vertex no face touches
+    gets (0, 0, 0), or `untouched` when given (a file format that wants unit normals: the glTF export)."""
     cpu = torch.device("cpu")
-    return _vertex_normals_t(_tensor(vertices, cpu), _tensor(faces, cpu, torch.int64)).numpy()
+    return _vertex_normals_t(
+        _tensor(vertices, cpu), _tensor(faces, cpu, torch.int64), untouched=untouched
+    ).numpy()
 
 
 def _vertex_normals_t(
-    v: torch.Tensor, f: torch.Tensor, normals: Optional[torch.Tensor] = None
+    v: torch.Tensor,
+    f: torch.Tensor,
+    normals: Optional[torch.Tensor] = None,
+    untouched: Optional[Sequence[float]] = None,
 ) -> torch.Tensor:
     """(V, 3) unit vertex normals: the sum of the adjacent faces' area-weighted normals (`normals`: the faces'
     (3, F) `face_normals`, when already computed)."""
@@ -116,7 +124,11 @@ def _vertex_normals_t(
     vn = torch.zeros_like(v)
     for k in range(3):
         vn.index_add_(0, f[:, k], fn)
-    return vn / torch.clamp(torch.linalg.norm(vn, dim=1, keepdim=True), min=1e-12)
+    length = torch.linalg.norm(vn, dim=1, keepdim=True)
+    unit = vn / torch.clamp(length, min=1e-12)
+    if untouched is None:
+        return unit
+    return torch.where(length > 1e-12, unit, torch.as_tensor(untouched, dtype=v.dtype, device=v.device))
 
 
 def _merge_meshes(vertices: MeshInput, faces) -> Tuple[np.ndarray, np.ndarray, np.ndarray, bool]:

@@ -284,3 +284,13 @@ def test_vertex_normals_match_the_sample_meshs_former_numpy_copy():
         np.add.at(vn, faces[:, k], fn)
     old = vn / np.maximum(np.linalg.norm(vn, axis=1, keepdims=True), 1e-12)
     np.testing.assert_allclose(R.vertex_normals(verts, faces), old, rtol=0, atol=4e-16)
+    # the glTF export's former copy: unit (0, 1, 0) where no face touches the vertex
+    verts = np.concatenate([verts, [[5.0, 5.0, 5.0]]])
+    vn = np.concatenate([vn, np.zeros((1, 3))])
+    length = np.linalg.norm(vn, axis=1, keepdims=True)
+    old = np.where(length > 1e-12, vn / np.maximum(length, 1e-12), np.array([0.0, 1.0, 0.0]))
+    new = R.vertex_normals(verts, faces, untouched=(0.0, 1.0, 0.0))
+    np.testing.assert_allclose(new, old, rtol=0, atol=4e-16)
+    assert np.array_equal(new[-1], [0.0, 1.0, 0.0]) and np.array_equal(
+        R.vertex_normals(verts, faces)[-1], [0, 0, 0]
+    )
