@@ -5,7 +5,7 @@ detection, tracking and the network (`gtacli demo --from-results`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -14,7 +14,7 @@ from gtacli.body.rotations import axis_angle_to_matrix
 from gtacli.demo.config import Person
 from gtacli.demo.engine import person_from_box
 from gtacli.demo.track import TrackedBox
-from gtacli.errors import BadFileError, UsageError
+from gtacli.errors import BadFileError
 from gtacli.io.safe import load_npz
 
 
@@ -62,40 +62,3 @@ class Replay:
             "betas": self.data["betas"][rows].astype(np.float64).reshape(-1, 10),
             "cam": self.data["pred_cam"][rows].astype(np.float64).reshape(-1, 3),
         }
-
-
-def check_results_match_input(
-    results_path: Path,
-    saved: Mapping[str, np.ndarray],
-    frames: Optional[int],
-    size_hw: Optional[Tuple[int, int]],
-    *,
-    force: bool = False,
-) -> Optional[str]:
-    """Saved results belong to the input they are drawn over: the same frame count and frame size.
-
-    `saved` is the results.npz (its `frame_names` and `frame_size_hw`), `frames` the frames this run will
-    process (after --max-frames) and `size_hw` the input's (height, width). A mismatch is a UsageError naming
-    both, unless `force`; then the mismatch comes back as a note for the user. Results written before these
-    fields existed are not checked. Every `--from-results` path (the demo, animation export) calls this.
-    """
-    problems = []
-    if "frame_names" in saved and frames is not None and len(saved["frame_names"]) != frames:
-        problems.append(f"{len(saved['frame_names'])} frames, the input has {frames}")
-    sizes = np.asarray(saved.get("frame_size_hw", np.zeros((0, 2))))
-    if size_hw is not None and len(sizes):
-        saved_hw = (int(sizes[0][0]), int(sizes[0][1]))
-        if saved_hw != tuple(size_hw):
-            problems.append(
-                f"frames of {saved_hw[1]}x{saved_hw[0]} px, the input's are {size_hw[1]}x{size_hw[0]}"
-            )
-    if not problems:
-        return None
-    message = f"the results are for another input ({'; '.join(problems)})"
-    if force:
-        return f"--force: drawing {results_path} although {message}"
-    raise UsageError(
-        message,
-        path=results_path,
-        fix="pass the input the results were computed on (same --max-frames), or --force to draw them anyway",
-    )

@@ -238,7 +238,7 @@ class VideoSink:
     """Writes BGR frames to an mp4 (fourcc `VIDEO_FOURCC`) at a fixed fps; the size is taken from the first frame.
 
     With `background=True` the encoding runs in a thread (OpenCV releases the GIL while it encodes), so a
-    1080p frame's ~13 ms of encoding overlaps the next frames' work; at most `QUEUE_FRAMES` frames wait (~6 MB
+    frame's encoding overlaps the next frames' work; at most `QUEUE_FRAMES` frames wait (~6 MB
     each at 1080p). The video is opened (and a failure to open it reported) in the caller's thread; an error
     while encoding is raised by every later `write` and by `close`. Frames handed to `write` must not be
     modified afterwards."""
@@ -355,23 +355,3 @@ def probe_video(path: Path) -> Tuple[int, float, Tuple[int, int]]:
         count += 1
     cap.release()
     return count, fps, size
-
-
-def first_frame_size_hw(source: FrameSource) -> Optional[Tuple[int, int]]:
-    """(height, width) of the source's first frame without decoding the rest (None when it cannot be read)."""
-    import cv2
-
-    if source.is_video:
-        cap = capture(source.path)
-        try:
-            if not cap.isOpened():
-                return None
-            height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-            width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
-        finally:
-            cap.release()
-        return (height, width) if height > 0 and width > 0 else None
-    if not source.image_paths:
-        return None
-    image = cv2.imread(str(source.image_paths[0]), cv2.IMREAD_UNCHANGED)
-    return None if image is None else (int(image.shape[0]), int(image.shape[1]))

@@ -119,7 +119,7 @@ def test_demo_refuses_results_of_another_input(sample_tree, tmp_path):
     results = str(tmp_path / "single" / "results.npz")
     result = RUNNER.invoke(app, [*base, str(other), "--from-results", results, "-o", str(tmp_path / "o2")])
     [line] = _errors(result.output)
-    assert result.exit_code == 2 and "another input" in line and "--force" in line
+    assert result.exit_code == 1 and "another input" in line and "--force" in line
     assert not (tmp_path / "o2").exists()
     result = RUNNER.invoke(app, [*base, str(first), "--from-results", results, "-o", str(tmp_path / "o3")])
     assert result.exit_code == 0, result.output  # the same input replays
