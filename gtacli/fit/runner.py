@@ -75,7 +75,10 @@ class FitOptions:
                 f"--method {self.method!r} is not a fitting method",
                 fix=f"use one of {', '.join(FIT_METHODS)}",
             )
-        config = RegistrationConfig(method=self.method)
+        # a start from the mean parameters says nothing about the facing direction: search it for every
+        # sample; a checkpoint's prediction keeps its own unless it swaps the torso's sides (fit/camera_init.py)
+        facing = "always" if self.init_checkpoint is None else "auto"
+        config = RegistrationConfig(method=self.method, facing_search=facing)
         if self.iterations is not None:
             name = {"mmhuman3d": "num_iters", "spin": "spin_num_iters", "gtacli": "one_stage_iters"}[
                 self.method

@@ -5,8 +5,10 @@ little once the initial translation is the least-squares solution on the keypoin
 what both trainers compute for a fit anyway), and fixing the translation during the body stage costs
 accuracy: a torso that is a few centimetres off in depth must then be absorbed by bending the limbs. So:
 
-* start: the facing direction (0/90/180/270° about the vertical) that explains the keypoints best, with
-  its least-squares translation (`gtacli.fit.camera_init.best_facing`);
+* start: the given orientation with its least-squares translation; where the start carries no facing
+  information (`facing_search="always"`, the mean parameters) or its left/right torso joints contradict the
+  keypoints, the turn (0/90/180/270° about the vertical and the optical axis) that explains the keypoints
+  best without swapping the torso's sides (`gtacli.fit.camera_init.best_facing` has the rule);
 * objective: SPIN's `body_fitting_loss` (GMoF σ = 100 on pixel residuals weighted by confidence², GMM,
   angle and shape priors; `gtacli.fit.smplify_spin`), so fits are judged by SPIN's fitting loss;
 * one Adam stage on global orient + body pose + betas + translation together (depth as a log-scale of the
@@ -48,7 +50,7 @@ class GtacliSMPLify(SpinSMPLify):
         """Same inputs and outputs as `SpinSMPLify.fit` (`torso_from_openpose` has no stage to act on here)."""
         c = self.config
         kp2d, global_orient, body_pose, betas, transl = self.start(init_pose, init_betas, init_transl, kp2d)
-        global_orient, transl = best_facing(self, global_orient, body_pose, betas, transl, kp2d)
+        global_orient, transl, _ = best_facing(self, global_orient, body_pose, betas, transl, kp2d)
         # depth as a log-scale of the start: one Adam step moves it by a fraction of the distance, not by a
         # fixed number of metres (~45 m away a plain 0.04 m step is too small to matter)
         shift, depth0 = transl[:, :2].clone(), transl[:, 2:].clone()
