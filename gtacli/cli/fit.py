@@ -99,13 +99,17 @@ def fit_command(
     OpenPose's _keypoints suffix) in SPIN's crop from its keypoints; writes
     fits.npz, report.json and an overlay NAME_fit.jpg per photo.
 
-    Methods: gtacli (default; SPIN's objective in one stage from the best
-    facing direction), spin (SPIN's SMPLify: torso camera stage, then the body,
+    Methods: gtacli (default; SPIN's objective in one stage; the facing
+    direction is searched for mean starts and for starts whose torso has left
+    and right swapped, never for a lower loss alone), spin (SPIN's SMPLify: torso camera stage, then the body,
     100 + 100 steps, accepted below 100 px^2 of SPIN's fitting loss), mmhuman3d
     (its registrant: 50 + 50 steps, accepted below 10). --init mean starts from
     smpl_mean_params.npz; --init PATH from a network's predictions on the crops.
-    Samples that cannot be fitted (NaN keypoints, none confident, fewer than 4
-    torso joints, missing images) are listed once per problem and skipped.
+    Every sample with a usable keypoint is fitted; NaN keypoints are ignored
+    and samples with fewer than 4 confident torso joints are fitted and
+    flagged (report: notes, row = fit or start). Samples with no usable
+    keypoint (or a missing image for --init PATH) are skipped; each kind is
+    listed once with its count and first sample.
 
     Examples:
 

@@ -36,7 +36,9 @@ from gtacli.fit.batch import (
     DatasetFit,
     Problem,
     fit_dataset,
+    group_notes,
     group_problems,
+    keypoint_notes,
     mean_init,
     screen_keypoints,
 )
@@ -185,7 +187,13 @@ def _run_fits(layout, options, kp_crop, init, skip, progress) -> Tuple[DatasetFi
     return result, body_model, config
 
 
-def _sample_records(result: DatasetFit, extra: Optional[List[Dict[str, Any]]] = None) -> List[Dict[str, Any]]:
+def _sample_records(
+    result: DatasetFit,
+    extra: Optional[List[Dict[str, Any]]] = None,
+    notes: Optional[List[List[str]]] = None,
+) -> List[Dict[str, Any]]:
+    """One record per row of the fits file: `row` says whether it holds a fit or the start it was given."""
+
     def num(x: float) -> Optional[float]:
         return round(float(x), 4) if np.isfinite(x) else None
 
@@ -193,6 +201,8 @@ def _sample_records(result: DatasetFit, extra: Optional[List[Dict[str, Any]]] = 
     for i in range(len(result.reasons)):
         record = {
             "index": i,
+            "row": "fit" if result.fitted[i] else "start (not fitted)",
+            "notes": list(notes[i]) if notes is not None and result.fitted[i] else [],
             "fitted": bool(result.fitted[i]),
             "accepted": bool(result.accepted[i]),
             "status": result.reasons[i],
@@ -238,7 +248,7 @@ def _summary(
 def _nothing_to_fit(problems: List[Problem], path: Path) -> GtacliError:
     reasons = "; ".join(p.line() for p in problems) or "no samples"
     return BadFileError(
-        f"nothing to fit: {reasons}", path=path, fix="give keypoints with confident torso joints"
+        f"nothing to fit: {reasons}", path=path, fix="give finite keypoints with confidence > 0"
     )
 
 
@@ -327,9 +337,11 @@ def fit_annotation(
     problems = group_problems(skip)
     if all(s is not None for s in skip):
         raise _nothing_to_fit(problems, annotation)
+    notes = keypoint_notes(kp_crop)
+    problems += group_notes([n if s is None else [] for n, s in zip(notes, skip)])
     result, _, config = _run_fits(layout, options, kp_crop, init, skip, progress)
     report_file = report_path(target)
-    samples = _sample_records(result)
+    samples = _sample_records(result, notes=notes)
     payload = {
         "dataset": dataset,
         "annotation": str(annotation),
@@ -448,12 +460,14 @@ def fit_openpose(
     problems = file_problems + group_problems(skip, "person")
     if all(s is not None for s in skip):
         raise _nothing_to_fit(problems, openpose)
+    notes = keypoint_notes(kp_crop)
+    problems += group_notes([n if s is None else [] for n, s in zip(notes, skip)], "person")
     result, body_model, config = _run_fits(layout, options, kp_crop, init, skip, progress)
     scale = sides_np / config.img_res
     for i, person in enumerate(people):
         px = result.reprojection_px[i]
         person["reprojection_px_image"] = round(float(px * scale[i]), 3) if np.isfinite(px) else None
-    samples = _sample_records(result, people)
+    samples = _sample_records(result, people, notes=notes)
     overlays = _write_overlays(people, result, body_model, config, overlay, output_dir)
     payload = {
         "openpose": str(openpose),
