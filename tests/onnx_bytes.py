@@ -107,15 +107,25 @@ def _attr_int(name: str, value: int) -> bytes:
     return _bytes(5, _str(1, name) + _int(3, value) + _int(20, 2))
 
 
-def rtmpose_like_model(input_hw=(256, 192), keypoints: int = 17, ratio: int = 2, bias: float = 3.0) -> bytes:
+def rtmpose_like_model(
+    input_hw=(256, 192), keypoints: int = 17, ratio: int = 2, bias: float = 3.0, peaks=None
+) -> bytes:
     """ONNX bytes in RTMPose's layout: input `input` (1, 3, H, W) -> `simcc_x` (1, K, W·ratio) and `simcc_y`
     (1, K, H·ratio). Every keypoint's x vector is the input's column profile (mean over channels and rows),
     each input pixel repeated `ratio` times, plus `bias`; y likewise with the row profile. So an image with one
     bright blob decodes to the blob's centre for every keypoint (tests the crop, the normalisation's sign
-    and the SimCC decoding). Only MatMul/Reshape/Transpose/Concat/Add: cv2.dnn and onnxruntime both run it."""
+    and the SimCC decoding). `peaks` (K, 2) input pixels: keypoint k's vectors get +20 at that position instead,
+    which outweighs any image (a person's layout whatever the photo). Only MatMul/Reshape/Transpose/Concat/Add:
+    cv2.dnn and onnxruntime both run it."""
     h, w = input_hw
     up_x = np.zeros((w, w * ratio), np.float32)
     up_x[np.arange(w * ratio) // ratio, np.arange(w * ratio)] = 1.0
+    bias_x = np.full((keypoints, w * ratio), bias, np.float32)
+    bias_y = np.full((keypoints, h * ratio), bias, np.float32)
+    if peaks is not None:
+        for k, (px, py) in enumerate(np.asarray(peaks)):
+            bias_x[k, int(round(px * ratio))] += 20.0
+            bias_y[k, int(round(py * ratio))] += 20.0
     up_y = np.zeros((3 * h, h * ratio), np.float32)  # also the mean over the 3 channels
     for c in range(3):
         up_y[c * h + np.arange(h * ratio) // ratio, np.arange(h * ratio)] = 1.0 / 3.0
@@ -142,12 +152,12 @@ def rtmpose_like_model(input_hw=(256, 192), keypoints: int = 17, ratio: int = 2,
             _bytes(5, _tensor("mean_3h", np.full((3 * h, 1), 1.0 / (3 * h), np.float32))),
             _bytes(5, _tensor("row_w", np.array([1, w], np.int64))),
             _bytes(5, _tensor("up_x", up_x)),
-            _bytes(5, _tensor("bias_x", np.full((keypoints, w * ratio), bias, np.float32))),
+            _bytes(5, _tensor("bias_x", bias_x)),
             _bytes(5, _tensor("x_shape", np.array([1, keypoints, w * ratio], np.int64))),
             _bytes(5, _tensor("mean_w", np.full((w, 1), 1.0 / w, np.float32))),
             _bytes(5, _tensor("row_3h", np.array([1, 3 * h], np.int64))),
             _bytes(5, _tensor("up_y", up_y)),
-            _bytes(5, _tensor("bias_y", np.full((keypoints, h * ratio), bias, np.float32))),
+            _bytes(5, _tensor("bias_y", bias_y)),
             _bytes(5, _tensor("y_shape", np.array([1, keypoints, h * ratio], np.int64))),
             _bytes(11, _value_info("input", (1, 3, h, w))),
             _bytes(12, _value_info("simcc_x", (1, keypoints, w * ratio))),

@@ -32,7 +32,9 @@ from typing import Any, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from gtacli.demo.detect import select_people
 from gtacli.errors import BadFileError, MissingFileError, UsageError
+from gtacli.fit.runner import PeopleFrame
 from gtacli.io.hashing import sha256_file
 
 MEAN = (123.675, 116.28, 103.53)  # RGB
@@ -271,3 +273,46 @@ def _read_varint(stream: io.BytesIO) -> int:
         if not byte[0] & 0x80:
             return result
         shift += 7
+
+
+@dataclass
+class ImagesKeypoints:
+    """What `people_in_images` found: one `PeopleFrame` per image with people, and what it dropped."""
+
+    frames: List[PeopleFrame]
+    unreadable: List[Path]
+    outside: int = 0
+    non_finite: int = 0
+
+    def notes(self) -> List[str]:
+        lines = []
+        if self.unreadable:
+            lines.append(f"{len(self.unreadable)} image(s) unreadable, skipped (first: {self.unreadable[0]})")
+        if self.outside or self.non_finite:
+            lines.append(
+                f"{self.outside} keypoint(s) outside the image and {self.non_finite} non-finite: ignored"
+            )
+        return lines
+
+
+def people_in_images(
+    images: Sequence[Path], detector: Any, model: KeypointModel, max_people: Optional[int] = None
+) -> ImagesKeypoints:
+    """Detect the people of each photo and run the keypoint model on their boxes (`gtacli fit --images`
+    without --openpose)."""
+    found = ImagesKeypoints([], [])
+    for path in images:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            found.unreadable.append(Path(path))
+            continue
+        dets = select_people(detector(image), max_people)
+        if not len(dets):
+            continue
+        people = model(image, dets.boxes)
+        found.outside += sum(p.outside for p in people)
+        found.non_finite += sum(p.non_finite for p in people)
+        found.frames.append(
+            PeopleFrame(Path(path), np.stack([p.body25 for p in people]), f"keypoint model {model.path.name}")
+        )
+    return found

@@ -405,8 +405,43 @@ def fit_openpose(
 
     Writes `fits.npz` (per person: pose (72,), betas (10,), crop-camera transl (3,), image, person, crop
     centre/side, accepted), `report.json`, and `<image stem>_fit.jpg` per image into `output_dir`."""
-    started = time.perf_counter()
     options.config()  # an unknown method fails before any work
+    check_people_output(images, output_dir, force)
+    frames: List[PeopleFrame] = []
+    file_skip: List[Optional[str]] = []
+    for json_path in openpose_files(openpose):
+        image = image_for(json_path, images)
+        try:
+            frame = read_openpose(json_path)
+        except BadFileError:
+            file_skip.append(BAD_JSON)
+            continue
+        file_skip.append(None if image is not None else NO_IMAGE_FOR_JSON)
+        if image is not None:
+            frames.append(PeopleFrame(image, frame.keypoints, str(json_path)))
+    return fit_people(
+        layout,
+        frames,
+        output_dir,
+        options,
+        overlay=overlay,
+        file_problems=group_problems(file_skip, "file"),
+        source={"openpose": str(openpose), "images": str(images)},
+        progress=progress,
+        blame=openpose,
+    )
+
+
+@dataclass
+class PeopleFrame:
+    """One image's people for `fit_people`: BODY_25 keypoints (P, 25, 3) in image pixels, and their source."""
+
+    image: Path
+    keypoints: np.ndarray
+    source: str  # the keypoint file, or the model that found them
+
+
+def check_people_output(images: Path, output_dir: Path, force: bool) -> None:
     if not images.is_dir():
         raise MissingFileError(
             "--images folder not found", path=images, fix="give the folder that holds the photos"
@@ -419,25 +454,36 @@ def fit_openpose(
             fix="pass --force to replace them, or choose another --output",
         )
     ensure_writable_dir(output_dir, what="the fits", fix="choose another --output folder")
+
+
+def fit_people(
+    layout: DataLayout,
+    frames: Sequence[PeopleFrame],
+    output_dir: Path,
+    options: FitOptions,
+    *,
+    overlay: Callable[..., np.ndarray],
+    file_problems: Sequence[Problem] = (),
+    source: Optional[Dict[str, Any]] = None,
+    progress: Progress = None,
+    blame: Optional[Path] = None,
+) -> FitReport:
+    """The core of `gtacli fit` for photos: every person of `frames` gets SPIN's crop from its keypoints
+    (`spin_box`) and a fit; writes `fits.npz`, `report.json` and one overlay per image into `output_dir`
+    (OpenPose files: `fit_openpose`; the keypoint model's people: `gtacli.demo.keypoints.people_in_images`).
+    The caller checks the output folder first (`check_people_output`)."""
+    started = time.perf_counter()
+    fits_file, report_file = output_dir / "fits.npz", output_dir / "report.json"
     people: List[Dict[str, Any]] = []
-    kp_rows, centers, sides, row_skip, file_skip = [], [], [], [], []
-    for json_path in openpose_files(openpose):
-        image = image_for(json_path, images)
-        try:
-            frame = read_openpose(json_path)
-        except BadFileError:
-            file_skip.append(BAD_JSON)
-            continue
-        file_skip.append(None if image is not None else NO_IMAGE_FOR_JSON)
-        if image is None:
-            continue
+    kp_rows, centers, sides, row_skip = [], [], [], []
+    for frame in frames:
         for person, kp25 in enumerate(frame.keypoints):
             box = spin_box(kp25)
             center, side = box if box is not None else (np.zeros(2), 1.0)
             people.append(
                 {
-                    "image": str(image),
-                    "keypoints_file": str(json_path),
+                    "image": str(frame.image),
+                    "keypoints_file": frame.source,
                     "person": person,
                     "crop_center": [float(v) for v in center],
                     "crop_side_px": float(side),
@@ -447,9 +493,9 @@ def fit_openpose(
             centers.append(center)
             sides.append(side)
             row_skip.append(None if box is not None else NO_BOX)
-    file_problems = group_problems(file_skip, "file")
+    file_problems = list(file_problems)
     if not kp_rows:
-        raise _nothing_to_fit(file_problems, openpose)
+        raise _nothing_to_fit(file_problems, blame or output_dir)
     centers_np, sides_np = np.asarray(centers, np.float64), np.asarray(sides, np.float64)
     kp_crop = crop_keypoints(np.stack(kp_rows), centers_np, sides_np)
     screened = screen_keypoints(kp_crop)
@@ -459,7 +505,7 @@ def fit_openpose(
     )
     problems = file_problems + group_problems(skip, "person")
     if all(s is not None for s in skip):
-        raise _nothing_to_fit(problems, openpose)
+        raise _nothing_to_fit(problems, blame or output_dir)
     notes = keypoint_notes(kp_crop)
     problems += group_notes([n if s is None else [] for n, s in zip(notes, skip)], "person")
     result, body_model, config = _run_fits(layout, options, kp_crop, init, skip, progress)
@@ -469,12 +515,7 @@ def fit_openpose(
         person["reprojection_px_image"] = round(float(px * scale[i]), 3) if np.isfinite(px) else None
     samples = _sample_records(result, people, notes=notes)
     overlays = _write_overlays(people, result, body_model, config, overlay, output_dir)
-    payload = {
-        "openpose": str(openpose),
-        "images": str(images),
-        "output": str(output_dir),
-        "people": len(people),
-    }
+    payload = {**(source or {}), "output": str(output_dir), "people": len(people)}
     payload.update(_summary(result, config, options, time.perf_counter() - started))
     report = FitReport(payload, samples, problems, [fits_file, report_file, *overlays])
     arrays = {
