@@ -25,7 +25,7 @@ skeleton (one body evaluation for all turns).
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 import torch
 
@@ -46,8 +46,12 @@ class GtacliSMPLify(SpinSMPLify):
         *,
         torso_from_openpose: bool = True,
         trace: Optional[FitTrace] = None,
+        extra_loss: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None,
     ) -> Dict[str, Any]:
-        """Same inputs and outputs as `SpinSMPLify.fit` (`torso_from_openpose` has no stage to act on here)."""
+        """Same inputs and outputs as `SpinSMPLify.fit` (`torso_from_openpose` has no stage to act on here).
+
+        `extra_loss(joints (B, 49, 3) root frame, transl (B, 3)) -> (B,)` is added to the objective while
+        fitting (the demo's temporal term, `gtacli.demo.refine`); the reported `loss` is the objective alone."""
         c = self.config
         kp2d, global_orient, body_pose, betas, transl = self.start(init_pose, init_betas, init_transl, kp2d)
         global_orient, transl, _ = best_facing(self, global_orient, body_pose, betas, transl, kp2d)
@@ -62,11 +66,15 @@ class GtacliSMPLify(SpinSMPLify):
             return torch.cat([shift, depth0 * torch.exp(log_scale)], dim=1)
 
         with torch.enable_grad(), cpu_threads(self.device, threads_for(c.cpu_threads, kp2d.shape[0])):
+
+            def loss() -> torch.Tensor:
+                joints, transl = self.joints49(global_orient, body_pose, betas), translation()
+                value = self.objective(joints, transl, kp2d, body_pose, betas)
+                return value if extra_loss is None else value + extra_loss(joints, transl)
+
             report = run_adam_stage(
                 [global_orient, body_pose, betas, shift, log_scale],
-                lambda: self.objective(
-                    self.joints49(global_orient, body_pose, betas), translation(), kp2d, body_pose, betas
-                ),
+                loss,
                 iterations=c.one_stage_iters,
                 lr=c.one_stage_lr,
                 betas=c.one_stage_adam_betas,
