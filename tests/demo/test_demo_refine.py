@@ -81,7 +81,7 @@ def test_refine_an_image_with_its_openpose_file(env, tmp_path):
 def _video(tmp_path: Path, frames: int = 8) -> Path:
     path = tmp_path / "clip.mp4"
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (320, 240))
-    for i in range(frames):
+    for _ in range(frames):
         writer.write(_frame(0))
     writer.release()
     return path
@@ -137,7 +137,7 @@ def test_keypoints_outside_the_image_or_nan_are_ignored_and_counted(env, tmp_pat
     body = _keypoints()
     body[4, :2] = (400.0, 50.0)  # right wrist outside the 320 x 240 image
     body[7, 0] = np.nan  # left wrist NaN
-    text = json.dumps({"people": [{"pose_keypoints_2d": body.reshape(-1).tolist()}]}).replace("NaN", "NaN")
+    text = json.dumps({"people": [{"pose_keypoints_2d": body.reshape(-1).tolist()}]})  # NaN as JSON's NaN
     keypoints = tmp_path / "photo_keypoints.json"
     keypoints.write_text(text)
     out = tmp_path / "out"
