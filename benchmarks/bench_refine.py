@@ -74,7 +74,9 @@ def lsp_section(data_root: Path, n: int) -> Dict[str, Any]:
     body_model = BodyModel.from_layout(layout, "neutral", h36m=False)
     refiner = Refiner(body_model, layout.gmm_prior, temporal_weight=0.0)
     mean = np.load(layout.smpl_mean_params)
-    rotmat = rot6d_to_rotmat(torch.as_tensor(mean["pose"], dtype=torch.float64).reshape(1, 24, 6)).reshape(24, 3, 3)
+    rotmat = rot6d_to_rotmat(torch.as_tensor(mean["pose"], dtype=torch.float64).reshape(1, 24, 6)).reshape(
+        24, 3, 3
+    )
     crowd = [
         Person(i, np.zeros(4), 1.0, i, "given", data["center"][i].astype(np.float64), float(data["scale"][i]) * SPIN_CROP_UNIT)
         for i in range(n)
@@ -107,7 +109,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     torch.set_num_threads(1)
     payload: Dict[str, Any] = {
         "benchmark": "demo --refine: 2D error before/after and the joints' acceleration",
-        "command": "python benchmarks/bench_refine.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python benchmarks/bench_refine.py "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
         "torch": torch.__version__,
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
@@ -122,7 +125,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             data_root = build_sample_tree(tmp / "data", size="tiny", seed=0)
             shutil.copyfile(SHARED / "gmm_08.pkl", DataLayout(data_root).gmm_prior)
         checkpoint = args.checkpoint or data_root / "pretrained_models" / "spin_official.pth"
-        payload["checkpoint"] = "synthetic sample tree (random weights)" if args.checkpoint is None else str(checkpoint)
+        payload["checkpoint"] = (
+            "synthetic sample tree (random weights)" if args.checkpoint is None else str(checkpoint)
+        )
 
         summary = demo(
             SHARED / "im1010.jpg", data_root, checkpoint, tmp / "im1010",
@@ -149,7 +154,15 @@ def main(argv: Optional[List[str]] = None) -> int:
             for weight in (0.0, 1.0):
                 kw = {"keypoints": args.video_keypoints} if args.video_keypoints else {
                     "keypoint_model": next(model.glob("*.zip"))}  # fmt: skip
-                demo(video, data_root, checkpoint, tmp / f"video{weight}", refine=True, refine_smooth=weight, **kw)
+                demo(
+                    video,
+                    data_root,
+                    checkpoint,
+                    tmp / f"video{weight}",
+                    refine=True,
+                    refine_smooth=weight,
+                    **kw,
+                )
                 res[weight] = np.load(tmp / f"video{weight}" / "results.npz")
             net = res[1.0]
             body_model = BodyModel.from_layout(DataLayout(data_root), "neutral", h36m=False)

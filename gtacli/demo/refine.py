@@ -29,7 +29,7 @@ import torch
 from gtacli.body.camera import FOCAL_LENGTH, IMG_RES, cam_to_translation
 from gtacli.body.conventions import TRAIN_PELVIS_PAIR
 from gtacli.body.rotations import axis_angle_to_matrix, matrix_to_axis_angle
-from gtacli.data.openpose import read_openpose, to_smpl49
+from gtacli.data.openpose import OpenPoseFrame, read_openpose, to_smpl49
 from gtacli.demo.config import Person
 from gtacli.demo.keypoints import KeypointModel
 from gtacli.errors import BadFileError, MissingFileError, UsageError
@@ -59,10 +59,10 @@ class OpenPoseKeypoints:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.matched = 0
-        self.every_frame: Optional[np.ndarray] = None
+        self.every_frame: Optional[OpenPoseFrame] = None
         self.by_key: Dict[str, Path] = {}
         if self.path.is_file():
-            self.every_frame = read_openpose(self.path).keypoints
+            self.every_frame = read_openpose(self.path)
         elif self.path.is_dir():
             for file in sorted(self.path.glob("*.json")):
                 stem = file.stem
@@ -81,8 +81,8 @@ class OpenPoseKeypoints:
                 "keypoints not found", path=self.path, fix="check the path given to --keypoints"
             )
 
-    def candidates(self, index: int, name: str) -> np.ndarray:
-        """(P, 25, 3) BODY_25 keypoints of the frame (none when no file matches it)."""
+    def candidates(self, index: int, name: str) -> OpenPoseFrame:
+        """The frame's people, BODY_25 keypoints (P, 25, 3) (none when no file matches it)."""
         if self.every_frame is not None:
             self.matched += 1
             return self.every_frame
@@ -93,8 +93,8 @@ class OpenPoseKeypoints:
         for key in keys:
             if key in self.by_key:
                 self.matched += 1
-                return read_openpose(self.by_key[key]).keypoints
-        return np.zeros((0, 25, 3))
+                return read_openpose(self.by_key[key])
+        return OpenPoseFrame(np.zeros((0, 25, 3)), "none")
 
     def check_matched(self) -> None:
         if self.matched == 0:
@@ -163,9 +163,12 @@ def keypoints_for_people(
             counts.non_finite += person.non_finite
             kps.append(person.body25)
         return kps
-    candidates = source.candidates(index, name)
+    frame_people = source.candidates(index, name)
+    counts.non_finite += frame_people.non_finite  # read_openpose already gave them confidence 0
     cleaned = []
-    for person in candidates:  # OpenPose people: the same rules as the model's (outside/NaN ignored)
+    for (
+        person
+    ) in frame_people.keypoints:  # OpenPose people: the same rules as the model's (outside/NaN ignored)
         body = person.copy()
         finite = np.isfinite(body).all(-1)
         inside = finite & (body[:, 0] >= 0) & (body[:, 0] < width) & (body[:, 1] >= 0) & (body[:, 1] < height)

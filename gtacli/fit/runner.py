@@ -169,6 +169,38 @@ def _initial_parameters(layout, options, images, centers, sides, skip) -> Dict[s
     )
 
 
+def _fit_rows(
+    layout: DataLayout,
+    options: FitOptions,
+    kp_crop: np.ndarray,
+    centers: np.ndarray,
+    sides: np.ndarray,
+    skip: List[Optional[str]],
+    images: Callable[[], List[Optional[Path]]],
+    *,
+    unit: str = "sample",
+    earlier: Sequence[Problem] = (),
+    blame: Path,
+    progress: Progress,
+) -> Tuple[DatasetFit, Any, RegistrationConfig, List[Problem], List[List[str]]]:
+    """The core both sources share: screen the rows (a row's own `skip` reason comes first), start them (mean
+    parameters, or a checkpoint's predictions on `images()`), fit them; (result, body model, config, problems
+    — `earlier` first, then skipped and flagged kinds —, per-row notes). Nothing to fit: one line naming `blame`."""
+    skip = [own or screened for own, screened in zip(skip, screen_keypoints(kp_crop))]
+    if all(s is not None for s in skip):
+        raise _nothing_to_fit([*earlier, *group_problems(skip, unit)], blame)
+    init = _initial_parameters(
+        layout, options, images() if options.init_checkpoint is not None else [], centers, sides, skip
+    )
+    problems = [*earlier, *group_problems(skip, unit)]
+    if all(s is not None for s in skip):
+        raise _nothing_to_fit(problems, blame)
+    notes = keypoint_notes(kp_crop)
+    problems += group_notes([n if s is None else [] for n, s in zip(notes, skip)], unit)
+    result, body_model, config = _run_fits(layout, options, kp_crop, init, skip, progress)
+    return result, body_model, config, problems, notes
+
+
 def _run_fits(layout, options, kp_crop, init, skip, progress) -> Tuple[DatasetFit, Any, RegistrationConfig]:
     config = options.config()
     body_model = BodyModel.from_layout(layout, "neutral", h36m=False, device=options.device)
@@ -322,24 +354,18 @@ def fit_annotation(
     for i, box in enumerate(np.asarray(boxes)):
         centers[i], sides[i] = bbox_to_center_scale(box)
     kp_crop = crop_keypoints(hd.keypoints2d_smpl49(index), centers, sides)
-    skip = screen_keypoints(kp_crop)
+    skip: List[Optional[str]] = [None] * num
     for i in np.flatnonzero(~(np.isfinite(centers).all(1) & np.isfinite(sides) & (sides > 0))):
-        skip[i] = skip[i] or "box not finite or empty"
-    problems = group_problems(skip)
-    if all(s is not None for s in skip):
-        raise _nothing_to_fit(problems, annotation)
-    images: List[Optional[Path]] = []
-    if options.init_checkpoint is not None:
-        images = (
-            [layout.image(dataset, p) for p in hd.image_paths(index)] if "image_path" in hd else [None] * num
-        )
-    init = _initial_parameters(layout, options, images, centers, sides, skip)
-    problems = group_problems(skip)
-    if all(s is not None for s in skip):
-        raise _nothing_to_fit(problems, annotation)
-    notes = keypoint_notes(kp_crop)
-    problems += group_notes([n if s is None else [] for n, s in zip(notes, skip)])
-    result, _, config = _run_fits(layout, options, kp_crop, init, skip, progress)
+        skip[i] = "box not finite or empty"
+
+    def images() -> List[Optional[Path]]:  # read only when a checkpoint starts the fits
+        if "image_path" not in hd:
+            return [None] * num
+        return [layout.image(dataset, p) for p in hd.image_paths(index)]
+
+    result, _, config, problems, notes = _fit_rows(
+        layout, options, kp_crop, centers, sides, skip, images, blame=annotation, progress=progress
+    )
     report_file = report_path(target)
     samples = _sample_records(result, notes=notes)
     payload = {
@@ -498,17 +524,19 @@ def fit_people(
         raise _nothing_to_fit(file_problems, blame or output_dir)
     centers_np, sides_np = np.asarray(centers, np.float64), np.asarray(sides, np.float64)
     kp_crop = crop_keypoints(np.stack(kp_rows), centers_np, sides_np)
-    screened = screen_keypoints(kp_crop)
-    skip = [own or other for own, other in zip(row_skip, screened)]
-    init = _initial_parameters(
-        layout, options, [Path(p["image"]) for p in people], centers_np, sides_np, skip
+    result, body_model, config, problems, notes = _fit_rows(
+        layout,
+        options,
+        kp_crop,
+        centers_np,
+        sides_np,
+        row_skip,
+        lambda: [Path(p["image"]) for p in people],
+        unit="person",
+        earlier=file_problems,
+        blame=blame or output_dir,
+        progress=progress,
     )
-    problems = file_problems + group_problems(skip, "person")
-    if all(s is not None for s in skip):
-        raise _nothing_to_fit(problems, blame or output_dir)
-    notes = keypoint_notes(kp_crop)
-    problems += group_notes([n if s is None else [] for n, s in zip(notes, skip)], "person")
-    result, body_model, config = _run_fits(layout, options, kp_crop, init, skip, progress)
     scale = sides_np / config.img_res
     for i, person in enumerate(people):
         px = result.reprojection_px[i]

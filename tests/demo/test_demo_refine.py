@@ -146,5 +146,6 @@ def test_keypoints_outside_the_image_or_nan_are_ignored_and_counted(env, tmp_pat
     )
     summary = json.loads((out / "results.json").read_text())
     assert summary["refine"]["keypoints_outside_image"] == 1
+    assert summary["refine"]["keypoints_non_finite"] == 1
     assert np.load(out / "results.npz")["refined"].tolist() == [True]
     assert any("outside the image" in note for note in summary["notes"])
