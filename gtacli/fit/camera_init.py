@@ -17,11 +17,15 @@ labelling of the torso: seen from the front, a person's right hip and shoulder a
 right-minus-left vectors of the hips and shoulders, 1 = same sides, −1 = swapped). So:
 
 1. the search runs only for samples whose start has no facing information (`facing_search="always"`: the
-   mean parameters) or whose start contradicts the labels (agreement below `CONTRADICTED`); a start that
-   puts the torso's left and right where the keypoints have them (a network's prediction, a fit's previous
-   result) keeps its facing direction (`facing_search="auto"`, the default);
-2. a turn is a candidate only if it does not itself contradict the labels, and it replaces the start only
-   when it at least halves the fitting loss (`FACING_MARGIN`).
+   mean parameters) or whose start contradicts the labels (agreement below `CONTRADICTED`; near 0 is a
+   profile, no evidence either way) or lies behind the camera; a start that puts the torso's left and right
+   where the keypoints have them (a network's prediction, a fit's previous result) keeps its facing
+   direction (`facing_search="auto"`, the default);
+2. a turn is a candidate only if its torso's sides are not swapped (agreement >= `SWAPPED`) and its
+   least-squares translation is in front of the camera: an upside-down body behind the camera projects
+   exactly like the upright one in front (x/z and y/z change sign twice), which is how bodies ended up
+   ~180° from the truth from mean starts; it replaces the start only when it at least halves the fitting
+   loss (`FACING_MARGIN`).
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ LATERAL_PAIRS = tuple(
 CONTRADICTED = (
     -0.2
 )  # a start below this has the left and right sides swapped (near 0: a profile, no evidence)
-SWAPPED = -0.5  # a turn whose agreement is below this is no candidate (clearly swapped sides)
+SWAPPED = 0.0  # a turn whose agreement is below this is no candidate (its torso's sides are swapped)
 
 
 def lateral_agreement(
@@ -118,10 +122,14 @@ def best_facing(
         trans, _ = initial_translation(joints, kp, transl.repeat(turns, 1), c.focal_length, c.img_res)
         loss = fitter.criterion(joints, trans, kp).reshape(turns, batch)
         loss = torch.nan_to_num(loss, nan=float("inf"))
+        # least squares may place a turn behind the camera (negative depth): an upside-down body there
+        # projects exactly like the upright one in front (x/z and y/z flip sign twice); never a candidate
+        in_front = trans[:, 2].reshape(turns, batch) > 0
+        loss = torch.where(in_front, loss, torch.full_like(loss, float("inf")))
         agree = lateral_agreement(joints + trans[:, None], kp, c.focal_length, c.img_res).reshape(
             turns, batch
         )
-        searched = agree[0] < CONTRADICTED
+        searched = (agree[0] < CONTRADICTED) | ~in_front[0]
         if c.facing_search == "always":
             searched = torch.ones_like(searched)
         allowed = searched[None] & (agree[1:] >= SWAPPED) & (loss[1:] < FACING_MARGIN * loss[:1])

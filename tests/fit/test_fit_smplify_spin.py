@@ -235,6 +235,26 @@ def test_a_start_with_the_right_sides_is_not_turned_for_a_lower_loss(body_model,
     assert (angle > 89).all() and results["always"][2].all()
 
 
+def test_no_candidate_behind_the_camera(body_model, gmm_path):
+    """An upside-down body behind the camera projects exactly like the upright one in front: a start rolled by
+    180° gets a negative least-squares depth, so it is searched and replaced by the upright body in front (the
+    old rule kept it: no turn halves a loss that is already the truth's)."""
+    from gtacli.fit.camera_init import best_facing, initial_translation, turned
+
+    pose, betas, transl, _, kp, _ = _problem(body_model, 2)
+    fitter = build_fitter(body_model, gmm_path, RegistrationConfig(method="gtacli"))
+    start = turned(pose[:, :3], 0.0, 180.0)
+    with torch.no_grad():
+        joints = fitter.skeleton(pose[:, 3:], betas)(start)
+        behind, _ = initial_translation(joints, kp, transl, F, 2 * int(C))
+    assert (behind[:, 2] < 0).all()
+    assert (fitter.criterion(joints, behind, kp) < 1.0).all()  # explains the keypoints (< 1 px² per joint)
+    orient, trans, searched = best_facing(fitter, start, pose[:, 3:], betas, transl, kp)
+    assert searched.all() and (trans[:, 2] > 0).all()
+    rotmats = lambda aa: torch.stack([torch.as_tensor(_rotmat(o)) for o in aa])  # noqa: E731
+    assert (rotmats(orient) - rotmats(pose[:, :3])).abs().max() < 1e-4
+
+
 def _rotmat(aa: torch.Tensor) -> np.ndarray:
     """Rodrigues' formula written out (independent of the code under test)."""
     v = aa.double().numpy()
