@@ -149,3 +149,37 @@ def test_keypoints_outside_the_image_or_nan_are_ignored_and_counted(env, tmp_pat
     assert summary["refine"]["keypoints_non_finite"] == 1
     assert np.load(out / "results.npz")["refined"].tolist() == [True]
     assert any("outside the image" in note for note in summary["notes"])
+
+
+def test_refine_with_the_keypoint_model_on_the_person_box(env, tmp_path):
+    """No OpenPose file: the keypoint model (hand-built, RTMPose layout, a standing person in every crop) gives
+    the keypoints; the refined body explains them better than the network's."""
+    import sys
+    import zipfile
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from onnx_bytes import rtmpose_like_model
+
+    from gtacli.demo.config import DemoConfig
+    from gtacli.demo.keypoints import BOX_PADDING
+    from gtacli.demo.pipeline import run_demo
+
+    # the standing layout in the model's 192 x 256 input, for the crop of BOX (padded, aspect fixed to 3:4)
+    side_h = max(BOX[3], BOX[2] * 256 / 192) * BOX_PADDING
+    centre = np.array([BOX[0] + BOX[2] / 2, BOX[1] + BOX[3] / 2])
+    image_xy = np.array(BOX[:2]) + STANDING * np.array(BOX[2:])
+    peaks = (image_xy - centre) * (256 / side_h) + np.array([96.0, 128.0])
+    model = tmp_path / "rtmpose.zip"
+    with zipfile.ZipFile(model, "w") as zf:
+        zf.writestr("end2end.onnx", rtmpose_like_model(peaks=peaks))
+    image = tmp_path / "photo.png"
+    cv2.imwrite(str(image), _frame())
+    config = DemoConfig(
+        input=image, checkpoint=env["ckpt"], data_root=env["root"], output=tmp_path / "out", device="cpu",
+        bbox=np.array(BOX, float), refine=True, keypoint_model=model, render=False,
+    )  # fmt: skip
+    summary = run_demo(config)
+    assert summary["refine"]["keypoint_source"]["keypoint_model"] == str(model)
+    res = np.load(tmp_path / "out" / "results.npz")
+    assert res["refined"].tolist() == [True]
+    assert res["reprojection_px_refined"][0] < 0.5 * res["reprojection_px_network"][0]
