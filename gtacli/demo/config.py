@@ -54,6 +54,11 @@ class DemoConfig:
     keypoint_sha256: Optional[str] = None
     refine_smooth: float = 1.0  # weight of the temporal term along a video's tracks (0: off)
     refine_iterations: Optional[int] = None  # None: the fitter's own
+    force: bool = False  # --from-results: accept results whose frame count or size differs from the input's
+    # Called with (staging folder, results.npz arrays) once the results are complete and before the output is
+    # moved into place; what it returns goes into results.json as "animation" (the CLI's --export-animation
+    # passes gtacli.export's writer here: the demo itself does not know about export formats).
+    after_results: Optional[Callable[[Path, Dict[str, np.ndarray]], Dict[str, Any]]] = None
 
 
 @dataclass

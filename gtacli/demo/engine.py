@@ -118,6 +118,7 @@ class Engine:
             "vertices": verts,
             "verts_cam": verts + transl_crop[:, None],
             "j49": j49,
+            "j24": smpl.joints_smpl.double().cpu().numpy(),
             "j14": j14,
             "kp2d_49": project_pinhole(j49 + transl_crop[:, None], K_img),
             "kp2d_14": project_pinhole(j14 + transl_crop[:, None], K_img),
