@@ -104,6 +104,3 @@ class Input:
     decode_error: Optional[int] = (
         None  # set when decoding stopped early: the frame count the container promised
     )
-
-
-ProgressFn = Callable[..., None]

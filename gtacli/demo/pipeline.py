@@ -45,7 +45,7 @@ import cv2
 import numpy as np
 
 from gtacli.demo import boxes, detect
-from gtacli.demo.config import DemoConfig, Input, Person, ProgressFn, Timer
+from gtacli.demo.config import DemoConfig, Input, Person, Timer
 from gtacli.demo.engine import Engine, person_from_box
 from gtacli.demo.output import (
     RESULTS_JSON,
@@ -65,6 +65,7 @@ from gtacli.errors import BadFileError, UsageError
 from gtacli.io import video
 from gtacli.io.atomic import atomic_write_json
 from gtacli.layout import DataLayout
+from gtacli.progress import ProgressFn
 
 FRAMES_PER_CHUNK_PER_BATCH = 2  # frames read per chunk = batch_size x this (bounded memory, full batches)
 DECODE_TOLERANCE = (

@@ -35,11 +35,10 @@ from typing import Any, Tuple
 
 import torch
 
-from gtacli.body.camera import estimate_translation
+from gtacli.body.camera import estimate_translation, project_points
 from gtacli.body.conventions import SMPL_49, TORSO_JOINTS
 from gtacli.body.rotations import axis_angle_from_rotmat
 from gtacli.fit.joints import rodrigues
-from gtacli.fit.losses import project
 
 FACING_TURNS_DEG = (0.0, 90.0, 180.0, 270.0)
 # the same about the optical axis: sports photos (LSP) hold bodies upside down and sideways
@@ -63,7 +62,7 @@ def lateral_agreement(
 ) -> torch.Tensor:
     """(B,) in [−1, 1]: confidence-weighted cosine between projected and annotated right-minus-left torso
     vectors (camera-frame joints (B, 49, 3), crop keypoints (B, 49, 3)); 0 where no pair is confident."""
-    proj = project(joints_cam, focal_length, img_res)
+    proj = project_points(joints_cam, focal=focal_length, center=img_res / 2.0)
     right = [r for r, _ in LATERAL_PAIRS]
     left = [lft for _, lft in LATERAL_PAIRS]
     conf = (kp2d[:, right, 2] * kp2d[:, left, 2]).clamp(min=0)

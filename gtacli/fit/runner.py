@@ -49,6 +49,7 @@ from gtacli.io.atomic import atomic_write_json, atomic_write_with, ensure_writab
 from gtacli.layout import TEST_DATASETS, TRAIN_DATASETS, DataLayout
 from gtacli.model.estimator import load_mean_params
 from gtacli.model.loading import load_estimator
+from gtacli.progress import ProgressFn
 
 DEFAULT_METHOD = "gtacli"  # the most accurate measured (benchmarks/bench_fitter.py, docs/reproduction.md §7)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
@@ -56,8 +57,6 @@ OPENPOSE_SUFFIXES = ("_keypoints", "_openpose")  # OpenPose's own name; SPIN's e
 NO_BOX = "fewer than 2 keypoints with confidence > 0.2: no crop (SPIN's rule)"
 NO_IMAGE_FOR_JSON = "no image with the same name in --images"
 BAD_JSON = "not a readable OpenPose file"
-
-Progress = Optional[Callable[..., None]]
 
 
 @dataclass
@@ -181,7 +180,7 @@ def _fit_rows(
     unit: str = "sample",
     earlier: Sequence[Problem] = (),
     blame: Path,
-    progress: Progress,
+    progress: Optional[ProgressFn],
 ) -> Tuple[DatasetFit, Any, RegistrationConfig, List[Problem], List[List[str]]]:
     """The core both sources share: screen the rows (a row's own `skip` reason comes first), start them (mean
     parameters, or a checkpoint's predictions on `images()`), fit them; (result, body model, config, problems
@@ -324,7 +323,7 @@ def fit_annotation(
     *,
     output: Optional[Path] = None,
     force: bool = False,
-    progress: Progress = None,
+    progress: Optional[ProgressFn] = None,
 ) -> FitReport:
     """Fit SMPL to an annotation's 2D keypoints and write the static fits file + its report."""
     started = time.perf_counter()
@@ -425,7 +424,7 @@ def fit_openpose(
     *,
     overlay: Callable[..., np.ndarray],
     force: bool = False,
-    progress: Progress = None,
+    progress: Optional[ProgressFn] = None,
 ) -> FitReport:
     """Fit every person of OpenPose keypoint files; `overlay(image_bgr, vertices_list, faces, K)` draws meshes.
 
@@ -491,7 +490,7 @@ def fit_people(
     overlay: Callable[..., np.ndarray],
     file_problems: Sequence[Problem] = (),
     source: Optional[Dict[str, Any]] = None,
-    progress: Progress = None,
+    progress: Optional[ProgressFn] = None,
     blame: Optional[Path] = None,
 ) -> FitReport:
     """The core of `gtacli fit` for photos: every person of `frames` gets SPIN's crop from its keypoints
