@@ -170,6 +170,29 @@ def demo_command(
     max_frames: Annotated[
         Optional[int], typer.Option("--max-frames", help="Only the first N frames (results.json says so).")
     ] = None,
+    refine: Annotated[
+        bool,
+        typer.Option(
+            "--refine",
+            help="Fit each body to the person's 2D keypoints, starting from the network's prediction "
+            "(--keypoints, an OpenPose --bbox-file, or the keypoint model of `gtacli fetch keypoints`).",
+        ),
+    ] = False,
+    keypoints: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--keypoints",
+            help="--refine: OpenPose JSON keypoints, a file or a folder with one per image/frame.",
+        ),
+    ] = None,
+    refine_smooth: Annotated[
+        float,
+        typer.Option(
+            "--refine-smooth",
+            min=0.0,
+            help="--refine: weight of the temporal term on a video's tracks (joint motion between frames; 0: off).",
+        ),
+    ] = 1.0,
     json_mode: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -189,6 +212,10 @@ def demo_command(
       gtacli demo frames/ --checkpoint model.pth --no-render --save-vertices --json
 
       gtacli demo clip.mp4 --from-results out/clip/results.npz --export-mesh --save-frames -o out/clip_meshes
+
+      gtacli demo im1010.jpg --checkpoint model.pth --bbox-file im1010_openpose.json --refine
+
+      gtacli fetch keypoints && gtacli demo clip.mp4 --checkpoint model.pth --refine --refine-smooth 2
 
       gtacli demo clip.mp4 --checkpoint model.pth --export-animation --smooth -o out/clip_anim
 
@@ -215,6 +242,7 @@ def demo_command(
         export_animation, pose_correctives, no_mesh, up, min_track_frames, from_results, data_root, out
     )
     detector_asset = load_manifest().get("detector")  # `gtacli fetch detector`: destination and pinned hash
+    keypoints_asset = load_manifest().get("keypoints")  # `gtacli fetch keypoints`: hash in the lock file
     config = DemoConfig(
         input=input,
         checkpoint=checkpoint,
@@ -239,6 +267,11 @@ def demo_command(
         save_frames=save_frames,
         from_results=from_results,
         max_missed_s=max_missed,
+        refine=refine,
+        keypoints=keypoints,
+        keypoint_model=keypoints_asset.path(data_root),
+        keypoint_sha256=_recorded_sha256(data_root, "keypoints"),
+        refine_smooth=refine_smooth,
         force=force,
         after_results=after_results,
     )
@@ -282,6 +315,14 @@ def demo_command(
 
     out.result(summary, human)
     return 0
+
+
+def _recorded_sha256(data_root: Path, name: str) -> Optional[str]:
+    """The sha256 the lock file recorded when `gtacli fetch NAME` downloaded the file (None if never)."""
+    from gtacli.assets.lockfile import read_lock_file
+    from gtacli.layout import DataLayout
+
+    return (read_lock_file(DataLayout(data_root)).get(name) or {}).get("sha256")
 
 
 def _animation_export(

@@ -37,7 +37,9 @@ from gtacli.fit.batch import (
     DatasetFit,
     Problem,
     fit_dataset,
+    group_notes,
     group_problems,
+    keypoint_notes,
     mean_init,
     screen_keypoints,
 )
@@ -75,7 +77,10 @@ class FitOptions:
                 f"--method {self.method!r} is not a fitting method",
                 fix=f"use one of {', '.join(FIT_METHODS)}",
             )
-        config = RegistrationConfig(method=self.method)
+        # a start from the mean parameters says nothing about the facing direction: search it for every
+        # sample; a checkpoint's prediction keeps its own unless it swaps the torso's sides (fit/camera_init.py)
+        facing = "always" if self.init_checkpoint is None else "auto"
+        config = RegistrationConfig(method=self.method, facing_search=facing)
         if self.iterations is not None:
             name = {"mmhuman3d": "num_iters", "spin": "spin_num_iters", "gtacli": "one_stage_iters"}[
                 self.method
@@ -164,6 +169,38 @@ def _initial_parameters(layout, options, images, centers, sides, skip) -> Dict[s
     )
 
 
+def _fit_rows(
+    layout: DataLayout,
+    options: FitOptions,
+    kp_crop: np.ndarray,
+    centers: np.ndarray,
+    sides: np.ndarray,
+    skip: List[Optional[str]],
+    images: Callable[[], List[Optional[Path]]],
+    *,
+    unit: str = "sample",
+    earlier: Sequence[Problem] = (),
+    blame: Path,
+    progress: Optional[ProgressFn],
+) -> Tuple[DatasetFit, Any, RegistrationConfig, List[Problem], List[List[str]]]:
+    """The core both sources share: screen the rows (a row's own `skip` reason comes first), start them (mean
+    parameters, or a checkpoint's predictions on `images()`), fit them; (result, body model, config, problems
+    — `earlier` first, then skipped and flagged kinds —, per-row notes). Nothing to fit: one line naming `blame`."""
+    skip = [own or screened for own, screened in zip(skip, screen_keypoints(kp_crop))]
+    if all(s is not None for s in skip):
+        raise _nothing_to_fit([*earlier, *group_problems(skip, unit)], blame)
+    init = _initial_parameters(
+        layout, options, images() if options.init_checkpoint is not None else [], centers, sides, skip
+    )
+    problems = [*earlier, *group_problems(skip, unit)]
+    if all(s is not None for s in skip):
+        raise _nothing_to_fit(problems, blame)
+    notes = keypoint_notes(kp_crop)
+    problems += group_notes([n if s is None else [] for n, s in zip(notes, skip)], unit)
+    result, body_model, config = _run_fits(layout, options, kp_crop, init, skip, progress)
+    return result, body_model, config, problems, notes
+
+
 def _run_fits(layout, options, kp_crop, init, skip, progress) -> Tuple[DatasetFit, Any, RegistrationConfig]:
     config = options.config()
     body_model = BodyModel.from_layout(layout, "neutral", h36m=False, device=options.device)
@@ -182,7 +219,13 @@ def _run_fits(layout, options, kp_crop, init, skip, progress) -> Tuple[DatasetFi
     return result, body_model, config
 
 
-def _sample_records(result: DatasetFit, extra: Optional[List[Dict[str, Any]]] = None) -> List[Dict[str, Any]]:
+def _sample_records(
+    result: DatasetFit,
+    extra: Optional[List[Dict[str, Any]]] = None,
+    notes: Optional[List[List[str]]] = None,
+) -> List[Dict[str, Any]]:
+    """One record per row of the fits file: `row` says whether it holds a fit or the start it was given."""
+
     def num(x: float) -> Optional[float]:
         return round(float(x), 4) if np.isfinite(x) else None
 
@@ -190,6 +233,8 @@ def _sample_records(result: DatasetFit, extra: Optional[List[Dict[str, Any]]] = 
     for i in range(len(result.reasons)):
         record = {
             "index": i,
+            "row": "fit" if result.fitted[i] else "start (not fitted)",
+            "notes": list(notes[i]) if notes is not None and result.fitted[i] else [],
             "fitted": bool(result.fitted[i]),
             "accepted": bool(result.accepted[i]),
             "status": result.reasons[i],
@@ -235,7 +280,7 @@ def _summary(
 def _nothing_to_fit(problems: List[Problem], path: Path) -> GtacliError:
     reasons = "; ".join(p.line() for p in problems) or "no samples"
     return BadFileError(
-        f"nothing to fit: {reasons}", path=path, fix="give keypoints with confident torso joints"
+        f"nothing to fit: {reasons}", path=path, fix="give finite keypoints with confidence > 0"
     )
 
 
@@ -344,24 +389,20 @@ def fit_annotation(
     for i, box in enumerate(np.asarray(boxes)):
         centers[i], sides[i] = bbox_to_center_scale(box)
     kp_crop = crop_keypoints(hd.keypoints2d_smpl49(index), centers, sides)
-    skip = screen_keypoints(kp_crop)
+    skip: List[Optional[str]] = [None] * num
     for i in np.flatnonzero(~(np.isfinite(centers).all(1) & np.isfinite(sides) & (sides > 0))):
-        skip[i] = skip[i] or "box not finite or empty"
-    problems = group_problems(skip)
-    if all(s is not None for s in skip):
-        raise _nothing_to_fit(problems, annotation)
-    images: List[Optional[Path]] = []
-    if options.init_checkpoint is not None:
-        images = (
-            [layout.image(dataset, p) for p in hd.image_paths(index)] if "image_path" in hd else [None] * num
-        )
-    init = _initial_parameters(layout, options, images, centers, sides, skip)
-    problems = group_problems(skip)
-    if all(s is not None for s in skip):
-        raise _nothing_to_fit(problems, annotation)
-    result, _, config = _run_fits(layout, options, kp_crop, init, skip, progress)
+        skip[i] = "box not finite or empty"
+
+    def images() -> List[Optional[Path]]:  # read only when a checkpoint starts the fits
+        if "image_path" not in hd:
+            return [None] * num
+        return [layout.image(dataset, p) for p in hd.image_paths(index)]
+
+    result, _, config, problems, notes = _fit_rows(
+        layout, options, kp_crop, centers, sides, skip, images, blame=annotation, progress=progress
+    )
     report_file = report_path(target)
-    samples = _sample_records(result)
+    samples = _sample_records(result, notes=notes)
     payload = {
         "dataset": dataset,
         "annotation": str(annotation),
@@ -425,8 +466,43 @@ def fit_openpose(
 
     Writes `fits.npz` (per person: pose (72,), betas (10,), crop-camera transl (3,), image, person, crop
     centre/side, accepted), `report.json`, and `<image stem>_fit.jpg` per image into `output_dir`."""
-    started = time.perf_counter()
     options.config()  # an unknown method fails before any work
+    check_people_output(images, output_dir, force)
+    frames: List[PeopleFrame] = []
+    file_skip: List[Optional[str]] = []
+    for json_path in openpose_files(openpose):
+        image = image_for(json_path, images)
+        try:
+            frame = read_openpose(json_path)
+        except BadFileError:
+            file_skip.append(BAD_JSON)
+            continue
+        file_skip.append(None if image is not None else NO_IMAGE_FOR_JSON)
+        if image is not None:
+            frames.append(PeopleFrame(image, frame.keypoints, str(json_path)))
+    return fit_people(
+        layout,
+        frames,
+        output_dir,
+        options,
+        overlay=overlay,
+        file_problems=group_problems(file_skip, "file"),
+        source={"openpose": str(openpose), "images": str(images)},
+        progress=progress,
+        blame=openpose,
+    )
+
+
+@dataclass
+class PeopleFrame:
+    """One image's people for `fit_people`: BODY_25 keypoints (P, 25, 3) in image pixels, and their source."""
+
+    image: Path
+    keypoints: np.ndarray
+    source: str  # the keypoint file, or the model that found them
+
+
+def check_people_output(images: Path, output_dir: Path, force: bool) -> None:
     if not images.is_dir():
         raise MissingFileError(
             "--images folder not found", path=images, fix="give the folder that holds the photos"
@@ -439,25 +515,36 @@ def fit_openpose(
             fix="pass --force to replace them, or choose another --output",
         )
     ensure_writable_dir(output_dir, what="the fits", fix="choose another --output folder")
+
+
+def fit_people(
+    layout: DataLayout,
+    frames: Sequence[PeopleFrame],
+    output_dir: Path,
+    options: FitOptions,
+    *,
+    overlay: Callable[..., np.ndarray],
+    file_problems: Sequence[Problem] = (),
+    source: Optional[Dict[str, Any]] = None,
+    progress: Optional[ProgressFn] = None,
+    blame: Optional[Path] = None,
+) -> FitReport:
+    """The core of `gtacli fit` for photos: every person of `frames` gets SPIN's crop from its keypoints
+    (`spin_box`) and a fit; writes `fits.npz`, `report.json` and one overlay per image into `output_dir`
+    (OpenPose files: `fit_openpose`; the keypoint model's people: `gtacli.demo.keypoints.people_in_images`).
+    The caller checks the output folder first (`check_people_output`)."""
+    started = time.perf_counter()
+    fits_file, report_file = output_dir / "fits.npz", output_dir / "report.json"
     people: List[Dict[str, Any]] = []
-    kp_rows, centers, sides, row_skip, file_skip = [], [], [], [], []
-    for json_path in openpose_files(openpose):
-        image = image_for(json_path, images)
-        try:
-            frame = read_openpose(json_path)
-        except BadFileError:
-            file_skip.append(BAD_JSON)
-            continue
-        file_skip.append(None if image is not None else NO_IMAGE_FOR_JSON)
-        if image is None:
-            continue
+    kp_rows, centers, sides, row_skip = [], [], [], []
+    for frame in frames:
         for person, kp25 in enumerate(frame.keypoints):
             box = spin_box(kp25)
             center, side = box if box is not None else (np.zeros(2), 1.0)
             people.append(
                 {
-                    "image": str(image),
-                    "keypoints_file": str(json_path),
+                    "image": str(frame.image),
+                    "keypoints_file": frame.source,
                     "person": person,
                     "crop_center": [float(v) for v in center],
                     "crop_side_px": float(side),
@@ -467,32 +554,31 @@ def fit_openpose(
             centers.append(center)
             sides.append(side)
             row_skip.append(None if box is not None else NO_BOX)
-    file_problems = group_problems(file_skip, "file")
+    file_problems = list(file_problems)
     if not kp_rows:
-        raise _nothing_to_fit(file_problems, openpose)
+        raise _nothing_to_fit(file_problems, blame or output_dir)
     centers_np, sides_np = np.asarray(centers, np.float64), np.asarray(sides, np.float64)
     kp_crop = crop_keypoints(np.stack(kp_rows), centers_np, sides_np)
-    screened = screen_keypoints(kp_crop)
-    skip = [own or other for own, other in zip(row_skip, screened)]
-    init = _initial_parameters(
-        layout, options, [Path(p["image"]) for p in people], centers_np, sides_np, skip
+    result, body_model, config, problems, notes = _fit_rows(
+        layout,
+        options,
+        kp_crop,
+        centers_np,
+        sides_np,
+        row_skip,
+        lambda: [Path(p["image"]) for p in people],
+        unit="person",
+        earlier=file_problems,
+        blame=blame or output_dir,
+        progress=progress,
     )
-    problems = file_problems + group_problems(skip, "person")
-    if all(s is not None for s in skip):
-        raise _nothing_to_fit(problems, openpose)
-    result, body_model, config = _run_fits(layout, options, kp_crop, init, skip, progress)
     scale = sides_np / config.img_res
     for i, person in enumerate(people):
         px = result.reprojection_px[i]
         person["reprojection_px_image"] = round(float(px * scale[i]), 3) if np.isfinite(px) else None
-    samples = _sample_records(result, people)
+    samples = _sample_records(result, people, notes=notes)
     overlays = _write_overlays(people, result, body_model, config, overlay, output_dir)
-    payload = {
-        "openpose": str(openpose),
-        "images": str(images),
-        "output": str(output_dir),
-        "people": len(people),
-    }
+    payload = {**(source or {}), "output": str(output_dir), "people": len(people)}
     payload.update(_summary(result, config, options, time.perf_counter() - started))
     report = FitReport(payload, samples, problems, [fits_file, report_file, *overlays])
     arrays = {
