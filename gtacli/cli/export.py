@@ -104,6 +104,7 @@ def export_command(
             checkpoint_name=checkpoint.name,
             mean_file_sha256=mean_params_file_sha256(layout),
             layout=layout,
+            checkpoint_format=report.source_format,
             tolerance=tol,
         )
     else:

@@ -38,6 +38,7 @@ from gtacli.model.fold import is_batchnorm_folded
 from gtacli.model.loading import load_estimator
 from gtacli.model.memory_format import NCHW, layout_name, model_memory_format
 from gtacli.model.onnx_export import (
+    META_CHECKPOINT_FORMAT,
     META_MEAN_FILE,
     META_VERIFIED,
     OUTPUT_NAMES,
@@ -98,6 +99,7 @@ class InferenceEngine:
     name: str
     device: torch.device
     memory_format: torch.memory_format  # the layout batches should arrive in (no conversion on the way)
+    checkpoint_format: str = ""  # what the weights came from: mmhuman3d, spin, gtacli, ... (for the output)
     info: EngineInfo
 
     def __call__(self, img: torch.Tensor) -> Dict[str, torch.Tensor]:
@@ -129,8 +131,9 @@ class EngineInfo:
 class TorchEngine(InferenceEngine):
     name = "torch"
 
-    def __init__(self, model: nn.Module, device: Optional[torch.device] = None):
+    def __init__(self, model: nn.Module, device: Optional[torch.device] = None, checkpoint_format: str = ""):
         self.model = model
+        self.checkpoint_format = checkpoint_format
         self.device = device if device is not None else next(model.parameters()).device
         self.memory_format = model_memory_format(model)
         threads = torch.get_num_threads()
@@ -158,6 +161,8 @@ class OnnxRuntimeEngine(InferenceEngine):
         self.path = Path(path)
         self.session, self.metadata = open_estimator_onnx(self.path, threads=threads)
         self.outputs = list(OUTPUT_NAMES)
+        exported_from = self.metadata.get(META_CHECKPOINT_FORMAT) or "checkpoint"
+        self.checkpoint_format = f"onnx export of a {exported_from}" if source == "given" else exported_from
         if verification is None:
             verification = json.loads(self.metadata.get(META_VERIFIED) or "{}")
         self.info = EngineInfo(
@@ -201,8 +206,8 @@ def load_engine(
         )
     threads = configure_threads(None)
     if name == "torch":
-        model, _ = load_estimator(checkpoint, layout, device, require="model", inference=True)
-        return TorchEngine(model, device)
+        model, report = load_estimator(checkpoint, layout, device, require="model", inference=True)
+        return TorchEngine(model, device, report.source_format)
     if is_onnx_file(checkpoint):
         return OnnxRuntimeEngine(checkpoint, threads, "given")
     path, source, verification = ensure_onnx_export(checkpoint, layout, checkpoint_sha256, info)
@@ -233,7 +238,7 @@ def ensure_onnx_export(
     elif info is not None:
         info(f"exporting {checkpoint.name} to ONNX once for onnxruntime (cached as {path})")
     # the plain float32 network as it is trained; the exporter folds the BatchNorms itself
-    model, _ = load_estimator(checkpoint, layout, torch.device("cpu"), memory_format=NCHW, fold=False)
+    model, report = load_estimator(checkpoint, layout, torch.device("cpu"), memory_format=NCHW, fold=False)
     result = export_onnx(
         model,
         path,
@@ -241,5 +246,6 @@ def ensure_onnx_export(
         checkpoint_name=checkpoint.name,
         mean_file_sha256=expected[META_MEAN_FILE],
         layout=layout,
+        checkpoint_format=report.source_format,
     )
     return path, "exported", result.verification.to_json()

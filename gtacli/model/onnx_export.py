@@ -55,6 +55,7 @@ META_FORMAT = "gtacli.format"
 META_VERSION = "gtacli.version"
 META_CHECKPOINT = "gtacli.checkpoint_sha256"
 META_CHECKPOINT_NAME = "gtacli.checkpoint_name"
+META_CHECKPOINT_FORMAT = "gtacli.checkpoint_format"
 META_MEAN_FILE = "gtacli.mean_params_file_sha256"
 META_MEAN_PARAMS = "gtacli.mean_params"
 META_INPUT = "gtacli.input"
@@ -281,6 +282,7 @@ def export_onnx(
     checkpoint_name: str,
     mean_file_sha256: str,
     layout: Optional[DataLayout],
+    checkpoint_format: str = "",
     tolerance: float = VERIFY_TOLERANCE,
     opset: int = OPSET,
 ) -> ExportResult:
@@ -314,6 +316,7 @@ def export_onnx(
         {
             META_VERSION: gtacli.__version__,
             META_CHECKPOINT_NAME: checkpoint_name,
+            META_CHECKPOINT_FORMAT: checkpoint_format,
             META_MEAN_PARAMS: json.dumps(mean_params),
             META_VERIFIED: json.dumps(verification.to_json(), sort_keys=True),
         }
