@@ -12,6 +12,7 @@ from gtacli.cli.common import (
     DataRootOpt,
     DebugOpt,
     DeviceOpt,
+    EngineOpt,
     JsonOpt,
     Output,
     ProgressBar,
@@ -71,6 +72,7 @@ def fit_command(
         ),
     ] = None,
     device: DeviceOpt = "auto",
+    engine: EngineOpt = "auto",
     output: Annotated[
         Optional[Path],
         typer.Option(
@@ -103,7 +105,9 @@ def fit_command(
     facing direction), spin (SPIN's SMPLify: torso camera stage, then the body,
     100 + 100 steps, accepted below 100 px^2 of SPIN's fitting loss), mmhuman3d
     (its registrant: 50 + 50 steps, accepted below 10). --init mean starts from
-    smpl_mean_params.npz; --init PATH from a network's predictions on the crops.
+    smpl_mean_params.npz; --init PATH from a network's predictions on the crops,
+    run by --engine (auto: onnxruntime on the CPU when gtacli[onnx] is installed;
+    a .onnx file from `gtacli export` is also accepted).
     Samples that cannot be fitted (NaN keypoints, none confident, fewer than 4
     torso joints, missing images) are listed once per problem and skipped.
 
@@ -135,9 +139,14 @@ def fit_command(
         batch_size=batch_size,
         iterations=iterations,
         device=resolve_device(device),
+        engine=engine,
         limit=limit,
     )
     options.config()  # an unknown --method is a usage error before anything is read
+    if options.init_checkpoint is not None:  # --engine runs the --init checkpoint's network
+        from gtacli.model.engines import resolve_engine
+
+        resolve_engine(engine, options.device, options.init_checkpoint)
     layout = DataLayout(data_root)
     with ProgressBar(out, "fit", rate_unit="samples") as progress:
         if dataset is not None:
@@ -170,6 +179,8 @@ def fit_command(
             f"accepted {p['accepted']} ({p['acceptance']} < {p['valid_threshold']:g})",
             markup=False,
         )
+        if p["engine"]:
+            out.out.print(f"initial parameters: {p['init']} run by {p['engine']['detail']}", markup=False)
         if p["fitted"]:
             out.out.print(
                 f"mean final loss {p['mean_final_loss']:.4g}; mean reprojection error {p['mean_reprojection_px']:.2f} px "

@@ -59,9 +59,11 @@ from gtacli.demo.replay import Replay
 from gtacli.demo.results import RESULT_FIELDS, DemoResults
 from gtacli.demo.smooth import PersonSmoother
 from gtacli.demo.track import TrackConfig, TrackedBox, given_boxes, track_sequence
+from gtacli.device import resolve_device
 from gtacli.errors import BadFileError, UsageError
 from gtacli.io import video
 from gtacli.io.atomic import atomic_write_json
+from gtacli.model.engines import resolve_engine
 
 FRAMES_PER_CHUNK_PER_BATCH = 2  # frames read per chunk = batch_size x this (bounded memory, full batches)
 DECODE_TOLERANCE = (
@@ -164,6 +166,8 @@ def validate(config: DemoConfig) -> None:
         raise UsageError("--from-results re-uses the saved boxes; drop --bbox / --bbox-file")
     if config.from_results is None and config.checkpoint is None:
         raise UsageError("--checkpoint is required (or --from-results results.npz)")
+    if config.from_results is None:
+        resolve_engine(config.engine, resolve_device(config.device), config.checkpoint)
 
 
 # ----------------------------------------------------------------------------------------------- 1. read
@@ -413,6 +417,7 @@ def make_summary(
         "checkpoint_report": engine.report.summary() if engine.report is not None else None,
         "from_results": display_name(str(config.from_results)) if config.from_results else None,
         "device": str(engine.device),
+        "engine": engine.network.info.to_json() if engine.network is not None else None,
         "boxes": "--bbox"
         if config.bbox is not None
         else (display_name(str(config.bbox_file)) if config.bbox_file else None),

@@ -27,7 +27,7 @@ import torch
 from gtacli.body.camera import crop_to_image_intrinsics
 from gtacli.body.rotations import axis_angle_from_rotmat
 from gtacli.body.smpl import BodyModel
-from gtacli.data.crop import affine_transform, bbox_to_center_scale, crop, normalize, transform_points
+from gtacli.data.crop import affine_transform, bbox_to_center_scale, transform_points
 from gtacli.data.human_data import HumanData
 from gtacli.data.openpose import read_openpose, spin_box, to_smpl49
 from gtacli.errors import BadFileError, GtacliError, MissingFileError, UsageError
@@ -45,8 +45,9 @@ from gtacli.fit.fits_store import fits_file_name, save_fits_file
 from gtacli.fit.methods import build_fitter
 from gtacli.io.atomic import atomic_write_json, atomic_write_with, ensure_writable_dir
 from gtacli.layout import TEST_DATASETS, TRAIN_DATASETS, DataLayout
+from gtacli.model.engines import EngineInfo, load_engine
 from gtacli.model.estimator import load_mean_params
-from gtacli.model.loading import load_estimator
+from gtacli.model.predict import predict_crops
 
 DEFAULT_METHOD = "gtacli"  # the most accurate measured (benchmarks/bench_fitter.py, docs/reproduction.md §7)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
@@ -67,6 +68,7 @@ class FitOptions:
     batch_size: int = 32
     iterations: Optional[int] = None  # per stage; None: the method's own number
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    engine: str = "auto"  # what runs the --init checkpoint's network (gtacli.model.engines)
     limit: Optional[int] = None
 
     def config(self) -> RegistrationConfig:
@@ -123,11 +125,13 @@ def network_init(
     device: torch.device,
     batch_size: int,
     skip: List[Optional[str]],
-) -> Dict[str, np.ndarray]:
-    """The network's predictions on each sample's 224 crop (no flip, no rotation): pose, betas, camera.
+    engine: str = "auto",
+) -> Tuple[Dict[str, np.ndarray], EngineInfo]:
+    """The network's predictions on each sample's 224 crop (no flip, no rotation): pose, betas, camera; and
+    which engine ran it (`--engine`).
 
     Rows whose image is missing or unreadable get `NO_IMAGE` in `skip` (and the mean parameters)."""
-    model, _ = load_estimator(checkpoint, layout, device, require="model")
+    network = load_engine(checkpoint, layout, device, engine)
     init = {
         k: v.numpy().copy()
         for k, v in mean_init(
@@ -136,31 +140,40 @@ def network_init(
     }
     rows = [i for i in range(len(images)) if skip[i] is None]
     for start in range(0, len(rows), batch_size):
-        batch, crops = [], []
+        batch, pictures = [], []
         for i in rows[start : start + batch_size]:
             img = cv2.imread(str(images[i]), cv2.IMREAD_COLOR) if images[i] is not None else None
             if img is None:
                 skip[i] = NO_IMAGE
                 continue
-            patch, _ = crop(img, centers[i], float(sides[i]), 0.0)
             batch.append(i)
-            crops.append(normalize(patch))
+            pictures.append(img)
         if not batch:
             continue
-        with torch.inference_mode():
-            pred = model(torch.from_numpy(np.stack(crops)).to(device))
-        init["pose"][batch] = axis_angle_from_rotmat(pred["pred_pose"].double()).cpu().numpy()
-        init["betas"][batch] = pred["pred_shape"].double().cpu().numpy()
-        init["cam"][batch] = pred["pred_cam"].double().cpu().numpy()
-    return init
+        pred = predict_crops(network, pictures, centers[batch], sides[batch], batch_size)
+        init["pose"][batch] = axis_angle_from_rotmat(torch.from_numpy(pred.rotmat)).numpy()
+        init["betas"][batch] = pred.betas
+        init["cam"][batch] = pred.cam
+    return init, network.info
 
 
-def _initial_parameters(layout, options, images, centers, sides, skip) -> Dict[str, np.ndarray]:
+def _initial_parameters(
+    layout, options, images, centers, sides, skip
+) -> Tuple[Dict[str, np.ndarray], Optional[EngineInfo]]:
+    """(initial pose, betas, camera per sample; the engine that predicted them, None for mean parameters)."""
     if options.init_checkpoint is None:
         params = mean_init(load_mean_params(layout.smpl_mean_params), len(skip), dtype=torch.float64)
-        return {k: v.numpy() for k, v in params.items()}
+        return {k: v.numpy() for k, v in params.items()}, None
     return network_init(
-        layout, options.init_checkpoint, images, centers, sides, options.device, options.batch_size, skip
+        layout,
+        options.init_checkpoint,
+        images,
+        centers,
+        sides,
+        options.device,
+        options.batch_size,
+        skip,
+        options.engine,
     )
 
 
@@ -205,7 +218,11 @@ def _sample_records(result: DatasetFit, extra: Optional[List[Dict[str, Any]]] = 
 
 
 def _summary(
-    result: DatasetFit, config: RegistrationConfig, options: FitOptions, seconds: float
+    result: DatasetFit,
+    config: RegistrationConfig,
+    options: FitOptions,
+    seconds: float,
+    engine: Optional[EngineInfo] = None,
 ) -> Dict[str, Any]:
     fitted = result.fitted
 
@@ -216,6 +233,7 @@ def _summary(
         "method": config.method,
         "init": "mean" if options.init_checkpoint is None else str(options.init_checkpoint),
         "device": str(options.device),
+        "engine": engine.to_json() if engine is not None else None,
         "samples": int(len(fitted)),
         "fitted": int(fitted.sum()),
         "accepted": int(result.accepted.sum()),
@@ -320,7 +338,7 @@ def fit_annotation(
         images = (
             [layout.image(dataset, p) for p in hd.image_paths(index)] if "image_path" in hd else [None] * num
         )
-    init = _initial_parameters(layout, options, images, centers, sides, skip)
+    init, engine_info = _initial_parameters(layout, options, images, centers, sides, skip)
     problems = group_problems(skip)
     if all(s is not None for s in skip):
         raise _nothing_to_fit(problems, annotation)
@@ -333,7 +351,7 @@ def fit_annotation(
         "output": str(target),
         "report": str(report_file),
     }
-    payload.update(_summary(result, config, options, time.perf_counter() - started))
+    payload.update(_summary(result, config, options, time.perf_counter() - started, engine_info))
     payload["synthetic"] = layout.is_synthetic
     report = FitReport(payload, samples, problems, [target, report_file])
     save_fits_file(target, result.fits)
@@ -439,7 +457,7 @@ def fit_openpose(
     kp_crop = crop_keypoints(np.stack(kp_rows), centers_np, sides_np)
     screened = screen_keypoints(kp_crop)
     skip = [own or other for own, other in zip(row_skip, screened)]
-    init = _initial_parameters(
+    init, engine_info = _initial_parameters(
         layout, options, [Path(p["image"]) for p in people], centers_np, sides_np, skip
     )
     problems = file_problems + group_problems(skip, "person")
@@ -458,7 +476,7 @@ def fit_openpose(
         "output": str(output_dir),
         "people": len(people),
     }
-    payload.update(_summary(result, config, options, time.perf_counter() - started))
+    payload.update(_summary(result, config, options, time.perf_counter() - started, engine_info))
     report = FitReport(payload, samples, problems, [fits_file, report_file, *overlays])
     arrays = {
         "pose": result.fits[:, :72],

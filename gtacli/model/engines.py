@@ -34,6 +34,7 @@ from gtacli.device import configure_threads
 from gtacli.errors import GtacliError, MissingFileError, PathLike, UsageError
 from gtacli.io.hashing import sha256_file
 from gtacli.layout import DataLayout
+from gtacli.model.checkpoint import LoadReport
 from gtacli.model.fold import is_batchnorm_folded
 from gtacli.model.loading import load_estimator
 from gtacli.model.memory_format import NCHW, layout_name, model_memory_format
@@ -100,6 +101,9 @@ class InferenceEngine:
     device: torch.device
     memory_format: torch.memory_format  # the layout batches should arrive in (no conversion on the way)
     checkpoint_format: str = ""  # what the weights came from: mmhuman3d, spin, gtacli, ... (for the output)
+    report: Optional[LoadReport] = (
+        None  # the torch engine's load report (the ONNX file was checked at export)
+    )
     info: EngineInfo
 
     def __call__(self, img: torch.Tensor) -> Dict[str, torch.Tensor]:
@@ -131,9 +135,12 @@ class EngineInfo:
 class TorchEngine(InferenceEngine):
     name = "torch"
 
-    def __init__(self, model: nn.Module, device: Optional[torch.device] = None, checkpoint_format: str = ""):
+    def __init__(
+        self, model: nn.Module, device: Optional[torch.device] = None, report: Optional[LoadReport] = None
+    ):
         self.model = model
-        self.checkpoint_format = checkpoint_format
+        self.report = report
+        self.checkpoint_format = report.source_format if report is not None else ""
         self.device = device if device is not None else next(model.parameters()).device
         self.memory_format = model_memory_format(model)
         threads = torch.get_num_threads()
@@ -207,7 +214,7 @@ def load_engine(
     threads = configure_threads(None)
     if name == "torch":
         model, report = load_estimator(checkpoint, layout, device, require="model", inference=True)
-        return TorchEngine(model, device, report.source_format)
+        return TorchEngine(model, device, report)
     if is_onnx_file(checkpoint):
         return OnnxRuntimeEngine(checkpoint, threads, "given")
     path, source, verification = ensure_onnx_export(checkpoint, layout, checkpoint_sha256, info)

@@ -347,11 +347,11 @@ def interface_problems(sess: Any) -> List[str]:
             f"input {inputs[0].name} {_shape(inputs[0].shape)} {inputs[0].type}, expected {want_in}"
         )
     outputs = {o.name: o for o in sess.get_outputs()}
+    if any(name not in outputs for name in OUTPUT_SHAPES):
+        problems.append(f"outputs {', '.join(outputs) or 'none'}, expected {', '.join(OUTPUT_SHAPES)}")
     for name, shape in OUTPUT_SHAPES.items():
         found = outputs.get(name)
-        if found is None:
-            problems.append(f"no output {name} (outputs: {', '.join(outputs) or 'none'})")
-        elif tuple(found.shape[1:]) != shape:
+        if found is not None and tuple(found.shape[1:]) != shape:
             problems.append(
                 f"output {name} {_shape(found.shape)}, expected (batch, {', '.join(map(str, shape))})"
             )
@@ -434,9 +434,11 @@ def export_torchscript(
         "outputs": list(OUTPUT_NAMES),
     }
     buffer = io.BytesIO()
-    torch.jit.save(traced, buffer, _extra_files={TORCHSCRIPT_META: json.dumps(record)})
-    data = buffer.getvalue()
-    loaded = torch.jit.load(io.BytesIO(data), map_location="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.save/load announce torch.export
+        torch.jit.save(traced, buffer, _extra_files={TORCHSCRIPT_META: json.dumps(record)})
+        data = buffer.getvalue()
+        loaded = torch.jit.load(io.BytesIO(data), map_location="cpu")
     with torch.inference_mode():
         expected = model(torch.from_numpy(crops).contiguous(memory_format=_memory_format(model)))
         got = loaded(torch.from_numpy(crops))

@@ -122,7 +122,8 @@ def test_onnx_files_that_are_not_an_estimator_export_are_refused_in_one_line(tmp
     relu = tmp_path / "relu.onnx"
     relu.write_bytes(relu_model())
     with pytest.raises(
-        BadFileError, match=r"not a gtacli estimator export: input x \(1, 3, 4, 4\).*no output pred_pose"
+        BadFileError,
+        match=r"not a gtacli estimator export: input x \(1, 3, 4, 4\).*outputs y, expected pred_pose, pred_shape, pred_cam",
     ):
         load_engine(relu, layout, CPU, "onnxruntime")
     bare = tmp_path / "bare.onnx"  # the right graph without gtacli's metadata (e.g. exported by hand)
