@@ -24,7 +24,7 @@ import importlib.util
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -162,16 +162,19 @@ class OnnxRuntimeEngine(InferenceEngine):
     device = torch.device("cpu")
     memory_format = NCHW
 
-    def __init__(self, path: Path, threads: int, source: str, verification: Optional[Dict[str, Any]] = None):
+    def __init__(
+        self, path: Path, threads: int, source: str, opened: Optional[Tuple[Any, Dict[str, str]]] = None
+    ):
+        """`opened`: the (session, metadata) of `path` when the caller has opened it already (loading the
+        graph takes a good part of a second, so it is done once)."""
         import onnxruntime  # optional: resolve_engine has checked that it is installed
 
         self.path = Path(path)
-        self.session, self.metadata = open_estimator_onnx(self.path, threads=threads)
+        self.session, self.metadata = opened or open_estimator_onnx(self.path, threads=threads)
         self.outputs = list(OUTPUT_NAMES)
         exported_from = self.metadata.get(META_CHECKPOINT_FORMAT) or "checkpoint"
         self.checkpoint_format = f"onnx export of a {exported_from}" if source == "given" else exported_from
-        if verification is None:
-            verification = json.loads(self.metadata.get(META_VERIFIED) or "{}")
+        verification = json.loads(self.metadata.get(META_VERIFIED) or "{}")  # the export's self-check
         self.info = EngineInfo(
             "onnxruntime",
             f"onnxruntime {onnxruntime.__version__} (CPU provider, {threads} threads)",
@@ -217,8 +220,8 @@ def load_engine(
         return TorchEngine(model, device, report)
     if is_onnx_file(checkpoint):
         return OnnxRuntimeEngine(checkpoint, threads, "given")
-    path, source, verification = ensure_onnx_export(checkpoint, layout, checkpoint_sha256, info)
-    return OnnxRuntimeEngine(path, threads, source, verification)
+    path, source, opened = ensure_onnx_export(checkpoint, layout, checkpoint_sha256, info, threads)
+    return OnnxRuntimeEngine(path, threads, source, opened)
 
 
 def ensure_onnx_export(
@@ -226,27 +229,29 @@ def ensure_onnx_export(
     layout: DataLayout,
     checkpoint_sha256: Optional[str] = None,
     info: Optional[InfoFn] = None,
-):
-    """(path, 'cache'|'exported', verification) of the checkpoint's ONNX export under the data root's cache,
-    exported (and verified) when absent or when the cached file's metadata does not match this export."""
+    threads: Optional[int] = None,
+) -> Tuple[Path, str, Tuple[Any, Dict[str, str]]]:
+    """(path, 'cache' or 'exported', its opened (session, metadata)) of the checkpoint's ONNX export under
+    the data root's cache; exported (and verified) when absent or when the cached file's metadata does not
+    match this export."""
     sha = checkpoint_sha256 or sha256_file(checkpoint)
     path = cached_onnx_path(layout, sha)
     expected = expected_metadata(sha, mean_params_file_sha256(layout))
     if path.is_file():
         try:
-            _, metadata = open_estimator_onnx(path)
-            problem = metadata_problem(metadata, expected)
+            opened = open_estimator_onnx(path, threads=threads)
+            problem = metadata_problem(opened[1], expected)
         except GtacliError as exc:  # a truncated or foreign file in the cache is rebuilt, never used
             problem = exc.problem
         if problem is None:
-            return path, "cache", None
+            return path, "cache", opened
         if info is not None:
             info(f"rebuilding the cached ONNX model {path} ({problem})")
     elif info is not None:
         info(f"exporting {checkpoint.name} to ONNX once for onnxruntime (cached as {path})")
     # the plain float32 network as it is trained; the exporter folds the BatchNorms itself
     model, report = load_estimator(checkpoint, layout, torch.device("cpu"), memory_format=NCHW, fold=False)
-    result = export_onnx(
+    export_onnx(
         model,
         path,
         checkpoint_sha256=sha,
@@ -255,4 +260,4 @@ def ensure_onnx_export(
         layout=layout,
         checkpoint_format=report.source_format,
     )
-    return path, "exported", result.verification.to_json()
+    return path, "exported", open_estimator_onnx(path, threads=threads)
