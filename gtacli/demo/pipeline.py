@@ -237,7 +237,12 @@ def detect_people(
         None
         if user_boxes is not None
         else detect.build_detector(
-            config.detector, config.data_root, config.yolox_weights, config.yolox_sha256
+            config.detector,
+            config.data_root,
+            config.yolox_weights,
+            config.yolox_sha256,
+            # the network's engine: with onnxruntime, YOLOX runs there too
+            engine=resolve_engine(config.engine, resolve_device(config.device), config.checkpoint),
         )
     )
     per_frame: List[detect.Detections] = []

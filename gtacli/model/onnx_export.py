@@ -192,7 +192,7 @@ def with_metadata(graph: bytes, metadata: Mapping[str, str]) -> bytes:
     return proto.SerializeToString()
 
 
-def session(source: Any, threads: Optional[int] = None, path: Optional[PathLike] = None):
+def session(source: Any, threads: Optional[int] = None, path: Optional[PathLike] = None, fix: str = ONNX_FIX):
     """An onnxruntime CPU session on a file path or model bytes; a file it cannot read is a BadFileError."""
     _, ort = require_onnx_packages()
     options = ort.SessionOptions()
@@ -211,7 +211,7 @@ def session(source: Any, threads: Optional[int] = None, path: Optional[PathLike]
         raise BadFileError(
             f"not a readable ONNX model (truncated or corrupt?): {first[:160]}",
             path=path if path is not None else (None if isinstance(source, bytes) else source),
-            fix=ONNX_FIX,
+            fix=fix,
         ) from None
 
 
