@@ -98,6 +98,7 @@ def test_failed_verification_writes_nothing_and_prints_the_largest_difference(se
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_bad_onnx_files_are_one_line_errors(setup, tmp_path):
     relu = tmp_path / "relu.onnx"
     relu.write_bytes(relu_model())

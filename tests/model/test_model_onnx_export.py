@@ -46,6 +46,7 @@ def exported(tmp_path_factory, sample_tree, checkpoint):
     return layout, Path(engine.info.onnx_model), model
 
 
+@pytest.mark.slow  # exports ResNet-50 + HMR (seconds)
 def test_export_runs_on_a_deep_copy_so_the_model_keeps_its_batchnorms(sample_tree, checkpoint):
     # torch's TorchScript-based exporter folds Conv+BatchNorm into the module's own tensors in place
     model, _ = load_estimator(checkpoint, sample_tree, CPU, memory_format=NCHW, fold=False)
@@ -58,6 +59,7 @@ def test_export_runs_on_a_deep_copy_so_the_model_keeps_its_batchnorms(sample_tre
     assert torch.equal(before, after)
 
 
+@pytest.mark.slow  # exports ResNet-50 + HMR (seconds)
 def test_cached_export_has_dynamic_batch_metadata_and_matches_torch(exported, checkpoint):
     layout, path, model = exported
     assert path == cached_onnx_path(layout, sha256_file(checkpoint))
@@ -82,6 +84,7 @@ def test_cached_export_has_dynamic_batch_metadata_and_matches_torch(exported, ch
             assert torch.allclose(got[key], reference[key][: len(batch)], atol=1e-4), key
 
 
+@pytest.mark.slow  # exports ResNet-50 + HMR (seconds)
 def test_cache_is_reused_and_stale_metadata_is_rebuilt(exported, checkpoint):
     layout, path, _ = exported
     stamp = path.stat().st_mtime_ns
@@ -101,6 +104,7 @@ def test_cache_is_reused_and_stale_metadata_is_rebuilt(exported, checkpoint):
     assert meta[META_FORMAT] == EXPORT_FORMAT
 
 
+@pytest.mark.slow  # exports ResNet-50 + HMR (seconds)
 def test_verification_failure_writes_nothing_and_names_the_largest_difference(tmp_path, exported):
     layout, _, model = exported
     target = tmp_path / "model.onnx"
@@ -117,6 +121,7 @@ def test_verification_failure_writes_nothing_and_names_the_largest_difference(tm
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow  # exports ResNet-50 + HMR (seconds)
 def test_onnx_files_that_are_not_an_estimator_export_are_refused_in_one_line(tmp_path, exported):
     layout, path, _ = exported
     relu = tmp_path / "relu.onnx"

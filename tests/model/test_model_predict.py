@@ -18,6 +18,7 @@ from gtacli.model.predict import predict_crops
 CPU = torch.device("cpu")
 
 
+@pytest.mark.slow  # two engines, one of them exported (seconds)
 def test_predict_crops_is_crop_normalise_forward_in_batches(tmp_path, sample_tree):
     layout = DataLayout(sample_tree)
     checkpoint = image_dependent_checkpoint(sample_tree, tmp_path / "random.pth")
