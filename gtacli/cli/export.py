@@ -16,7 +16,8 @@ def export_command(
     checkpoint: Annotated[
         Path,
         typer.Argument(
-            help="Checkpoint to export: mmhuman3d .pth, SPIN {'model'} file or a gtacli checkpoint."
+            metavar="CHECKPOINT",
+            help="Checkpoint to export: mmhuman3d .pth, SPIN {'model'} file or a gtacli checkpoint.",
         ),
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="File to write (e.g. model.onnx).")],
