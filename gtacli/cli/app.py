@@ -32,6 +32,7 @@ COMMANDS = [
     ("check-layout", "check_layout", "check_layout_command"),
     ("sample-data", "sample_data", "sample_data_command"),
     ("eval", "evaluate", "eval_command"),
+    ("export", "export", "export_command"),
     ("finetune", "train", "finetune_command"),
     ("train", "train", "train_command"),
     ("fit", "fit", "fit_command"),

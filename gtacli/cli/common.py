@@ -57,6 +57,14 @@ DeviceOpt = Annotated[
     str,
     typer.Option("--device", help="'auto' (CUDA when present, else CPU), 'cpu', 'cuda' or 'cuda:N'."),
 ]
+EngineOpt = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        help="What runs the network: auto (onnxruntime on the CPU when gtacli[onnx] is installed, torch otherwise "
+        "and on CUDA), torch or onnxruntime (the checkpoint exported to ONNX once, cached under <data-root>/cache/).",
+    ),
+]
 
 
 def _hide_flag_types() -> None:

@@ -13,6 +13,7 @@ from gtacli.cli.common import (
     DataRootOpt,
     DebugOpt,
     DeviceOpt,
+    EngineOpt,
     JsonOpt,
     Output,
     ProgressBar,
@@ -146,6 +147,7 @@ def demo_command(
         ),
     ] = False,
     device: DeviceOpt = "auto",
+    engine: EngineOpt = "auto",
     smooth: Annotated[
         bool,
         typer.Option("--smooth", help="One-Euro smoothing of each person's pose, shape and camera (videos)."),
@@ -255,6 +257,7 @@ def demo_command(
         yolox_sha256=detector_asset.sha256,
         max_people=max_people,
         device=resolve_device(device),
+        engine=engine,
         smooth=smooth,
         side_view=side_view,
         render=not no_render,
@@ -309,6 +312,8 @@ def demo_command(
         for key in ("frames", "meshes"):
             if outputs[key]:
                 out.out.print(f"{key}: {outputs[key]}", markup=False)
+        if summary["engine"]:
+            out.out.print(f"engine: {summary['engine']['detail']}", markup=False)
         _print_animation(out, summary)
         timings = ", ".join(f"{k} {v:.2f}s" for k, v in summary["timings_s"].items())
         out.out.print(f"speed: {summary['frames_per_s']} frames/s ({timings})", markup=False)

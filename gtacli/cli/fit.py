@@ -12,6 +12,7 @@ from gtacli.cli.common import (
     DataRootOpt,
     DebugOpt,
     DeviceOpt,
+    EngineOpt,
     JsonOpt,
     Output,
     ProgressBar,
@@ -77,6 +78,7 @@ def fit_command(
         ),
     ] = None,
     device: DeviceOpt = "auto",
+    engine: EngineOpt = "auto",
     output: Annotated[
         Optional[Path],
         typer.Option(
@@ -100,7 +102,7 @@ def fit_command(
 
     --openpose DIR_OR_FILE --images DIR --output DIR: fits every person of OpenPose JSON files (BODY_25 or COCO-18; photo = same name without OpenPose's _keypoints suffix) in SPIN's crop from its keypoints; writes fits.npz, report.json and an overlay NAME_fit.jpg per photo.
 
-    Methods: gtacli (default; SPIN's objective in one stage; the facing direction is searched for mean starts and for starts whose torso has left and right swapped, never for a lower loss alone), spin (SPIN's SMPLify: torso camera stage, then the body, 100 + 100 steps, accepted below 100 px^2 of SPIN's fitting loss), mmhuman3d (its registrant: 50 + 50 steps, accepted below 10). --init mean starts from smpl_mean_params.npz; --init PATH from a network's predictions on the crops. Every sample with a usable keypoint is fitted; NaN keypoints are ignored and samples with fewer than 4 confident torso joints are fitted and flagged (report: notes, row = fit or start). Samples with no usable keypoint (or a missing image for --init PATH) are skipped; each kind is listed once with its count and first sample.
+    Methods: gtacli (default; SPIN's objective in one stage; the facing direction is searched for mean starts and for starts whose torso has left and right swapped, never for a lower loss alone), spin (SPIN's SMPLify: torso camera stage, then the body, 100 + 100 steps, accepted below 100 px^2 of SPIN's fitting loss), mmhuman3d (its registrant: 50 + 50 steps, accepted below 10). --init mean starts from smpl_mean_params.npz; --init PATH from a network's predictions on the crops, run by --engine (auto: onnxruntime on the CPU when gtacli[onnx] is installed; a .onnx file from `gtacli export` is also accepted). Every sample with a usable keypoint is fitted; NaN keypoints are ignored and samples with fewer than 4 confident torso joints are fitted and flagged (report: notes, row = fit or start). Samples with no usable keypoint (or a missing image for --init PATH) are skipped; each kind is listed once with its count and first sample.
 
     Examples:
 
@@ -139,9 +141,14 @@ def fit_command(
         batch_size=batch_size,
         iterations=iterations,
         device=resolve_device(device),
+        engine=engine,
         limit=limit,
     )
     options.config()  # an unknown --method is a usage error before anything is read
+    if options.init_checkpoint is not None:  # --engine runs the --init checkpoint's network
+        from gtacli.model.engines import resolve_engine
+
+        resolve_engine(engine, options.device, options.init_checkpoint)
     layout = DataLayout(data_root)
     with ProgressBar(out, "fit", rate_unit="samples") as progress:
         if dataset is not None:
@@ -175,6 +182,8 @@ def fit_command(
             f"{p['method']}: fitted {p['fitted']} of {p['samples']} in {p['seconds']:.1f} s on {p['device']}",
             markup=False,
         )
+        if p["engine"]:
+            out.out.print(f"initial parameters: {p['init']} run by {p['engine']['detail']}", markup=False)
         if p["fitted"]:
             # two different numbers: the acceptance measure (what the threshold applies to) and the total
             # objective the fitter minimised (all terms and priors); named so that nobody compares them

@@ -34,6 +34,7 @@ class DemoConfig:
     yolox_sha256: Optional[str] = None  # their pinned hash (asset manifest)
     max_people: Optional[int] = None
     device: Any = "auto"
+    engine: str = "auto"  # what runs the network: auto | torch | onnxruntime (gtacli.model.engines)
     smooth: bool = False
     side_view: bool = False
     render: bool = True

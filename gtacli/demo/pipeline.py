@@ -61,10 +61,12 @@ from gtacli.demo.replay import Replay
 from gtacli.demo.results import RESULT_FIELDS, DemoResults
 from gtacli.demo.smooth import PersonSmoother
 from gtacli.demo.track import TrackConfig, TrackedBox, given_boxes, track_sequence
+from gtacli.device import resolve_device
 from gtacli.errors import BadFileError, UsageError
 from gtacli.io import video
 from gtacli.io.atomic import atomic_write_json
 from gtacli.layout import DataLayout
+from gtacli.model.engines import resolve_engine
 from gtacli.progress import ProgressFn
 
 FRAMES_PER_CHUNK_PER_BATCH = 2  # frames read per chunk = batch_size x this (bounded memory, full batches)
@@ -213,6 +215,8 @@ def validate(config: DemoConfig) -> None:
         raise UsageError("--checkpoint is required (or --from-results results.npz)")
     if config.refine and config.from_results is not None:
         raise UsageError("--refine refits the network's bodies; drop --from-results")
+    if config.from_results is None:
+        resolve_engine(config.engine, resolve_device(config.device), config.checkpoint)
 
 
 # ----------------------------------------------------------------------------------------------- 1. read
@@ -321,7 +325,12 @@ def detect_people(
         None
         if user_boxes is not None
         else detect.build_detector(
-            config.detector, config.data_root, config.yolox_weights, config.yolox_sha256
+            config.detector,
+            config.data_root,
+            config.yolox_weights,
+            config.yolox_sha256,
+            # the network's engine: with onnxruntime, YOLOX runs there too
+            engine=resolve_engine(config.engine, resolve_device(config.device), config.checkpoint),
         )
     )
     per_frame: List[detect.Detections] = []
@@ -508,6 +517,7 @@ def make_summary(
         "checkpoint_report": engine.report.summary() if engine.report is not None else None,
         "from_results": display_name(str(config.from_results)) if config.from_results else None,
         "device": str(engine.device),
+        "engine": engine.network.info.to_json() if engine.network is not None else None,
         "boxes": "--bbox"
         if config.bbox is not None
         else (display_name(str(config.bbox_file)) if config.bbox_file else None),

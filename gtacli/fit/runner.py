@@ -28,7 +28,7 @@ import torch
 from gtacli.body.camera import crop_to_image_intrinsics
 from gtacli.body.rotations import axis_angle_from_rotmat
 from gtacli.body.smpl import BodyModel
-from gtacli.data.crop import affine_transform, bbox_to_center_scale, crop, normalize, transform_points
+from gtacli.data.crop import affine_transform, bbox_to_center_scale, transform_points
 from gtacli.data.human_data import HumanData
 from gtacli.data.openpose import read_openpose, spin_box, to_smpl49
 from gtacli.errors import BadFileError, GtacliError, MissingFileError, UsageError
@@ -48,8 +48,9 @@ from gtacli.fit.fits_store import fits_file_name, save_fits_file
 from gtacli.fit.methods import build_fitter
 from gtacli.io.atomic import atomic_write_json, atomic_write_with, ensure_writable_dir
 from gtacli.layout import TEST_DATASETS, TRAIN_DATASETS, DataLayout
+from gtacli.model.engines import EngineInfo, load_engine
 from gtacli.model.estimator import load_mean_params
-from gtacli.model.loading import load_estimator
+from gtacli.model.predict import predict_crops
 from gtacli.progress import ProgressFn
 
 DEFAULT_METHOD = "gtacli"  # the most accurate measured (benchmarks/bench_fitter.py, docs/reproduction.md §7)
@@ -69,6 +70,7 @@ class FitOptions:
     batch_size: int = 32
     iterations: Optional[int] = None  # per stage; None: the method's own number
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    engine: str = "auto"  # what runs the --init checkpoint's network (gtacli.model.engines)
     limit: Optional[int] = None
 
     def config(self) -> RegistrationConfig:
@@ -128,11 +130,13 @@ def network_init(
     device: torch.device,
     batch_size: int,
     skip: List[Optional[str]],
-) -> Dict[str, np.ndarray]:
-    """The network's predictions on each sample's 224 crop (no flip, no rotation): pose, betas, camera.
+    engine: str = "auto",
+) -> Tuple[Dict[str, np.ndarray], EngineInfo]:
+    """The network's predictions on each sample's 224 crop (no flip, no rotation): pose, betas, camera; and
+    which engine ran it (`--engine`).
 
     Rows whose image is missing or unreadable get `NO_IMAGE` in `skip` (and the mean parameters)."""
-    model, _ = load_estimator(checkpoint, layout, device, require="model")
+    network = load_engine(checkpoint, layout, device, engine)
     init = {
         k: v.numpy().copy()
         for k, v in mean_init(
@@ -141,31 +145,40 @@ def network_init(
     }
     rows = [i for i in range(len(images)) if skip[i] is None]
     for start in range(0, len(rows), batch_size):
-        batch, crops = [], []
+        batch, pictures = [], []
         for i in rows[start : start + batch_size]:
             img = cv2.imread(str(images[i]), cv2.IMREAD_COLOR) if images[i] is not None else None
             if img is None:
                 skip[i] = NO_IMAGE
                 continue
-            patch, _ = crop(img, centers[i], float(sides[i]), 0.0)
             batch.append(i)
-            crops.append(normalize(patch))
+            pictures.append(img)
         if not batch:
             continue
-        with torch.inference_mode():
-            pred = model(torch.from_numpy(np.stack(crops)).to(device))
-        init["pose"][batch] = axis_angle_from_rotmat(pred["pred_pose"].double()).cpu().numpy()
-        init["betas"][batch] = pred["pred_shape"].double().cpu().numpy()
-        init["cam"][batch] = pred["pred_cam"].double().cpu().numpy()
-    return init
+        pred = predict_crops(network, pictures, centers[batch], sides[batch], batch_size)
+        init["pose"][batch] = axis_angle_from_rotmat(torch.from_numpy(pred.rotmat)).numpy()
+        init["betas"][batch] = pred.betas
+        init["cam"][batch] = pred.cam
+    return init, network.info
 
 
-def _initial_parameters(layout, options, images, centers, sides, skip) -> Dict[str, np.ndarray]:
+def _initial_parameters(
+    layout, options, images, centers, sides, skip
+) -> Tuple[Dict[str, np.ndarray], Optional[EngineInfo]]:
+    """(initial pose, betas, camera per sample; the engine that predicted them, None for mean parameters)."""
     if options.init_checkpoint is None:
         params = mean_init(load_mean_params(layout.smpl_mean_params), len(skip), dtype=torch.float64)
-        return {k: v.numpy() for k, v in params.items()}
+        return {k: v.numpy() for k, v in params.items()}, None
     return network_init(
-        layout, options.init_checkpoint, images, centers, sides, options.device, options.batch_size, skip
+        layout,
+        options.init_checkpoint,
+        images,
+        centers,
+        sides,
+        options.device,
+        options.batch_size,
+        skip,
+        options.engine,
     )
 
 
@@ -182,14 +195,15 @@ def _fit_rows(
     earlier: Sequence[Problem] = (),
     blame: Path,
     progress: Optional[ProgressFn],
-) -> Tuple[DatasetFit, Any, RegistrationConfig, List[Problem], List[List[str]]]:
+) -> Tuple[DatasetFit, Any, RegistrationConfig, List[Problem], List[List[str]], Optional[EngineInfo]]:
     """The core both sources share: screen the rows (a row's own `skip` reason comes first), start them (mean
     parameters, or a checkpoint's predictions on `images()`), fit them; (result, body model, config, problems
-    — `earlier` first, then skipped and flagged kinds —, per-row notes). Nothing to fit: one line naming `blame`."""
+    — `earlier` first, then skipped and flagged kinds —, per-row notes, the engine that predicted the starts or
+    None). Nothing to fit: one line naming `blame`."""
     skip = [own or screened for own, screened in zip(skip, screen_keypoints(kp_crop))]
     if all(s is not None for s in skip):
         raise _nothing_to_fit([*earlier, *group_problems(skip, unit)], blame)
-    init = _initial_parameters(
+    init, engine_info = _initial_parameters(
         layout, options, images() if options.init_checkpoint is not None else [], centers, sides, skip
     )
     problems = [*earlier, *group_problems(skip, unit)]
@@ -198,7 +212,7 @@ def _fit_rows(
     notes = keypoint_notes(kp_crop)
     problems += group_notes([n if s is None else [] for n, s in zip(notes, skip)], unit)
     result, body_model, config = _run_fits(layout, options, kp_crop, init, skip, progress)
-    return result, body_model, config, problems, notes
+    return result, body_model, config, problems, notes, engine_info
 
 
 def _run_fits(layout, options, kp_crop, init, skip, progress) -> Tuple[DatasetFit, Any, RegistrationConfig]:
@@ -250,7 +264,11 @@ def _sample_records(
 
 
 def _summary(
-    result: DatasetFit, config: RegistrationConfig, options: FitOptions, seconds: float
+    result: DatasetFit,
+    config: RegistrationConfig,
+    options: FitOptions,
+    seconds: float,
+    engine: Optional[EngineInfo] = None,
 ) -> Dict[str, Any]:
     fitted = result.fitted
 
@@ -261,6 +279,7 @@ def _summary(
         "method": config.method,
         "init": "mean" if options.init_checkpoint is None else str(options.init_checkpoint),
         "device": str(options.device),
+        "engine": engine.to_json() if engine is not None else None,
         "samples": int(len(fitted)),
         "fitted": int(fitted.sum()),
         "accepted": int(result.accepted.sum()),
@@ -398,7 +417,7 @@ def fit_annotation(
             return [None] * num
         return [layout.image(dataset, p) for p in hd.image_paths(index)]
 
-    result, _, config, problems, notes = _fit_rows(
+    result, _, config, problems, notes, engine_info = _fit_rows(
         layout, options, kp_crop, centers, sides, skip, images, blame=annotation, progress=progress
     )
     report_file = report_path(target)
@@ -409,7 +428,7 @@ def fit_annotation(
         "output": str(target),
         "report": str(report_file),
     }
-    payload.update(_summary(result, config, options, time.perf_counter() - started))
+    payload.update(_summary(result, config, options, time.perf_counter() - started, engine_info))
     payload["synthetic"] = layout.is_synthetic
     report = FitReport(payload, samples, problems, [target, report_file])
     save_fits_file(target, result.fits)
@@ -559,7 +578,7 @@ def fit_people(
         raise _nothing_to_fit(file_problems, blame or output_dir)
     centers_np, sides_np = np.asarray(centers, np.float64), np.asarray(sides, np.float64)
     kp_crop = crop_keypoints(np.stack(kp_rows), centers_np, sides_np)
-    result, body_model, config, problems, notes = _fit_rows(
+    result, body_model, config, problems, notes, engine_info = _fit_rows(
         layout,
         options,
         kp_crop,
@@ -579,7 +598,7 @@ def fit_people(
     samples = _sample_records(result, people, notes=notes)
     overlays = _write_overlays(people, result, body_model, config, overlay, output_dir)
     payload = {**(source or {}), "output": str(output_dir), "people": len(people)}
-    payload.update(_summary(result, config, options, time.perf_counter() - started))
+    payload.update(_summary(result, config, options, time.perf_counter() - started, engine_info))
     report = FitReport(payload, samples, problems, [fits_file, report_file, *overlays])
     arrays = {
         "pose": result.fits[:, :72],
