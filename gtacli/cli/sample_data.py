@@ -27,20 +27,18 @@ def sample_data_command(
 ) -> None:
     """Write a complete miniature SYNTHETIC data tree that every command accepts as it is.
 
-    Synthetic SMPL-format body models and regressors, rendered images with matching boxes and 2D/3D keypoints,
-    HumanData annotations for the seven training datasets and 3DPW, static fits, priors, and a random-weight
-    spin_official.pth in mmhuman3d's layout. Everything is marked synthetic. Re-running on a synthetic tree
-    rebuilds it; a folder with other content is refused unless --force.
+    Synthetic SMPL-format body models and regressors, rendered images with matching boxes and 2D/3D keypoints, HumanData annotations for the seven training datasets and 3DPW, static fits, priors, and a random-weight spin_official.pth in mmhuman3d's layout. Everything is marked synthetic. Re-running on a synthetic tree rebuilds it; a folder with other content is refused unless --force.
 
     Examples:
 
-      gtacli sample-data --data-root /tmp/gtacli-data
+      gtacli sample-data --data-root runs/sample
 
-      gtacli sample-data --data-root /tmp/tiny --size tiny --seed 1 --json
+      gtacli sample-data --data-root runs/tiny --size tiny --seed 1 --json
 
-      GTACLI_DATA_ROOT=/tmp/gtacli-data gtacli sample-data && gtacli check-layout --for all
+      export GTACLI_DATA_ROOT=runs/sample; gtacli sample-data && gtacli check-layout --for all
     """
     from gtacli.errors import UsageError
+    from gtacli.io.sizes import format_bytes
     from gtacli.layout import DataLayout
     from gtacli.sample.tree import SIZES, SYNTHETIC_WARNING, build_sample_tree, tree_stats
 
@@ -59,7 +57,7 @@ def sample_data_command(
             size=size,
             seed=seed,
             force=force,
-            progress=lambda what, done, total: update(done, total, what),
+            progress=update,
         )
     seconds = time.perf_counter() - started
     out.warn(SYNTHETIC_WARNING)  # after the build, so that a failure prints only its one-line error
@@ -75,9 +73,9 @@ def sample_data_command(
     }
 
     def human() -> None:
-        mib = stats["bytes"] / 2**20
         out.out.print(
-            f"wrote a {size} synthetic tree to {root}: {stats['files']} files, {mib:.1f} MiB in {seconds:.1f} s",
+            f"wrote a {size} synthetic tree to {root}: {stats['files']} files, "
+            f"{format_bytes(stats['bytes'], 'MiB')} in {seconds:.1f} s",
             markup=False,
         )
         out.out.print(f"next: gtacli check-layout --for all --data-root {root}", markup=False)

@@ -30,11 +30,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from gtacli.demo.config import DemoConfig, ProgressFn
+from gtacli.demo.config import DemoConfig
 from gtacli.demo.output import MANIFEST, completed_output, display_name
 from gtacli.errors import BadFileError, GtacliError, MissingFileError, UsageError
 from gtacli.io import video
 from gtacli.io.atomic import atomic_write_json
+from gtacli.progress import ProgressFn
 
 COLLECTION_KIND = "gtacli-demo-collection"
 MANIFEST_JSON = "manifest.json"

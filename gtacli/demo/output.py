@@ -17,13 +17,11 @@ import hashlib
 import json
 import os
 import queue
-import secrets
-import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -32,7 +30,7 @@ from gtacli.demo.config import DemoConfig, Person, Timer
 from gtacli.demo.engine import Engine
 from gtacli.errors import GtacliError, UsageError
 from gtacli.io import video
-from gtacli.io.atomic import ensure_writable_dir
+from gtacli.io.atomic import StagedFolder, ensure_writable_dir, read_record
 
 MANIFEST = ".gtacli-demo.json"
 MANIFEST_KIND = "gtacli-demo-output"
@@ -80,63 +78,45 @@ def foreign_files(folder: Path) -> List[str]:
 
 
 def read_manifest(folder: Path) -> List[str]:
-    path = Path(folder) / MANIFEST
-    if not path.is_file():
-        return []
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
-        return []
-    if (
-        not isinstance(data, dict)
-        or data.get("kind") != MANIFEST_KIND
-        or not isinstance(data.get("files"), list)
-    ):
+    data = read_record(Path(folder) / MANIFEST)
+    if data.get("kind") != MANIFEST_KIND or not isinstance(data.get("files"), list):
         return []
     return [f for f in data["files"] if isinstance(f, str)]
 
 
 class StagedOutput:
-    """A temporary folder beside the target; `commit()` writes the manifest and moves it into place."""
+    """A temporary folder beside the target (`io/atomic.StagedFolder`); `commit()` writes the manifest and moves
+    it into place, replacing a previous demo output (only the files its manifest listed: checked again)."""
 
     def __init__(self, final_dir: Path):
         self.final_dir = Path(final_dir)
-        self.tmp_dir = (
-            self.final_dir.parent / f".{self.final_dir.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-        )
         try:
-            self.tmp_dir.mkdir(parents=True)
+            self._staged = StagedFolder(self.final_dir, MANIFEST, indent=1)
         except OSError as exc:
             raise unwritable_output(self.final_dir, exc) from None
+        self.tmp_dir = self._staged.path
 
     def discard(self) -> None:
-        shutil.rmtree(self.tmp_dir, ignore_errors=True)
+        self._staged.discard()
 
     def commit(self, record: Optional[Dict[str, Any]] = None) -> None:
         """Write the folder's own record (its files and their sizes, plus `record`: what it was made from) and
         move the folder into place."""
-        files = sorted(str(p.relative_to(self.tmp_dir)) for p in self.tmp_dir.rglob("*") if p.is_file())
+        files = self._staged.files()
         sizes = {name: (self.tmp_dir / name).stat().st_size for name in files}
-        (self.tmp_dir / MANIFEST).write_text(
-            json.dumps({"kind": MANIFEST_KIND, "files": files, "sizes": sizes, **(record or {})}, indent=1),
-            encoding="utf-8",
-        )
-        final = self.final_dir
-        old = None
+        record = {"kind": MANIFEST_KIND, "files": files, "sizes": sizes, **(record or {})}
         try:
-            if final.is_dir():
-                if foreign_files(final):  # checked again: something may have appeared during the run
-                    raise UsageError(
-                        f"--output {display_name(str(final))} gained files the demo did not write",
-                        fix=NOT_OURS_FIX,
-                    )
-                old = final.parent / f".{final.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
-                os.replace(final, old)
-            os.replace(self.tmp_dir, final)
+            self._staged.commit(record, replace=True, before_replace=_still_ours)
         except OSError as exc:
-            raise unwritable_output(final, exc) from None
-        if old is not None:  # holds only the files the old manifest listed (checked above)
-            shutil.rmtree(old, ignore_errors=True)
+            raise unwritable_output(self.final_dir, exc) from None
+
+
+def _still_ours(final: Path) -> None:
+    """Checked again just before the old output is replaced: something may have appeared during the run."""
+    if foreign_files(final):
+        raise UsageError(
+            f"--output {display_name(str(final))} gained files the demo did not write", fix=NOT_OURS_FIX
+        )
 
 
 def input_fingerprint(path: Path) -> Dict[str, Any]:
@@ -253,6 +233,24 @@ def _write_bytes(target: Path, data: bytes) -> None:
         ) from None
 
 
+def label_origin(
+    box: Tuple[int, int, int, int], text: Tuple[int, int, int], image_wh: Tuple[int, int], gap: int
+) -> Tuple[int, int]:
+    """Where a box's label starts (cv2.putText's bottom-left origin) so that the whole text stays inside the
+    image: above the box's top-left corner, or just inside the box when there is no room above; shifted left
+    when it would run off the right edge (a person at the edge of the frame) and right when off the left.
+    `text` is (width, height, baseline) from cv2.getTextSize."""
+    x, y, _, _ = box
+    text_w, text_h, baseline = text
+    width, height = image_wh
+    left = min(max(0, x), max(0, width - text_w))
+    bottom = y - gap
+    if bottom - text_h < 0:  # no room above the box: inside it, under its top edge
+        bottom = y + gap + text_h
+    bottom = min(max(text_h, bottom), max(text_h, height - baseline))
+    return int(left), int(bottom)
+
+
 def draw_boxes(image: np.ndarray, people: List[Person]) -> np.ndarray:
     """Each person's box and track id on the overlay (in place); interpolated/predicted boxes dashed-free thin."""
     thick = max(1, round(BOX_THICKNESS_PER_1000_PX * max(image.shape[:2]) / 1000))
@@ -262,10 +260,14 @@ def draw_boxes(image: np.ndarray, people: List[Person]) -> np.ndarray:
         cv2.rectangle(image, (x, y), (x + w, y + h), BOX_COLOR_BGR, width, cv2.LINE_AA)
         label = f"id {person.pid}" + ("" if person.source in ("detected", "given") else f" ({person.source})")
         scale = 0.5 * thick
+        (text_w, text_h), baseline = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+        origin = label_origin(
+            (x, y, w, h), (text_w, text_h, baseline), (image.shape[1], image.shape[0]), gap=2 * thick
+        )
         cv2.putText(
             image,
             label,
-            (x, max(0, y - 2 * thick)),
+            origin,
             cv2.FONT_HERSHEY_SIMPLEX,
             scale,
             BOX_COLOR_BGR,

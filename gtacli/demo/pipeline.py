@@ -13,7 +13,8 @@
    centre, square side `DEMO_BBOX_SCALE · max(w, h)`, 224x224, `gtacli.data.crop`), batched `HMREstimator`
    forward under `torch.inference_mode` (or, with `--from-results`, the saved parameters instead of the network:
    `Replay`, `gtacli.demo.replay`);
-5. **smooth** (optional One-Euro per person, `gtacli.demo.smooth`);
+5. **refine** (optional, `--refine`: the bodies fitted to the people's keypoints with a temporal term,
+   `gtacli.demo.refine`), then **smooth** (optional One-Euro per person, `gtacli.demo.smooth`);
 6. **body** (`Engine.body`): neutral SMPL vertices, smpl_49 and J14 joints, cameras, 2D joints;
 7. **render** (`Engine.render`, `gtacli.render.overlay` on the model's device) with boxes and track ids;
 8. **write** (`Writers`, `gtacli.demo.output`): overlay video / PNGs, meshes, results.npz and
@@ -51,7 +52,7 @@ import cv2
 import numpy as np
 
 from gtacli.demo import boxes, detect
-from gtacli.demo.config import DemoConfig, Input, Person, ProgressFn, Timer
+from gtacli.demo.config import DemoConfig, Input, Person, Timer
 from gtacli.demo.engine import Engine, person_from_box
 from gtacli.demo.output import (
     RESULTS_JSON,
@@ -63,14 +64,18 @@ from gtacli.demo.output import (
     display_name,
     output_record,
 )
+from gtacli.demo.refine import RefineStage, make_refine_stage
 from gtacli.demo.replay import Replay
 from gtacli.demo.results import RESULT_FIELDS, DemoResults
 from gtacli.demo.smooth import PersonSmoother
 from gtacli.demo.track import OnlineTracker, TrackConfig, TrackedBox, given_boxes
-from gtacli.device import release_freed_memory
+from gtacli.device import release_freed_memory, resolve_device
 from gtacli.errors import BadFileError, UsageError
 from gtacli.io import video
 from gtacli.io.atomic import atomic_write_json
+from gtacli.layout import DataLayout
+from gtacli.model.engines import resolve_engine
+from gtacli.progress import ProgressFn
 
 RESULTS_SPOOL = ".results-spool"  # per-field spool files of results.npz inside the staged output
 FRAME_SPOOL = ".frames-spool"  # frames waiting for the tracker, inside the staged output
@@ -106,6 +111,7 @@ def run_demo(
         check_replay_matches_input(replay, inp, config)
     t = timer.start()
     engine = Engine(config, notes, need_network=replay is None)  # loads checkpoint + SMPL before any output
+    refine = make_refine_stage(config, engine.body_model, DataLayout(config.data_root).gmm_prior)
     timer.add("setup", t)
 
     stage = StagedOutput(Path(config.output))
@@ -121,8 +127,10 @@ def run_demo(
         results = DemoResults(config.save_vertices, stage.tmp_dir / RESULTS_SPOOL)
         smoother = make_smoother(config, inp.source, notes)
         frames_done = mesh_frames(
-            config, inp, stream, engine, replay, smoother, writers, results, timer, progress
+            config, inp, stream, engine, replay, smoother, writers, results, timer, progress, refine=refine
         )
+        if refine is not None:
+            refine.finish(notes)
         t = timer.start()
         writers.close(frames_done, timer)
         summary = make_summary(
@@ -136,6 +144,7 @@ def run_demo(
             timer,
             time.perf_counter() - t_total,
         )
+        summary["refine"] = refine.describe() if refine is not None else None
         summary["outputs"] = writers.describe()
         summary["notes"] = notes
         fps = float(inp.source.fps or 0.0) if inp.source.is_video else 0.0
@@ -220,6 +229,10 @@ def validate(config: DemoConfig) -> None:
         raise UsageError("--from-results re-uses the saved boxes; drop --bbox / --bbox-file")
     if config.from_results is None and config.checkpoint is None:
         raise UsageError("--checkpoint is required (or --from-results results.npz)")
+    if config.refine and config.from_results is not None:
+        raise UsageError("--refine refits the network's bodies; drop --from-results")
+    if config.from_results is None:
+        resolve_engine(config.engine, resolve_device(config.device), config.checkpoint)
 
 
 # ----------------------------------------------------------------------------------------------- 1. read
@@ -343,7 +356,12 @@ def detect_people(
         None
         if user_boxes is not None
         else detect.build_detector(
-            config.detector, config.data_root, config.yolox_weights, config.yolox_sha256
+            config.detector,
+            config.data_root,
+            config.yolox_weights,
+            config.yolox_sha256,
+            # the network's engine: with onnxruntime, YOLOX runs there too
+            engine=resolve_engine(config.engine, resolve_device(config.device), config.checkpoint),
         )
     )
     # images of a folder may be unrelated photos: each is taken on its own; user boxes are not tracked
@@ -513,8 +531,9 @@ def mesh_frames(
     results: DemoResults,
     timer: Timer,
     progress: Optional[ProgressFn],
+    refine: Optional[RefineStage] = None,
 ) -> int:
-    """The streamed frames, in chunks: crop + infer, smooth, body, render, write. Returns frames done.
+    """The streamed frames, in chunks: crop + infer, (refine,) smooth, body, render, write. Returns frames done.
 
     At most one chunk of frames (`batch_size x FRAMES_PER_CHUNK_PER_BATCH`) is held here, plus the one being
     drawn by `Writers`; results go to their spool files as each chunk finishes."""
@@ -541,12 +560,17 @@ def mesh_frames(
             outputs = replay.outputs(crowd)
         else:
             outputs = engine.infer({item.index: item.frame for item in chunk}, crowd, timer)
+        extra = None
+        if refine is not None:
+            t = timer.start()
+            outputs, extra = refine([(item.index, item.name, item.frame) for item in chunk], crowd, outputs)
+            timer.add("refine", t)
         if smoother is not None:
             smooth_people(smoother, crowd, outputs, step_s, timer)
             for item in chunk:  # a track that ended needs no filter state any more
                 smoother.drop(item.ended)
         body = engine.body(crowd, outputs, {item.index: item.frame.shape[:2] for item in chunk}, timer)
-        results.add_people(crowd, outputs, body)
+        results.add_people(crowd, outputs, body, extra)
         jobs = []
         for item in chunk:
             mine = [k for k, person in enumerate(crowd) if person.frame == item.index]
@@ -606,6 +630,7 @@ def make_summary(
         "checkpoint_report": engine.report.summary() if engine.report is not None else None,
         "from_results": display_name(str(config.from_results)) if config.from_results else None,
         "device": str(engine.device),
+        "engine": engine.network.info.to_json() if engine.network is not None else None,
         "boxes": "--bbox"
         if config.bbox is not None
         else (display_name(str(config.bbox_file)) if config.bbox_file else None),

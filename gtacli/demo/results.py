@@ -100,7 +100,10 @@ class DemoResults:
         self.save_vertices = save_vertices
         self.spool_dir = Path(spool_dir)
         self.spool_dir.mkdir(parents=True, exist_ok=True)
-        self.keys = PERSON_KEYS + (("vertices",) if save_vertices else ()) + FRAME_KEYS
+        self.keys = list(PERSON_KEYS + (("vertices",) if save_vertices else ()) + FRAME_KEYS)
+        self.extra: Dict[
+            str, Tuple[Tuple[int, ...], np.dtype]
+        ] = {}  # more fields (--refine's): row shape, dtype
         self.rows: Dict[str, int] = {k: 0 for k in self.keys}
         self.text_width: Dict[str, int] = {k: 1 for k in STR_KEYS}
         self.files: Dict[str, Any] = {}
@@ -119,7 +122,8 @@ class DemoResults:
             self.files[key].write("".join(json.dumps(t) + "\n" for t in texts).encode("utf-8"))
             self.rows[key] += len(texts)
             return
-        array = np.ascontiguousarray(np.asarray(values).astype(_dtype(key)))
+        dtype = self.extra[key][1] if key in self.extra else _dtype(key)
+        array = np.ascontiguousarray(np.asarray(values).astype(dtype))
         self.files[key].write(array.tobytes())
         self.rows[key] += len(array)
 
@@ -133,10 +137,22 @@ class DemoResults:
         self.frames += 1
 
     def add_people(
-        self, people: List[Any], outputs: Dict[str, np.ndarray], body: Dict[str, np.ndarray]
+        self,
+        people: List[Any],
+        outputs: Dict[str, np.ndarray],
+        body: Dict[str, np.ndarray],
+        extra: Optional[Dict[str, np.ndarray]] = None,
     ) -> None:
+        """`extra`: more per-person fields (e.g. `--refine`'s, `gtacli.demo.refine.REFINE_FIELDS`)."""
         if not people:
             return
+        for key, value in (extra or {}).items():
+            if key not in self.extra:
+                value = np.asarray(value)
+                self.extra[key] = (value.shape[1:], value.dtype if value.dtype == bool else np.dtype("<f4"))
+                self.keys.append(key)
+                self.rows[key] = 0
+            self._append(key, value)
         pose = np.asarray(body["pose_aa"]).reshape(len(people), 72)
         sources = [x.source for x in people]
         values = {
@@ -172,6 +188,8 @@ class DemoResults:
     def _shape_dtype(self, key: str) -> Tuple[Tuple[int, ...], np.dtype]:
         if key in STR_KEYS:
             return (self.rows[key],), np.dtype(f"<U{self.text_width[key]}")
+        if key in self.extra:
+            return (self.rows[key],) + tuple(self.extra[key][0]), self.extra[key][1]
         return (self.rows[key],) + ROW_SHAPES.get(key, ()), _dtype(key)
 
     def arrays(self, fps: float) -> Dict[str, np.ndarray]:

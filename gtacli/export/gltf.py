@@ -29,6 +29,7 @@ from gtacli.export.rig import (
 )
 from gtacli.export.rotations import continuous, matrix_to_quaternion, scene_frames
 from gtacli.io.atomic import atomic_path
+from gtacli.render.overlay import vertex_normals
 
 FLOAT, UNSIGNED_BYTE, UNSIGNED_SHORT, UNSIGNED_INT = 5126, 5121, 5123, 5125
 ARRAY_BUFFER, ELEMENT_ARRAY_BUFFER = 34962, 34963
@@ -112,17 +113,6 @@ def morph_weights(features: np.ndarray) -> np.ndarray:
     return (features + CORRECTIVE_RANGE) / (2.0 * CORRECTIVE_RANGE)
 
 
-def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Area-weighted unit vertex normals; (0, 1, 0) for a vertex no face touches."""
-    tri = vertices[faces]
-    face_n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    normals = np.zeros_like(vertices)
-    for c in range(3):
-        np.add.at(normals, faces[:, c], face_n)
-    length = np.linalg.norm(normals, axis=1, keepdims=True)
-    return np.where(length > 1e-12, normals / np.maximum(length, 1e-12), np.array([0.0, 1.0, 0.0]))
-
-
 def _column_major(matrix: np.ndarray) -> List[float]:
     return [float(v) for v in np.asarray(matrix).T.reshape(-1)]
 
@@ -185,7 +175,7 @@ def write_glb(
 def _add_mesh(gltf: Any, lib: Any, blob: _Blob, rig: Rig, C: np.ndarray, correctives: bool) -> int:
     vertices = rig.vertices @ C.T
     faces = np.asarray(rig.faces)
-    normals = vertex_normals(vertices, faces)
+    normals = vertex_normals(vertices, faces, untouched=(0.0, 1.0, 0.0))  # glTF normals must be unit
     if correctives:  # the base carries the weights' offset (module docstring)
         vertices = vertices - CORRECTIVE_RANGE * rig.posedirs.sum(axis=2) @ C.T
     attributes: Dict[str, int] = {

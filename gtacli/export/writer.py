@@ -15,6 +15,7 @@ from gtacli.export.animation import DEFAULT_MIN_FRAMES, Motion, VideoCamera, bui
 from gtacli.export.bvh import write_bvh
 from gtacli.export.gltf import write_glb
 from gtacli.export.rig import Rig, rest_joints_from_posed, rig_from_smpl
+from gtacli.progress import ProgressFn
 
 ANIMATION_DIR = "animation"
 UP_AXES = ("y", "z")
@@ -45,7 +46,7 @@ def export_animation(
     smpl_source: Optional[str] = None,
     options: ExportOptions = ExportOptions(),
     results_path: Optional[PathLike] = None,
-    progress: Optional[Callable[[int, int], None]] = None,
+    progress: Optional[ProgressFn] = None,
 ) -> Dict[str, Any]:
     """Write every track's files under `out_dir/animation/`; returns the summary results.json keeps.
 
@@ -79,7 +80,7 @@ def export_animation(
                  "pose_correctives": bool(options.correctives and rig.has_mesh) if kind == "glb" else False}
             )  # fmt: skip
         if progress is not None:
-            progress(done + 1, len(motions))
+            progress(done + 1, len(motions), motion.name)
     return {
         "folder": ANIMATION_DIR,
         "files": files,

@@ -242,8 +242,16 @@ def test_skeleton_only_from_saved_joints(body_model, tmp_path):
         out = body_model(torch.as_tensor(results["betas"], dtype=torch.float64),
                          torch.as_tensor(rot[:, 1:]), torch.as_tensor(rot[:, :1]), pose2rot=False)  # fmt: skip
     results["keypoints3d_smpl24"] = out.joints_smpl.numpy().astype(np.float32)
-    summary = export_animation(results, tmp_path, options=ExportOptions(mesh=False))
+    reports = []
+    summary = export_animation(
+        results, tmp_path, options=ExportOptions(mesh=False), progress=lambda *a: reports.append(a)
+    )
     assert summary["licence"] is None
+    # the one ProgressFn order: done, total, description (the track's file name)
+    n = len(summary["tracks"])
+    assert [r[:2] for r in reports] == [(k + 1, n) for k in range(n)] and all(
+        r[2].startswith("track_") for r in reports
+    )
     motion = build_motions(results)[0][1]
     joints, _ = _reference(body_model, motion)
     bvh = read_bvh(tmp_path / "animation" / "track_1.bvh")
