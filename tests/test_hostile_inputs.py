@@ -45,6 +45,7 @@ class Case:
     may_write: Sequence[str] = ()  # folders (with placeholders) where new files may appear
     env: Dict[str, str] = field(default_factory=dict)
     subprocess: bool = False
+    slow: bool = False  # a real run (training, fetch with a server): the slow lane
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -205,11 +206,44 @@ def dataset_link_leaving_the_root(root: Path, case: Path) -> Dict[str, str]:
     return {"user_root": str(user_root), "outside": str(outside)}
 
 
+def fits_folder_linked_to_the_data_root(root: Path, case: Path) -> Dict[str, str]:
+    """W/fits -> a folder of the user's fits (e.g. <data-root>/static_fits): --overwrite must not empty it."""
+    theirs = case / "S"
+    theirs.mkdir()
+    (theirs / "lsp_fits.npy").write_bytes(b"the user's fits")
+    work = case / "W"
+    work.mkdir()
+    (work / "fits").symlink_to(theirs, target_is_directory=True)
+    return {"work": str(work), "theirs": str(theirs / "lsp_fits.npy")}
+
+
+def users_own_files_in_the_work_dir(root: Path, case: Path) -> Dict[str, str]:
+    """Files whose names look like a run's (but no run wrote them): --overwrite and the temp sweep keep them."""
+    work = case / "W"
+    (work / "tensorboard").mkdir(parents=True)
+    (work / "fits").mkdir()
+    (work / "epoch_best.pth").write_bytes(b"my best checkpoint")
+    (work / "tensorboard" / "events.out.tfevents.1.mine").write_bytes(b"my events")
+    (work / "fits" / "lsp_fits.npy").write_bytes(b"my fits")
+    (work / ".notes.tmp-draft.txt").write_text("draft")
+    (work / ".latest.tmp-1-0123abcd.pth").write_bytes(b"a temp name no recorded run wrote")
+    return {"work": str(work)}
+
+
+def users_recipe_in_the_work_dir(root: Path, case: Path) -> Dict[str, str]:
+    work = case / "W"
+    work.mkdir()
+    (work / "recipe.json").write_text('{"mine": true}')
+    return {"work": str(work)}
+
+
 # ------------------------------------------------------------------------------------------------------
 # the table
 
 R = "--data-root"
 DEMO = ["demo", "{image}", "--checkpoint", "{root}/pretrained_models/spin_official.pth", R, "{root}"]
+FINETUNE = ["finetune", R, "{root}", "--device", "cpu", "--max-steps", "1", "--batch-size", "1"]
+FINETUNE += ["--workers", "0", "--num-data", "2", "--set", "eval_each_epoch=false"]
 CASES: List[Case] = [
     Case(
         "humandata member name escapes the cache",
@@ -323,6 +357,37 @@ CASES: List[Case] = [
         unchanged=["{work}/metrics.jsonl", "{work}/latest.pth"],
     ),
     Case(
+        "finetune --overwrite with fits/ linked to the user's fits",
+        fits_folder_linked_to_the_data_root,
+        FINETUNE + ["--work-dir", "{work}", "--overwrite"],
+        (2,),
+        "symlink",
+        unchanged=["{theirs}"],
+    ),
+    Case(
+        "finetune --overwrite beside the user's own run-like files",
+        users_own_files_in_the_work_dir,
+        FINETUNE + ["--work-dir", "{work}", "--overwrite"],
+        (0,),
+        "",
+        unchanged=[
+            "{work}/epoch_best.pth",
+            "{work}/tensorboard/events.out.tfevents.1.mine",
+            "{work}/.notes.tmp-draft.txt",
+            "{work}/.latest.tmp-1-0123abcd.pth",
+        ],
+        may_write=["{work}"],
+        slow=True,
+    ),
+    Case(
+        "finetune --overwrite onto the user's own recipe.json",
+        users_recipe_in_the_work_dir,
+        FINETUNE + ["--work-dir", "{work}", "--overwrite"],
+        (2,),
+        "recipe.json",
+        unchanged=["{work}/recipe.json"],
+    ),
+    Case(
         "finetune --lr nan",
         empty_work_dir,
         ["finetune", R, "{root}", "--work-dir", "{work}", "--lr", "nan", "--device", "cpu"],
@@ -405,7 +470,7 @@ def _files(folder: Path) -> set:
 
 def _param(case: Case):
     """Cases that need a real subprocess (possible native crash) belong to the slow lane."""
-    return pytest.param(case, id=case.name, marks=[pytest.mark.slow] if case.subprocess else [])
+    return pytest.param(case, id=case.name, marks=[pytest.mark.slow] if case.subprocess or case.slow else [])
 
 
 @pytest.mark.parametrize("case", [_param(c) for c in CASES])

@@ -201,7 +201,8 @@ def git_revision(repo: Optional[PathLike] = None) -> Optional[str]:
             check=True,
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no"],
+            # --no-optional-locks: `status` would otherwise refresh (rewrite) the checkout's .git/index
+            ["git", "--no-optional-locks", "-C", str(where), "status", "--porcelain", "--untracked-files=no"],
             capture_output=True,
             text=True,
             timeout=5,
