@@ -237,11 +237,29 @@ def users_recipe_in_the_work_dir(root: Path, case: Path) -> Dict[str, str]:
     return {"work": str(work)}
 
 
+def _endless_mirror(asset_name: str) -> Callable[[Path, Path], Dict[str, str]]:
+    """A 127.0.0.1 mirror answering `asset_name` with an endless chunked body (no Content-Length). The server
+    runs in a daemon thread until the test process ends."""
+
+    def prepare(root: Path, case: Path) -> Dict[str, str]:
+        sys.path.insert(0, str(Path(__file__).resolve().parent / "assets"))
+        from fault_server import FaultServer
+
+        from gtacli.assets.manifest import load_manifest
+
+        server = FaultServer().__enter__()
+        server.add(load_manifest().get(asset_name).url, b"0123456789abcdef", sticky_fault=("endless",))
+        return {"mirror": server.url}
+
+    return prepare
+
+
 # ------------------------------------------------------------------------------------------------------
 # the table
 
 R = "--data-root"
 DEMO = ["demo", "{image}", "--checkpoint", "{root}/pretrained_models/spin_official.pth", R, "{root}"]
+OFFLINE_FETCH = {"GTACLI_MIRROR": "", "GTACLI_FETCH_RETRIES": "1", "GTACLI_FETCH_BACKOFF_S": "0.01"}
 FINETUNE = ["finetune", R, "{root}", "--device", "cpu", "--max-steps", "1", "--batch-size", "1"]
 FINETUNE += ["--workers", "0", "--num-data", "2", "--set", "eval_each_epoch=false"]
 CASES: List[Case] = [
@@ -442,6 +460,25 @@ CASES: List[Case] = [
         (1, 2),
         "datasets",
         must_not_exist=["{outside}/pw3d", "{outside}/lsp", "{outside}/gta"],
+    ),
+    Case(
+        "a mirror streaming without end (size in the manifest)",
+        _endless_mirror("gmm_08"),
+        ["fetch", "gmm_08", "--mirror", "{mirror}", R, "{case}/fresh"],
+        (1,),
+        "more than the expected 839127 bytes",
+        must_not_exist=["{case}/fresh/gmm_08.pkl", "{case}/fresh/.gtacli-locks"],
+        env=OFFLINE_FETCH,
+    ),
+    Case(
+        "a mirror streaming without end (size unknown: the kind's cap)",
+        _endless_mirror("resnet50_spin_gta_ft_log"),
+        ["fetch", "resnet50_spin_gta_ft_log", "--mirror", "{mirror}", R, "{case}/fresh"],
+        (1,),
+        "more than the expected 67108864 bytes",
+        must_not_exist=["{case}/fresh/.gtacli-locks", "{case}/fresh/models"],
+        env=OFFLINE_FETCH,
+        slow=True,
     ),
     Case(
         "a bad retry count in the environment",

@@ -167,6 +167,7 @@ def fetch_asset(asset: Asset, layout: DataLayout, opts: FetchOptions, session: A
     def waiting() -> None:
         opts.progress.message(f"{asset.name}: another gtacli fetch is working on this file; waiting")
 
+    made = [p for p in (dest.parent, *dest.parent.parents) if not p.exists() and p != layout.root]
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         with file_lock(layout.root / LOCK_DIR_NAME / f"{asset.name}.lock", on_wait=waiting):
@@ -182,7 +183,7 @@ def fetch_asset(asset: Asset, layout: DataLayout, opts: FetchOptions, session: A
             for url in candidate_urls(asset.url, opts.mirrors):
                 opts.progress.start(asset.name, asset.size, 0)
                 try:
-                    meta = download_one_url(session, url, dest, opts, asset.name)
+                    meta = download_one_url(session, url, dest, opts, asset.name, asset.max_bytes)
                     part = part_path(dest)
                     sha, how = verify_bytes(asset, part, meta.get("checksums") or {})
                     try:
@@ -223,7 +224,16 @@ def fetch_asset(asset: Asset, layout: DataLayout, opts: FetchOptions, session: A
     except OSError as exc:
         result.detail = f"{dest}: {exc.strerror or exc}"
         result.error = str(exc.strerror or exc)
+    _remove_empty(made)  # a failed file leaves no empty folders (a resumable .part keeps its folder)
     return result
+
+
+def _remove_empty(folders: Sequence[Path]) -> None:
+    for folder in folders:  # deepest first
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 @dataclass
