@@ -13,11 +13,15 @@ end in a native crash run in a real subprocess.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import pickle
 import shutil
+import struct
 import subprocess
 import sys
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Sequence, Tuple
@@ -46,6 +50,7 @@ class Case:
     env: Dict[str, str] = field(default_factory=dict)
     subprocess: bool = False
     slow: bool = False  # a real run (training, fetch with a server): the slow lane
+    max_rss_mb: int = 0  # when set: runs in a subprocess whose peak memory must stay below this
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -235,6 +240,71 @@ def users_recipe_in_the_work_dir(root: Path, case: Path) -> Dict[str, str]:
     work.mkdir()
     (work / "recipe.json").write_text('{"mine": true}')
     return {"work": str(work)}
+
+
+MiB = 1 << 20
+
+
+def write_zip_of_zeros(path: Path, members: Sequence[Tuple[str, object]]) -> None:
+    """A zip whose members are bytes (stored) or ("zeros", n, declared): n bytes of zeros deflated to ~1/1000,
+    with `declared` as the directory's uncompressed size (a liar when it differs). Built block by block (a
+    byte-aligned deflate block of 1 MiB of zeros, repeated), so a 1.5 GB bomb takes a moment and no memory;
+    the CRC of the zeros is left 0 (the reader fails on it only after inflating)."""
+    block = zlib.compressobj(9, zlib.DEFLATED, -15)
+    one = block.compress(bytes(MiB)) + block.flush(zlib.Z_FULL_FLUSH)
+    final = zlib.compressobj(9, zlib.DEFLATED, -15).flush()
+    central = []
+    with open(path, "wb") as fp:
+        for name, spec in members:
+            offset = fp.tell()
+            if isinstance(spec, bytes):
+                method, chunks, crc, declared = 0, [spec], zlib.crc32(spec), len(spec)
+            else:
+                _, nbytes, declared = spec  # type: ignore[misc]
+                method, chunks, crc = 8, [one] * (nbytes // MiB) + [final], 0
+            csize, raw = sum(map(len, chunks)), name.encode()
+            head = (crc, csize, declared, len(raw))
+            fp.write(struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, method, 0, 0x21, *head, 0) + raw)
+            for chunk in chunks:
+                fp.write(chunk)
+            central.append(
+                struct.pack(
+                    "<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, method, 0, 0x21, *head, 0, 0, 0, 0, 0, offset
+                )
+                + raw
+            )
+        start = fp.tell()
+        for entry in central:
+            fp.write(entry)
+        n = len(central)
+        fp.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, n, n, fp.tell() - start, start, 0))
+
+
+BOMB = 1500 * MiB  # inflated size of each bomb (the issue's goal: peak memory below 1 GB)
+SMPL_MEMBER = "smpl/models/basicmodel_neutral_lbs_10_207_0_v1.1.0.pkl"
+
+
+def smpl_zip_member_inflating_to_1_5_gb(root: Path, case: Path) -> Dict[str, str]:
+    write_zip_of_zeros(case / "smpl.zip", [(SMPL_MEMBER, ("zeros", BOMB, BOMB))])
+    return {"zip": str(case / "smpl.zip")}
+
+
+def smpl_zip_member_declaring_1000_bytes(root: Path, case: Path) -> Dict[str, str]:
+    write_zip_of_zeros(case / "smpl.zip", [(SMPL_MEMBER, ("zeros", BOMB, 1000))])
+    return {"zip": str(case / "smpl.zip")}
+
+
+def checkpoint_whose_storage_inflates(root: Path, case: Path) -> Dict[str, str]:
+    """A torch.save zip with its one storage replaced by 1.5 GB of deflated zeros (torch stores them raw)."""
+    buffer = io.BytesIO()
+    torch.save({"backbone.conv1.weight": torch.zeros(4)}, buffer)
+    with zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as src:
+        members = [
+            (i.filename, ("zeros", BOMB, BOMB) if i.filename.endswith("/data/0") else src.read(i))
+            for i in src.infolist()
+        ]
+    write_zip_of_zeros(case / "model.pth", members)
+    return {"ckpt": str(case / "model.pth")}
 
 
 def _endless_mirror(asset_name: str) -> Callable[[Path, Path], Dict[str, str]]:
@@ -481,6 +551,32 @@ CASES: List[Case] = [
         slow=True,
     ),
     Case(
+        "an SMPL zip whose 1.5 MB member inflates to 1.5 GB",
+        smpl_zip_member_inflating_to_1_5_gb,
+        ["fetch", "--smpl-from", "{zip}", R, "{case}/fresh"],
+        (1,),
+        "implausibly large",
+        must_not_exist=["{case}/fresh/body_models"],
+        max_rss_mb=1000,
+    ),
+    Case(
+        "an SMPL zip member declaring 1000 bytes that inflates to 1.5 GB",
+        smpl_zip_member_declaring_1000_bytes,
+        ["fetch", "--smpl-from", "{zip}", R, "{case}/fresh"],
+        (1,),
+        "cannot be read",
+        must_not_exist=["{case}/fresh/body_models"],
+        max_rss_mb=1000,
+    ),
+    Case(
+        "a 1.5 MB checkpoint whose storage inflates to 1.5 GB",
+        checkpoint_whose_storage_inflates,
+        ["eval", R, "{root}", "--checkpoint", "{ckpt}", "--limit", "2", "--device", "cpu"],
+        (1,),
+        "not a checkpoint torch wrote",
+        max_rss_mb=1000,
+    ),
+    Case(
         "a bad retry count in the environment",
         nothing,
         ["fetch", "gmm_08", R, "{case}/fresh", "--dry-run"],
@@ -489,6 +585,18 @@ CASES: List[Case] = [
         env={"GTACLI_FETCH_RETRIES": "many"},
     ),
 ]
+
+
+def _run_measured(argv: List[str], cwd: Path, env: Dict[str, str], tmp: Path) -> Tuple[int, str, str, float]:
+    """Run a command; its exit code, stdout, stderr and peak resident memory (MB, from wait4's rusage)."""
+    out, err = tmp / "stdout.txt", tmp / "stderr.txt"
+    with open(out, "w") as fo, open(err, "w") as fe:
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=fo, stderr=fe, text=True)
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            proc.returncode = 0  # reaped by wait4
+    return os.waitstatus_to_exitcode(status), out.read_text(), err.read_text(), usage.ru_maxrss / 1024
 
 
 def _fill(text: str, values: Dict[str, str]) -> str:
@@ -507,7 +615,8 @@ def _files(folder: Path) -> set:
 
 def _param(case: Case):
     """Cases that need a real subprocess (possible native crash) belong to the slow lane."""
-    return pytest.param(case, id=case.name, marks=[pytest.mark.slow] if case.subprocess or case.slow else [])
+    slow = case.subprocess or case.slow or case.max_rss_mb
+    return pytest.param(case, id=case.name, marks=[pytest.mark.slow] if slow else [])
 
 
 @pytest.mark.parametrize("case", [_param(c) for c in CASES])
@@ -525,17 +634,13 @@ def test_hostile_and_careless_inputs(case: Case, sample_tree: Path, tmp_path: Pa
     before = _files(case_dir)
     sample_before = {p: p.stat().st_mtime_ns for p in _files(sample_tree)}
 
-    if case.subprocess:
+    if case.subprocess or case.max_rss_mb:
         env = {**os.environ, **case.env, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-        proc = subprocess.run(
-            [sys.executable, "-m", "gtacli", *argv],
-            cwd=cwd,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
+        code, stdout, stderr, peak_mb = _run_measured(
+            [sys.executable, "-m", "gtacli", *argv], cwd, env, tmp_path
         )
-        code, stderr, stdout = proc.returncode, proc.stderr, proc.stdout
+        if case.max_rss_mb:
+            assert peak_mb < case.max_rss_mb, f"peak memory {peak_mb:.0f} MB"
     else:
         for key, value in case.env.items():
             monkeypatch.setenv(key, value)
