@@ -51,6 +51,7 @@ class Case:
     subprocess: bool = False
     slow: bool = False  # a real run (training, fetch with a server): the slow lane
     max_rss_mb: int = 0  # when set: runs in a subprocess whose peak memory must stay below this
+    max_new_mb: int = 0  # when set: the new files (the cache included) hold at most this much
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -243,13 +244,14 @@ def users_recipe_in_the_work_dir(root: Path, case: Path) -> Dict[str, str]:
 
 
 MiB = 1 << 20
+ZERO_MiB = bytes(MiB)
 
 
 def write_zip_of_zeros(path: Path, members: Sequence[Tuple[str, object]]) -> None:
     """A zip whose members are bytes (stored) or ("zeros", n, declared): n bytes of zeros deflated to ~1/1000,
     with `declared` as the directory's uncompressed size (a liar when it differs). Built block by block (a
-    byte-aligned deflate block of 1 MiB of zeros, repeated), so a 1.5 GB bomb takes a moment and no memory;
-    the CRC of the zeros is left 0 (the reader fails on it only after inflating)."""
+    byte-aligned deflate block of 1 MiB of zeros, repeated), so a 1.5 GB bomb takes a moment and no memory.
+    A fourth item is a prefix (an .npy header) put before the zeros."""
     block = zlib.compressobj(9, zlib.DEFLATED, -15)
     one = block.compress(bytes(MiB)) + block.flush(zlib.Z_FULL_FLUSH)
     final = zlib.compressobj(9, zlib.DEFLATED, -15).flush()
@@ -260,8 +262,16 @@ def write_zip_of_zeros(path: Path, members: Sequence[Tuple[str, object]]) -> Non
             if isinstance(spec, bytes):
                 method, chunks, crc, declared = 0, [spec], zlib.crc32(spec), len(spec)
             else:
-                _, nbytes, declared = spec  # type: ignore[misc]
-                method, chunks, crc = 8, [one] * (nbytes // MiB) + [final], 0
+                _, nbytes, declared, *prefix = spec  # type: ignore[misc]
+                head_block = zlib.compressobj(9, zlib.DEFLATED, -15)
+                start = (
+                    [head_block.compress(prefix[0]) + head_block.flush(zlib.Z_FULL_FLUSH)] if prefix else []
+                )
+                method, chunks = 8, start + [one] * (nbytes // MiB) + [final]
+                crc = zlib.crc32(prefix[0]) if prefix else 0
+                for _ in range(nbytes // MiB):
+                    crc = zlib.crc32(ZERO_MiB, crc)
+                declared = declared + len(prefix[0]) if prefix else declared
             csize, raw = sum(map(len, chunks)), name.encode()
             head = (crc, csize, declared, len(raw))
             fp.write(struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, method, 0, 0x21, *head, 0) + raw)
@@ -305,6 +315,28 @@ def checkpoint_whose_storage_inflates(root: Path, case: Path) -> Dict[str, str]:
         ]
     write_zip_of_zeros(case / "model.pth", members)
     return {"ckpt": str(case / "model.pth")}
+
+
+def big_pw3d_with_an_unused_2_gb_member(root: Path, case: Path) -> Dict[str, str]:
+    """pw3d_test.npz above the cache threshold (a 64 MiB stored padding member) with an unused member that
+    inflates to 2 GB: the cache must hold only what HumanData reads."""
+    ann = root / "preprocessed_datasets" / "pw3d_test.npz"
+    with zipfile.ZipFile(ann) as src:
+        # (without the sample's `misc` dict of dicts, which the cache cannot hold: the file must be cached)
+        members: List[Tuple[str, object]] = [
+            (i.filename, src.read(i)) for i in src.infolist() if i.filename != "misc.npy"
+        ]
+    padding = io.BytesIO()
+    np.save(padding, np.random.default_rng(0).integers(0, 255, 64 * MiB, dtype=np.uint8))
+    members.append(("padding.npy", padding.getvalue()))
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "|u1", "fortran_order": False, "shape": (2048 * MiB,)}
+    )
+    members.append(("unused_blob.npy", ("zeros", 2048 * MiB, 2048 * MiB, header.getvalue())))
+    ann.unlink()
+    write_zip_of_zeros(ann, members)
+    return {}
 
 
 def _endless_mirror(asset_name: str) -> Callable[[Path, Path], Dict[str, str]]:
@@ -551,6 +583,16 @@ CASES: List[Case] = [
         slow=True,
     ),
     Case(
+        "a 70 MB annotation with an unused member inflating to 2 GB",
+        big_pw3d_with_an_unused_2_gb_member,
+        ["eval", R, "{root}", "--checkpoint", "{root}/pretrained_models/spin_official.pth", "--limit", "2"]
+        + ["--device", "cpu"],
+        (0,),
+        "",
+        max_rss_mb=1000,
+        max_new_mb=100,
+    ),
+    Case(
         "an SMPL zip whose 1.5 MB member inflates to 1.5 GB",
         smpl_zip_member_inflating_to_1_5_gb,
         ["fetch", "--smpl-from", "{zip}", R, "{case}/fresh"],
@@ -615,7 +657,7 @@ def _files(folder: Path) -> set:
 
 def _param(case: Case):
     """Cases that need a real subprocess (possible native crash) belong to the slow lane."""
-    slow = case.subprocess or case.slow or case.max_rss_mb
+    slow = case.subprocess or case.slow or case.max_rss_mb or case.max_new_mb
     return pytest.param(case, id=case.name, marks=[pytest.mark.slow] if slow else [])
 
 
@@ -665,6 +707,9 @@ def test_hostile_and_careless_inputs(case: Case, sample_tree: Path, tmp_path: Pa
     for path in case.must_not_exist:
         assert not Path(_fill(path, values)).exists(), f"{path} was written"
     assert not any(cwd.iterdir()), f"files left in the current directory: {list(cwd.iterdir())}"
+    if case.max_new_mb:
+        written = sum(p.stat().st_size for p in _files(case_dir) - before if p.is_file())
+        assert written < case.max_new_mb * MiB, f"{written / MiB:.0f} MB written"
     allowed = [Path(_fill(p, values)) for p in case.may_write] + [root / "cache"]
     new = {p for p in _files(case_dir) - before if not any(a == p or a in p.parents for a in allowed)}
     if code != 0:  # a refused or failed command leaves nothing behind (no temp names, no partial outputs)
