@@ -92,6 +92,42 @@ def pw3d_member_escaping_the_cache(root: Path, case: Path) -> Dict[str, str]:
     return {"escaped": str(target)}
 
 
+def _change_pw3d_smpl(root: Path, change: Callable[[Dict[str, np.ndarray]], None]) -> None:
+    def rewrite(members: Dict[str, np.ndarray]) -> None:
+        smpl = dict(members["smpl"].item())
+        change(smpl)
+        holder = np.empty((), dtype=object)
+        holder[()] = smpl
+        members["smpl"] = holder
+
+    _rewrite_npz(root / "preprocessed_datasets" / "pw3d_test.npz", rewrite)
+
+
+def pw3d_smpl_with_fewer_rows(root: Path, case: Path) -> Dict[str, str]:
+    _change_pw3d_smpl(root, lambda smpl: smpl.update({k: np.asarray(v)[:1] for k, v in smpl.items()}))
+    return {}
+
+
+def pw3d_smpl_with_nan(root: Path, case: Path) -> Dict[str, str]:
+    def poison(smpl: Dict[str, np.ndarray]) -> None:
+        pose = np.array(smpl["body_pose"], dtype=np.float32)
+        pose[0, 0, 0] = np.nan
+        smpl["body_pose"] = pose
+
+    _change_pw3d_smpl(root, poison)
+    return {}
+
+
+def pw3d_boxes_with_nan_and_inf(root: Path, case: Path) -> Dict[str, str]:
+    def poison(members: Dict[str, np.ndarray]) -> None:
+        boxes = np.array(members["bbox_xywh"], dtype=np.float32)
+        boxes[0, 2], boxes[1, 3] = np.nan, np.inf
+        members["bbox_xywh"] = boxes
+
+    _rewrite_npz(root / "preprocessed_datasets" / "pw3d_test.npz", poison)
+    return {}
+
+
 def nan_keypoints_in_lsp(root: Path, case: Path) -> Dict[str, str]:
     def poison(members: Dict[str, np.ndarray]) -> None:
         key = "keypoints2d" if "keypoints2d" in members else "keypoints2d_smpl"
@@ -361,6 +397,8 @@ def _endless_mirror(asset_name: str) -> Callable[[Path, Path], Dict[str, str]]:
 
 R = "--data-root"
 DEMO = ["demo", "{image}", "--checkpoint", "{root}/pretrained_models/spin_official.pth", R, "{root}"]
+EVAL = ["eval", R, "{root}", "--checkpoint", "{root}/pretrained_models/spin_official.pth", "--limit", "4"]
+EVAL += ["--device", "cpu"]
 OFFLINE_FETCH = {"GTACLI_MIRROR": "", "GTACLI_FETCH_RETRIES": "1", "GTACLI_FETCH_BACKOFF_S": "0.01"}
 FINETUNE = ["finetune", R, "{root}", "--device", "cpu", "--max-steps", "1", "--batch-size", "1"]
 FINETUNE += ["--workers", "0", "--num-data", "2", "--set", "eval_each_epoch=false"]
@@ -386,6 +424,34 @@ CASES: List[Case] = [
         ["check-layout", "--for", "finetune", R, "{root}"],
         (1,),
         "",
+    ),
+    Case(
+        "eval on ground-truth SMPL with fewer rows than frames",
+        pw3d_smpl_with_fewer_rows,
+        EVAL,
+        (1,),
+        "smpl.betas has shape (1, 10)",
+    ),
+    Case(
+        "check-layout reports NaN in the ground-truth SMPL",
+        pw3d_smpl_with_nan,
+        ["check-layout", "--for", "eval-pw3d", R, "{root}", "--json"],
+        (1,),
+        "NaN/inf in the ground-truth smpl.body_pose",
+    ),
+    Case(
+        "eval refuses NaN in the ground-truth SMPL",
+        pw3d_smpl_with_nan,
+        EVAL,
+        (1,),
+        "NaN/inf in the ground-truth smpl.body_pose",
+    ),
+    Case(
+        "eval refuses NaN/inf boxes (as check-layout does)",
+        pw3d_boxes_with_nan_and_inf,
+        EVAL,
+        (1,),
+        "NaN/inf values in 'bbox_xywh'",
     ),
     Case(
         "nan checkpoint weights in eval",

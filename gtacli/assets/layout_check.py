@@ -36,6 +36,8 @@ from gtacli.assets.manifest import (
 )
 from gtacli.assets.smpl_import import SMPL_SOURCES, check_smpl_arrays
 from gtacli.body.smpl import load_smpl_arrays
+from gtacli.data.annotation_checks import check_gt_smpl
+from gtacli.data.human_data import HumanData
 from gtacli.errors import GtacliError, UsageError
 from gtacli.io.hashing import sha256_file
 from gtacli.io.safe import load_npy, load_npz
@@ -48,7 +50,6 @@ IMAGE_SAMPLE_SIZE = 16  # image paths checked per dataset without --deep
 FITS_SCAN_ROWS = 1 << 16  # rows of a static-fits file read at once when scanning for NaN/inf
 FITS_COLUMNS = 82  # 72 pose (axis-angle) + 10 betas per row (docs/reproduction.md §7)
 CHECKPOINT_KEYS = ("head.fc1.weight", "head.decpose.weight", "backbone.conv1.weight")
-PW3D_GENDERS = {"m", "f"}
 
 
 @dataclass
@@ -266,21 +267,8 @@ class _Checker:
             smpl, meta = npz["smpl"], npz["meta"]
         if not isinstance(smpl, dict) or not isinstance(meta, dict):
             raise GtacliError("'smpl'/'meta' are not dicts", path=path, fix="gtacli fetch pw3d_test")
-        for key, tail in (("betas", (10,)), ("global_orient", (3,))):
-            arr = np.asarray(smpl.get(key, np.zeros((0,))))
-            if arr.shape != (n,) + tail:
-                raise GtacliError(f"smpl.{key} has shape {arr.shape}, expected ({n}, {tail[0]})", path=path)
-        pose = np.asarray(smpl.get("body_pose", np.zeros((0,))))
-        if pose.shape not in ((n, 23, 3), (n, 69)):
-            raise GtacliError(f"smpl.body_pose has shape {pose.shape}, expected ({n}, 23, 3)", path=path)
-        gender = [
-            g.decode() if isinstance(g, bytes) else str(g) for g in np.asarray(meta.get("gender", [])).ravel()
-        ]
-        if len(gender) != n or not set(gender) <= PW3D_GENDERS:
-            raise GtacliError(
-                f"meta.gender must hold {n} values of 'm'/'f' (found {len(gender)}: {sorted(set(gender))[:4]})",
-                path=path,
-            )
+        # the checks eval applies before scoring (shapes, NaN/inf in the ground truth, genders)
+        gender = check_gt_smpl(HumanData.load(path, use_cache=False), path)
         return f"{detail}, gendered SMPL ({gender.count('m')} m / {gender.count('f')} f)"
 
     def length(self, dataset: str) -> Optional[int]:

@@ -25,6 +25,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from gtacli.body.smpl import BodyModel, GenderedBodyModel
+from gtacli.data.annotation_checks import check_finite, check_gt_smpl
 from gtacli.data.crop import normalize_batch
 from gtacli.data.eval_dataset import EvalCollate, EvalDataset
 from gtacli.data.human_data import HumanData
@@ -266,8 +267,14 @@ def _prepare(
     check_annotation(human_data, protocol, ann_path)
     count = len(human_data) if limit is None else min(limit, len(human_data))
     rows = np.arange(count)
+    # what check-layout checks, on the rows scored: finite boxes and ground truth, SMPL of one row per frame
+    check_finite(human_data, "bbox_xywh", ann_path, rows)
+    genders = None
+    if protocol.gt_source == "smpl_gendered":
+        genders = gendered_names(np.asarray(check_gt_smpl(human_data, ann_path, rows)))
     gt_kp = None
     if protocol.gt_source == "keypoints3d":
+        check_finite(human_data, "keypoints3d", ann_path, rows)
         gt_kp = gt_keypoints_h36m(human_data.keypoints("keypoints3d", rows), ann_path)
     dataset = EvalDataset(
         human_data,
@@ -284,9 +291,6 @@ def _prepare(
             fix=f"put the {protocol.image_dataset} images under {layout.image_root(protocol.image_dataset)} "
             "(see gtacli check-layout)",
         )
-    genders = None
-    if protocol.gt_source == "smpl_gendered":
-        genders = gendered_names(np.asarray(human_data.meta()["gender"])[rows])
     return _Prepared(protocol, ann_path, human_data, dataset, rows, genders)
 
 
