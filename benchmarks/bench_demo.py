@@ -42,7 +42,7 @@ def make_video(path: Path, frames: int) -> dict:
     """A 1080p mp4 with `frames` frames; returns how it was made."""
     import cv2
 
-    from gtacli.viz.video import VideoSink
+    from gtacli.io.video import VideoSink
 
     sink = VideoSink(path, FPS)
     if SHARED_VIDEO.is_file():
@@ -139,8 +139,8 @@ def main() -> int:
 
     import torch
 
+    from gtacli.demo.pipeline import DemoConfig, run_demo
     from gtacli.device import keep_freed_memory, resolve_device
-    from gtacli.viz.demo_runner import DemoConfig, run_demo
 
     # as `gtacli demo` does (both modes run in this one process, so both get it)
     kept_freed_memory = keep_freed_memory()

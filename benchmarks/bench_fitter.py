@@ -51,9 +51,10 @@ import torch
 from gtacli.body.camera import estimate_translation
 from gtacli.body.smpl import BodyModel
 from gtacli.evaluate.metrics import compute_similarity_transform
-from gtacli.fit.dataset import mean_init
+from gtacli.fit.batch import mean_init
+from gtacli.fit.config import RegistrationConfig
+from gtacli.fit.methods import build_fitter
 from gtacli.fit.priors import MaxMixturePrior, load_gmm
-from gtacli.fit.registration import RegistrationConfig, build_fitter
 from gtacli.fit.runner import DEFAULT_METHOD, crop_keypoints
 from gtacli.io.atomic import atomic_write_text
 from gtacli.sample.poses import matrix_to_axis_angle_np, rot_x, rot_y

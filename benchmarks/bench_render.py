@@ -7,7 +7,7 @@ covers `--scale` of the frame height (a close-up demo frame is the hard case: mo
 `render_overlay` (rasterise + shade + blend), `render_mask_depth` and `side_view` on a 1920x1080 BGR frame.
 Writes the median and min wall times in milliseconds to benchmarks/results/render.json.
 
-`--previous REV` also loads `gtacli/viz/render.py` as it was at git revision REV (a renderer that was one
+`--previous REV` also loads `gtacli/render/overlay.py` as it was at git revision REV (a renderer that was one
 self-contained module, e.g. 47c6958, the previous release) and times its `render_overlay` alternately with the
 current one on the same scene, with the largest grey-level difference and the number of differing pixels.
 """
@@ -60,14 +60,19 @@ def timed(fn, repeats: int) -> dict:
 
 
 def previous_renderer(rev: str):
-    """`gtacli/viz/render.py` at git revision `rev`, imported from a temporary file."""
+    """The renderer module at git revision `rev` (`gtacli/render/overlay.py`, or `gtacli/viz/render.py` before
+    the package split), imported from a temporary file."""
     import importlib.util
     import subprocess
     import tempfile
 
-    source = subprocess.run(
-        ["git", "show", f"{rev}:gtacli/viz/render.py"], cwd=REPO, capture_output=True, text=True, check=True
-    ).stdout
+    for old_path in ("gtacli/render/overlay.py", "gtacli/viz/render.py"):
+        shown = subprocess.run(["git", "show", f"{rev}:{old_path}"], cwd=REPO, capture_output=True, text=True)
+        if shown.returncode == 0:
+            source = shown.stdout
+            break
+    else:
+        raise SystemExit(f"no renderer module at git revision {rev}")
     with tempfile.TemporaryDirectory(prefix="gtacli-previous-render-") as folder:
         path = Path(folder) / "previous_render.py"
         path.write_text(source, encoding="utf-8")
@@ -79,7 +84,7 @@ def previous_renderer(rev: str):
 
 
 def compare_previous(rev: str, frame, verts, faces, K, repeats: int) -> dict:
-    from gtacli.viz.render import render_overlay
+    from gtacli.render.overlay import render_overlay
 
     old = previous_renderer(rev)
     times = {"previous": [], "current": []}
@@ -123,7 +128,7 @@ def main() -> None:
         1
     )  # the demo draws each overlay in one thread (several frames at once on several cores)
 
-    from gtacli.viz.render import render_mask_depth, render_overlay, side_view
+    from gtacli.render.overlay import render_mask_depth, render_overlay, side_view
 
     verts, faces = posed_body()
     height_m = np.ptp(verts[:, 1])

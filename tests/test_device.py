@@ -87,12 +87,12 @@ def test_bad_explicit_count_is_a_usage_error(restore_threads):
 
 FAULTS_PER_RENDER = """
 import resource, sys
-sys.path.insert(0, {viz_tests!r})
+sys.path.insert(0, {tests_dir!r})
 import numpy as np
 from gtacli.device import keep_freed_memory
 applied = keep_freed_memory()
 from render_scene import K, scene
-from gtacli.viz.render import render_overlay
+from gtacli.render.overlay import render_overlay
 _, meshes, faces = scene()
 K6 = K.copy()
 K6[:2] *= 6  # the test scene at 1080 x 1440: ~10^5 covered pixels, like a demo frame
@@ -109,7 +109,7 @@ print(applied, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 5
 def test_keep_freed_memory_stops_the_renderer_faulting_in_fresh_pages(tmp_path):
     """In a real process: with glibc's defaults every 1080p overlay faults in thousands of fresh pages; after
     keep_freed_memory() the freed buffers are reused. GTACLI_KEEP_FREED_MEMORY=0 keeps the defaults."""
-    script = FAULTS_PER_RENDER.format(viz_tests=str(Path(__file__).parent / "viz"))
+    script = FAULTS_PER_RENDER.format(tests_dir=str(Path(__file__).parent))
     faults = {}
     for setting in ("0", "1"):
         env = {**os.environ, device_module.KEEP_FREED_ENV: setting}

@@ -7,7 +7,7 @@ the crop centre) unless a centre is given.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -113,3 +113,62 @@ def crop_to_image_intrinsics(
     cx, cy = (float(v) for v in center_xy)
     # (img_res / 2) k + cx - side / 2 == cx: the crop centre lands on the box centre.
     return np.array([[focal * k, 0.0, cx], [0.0, focal * k, cy], [0.0, 0.0, 1.0]])
+
+
+# ------------------------------------------------------------------ cameras of the full image (the demo's)
+
+
+def crop_square(box: np.ndarray) -> Tuple[np.ndarray, float]:
+    """The demo's square crop of a box `[x, y, w, h]` (docs/reproduction.md §9): centre = the box centre,
+    side = DEMO_BBOX_SCALE x max(w, h) (pixels)."""
+    x, y, w, h = (float(v) for v in np.asarray(box, np.float64)[:4])
+    return np.array([x + w / 2, y + h / 2], np.float64), max(w, h) * DEMO_BBOX_SCALE
+
+
+def to_common_camera(
+    verts_cam: List[np.ndarray], Ks: List[np.ndarray], size_hw: Tuple[int, int]
+) -> Tuple[List[np.ndarray], np.ndarray]:
+    """Re-express meshes seen by per-person cameras `K_i = [[f_i, 0, cx_i], [0, f_i, cy_i], [0, 0, 1]]` in one
+    camera `K = [[F, 0, w/2], [0, F, h/2], [0, 0, 1]]` so one z-buffer renders everyone.
+
+    `(X, Y, Z) -> (X + (cx_i - w/2) Z / f_i, Y + (cy_i - h/2) Z / f_i, Z F / f_i)` projects every vertex to
+    exactly the same pixel, and the new depth of the body origin is `2F/(s W)`, the `transl` depth of the
+    original camera, so people are ordered by their distance in that camera. F is the largest f_i.
+    """
+    height, width = size_hw
+    focal = max(float(K[0, 0]) for K in Ks)
+    out = []
+    for verts, K in zip(verts_cam, Ks):
+        f_i, cx_i, cy_i = float(K[0, 0]), float(K[0, 2]), float(K[1, 2])
+        z = verts[:, 2:3]
+        shift = np.array([[cx_i - width / 2.0, cy_i - height / 2.0]]) * z / f_i
+        out.append(np.concatenate([verts[:, :2] + shift, z * focal / f_i], axis=1))
+    K_common = np.array([[focal, 0.0, width / 2.0], [0.0, focal, height / 2.0], [0.0, 0.0, 1.0]])
+    return out, K_common
+
+
+def full_image_translation(
+    cam: np.ndarray, centers: np.ndarray, side: np.ndarray, image_wh: np.ndarray, focal: np.ndarray
+) -> np.ndarray:
+    """Translation (P,3) in the original camera (principal point = image centre, focal `focal` (P,) px) from the
+    crop camera `cam` (P,3) = [s, tx, ty] of crops with centres (P,2) and sides (P,) px in images (P,2) = (w, h).
+
+    `tz = 2F/(s W)` (the depth at which the body has the size the crop camera gives it, seen with focal F) and
+    `tx' = tx + 2 (cx - w/2)/(s W)`, `ty' = ty + 2 (cy - h/2)/(s W)` (the root lands on the same pixel).
+    """
+    s, tx, ty = cam[:, 0], cam[:, 1], cam[:, 2]
+    denom = s * side + CAM_EPS
+    return np.stack(
+        [
+            tx + 2.0 * (centers[:, 0] - image_wh[:, 0] / 2.0) / denom,
+            ty + 2.0 * (centers[:, 1] - image_wh[:, 1] / 2.0) / denom,
+            2.0 * focal / denom,
+        ],
+        axis=1,
+    )
+
+
+def project_pinhole(points_cam: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """Pinhole projection `K · X / Z`: points (P,J,3) in camera coordinates, K (P,3,3) -> (P,J,2) pixels."""
+    uvw = np.einsum("pij,pkj->pki", K, points_cam)
+    return uvw[..., :2] / uvw[..., 2:3]

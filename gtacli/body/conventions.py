@@ -103,6 +103,17 @@ TRAIN_PELVIS_PAIR = (27, 28)
 # Joints used by estimate_translation (docs/reproduction.md §7.1 step 4): smpl_49 25..48.
 TRANSLATION_JOINTS = tuple(range(25, 49))
 
+# SPIN camera_fitting_loss: ['OP RHip', 'OP LHip', 'OP RShoulder', 'OP LShoulder'] and the GT equivalents
+TORSO_OPENPOSE = tuple(
+    SMPL_49.index(n)
+    for n in ("right_hip_openpose", "left_hip_openpose", "right_shoulder_openpose", "left_shoulder_openpose")
+)
+TORSO_GT = tuple(
+    SMPL_49.index(n) for n in ("right_hip_extra", "left_hip_extra", "right_shoulder", "left_shoulder")
+)
+# Both tables: the joints a fit is placed and turned by.
+TORSO_JOINTS = TORSO_OPENPOSE + TORSO_GT
+
 
 def flip_pairs(names: Sequence[str]) -> List[Tuple[int, int]]:
     """Pairs (left index, right index) of every `left_*` name whose `right_*` twin exists."""

@@ -155,6 +155,12 @@ def matrix_to_axis_angle(rotmat: torch.Tensor) -> torch.Tensor:
     return v * scale[..., None]
 
 
+def axis_angle_from_rotmat(rotmat: torch.Tensor) -> torch.Tensor:
+    """(B, 24, 3, 3) rotation matrices -> (B, 72) axis-angle, NaN -> 0 (as SPIN/mmhuman3d do before SMPLify)."""
+    pose = matrix_to_axis_angle(rotmat).reshape(rotmat.shape[0], -1)
+    return torch.nan_to_num(pose, nan=0.0)
+
+
 def _skew(v: torch.Tensor) -> torch.Tensor:
     x, y, z = v.unbind(-1)
     zero = torch.zeros_like(x)

@@ -154,9 +154,10 @@ def demo_command(
         # Read when OpenCV first opens a video; an explicit user setting wins.
         os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", FFMPEG_LOG_QUIET)
     from gtacli.assets.manifest import load_manifest
+    from gtacli.demo.boxes import parse_bbox_option
+    from gtacli.demo.detect import DETECTORS
+    from gtacli.demo.pipeline import DemoConfig, run_demo
     from gtacli.device import keep_freed_memory, resolve_device
-    from gtacli.viz.demo_runner import DemoConfig, run_demo
-    from gtacli.viz.detect import DETECTORS, parse_bbox_option
 
     if detector not in DETECTORS:
         from gtacli.errors import UsageError

@@ -143,7 +143,7 @@ def fit_command(
         if dataset is not None:
             report = fit_annotation(layout, dataset, options, output=output, force=force, progress=progress)
         else:
-            from gtacli.viz.render import render_overlay
+            from gtacli.render.overlay import render_overlay
 
             report = fit_openpose(
                 layout,

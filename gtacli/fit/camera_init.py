@@ -19,11 +19,10 @@ from typing import Any, Tuple
 import torch
 
 from gtacli.body.camera import estimate_translation
+from gtacli.body.conventions import TORSO_JOINTS
+from gtacli.body.rotations import axis_angle_from_rotmat
 from gtacli.fit.joints import rodrigues
-from gtacli.fit.smplify import axis_angle_from_rotmat
-from gtacli.fit.spin_smplify import TORSO_GT, TORSO_OPENPOSE
 
-TORSO_JOINTS = TORSO_OPENPOSE + TORSO_GT
 FACING_TURNS_DEG = (0.0, 90.0, 180.0, 270.0)
 # the same about the optical axis: sports photos (LSP) hold bodies upside down and sideways
 ROLL_TURNS_DEG = (0.0, 90.0, 180.0, 270.0)

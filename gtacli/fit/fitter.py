@@ -1,32 +1,22 @@
 """What the three fitters share: the body model, the prior, the 49 joints, the start and the result.
 
-A fitter (`gtacli.fit.smplify.SMPLify`, `gtacli.fit.spin_smplify.SpinSMPLify`,
-`gtacli.fit.one_stage.OneStageSMPLify`) defines its `objective` (the loss it minimises last) and its
+A fitter (`gtacli.fit.smplify_mmhuman3d.MMHuman3dSMPLify`, `gtacli.fit.smplify_spin.SpinSMPLify`,
+`gtacli.fit.smplify_gtacli.GtacliSMPLify`) defines its `objective` (the loss it minimises last) and its
 `criterion` (the measure that decides whether a fit is accepted), and its own `fit`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
 from gtacli.errors import PathLike
+from gtacli.fit.config import RegistrationConfig
 from gtacli.fit.joints import RigidSkeleton, SparseJointModel, rodrigues
+from gtacli.fit.losses import keypoint_weights
 from gtacli.fit.optim import FitTrace, StageReport
 from gtacli.fit.priors import MaxMixturePrior, joint_angle_prior, load_pose_prior, shape_prior
-
-if TYPE_CHECKING:
-    from gtacli.fit.registration import RegistrationConfig
-
-NUM_KEYPOINTS = 49
-
-
-def keypoint_weights(ignore: Any, num: int = NUM_KEYPOINTS, **kwargs: Any) -> torch.Tensor:
-    """(49,) weights: 1, and 0 on the ignore list (docs/reproduction.md §3.6)."""
-    weights = torch.ones(num, **kwargs)
-    weights[list(ignore)] = 0.0
-    return weights
 
 
 class Fitter:

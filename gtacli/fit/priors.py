@@ -1,7 +1,7 @@
 """SMPLify's robust keypoint function and the three priors of the registrant (docs/reproduction.md §7.3).
 
 Everything here is a batched torch function (any float dtype, the caller's device) returning one value per
-sample, unweighted unless a `weight` is passed; `gtacli.fit.smplify` multiplies by the recipe weights below.
+sample, unweighted unless a `weight` is passed; `gtacli.fit.smplify_mmhuman3d` multiplies by the recipe weights below.
 
 * `gmof(x, sigma)`: Geman-McClure `sigma²·x² / (sigma² + x²)`.
 * `MaxMixturePrior`: the 8-component GMM pose prior of `gmm_08.pkl` in SMPLify-X's "merged" form:

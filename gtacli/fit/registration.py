@@ -22,124 +22,17 @@ Batch keys (see the fit/train contract): `keypoints2d (B,49,3)` crop pixels, `ha
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional
 
 import torch
 
-from gtacli.body.camera import FOCAL_LENGTH, IMG_RES, cam_to_translation, estimate_translation
-from gtacli.body.conventions import REGISTRANT_IGNORE
+from gtacli.body.camera import cam_to_translation, estimate_translation
+from gtacli.body.rotations import axis_angle_from_rotmat
 from gtacli.errors import GtacliError, PathLike
+from gtacli.fit.config import MEAN_CAMERA, RegistrationConfig
 from gtacli.fit.fits_store import FitsStore
-from gtacli.fit.fitter import keypoint_weights
-from gtacli.fit.one_stage import OneStageSMPLify
-from gtacli.fit.priors import (
-    JOINT_PRIOR_WEIGHT,
-    KEYPOINT_GMOF_SIGMA,
-    POSE_PRIOR_WEIGHT,
-    SHAPE_PRIOR_WEIGHT,
-    MaxMixturePrior,
-)
-from gtacli.fit.smplify import SMPLify, axis_angle_from_rotmat, keypoint_term
-from gtacli.fit.spin_smplify import SpinSMPLify, spin_reprojection
-
-REGISTRATION_MODES = ("static", "in_the_loop")
-# SMPLify formulations: mmhuman3d's registrant (the reproduction default), SPIN's `smplify/smplify.py`, and
-# gtacli's one-stage fitter on SPIN's objective (`gtacli.fit.one_stage`, the default of `gtacli fit`).
-FIT_METHODS = ("mmhuman3d", "spin", "gtacli")
-MEAN_CAMERA = (0.9, 0.0, 0.0)  # smpl_mean_params cam: fallback camera when no prediction is given
-
-
-@dataclass
-class RegistrationConfig:
-    """Every number of registration and SMPLify (docs/reproduction.md §7.1–7.4), one flat set of plain fields.
-
-    Defaults are mmhuman3d's registrant (configs/spin/resnet50_spin_pw3d.py `registrant`, `run_registration`);
-    the `spin_*` fields are SPIN's own (`smplify/smplify.py`, `smplify/losses.py`, `utils/train_options.py`)
-    and apply when `method="spin"`. Training composes its recipe with one of these (`--set registration.x=...`).
-    """
-
-    # 'mmhuman3d' (its registrant: GMoF of squared normalised residuals, every stage on the full objective)
-    # or 'spin' (SPIN's SMPLify: torso camera stage, GMoF on pixel residuals weighted by confidence²)
-    # or 'gtacli' (SPIN's objective in one stage with the translation free; judged by SPIN's criterion)
-    method: str = "mmhuman3d"
-    mode: str = "static"  # 'static' (fits read-only) or 'in_the_loop' (SMPLify + accept-if-better + update)
-    threshold: float = (
-        10.0  # run_registration's `threshold`: valid_fit = keypoint loss < this (method mmhuman3d)
-    )
-    max_abs_beta: float = 3.0  # rows with any |β| above this are zeroed (docs/reproduction.md §7.1 step 7)
-    # mmhuman3d subtracts the *initial* translation from the fitted (translated) vertices, leaving an offset
-    # of t_fit − t_init in opt_vertices (docs/reproduction.md §7.4, §10.1). True reproduces it; False subtracts t_fit.
-    mmhuman3d_vertex_offset: bool = True
-    num_iters: int = 50  # Adam iterations per stage (two stages), mmhuman3d's registrant
-    lr: float = 1e-2
-    adam_betas: Tuple[float, float] = (0.9, 0.999)
-    ftol: float = 1e-4  # mmhuman3d's relative-change early stop per stage; <= 0 disables it
-    focal_length: float = FOCAL_LENGTH
-    img_res: int = IMG_RES
-    ignore_keypoints: Tuple[int, ...] = REGISTRANT_IGNORE  # smpl_49 joints with weight 0 (same list in SPIN)
-    keypoint_weight: float = 1.0
-    gmof_sigma: float = KEYPOINT_GMOF_SIGMA
-    shape_prior_weight: float = SHAPE_PRIOR_WEIGHT
-    joint_prior_weight: float = JOINT_PRIOR_WEIGHT
-    pose_prior_weight: float = POSE_PRIOR_WEIGHT
-    spin_num_iters: int = 100  # SPIN --num_smplify_iters, per stage, no early stop
-    spin_threshold: float = 100.0  # SPIN --smplify_threshold on its per-sample fitting loss (px²)
-    spin_depth_loss_weight: float = 100.0  # SPIN camera_fitting_loss: 100²·(t_z − t_z,init)²
-    # method 'gtacli' (benchmarks/bench_fitter.py): one_stage_iters Adam steps in its single stage, with
-    # moment decays faster than the stock (0.9, 0.999) (fewer steps to the same fit on this objective);
-    # stopping early when the batch loss changes by less than one_stage_ftol (relative) in a step, off (<= 0)
-    # by default: any tolerance that saves steps stopped on a noisy step and cost LSP reprojection accuracy
-    one_stage_iters: int = 30
-    one_stage_lr: float = 6e-2
-    one_stage_ftol: float = 0.0
-    one_stage_adam_betas: Tuple[float, float] = (0.7, 0.95)
-    # Evaluate the 49 joints from the vertices they need only, and camera stages as a rigid transform (same result).
-    fast_joints: bool = True
-    # CPU intra-op threads while fitting; None = 1 thread for small batches (see gtacli.fit.optim), else torch's.
-    cpu_threads: Optional[int] = None
-
-    def __post_init__(self) -> None:
-        if self.mode not in REGISTRATION_MODES:
-            raise ValueError(f"registration mode must be one of {REGISTRATION_MODES}, got {self.mode!r}")
-        if self.method not in FIT_METHODS:
-            raise ValueError(f"registration method must be one of {FIT_METHODS}, got {self.method!r}")
-
-    def as_dict(self) -> Dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-    @property
-    def acceptance_threshold(self) -> float:
-        """The valid-fit threshold of this config's method (its own criterion's units)."""
-        return self.threshold if self.method == "mmhuman3d" else self.spin_threshold
-
-
-FITTERS = {"mmhuman3d": SMPLify, "spin": SpinSMPLify, "gtacli": OneStageSMPLify}
-
-
-def build_fitter(
-    body_model: Any,
-    gmm_path: Optional[PathLike],
-    config: RegistrationConfig,
-    *,
-    pose_prior: Optional[MaxMixturePrior] = None,
-) -> Any:
-    """The fitter of `config.method` (`fit(init_pose, init_betas, init_transl, kp2d) -> dict`, `criterion`)."""
-    return FITTERS[config.method](body_model, gmm_path, config, pose_prior=pose_prior)
-
-
-def fit_criterion(
-    config: RegistrationConfig, joints_cam: torch.Tensor, kp2d: torch.Tensor, weights: torch.Tensor
-) -> torch.Tensor:
-    """(B,) the acceptance measure of `config.method` for camera-frame joints (B, 49, 3):
-    mmhuman3d's registrant keypoint loss (docs/reproduction.md §7.1 step 5), or SPIN's fitting loss
-    (mean over the 49 joints of `c²·Σ gmof`, SPIN `get_fitting_loss` + trainer) for 'spin' and 'gtacli'."""
-    c = config
-    if c.method == "mmhuman3d":
-        return c.keypoint_weight * keypoint_term(
-            joints_cam, kp2d, weights, c.focal_length, c.img_res, c.gmof_sigma
-        )
-    return spin_reprojection(joints_cam, kp2d, weights, c.focal_length, c.img_res, c.gmof_sigma).mean(-1)
+from gtacli.fit.losses import fit_criterion, keypoint_weights
+from gtacli.fit.methods import build_fitter
 
 
 class Registrant:

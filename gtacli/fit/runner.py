@@ -25,12 +25,13 @@ import numpy as np
 import torch
 
 from gtacli.body.camera import crop_to_image_intrinsics
+from gtacli.body.rotations import axis_angle_from_rotmat
 from gtacli.body.smpl import BodyModel
 from gtacli.data.crop import affine_transform, bbox_to_center_scale, crop, normalize, transform_points
 from gtacli.data.human_data import HumanData
 from gtacli.data.openpose import read_openpose, spin_box, to_smpl49
 from gtacli.errors import BadFileError, GtacliError, MissingFileError, UsageError
-from gtacli.fit.dataset import (
+from gtacli.fit.batch import (
     NO_IMAGE,
     DatasetFit,
     Problem,
@@ -39,9 +40,9 @@ from gtacli.fit.dataset import (
     mean_init,
     screen_keypoints,
 )
+from gtacli.fit.config import FIT_METHODS, RegistrationConfig
 from gtacli.fit.fits_store import fits_file_name, save_fits_file
-from gtacli.fit.registration import FIT_METHODS, RegistrationConfig, build_fitter
-from gtacli.fit.smplify import axis_angle_from_rotmat
+from gtacli.fit.methods import build_fitter
 from gtacli.io.atomic import atomic_write_json, atomic_write_with, ensure_writable_dir
 from gtacli.layout import TEST_DATASETS, TRAIN_DATASETS, DataLayout
 from gtacli.model.estimator import load_mean_params

@@ -17,10 +17,10 @@ import numpy as np
 import torch
 
 from gtacli.body.rotations import axis_angle_to_matrix_np, matrix_to_axis_angle_np, rot_y
+from gtacli.render.overlay import render_overlay
 from gtacli.sample.backgrounds import background_for
 from gtacli.sample.datasets import DatasetSpec
 from gtacli.sample.poses import PoseMixture, facing_camera_orient, sample_betas
-from gtacli.viz.render import render_overlay
 
 # Body placement: the silhouette's height takes this share of the image height (before clamping to fit).
 BODY_HEIGHT_FRACTION = (0.55, 0.8)

@@ -37,7 +37,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 from gtacli.data.augment import AugmentConfig
 from gtacli.data.mixed import MixConfig
 from gtacli.errors import UsageError
-from gtacli.fit.registration import RegistrationConfig
+from gtacli.fit.config import RegistrationConfig
 from gtacli.layout import TRAIN_DATASETS
 from gtacli.train.losses import LossConfig
 from gtacli.train.optim import OptimConfig

@@ -104,7 +104,7 @@ def _mesh_mask(env, vertices_cam, K, size_hw):
     """Where the renderer draws this mesh with this camera (the renderer's own coverage mask)."""
     from gtacli.body.smpl import BodyModel
     from gtacli.layout import DataLayout
-    from gtacli.viz import render
+    from gtacli.render import overlay as render
 
     faces = BodyModel.from_layout(DataLayout(env["root"])).faces
     mask, _ = render.render_mask_depth(vertices_cam, faces, K, size_hw)
@@ -389,7 +389,7 @@ def test_max_people_keeps_the_largest_user_box_and_side_view_doubles_the_width(e
 
 
 def test_common_camera_projects_every_person_like_its_own_camera():
-    from gtacli.viz.demo_engine import to_common_camera
+    from gtacli.body.camera import to_common_camera
 
     rng = np.random.default_rng(0)
     size_hw = (240, 320)
@@ -408,7 +408,7 @@ def test_common_camera_projects_every_person_like_its_own_camera():
 
 
 def test_full_image_translation_hand_case():
-    from gtacli.viz.demo_engine import full_image_translation
+    from gtacli.body.camera import full_image_translation
 
     # im1010: box [17, 37, 117, 142] -> centre (75.5, 108), side 177.5; image 153x192; mean camera [0.9, 0, 0]
     s, side = 0.9, 177.5
@@ -684,7 +684,7 @@ def test_overlays_drawn_in_parallel_are_written_in_frame_order(env, tmp_path, mo
     writes, frame for frame (the frames differ: the texture moves)."""
     from video_frames import decoded_frames
 
-    from gtacli.viz import demo_output
+    from gtacli.demo import output as demo_output
 
     video = _video(tmp_path / "clip.mp4", frames=7)
     decoded = {}
@@ -704,7 +704,7 @@ def test_an_overlay_that_fails_in_a_drawing_thread_stops_the_run_cleanly(env, tm
     no output folder, no temporary folder and no thread left behind."""
     import threading
 
-    from gtacli.viz import demo_engine
+    from gtacli.demo import engine as demo_engine
 
     video = _video(tmp_path / "clip.mp4", frames=7)
     real = demo_engine.Engine.render

@@ -10,8 +10,9 @@ import torch
 
 from gtacli.body.camera import estimate_translation
 from gtacli.errors import GtacliError
+from gtacli.fit.config import RegistrationConfig
 from gtacli.fit.fits_store import FitsStore, to_canonical_frame
-from gtacli.fit.registration import Registrant, RegistrationConfig
+from gtacli.fit.registration import Registrant
 
 IGNORED = [1, 9, 12, 27, 28]
 
@@ -170,8 +171,7 @@ def test_in_the_loop_accepts_better_fits_and_updates_the_store(body_model, gmm_p
 
 def test_keypoint_term_ignores_nan_keypoints_with_zero_confidence():
     """A zero-confidence keypoint holding NaN/inf adds nothing (NaN·0 must not make the fit invalid)."""
-    from gtacli.fit.fitter import keypoint_weights
-    from gtacli.fit.smplify import keypoint_term
+    from gtacli.fit.losses import keypoint_term, keypoint_weights
 
     gen = torch.Generator().manual_seed(4)
     joints = 0.3 * torch.randn(2, 49, 3, generator=gen, dtype=torch.float64)

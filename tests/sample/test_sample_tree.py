@@ -309,7 +309,7 @@ def _truth_meshes(model, hd: HumanData):
 
 @pytest.mark.parametrize("dataset", list(ANNOTATIONS))
 def test_images_and_keypoints_show_the_bodies(sample_tree: Path, gendered_model, dataset: str) -> None:
-    from gtacli.viz.render import render_mask_depth
+    from gtacli.render.overlay import render_mask_depth
 
     hd = _hd(sample_tree, dataset)
     vertices, joints, K = _truth_meshes(gendered_model, hd)

@@ -9,7 +9,7 @@ import pytest
 
 from gtacli.data.augment import AugmentConfig
 from gtacli.errors import UsageError
-from gtacli.fit.registration import RegistrationConfig
+from gtacli.fit.config import RegistrationConfig
 from gtacli.layout import TRAIN_DATASETS
 from gtacli.train.losses import LossConfig
 from gtacli.train.optim import OptimConfig

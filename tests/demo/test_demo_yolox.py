@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from onnx_bytes import yolox_like_model
 
+from gtacli.demo.detect import YoloxDetector, build_detector
 from gtacli.errors import BadFileError, UsageError
-from gtacli.viz.detect import YoloxDetector, build_detector
 
 SIZE = 64  # network input; anchors: 8x8 (stride 8) + 4x4 (stride 16) + 2x2 (stride 32) = 84
 ROWS = 84

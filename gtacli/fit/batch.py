@@ -15,12 +15,11 @@ import numpy as np
 import torch
 
 from gtacli.body.camera import cam_to_translation, estimate_translation
-from gtacli.body.rotations import rot6d_to_rotmat
+from gtacli.body.conventions import TORSO_GT, TORSO_OPENPOSE
+from gtacli.body.rotations import axis_angle_from_rotmat, rot6d_to_rotmat
 from gtacli.fit.camera_init import initial_translation
-from gtacli.fit.fitter import keypoint_weights
-from gtacli.fit.registration import RegistrationConfig, fit_criterion
-from gtacli.fit.smplify import axis_angle_from_rotmat
-from gtacli.fit.spin_smplify import TORSO_GT, TORSO_OPENPOSE, project
+from gtacli.fit.config import RegistrationConfig
+from gtacli.fit.losses import fit_criterion, keypoint_weights, project
 
 MIN_TORSO_JOINTS = 4  # hips and shoulders: what places and orients the body (SPIN's camera stage)
 

@@ -8,7 +8,7 @@ accuracy: a torso that is a few centimetres off in depth must then be absorbed b
 * start: the facing direction (0/90/180/270° about the vertical) that explains the keypoints best, with
   its least-squares translation (`gtacli.fit.camera_init.best_facing`);
 * objective: SPIN's `body_fitting_loss` (GMoF σ = 100 on pixel residuals weighted by confidence², GMM,
-  angle and shape priors; `gtacli.fit.spin_smplify`), so fits are judged by SPIN's fitting loss;
+  angle and shape priors; `gtacli.fit.smplify_spin`), so fits are judged by SPIN's fitting loss;
 * one Adam stage on global orient + body pose + betas + translation together (depth as a log-scale of the
   start, so a step moves it in proportion to the distance): `one_stage_iters` steps at `one_stage_lr` with
   Adam moment decays `one_stage_adam_betas`, shorter-memory than the stock (0.9, 0.999), which reach the
@@ -29,10 +29,10 @@ import torch
 
 from gtacli.fit.camera_init import best_facing
 from gtacli.fit.optim import FitTrace, cpu_threads, now, run_adam_stage, threads_for
-from gtacli.fit.spin_smplify import SpinSMPLify
+from gtacli.fit.smplify_spin import SpinSMPLify
 
 
-class OneStageSMPLify(SpinSMPLify):
+class GtacliSMPLify(SpinSMPLify):
     """SPIN's objective minimised in one stage with the translation free (see the module docstring)."""
 
     def fit(

@@ -1,6 +1,6 @@
-"""The demo's compute: `Engine` (the network, the SMPL body model and the renderer, on one device) and the
-camera helpers it and the pipeline use (the crop square of a box, one common camera for all people, the
-translation in the original camera, pinhole projection).
+"""The demo's compute: `Engine` (the network, the SMPL body model and the renderer, on one device).
+
+The camera helpers it uses (crop square, common camera, full-image translation) live in `gtacli/body/camera.py`.
 """
 
 from __future__ import annotations
@@ -11,26 +11,28 @@ import numpy as np
 import torch
 
 from gtacli.body.camera import (
-    DEMO_BBOX_SCALE,
     FOCAL_LENGTH,
     IMG_RES,
     cam_to_translation,
+    crop_square,
     crop_to_image_intrinsics,
+    full_image_translation,
+    project_pinhole,
+    to_common_camera,
 )
 from gtacli.body.conventions import H36M_TO_J14
 from gtacli.body.rotations import matrix_to_axis_angle
 from gtacli.body.smpl import BodyModel
-from gtacli.data.crop import bbox_to_center_scale, crop, normalize
+from gtacli.data.crop import crop, normalize
+from gtacli.demo.config import DemoConfig, Person, Timer
+from gtacli.demo.track import TrackedBox
 from gtacli.device import resolve_device
 from gtacli.layout import DataLayout
 from gtacli.model.loading import load_estimator
-from gtacli.viz.demo_types import DemoConfig, Person, Timer
-from gtacli.viz.render import render_overlay
-from gtacli.viz.track import TrackedBox
+from gtacli.render.overlay import render_overlay
 
 SIDE_VIEW_DEG = 90.0  # the side view turns the mesh by this much about the vertical axis
 SIDE_VIEW_BACKGROUND_BGR = (255, 255, 255)
-CAM_DENOM_EPS = 1e-9  # guards s * W against a zero camera scale, like docs/reproduction.md §4.4's 1e-9
 
 
 class Engine:
@@ -117,8 +119,8 @@ class Engine:
             "verts_cam": verts + transl_crop[:, None],
             "j49": j49,
             "j14": j14,
-            "kp2d_49": project(j49 + transl_crop[:, None], K_img),
-            "kp2d_14": project(j14 + transl_crop[:, None], K_img),
+            "kp2d_49": project_pinhole(j49 + transl_crop[:, None], K_img),
+            "kp2d_14": project_pinhole(j14 + transl_crop[:, None], K_img),
             "transl_crop": transl_crop,
             "transl": transl,
             "focal": focal,
@@ -165,58 +167,3 @@ def person_from_box(frame: int, entry: TrackedBox) -> Person:
         center,
         side,
     )
-
-
-def crop_square(box: np.ndarray) -> Tuple[np.ndarray, float]:
-    """docs/reproduction.md §9: centre = box centre, side = DEMO_BBOX_SCALE x max(w, h) (pixels)."""
-    center, side = bbox_to_center_scale(np.asarray(box, np.float64))
-    return np.asarray(center, np.float64), float(side) * DEMO_BBOX_SCALE
-
-
-def to_common_camera(
-    verts_cam: List[np.ndarray], Ks: List[np.ndarray], size_hw: Tuple[int, int]
-) -> Tuple[List[np.ndarray], np.ndarray]:
-    """Re-express meshes seen by per-person cameras `K_i = [[f_i, 0, cx_i], [0, f_i, cy_i], [0, 0, 1]]` in one
-    camera `K = [[F, 0, w/2], [0, F, h/2], [0, 0, 1]]` so one z-buffer renders everyone.
-
-    `(X, Y, Z) -> (X + (cx_i - w/2) Z / f_i, Y + (cy_i - h/2) Z / f_i, Z F / f_i)` projects every vertex to
-    exactly the same pixel, and the new depth of the body origin is `2F/(s W)`, the `transl` depth of the
-    original camera, so people are ordered by their distance in that camera. F is the largest f_i.
-    """
-    height, width = size_hw
-    focal = max(float(K[0, 0]) for K in Ks)
-    out = []
-    for verts, K in zip(verts_cam, Ks):
-        f_i, cx_i, cy_i = float(K[0, 0]), float(K[0, 2]), float(K[1, 2])
-        z = verts[:, 2:3]
-        shift = np.array([[cx_i - width / 2.0, cy_i - height / 2.0]]) * z / f_i
-        out.append(np.concatenate([verts[:, :2] + shift, z * focal / f_i], axis=1))
-    K_common = np.array([[focal, 0.0, width / 2.0], [0.0, focal, height / 2.0], [0.0, 0.0, 1.0]])
-    return out, K_common
-
-
-def full_image_translation(
-    cam: np.ndarray, centers: np.ndarray, side: np.ndarray, image_wh: np.ndarray, focal: np.ndarray
-) -> np.ndarray:
-    """Translation (P,3) in the original camera (principal point = image centre, focal `focal` (P,) px) from the
-    crop camera `cam` (P,3) = [s, tx, ty] of crops with centres (P,2) and sides (P,) px in images (P,2) = (w, h).
-
-    `tz = 2F/(s W)` (the depth at which the body has the size the crop camera gives it, seen with focal F) and
-    `tx' = tx + 2 (cx - w/2)/(s W)`, `ty' = ty + 2 (cy - h/2)/(s W)` (the root lands on the same pixel).
-    """
-    s, tx, ty = cam[:, 0], cam[:, 1], cam[:, 2]
-    denom = s * side + CAM_DENOM_EPS
-    return np.stack(
-        [
-            tx + 2.0 * (centers[:, 0] - image_wh[:, 0] / 2.0) / denom,
-            ty + 2.0 * (centers[:, 1] - image_wh[:, 1] / 2.0) / denom,
-            2.0 * focal / denom,
-        ],
-        axis=1,
-    )
-
-
-def project(points_cam: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """Pinhole projection `K · X / Z`: points (P,J,3) in camera coordinates, K (P,3,3) -> (P,J,2) pixels."""
-    uvw = np.einsum("pij,pkj->pki", K, points_cam)
-    return uvw[..., :2] / uvw[..., 2:3]

@@ -7,20 +7,19 @@ import json
 import numpy as np
 import pytest
 
-from gtacli.errors import BadFileError, MissingFileError, UsageError
-from gtacli.viz import detect
-from gtacli.viz.detect import (
+from gtacli.demo import boxes
+from gtacli.demo.boxes import load_bbox_file, parse_bbox_option
+from gtacli.demo.detect import (
     Detections,
     build_detector,
     check_box_in_image,
     iou_xywh,
-    load_bbox_file,
     non_max_suppression,
-    parse_bbox_option,
     parse_yolo_output,
     select_people,
     tighten,
 )
+from gtacli.errors import BadFileError, MissingFileError, UsageError
 
 
 def test_iou_hand_cases():
@@ -162,10 +161,10 @@ def test_hog_on_images_smaller_than_its_window_returns_instead_of_aborting(size_
 
 def test_tiny_bbox_is_refused():
     with pytest.raises(UsageError, match="at least"):
-        detect.check_bbox_option(np.array([10, 10, 1e-9, 1e-9]))
+        boxes.check_bbox_option(np.array([10, 10, 1e-9, 1e-9]))
     with pytest.raises(BadFileError, match="at least"):
         check_box_in_image([10, 10, 1e-9, 50], (100, 100), "boxes.json")
-    assert detect.check_bbox_option(np.array([10, 10, 2, 2])).shape == (1, 4)
+    assert boxes.check_bbox_option(np.array([10, 10, 2, 2])).shape == (1, 4)
 
 
 def test_deeply_nested_bbox_file_is_one_line(tmp_path):
@@ -185,7 +184,7 @@ def test_openpose_bbox_file_gives_spins_crop(shared_assets):
     centre = good.mean(0)
     side = 1.2 * (good.max(0) - good.min(0)).max()
     boxes = load_bbox_file(shared_assets / "im1010_openpose.json").boxes_for(0, "im1010.jpg")
-    from gtacli.viz.demo_engine import crop_square
+    from gtacli.body.camera import crop_square
 
     got_centre, got_side = crop_square(boxes[0])
     np.testing.assert_allclose(got_centre, centre, atol=1e-6)
@@ -199,7 +198,7 @@ def test_coco18_openpose_bbox_file(tmp_path):
     keypoints[10] = (200, 250, 0.8)
     path = tmp_path / "coco.json"
     path.write_text(json.dumps({"people": [{"pose_keypoints_2d": keypoints.ravel().tolist()}]}))
-    from gtacli.viz.demo_engine import crop_square
+    from gtacli.body.camera import crop_square
 
     centre, side = crop_square(load_bbox_file(path).boxes_for(0, "x.jpg")[0])
     np.testing.assert_allclose(centre, [150, 200])

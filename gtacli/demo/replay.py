@@ -11,11 +11,11 @@ import numpy as np
 import torch
 
 from gtacli.body.rotations import axis_angle_to_matrix
+from gtacli.demo.config import Person
+from gtacli.demo.engine import person_from_box
+from gtacli.demo.track import TrackedBox
 from gtacli.errors import BadFileError
 from gtacli.io.safe import load_npz
-from gtacli.viz.demo_engine import person_from_box
-from gtacli.viz.demo_types import Person
-from gtacli.viz.track import TrackedBox
 
 
 class Replay:

@@ -28,43 +28,10 @@ from typing import Any, Dict, Optional
 
 import torch
 
-from gtacli.body.conventions import SMPL_49
+from gtacli.body.conventions import TORSO_GT, TORSO_OPENPOSE
 from gtacli.fit.fitter import Fitter
+from gtacli.fit.losses import project, spin_reprojection, unused_to_zero
 from gtacli.fit.optim import FitTrace, cpu_threads, now, run_adam_stage, threads_for
-from gtacli.fit.priors import gmof
-from gtacli.fit.smplify import unused_to_zero
-
-# SPIN camera_fitting_loss: ['OP RHip', 'OP LHip', 'OP RShoulder', 'OP LShoulder'] and the GT equivalents
-TORSO_OPENPOSE = tuple(
-    SMPL_49.index(n)
-    for n in ("right_hip_openpose", "left_hip_openpose", "right_shoulder_openpose", "left_shoulder_openpose")
-)
-TORSO_GT = tuple(
-    SMPL_49.index(n) for n in ("right_hip_extra", "left_hip_extra", "right_shoulder", "left_shoulder")
-)
-
-
-def project(joints_cam: torch.Tensor, focal_length: float, img_res: int) -> torch.Tensor:
-    """(B, J, 3) camera-frame joints -> (B, J, 2) crop pixels, principal point at the crop centre."""
-    return focal_length * joints_cam[..., :2] / joints_cam[..., 2:3] + img_res / 2.0
-
-
-def spin_reprojection(
-    joints_cam: torch.Tensor,
-    kp2d: torch.Tensor,
-    weights: torch.Tensor,
-    focal_length: float,
-    img_res: int,
-    sigma: float,
-) -> torch.Tensor:
-    """(B, 49) SPIN's weighted robust reprojection `c_j²·Σ_xy gmof(p − k, σ)`, `c_j` zeroed where weights are 0.
-
-    joints_cam (B, 49, 3) camera frame; kp2d (B, 49, 3) crop pixels + confidence; weights (49,) 0/1.
-    """
-    proj = project(joints_cam, focal_length, img_res)
-    per_coord = gmof(proj - unused_to_zero(kp2d), sigma)
-    conf = kp2d[..., 2] * weights
-    return conf**2 * per_coord.sum(-1)
 
 
 class SpinSMPLify(Fitter):

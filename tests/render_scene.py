@@ -1,8 +1,8 @@
 """A fixed scene for the renderer's regression test: two overlapping closed meshes in front of a textured frame.
 
-`tests/viz/data/render_reference.npz` holds the overlay and the depth mask that the first (per-triangle-box,
+`tests/render/data/render_reference.npz` holds the overlay and the depth mask that the first (per-triangle-box,
 sort-based) numpy renderer drew for this scene; the faster renderers must match it. Regenerate only on purpose:
-`python tests/viz/render_scene.py` (it overwrites the reference).
+`python tests/render_scene.py` (it overwrites the reference).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-REFERENCE = Path(__file__).parent / "data" / "render_reference.npz"
+REFERENCE = Path(__file__).parent / "render" / "data" / "render_reference.npz"
 SIZE_HW = (180, 240)
 K = np.array([[220.0, 0.0, 120.0], [0.0, 220.0, 90.0], [0.0, 0.0, 1.0]])
 
@@ -50,7 +50,7 @@ def scene():
 
 
 def render_reference():
-    from gtacli.viz.render import render_mask_depth, render_overlay
+    from gtacli.render.overlay import render_mask_depth, render_overlay
 
     background, meshes, faces = scene()
     overlay = render_overlay(background, meshes, faces, K, color=[(200, 170, 130), (90, 200, 60)])

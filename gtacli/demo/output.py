@@ -27,11 +27,11 @@ from typing import Any, Dict, Iterable, List, Optional
 import cv2
 import numpy as np
 
+from gtacli.demo.config import DemoConfig, Person, Timer
+from gtacli.demo.engine import Engine
 from gtacli.errors import GtacliError, UsageError
+from gtacli.io import video
 from gtacli.io.atomic import ensure_writable_dir
-from gtacli.viz import video
-from gtacli.viz.demo_engine import Engine
-from gtacli.viz.demo_types import DemoConfig, Person, Timer
 
 MANIFEST = ".gtacli-demo.json"
 MANIFEST_KIND = "gtacli-demo-output"

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from gtacli.errors import MissingFileError
-from gtacli.fit.fitter import keypoint_weights
+from gtacli.fit.config import RegistrationConfig
 from gtacli.fit.joints import SparseJointModel, rodrigues
+from gtacli.fit.losses import keypoint_term, keypoint_weights
 from gtacli.fit.optim import relative_change
 from gtacli.fit.priors import load_gmm
-from gtacli.fit.registration import RegistrationConfig
-from gtacli.fit.smplify import SMPLify, keypoint_term
+from gtacli.fit.smplify_mmhuman3d import MMHuman3dSMPLify
 
 IGNORED = [1, 9, 12, 27, 28]  # docs/reproduction.md §3.6, typed independently
 
@@ -92,12 +92,12 @@ def _problem(body_model, gmm_path, batch: int, dtype=torch.float32, seed: int = 
 def test_fast_path_gives_the_same_fit(body_model64, gmm_path):
     p = _problem(body_model64, gmm_path, 2, torch.float64)
     args = (p["init_pose"], p["init_betas"], p["init_transl"], p["kp"])
-    fast = SMPLify(body_model64, gmm_path, RegistrationConfig(num_iters=4, ftol=0.0, fast_joints=True)).fit(
-        *args
-    )
-    slow = SMPLify(body_model64, gmm_path, RegistrationConfig(num_iters=4, ftol=0.0, fast_joints=False)).fit(
-        *args
-    )
+    fast = MMHuman3dSMPLify(
+        body_model64, gmm_path, RegistrationConfig(num_iters=4, ftol=0.0, fast_joints=True)
+    ).fit(*args)
+    slow = MMHuman3dSMPLify(
+        body_model64, gmm_path, RegistrationConfig(num_iters=4, ftol=0.0, fast_joints=False)
+    ).fit(*args)
     for key in ("pose", "betas", "transl", "loss", "joints"):
         torch.testing.assert_close(fast[key], slow[key], rtol=1e-7, atol=1e-7)
     assert [s.iterations for s in fast["stages"]] == [4, 4]
@@ -105,7 +105,7 @@ def test_fast_path_gives_the_same_fit(body_model64, gmm_path):
 
 def test_fit_lowers_the_loss_and_recovers_the_body(body_model, gmm_path):
     p = _problem(body_model, gmm_path, 3)
-    smplify = SMPLify(body_model, gmm_path, RegistrationConfig())
+    smplify = MMHuman3dSMPLify(body_model, gmm_path, RegistrationConfig())
     init_loss = smplify.total_loss(p["init_pose"], p["init_betas"], p["init_transl"], p["kp"])
     result = smplify.fit(p["init_pose"], p["init_betas"], p["init_transl"], p["kp"])
     assert (result["loss"] < init_loss).all()
@@ -136,13 +136,13 @@ def test_fit_lowers_the_loss_and_recovers_the_body(body_model, gmm_path):
 
 def test_early_stop_and_batch_of_one(body_model, gmm_path):
     p = _problem(body_model, gmm_path, 1)
-    smplify = SMPLify(body_model, gmm_path, RegistrationConfig(num_iters=30))
+    smplify = MMHuman3dSMPLify(body_model, gmm_path, RegistrationConfig(num_iters=30))
     first = smplify.fit(p["init_pose"], p["init_betas"], p["init_transl"], p["kp"])
     assert first["pose"].shape == (1, 72) and first["vertices"].shape == (1, 6890, 3)
     # restarting at the converged translation: stage 1 has nothing left to do and stops at once
     again = smplify.fit(first["pose"], first["betas"], first["transl"], p["kp"])
     assert again["stages"][0].stopped_early and again["stages"][0].iterations <= 3
-    no_stop = SMPLify(body_model, gmm_path, RegistrationConfig(num_iters=3, ftol=0.0)).fit(
+    no_stop = MMHuman3dSMPLify(body_model, gmm_path, RegistrationConfig(num_iters=3, ftol=0.0)).fit(
         first["pose"], first["betas"], first["transl"], p["kp"]
     )
     assert [s.iterations for s in no_stop["stages"]] == [3, 3]
@@ -150,7 +150,7 @@ def test_early_stop_and_batch_of_one(body_model, gmm_path):
 
 def test_missing_gmm_is_one_line_error(body_model, tmp_path):
     with pytest.raises(MissingFileError, match="gmm"):
-        SMPLify(body_model, tmp_path / "gmm_08.pkl", RegistrationConfig())
+        MMHuman3dSMPLify(body_model, tmp_path / "gmm_08.pkl", RegistrationConfig())
 
 
 @pytest.mark.parametrize("method", ["mmhuman3d", "spin", "gtacli"])
@@ -158,7 +158,7 @@ def test_runs_on_cuda_when_present(fit_layout, gmm_path, method):
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
     from gtacli.body.smpl import BodyModel
-    from gtacli.fit.registration import build_fitter
+    from gtacli.fit.methods import build_fitter
 
     bm = BodyModel.from_layout(fit_layout, "neutral", h36m=False, device="cuda")
     p = _problem(bm, gmm_path, 2)

@@ -2,24 +2,24 @@
 
 `run_demo` is a pipeline of named stages; each is a function below or in the module named:
 
-1. **read** (`open_input`): an image, a folder or a video (`gtacli.viz.video`); a video is scanned once for its
+1. **read** (`open_input`): an image, a folder or a video (`gtacli.io.video`); a video is scanned once for its
    frame count and timestamps, and a video that stops decoding part-way keeps the frames before it;
 2. **detect** (`detect_people`): user boxes (`--bbox` / `--bbox-file`, also OpenPose JSON) or a detector
-   (`gtacli.viz.detect`) on every frame;
-3. **track** (`gtacli.viz.track.track_sequence`): identities over the whole video (a folder's images are taken
+   (`gtacli.demo.detect`) on every frame;
+3. **track** (`gtacli.demo.track.track_sequence`): identities over the whole video (a folder's images are taken
    one by one: they may be unrelated photos),
    fragments dropped, gaps interpolated, `max_people` applied;
-4. **crop + infer** (`Engine.infer`, `gtacli.viz.demo_engine`): crop per docs/reproduction.md §9 (centre = box
+4. **crop + infer** (`Engine.infer`, `gtacli.demo.engine`): crop per docs/reproduction.md §9 (centre = box
    centre, square side `DEMO_BBOX_SCALE · max(w, h)`, 224x224, `gtacli.data.crop`), batched `HMREstimator`
    forward under `torch.inference_mode` (or, with `--from-results`, the saved parameters instead of the network:
-   `Replay`, `gtacli.viz.demo_replay`);
-5. **smooth** (optional One-Euro per person, `gtacli.viz.smooth`);
+   `Replay`, `gtacli.demo.replay`);
+5. **smooth** (optional One-Euro per person, `gtacli.demo.smooth`);
 6. **body** (`Engine.body`): neutral SMPL vertices, smpl_49 and J14 joints, cameras, 2D joints;
-7. **render** (`Engine.render`, `gtacli.viz.render` on the model's device) with boxes and track ids;
-8. **write** (`Writers`, `gtacli.viz.demo_output`): overlay video / PNGs, meshes, results.npz and
+7. **render** (`Engine.render`, `gtacli.render.overlay` on the model's device) with boxes and track ids;
+8. **write** (`Writers`, `gtacli.demo.output`): overlay video / PNGs, meshes, results.npz and
    results.json, in a temporary folder moved into place when complete.
 
-The shared dataclasses (`DemoConfig`, `Timer`, `Person`, `Input`) live in `gtacli.viz.demo_types`.
+The shared dataclasses (`DemoConfig`, `Timer`, `Person`, `Input`) live in `gtacli.demo.config`.
 
 Camera conventions (also written into results.json):
 
@@ -43,11 +43,10 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import cv2
 import numpy as np
 
-from gtacli.errors import BadFileError, UsageError
-from gtacli.io.atomic import atomic_write_json
-from gtacli.viz import detect, video
-from gtacli.viz.demo_engine import Engine, person_from_box
-from gtacli.viz.demo_output import (
+from gtacli.demo import boxes, detect
+from gtacli.demo.config import DemoConfig, Input, Person, ProgressFn, Timer
+from gtacli.demo.engine import Engine, person_from_box
+from gtacli.demo.output import (
     RESULTS_JSON,
     RESULTS_NPZ,
     FrameJob,
@@ -56,11 +55,13 @@ from gtacli.viz.demo_output import (
     check_output_dir,
     display_name,
 )
-from gtacli.viz.demo_replay import Replay
-from gtacli.viz.demo_results import RESULT_FIELDS, DemoResults
-from gtacli.viz.demo_types import DemoConfig, Input, Person, ProgressFn, Timer
-from gtacli.viz.smooth import PersonSmoother
-from gtacli.viz.track import TrackConfig, TrackedBox, given_boxes, track_sequence
+from gtacli.demo.replay import Replay
+from gtacli.demo.results import RESULT_FIELDS, DemoResults
+from gtacli.demo.smooth import PersonSmoother
+from gtacli.demo.track import TrackConfig, TrackedBox, given_boxes, track_sequence
+from gtacli.errors import BadFileError, UsageError
+from gtacli.io import video
+from gtacli.io.atomic import atomic_write_json
 
 FRAMES_PER_CHUNK_PER_BATCH = 2  # frames read per chunk = batch_size x this (bounded memory, full batches)
 DECODE_TOLERANCE = (
@@ -223,9 +224,9 @@ def detect_people(
     """Boxes for every frame (user boxes or a detector), then tracks; returns people per frame + detector info."""
     user_boxes = None
     if config.bbox is not None:
-        user_boxes = detect.UserBoxes(every_frame=detect.check_bbox_option(config.bbox), source="--bbox")
+        user_boxes = boxes.UserBoxes(every_frame=boxes.check_bbox_option(config.bbox), source="--bbox")
     elif config.bbox_file is not None:
-        user_boxes = detect.load_bbox_file(config.bbox_file)
+        user_boxes = boxes.load_bbox_file(config.bbox_file)
         if inp.frames_to_do is not None and not config.max_frames:
             user_boxes.check_frame_count(inp.frames_to_do)
     detector = (
@@ -241,10 +242,10 @@ def detect_people(
         t = timer.start()
         height, width = frame.shape[:2]
         if user_boxes is not None:
-            boxes = user_boxes.boxes_for(index, name)
-            for box in boxes:
+            given = user_boxes.boxes_for(index, name)
+            for box in given:
                 detect.check_box_in_image(box, (width, height), user_boxes.source)
-            dets = detect.detections_from_user(boxes)
+            dets = boxes.detections_from_user(given)
         else:
             dets = detector(frame)
         per_frame.append(dets)

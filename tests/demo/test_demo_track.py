@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gtacli.viz.detect import Detections
-from gtacli.viz.track import TrackConfig, contained_parts, track_sequence
+from gtacli.demo.detect import Detections
+from gtacli.demo.track import TrackConfig, contained_parts, track_sequence
 
 PERSON = np.array([100.0, 100.0, 60.0, 160.0])  # x, y, w, h
 
@@ -101,7 +101,7 @@ def test_real_videos_with_hog_give_one_and_two_stable_ids(shared_assets):
     exactly one id present in >= 90 % of frames; two people -> exactly two ids; never more people than visible."""
     import cv2
 
-    from gtacli.viz.detect import build_detector
+    from gtacli.demo.detect import build_detector
 
     hog = build_detector("hog")
     for name, people in (("single_person_demo.mp4", 1), ("multi_person_demo.mp4", 2)):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gtacli.viz import raster
-from gtacli.viz import render as R
+from gtacli.render import overlay as R
+from gtacli.render import raster
 
 K = np.array([[100.0, 0.0, 50.0], [0.0, 100.0, 50.0], [0.0, 0.0, 1.0]])
 

@@ -8,7 +8,7 @@ import pytest
 from video_frames import decoded_frames
 
 from gtacli.errors import BadFileError, MissingFileError
-from gtacli.viz.video import (
+from gtacli.io.video import (
     DEFAULT_FPS,
     VideoSink,
     natural_key,
@@ -78,7 +78,7 @@ def test_video_frames_count_and_fps(tmp_path):
 
 
 def test_missing_fps_metadata_falls_back_to_measured_rate():
-    from gtacli.viz.video import FrameSource
+    from gtacli.io.video import FrameSource
 
     source = FrameSource(path=None, kind="video", fps=DEFAULT_FPS, fps_note="no fps")  # type: ignore[arg-type]
     source.timestamps_ms = [0.0, 40.0, 80.0, 120.0]
@@ -87,7 +87,7 @@ def test_missing_fps_metadata_falls_back_to_measured_rate():
 
 
 def test_variable_frame_rate_is_reported_and_averaged():
-    from gtacli.viz.video import FrameSource
+    from gtacli.io.video import FrameSource
 
     source = FrameSource(path=None, kind="video", fps=30.0, fps_metadata=30.0)  # type: ignore[arg-type]
     source.timestamps_ms = [0.0, 33.3, 100.0, 133.3, 200.0]  # steps of 33 and 67 ms

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from gtacli.fit.registration import Registrant, RegistrationConfig, build_fitter
-from gtacli.fit.spin_smplify import SpinSMPLify
+from gtacli.fit.config import RegistrationConfig
+from gtacli.fit.methods import build_fitter
+from gtacli.fit.registration import Registrant
+from gtacli.fit.smplify_spin import SpinSMPLify
 
 # smpl_49 indices, typed from SPIN constants.JOINT_NAMES: OP RShoulder 2, OP LShoulder 5, OP RHip 9, OP LHip 12,
 # Right Hip 27, Left Hip 28, Right Shoulder 33, Left Shoulder 34; ignored: OP Neck 1, OP RHip, OP LHip, hips
@@ -217,7 +219,7 @@ def test_registration_config_is_flat_and_set_by_name(body_model, gmm_path):
     import dataclasses
 
     from gtacli.fit.fits_store import FitsStore
-    from gtacli.fit.spin_smplify import SpinSMPLify
+    from gtacli.fit.smplify_spin import SpinSMPLify
 
     for f in dataclasses.fields(RegistrationConfig):
         assert f.type in (

@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 
-from gtacli.viz import video
+from gtacli.io import video
 
 DEFAULT_BATCH_SIZE = 4
 

@@ -10,7 +10,7 @@ with `p̂ = 2·(f·X/Z + 112)/223 − 1` (camera f = 5000, principal point (112,
 confidence. Adam (lr 1e-2, betas (0.9, 0.999)) in two stages of `num_iters` iterations:
 stage 1 optimises global_orient + transl, stage 2 global_orient + body_pose + betas; each stage stops early
 when the relative change of the batch-summed loss drops below `ftol = 1e-4` (mmhuman3d's rule). Every stage
-minimises the full objective (unlike SPIN's camera-only stage 1, `gtacli.fit.spin_smplify`).
+minimises the full objective (unlike SPIN's camera-only stage 1, `gtacli.fit.smplify_spin`).
 
 Fast without changing the result: the 49 joints come from the vertices they need (`gtacli.fit.joints`),
 stage 1 is a rigid transform of a skeleton computed once (its priors are constants), the GMM prior is one
@@ -23,49 +23,12 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
-from gtacli.body.camera import FOCAL_LENGTH, IMG_RES
-from gtacli.body.rotations import matrix_to_axis_angle
 from gtacli.fit.fitter import Fitter
+from gtacli.fit.losses import keypoint_term
 from gtacli.fit.optim import FitTrace, StageReport, cpu_threads, now, run_adam_stage, threads_for
-from gtacli.fit.priors import KEYPOINT_GMOF_SIGMA, gmof
 
 
-def axis_angle_from_rotmat(rotmat: torch.Tensor) -> torch.Tensor:
-    """(B, 24, 3, 3) rotation matrices -> (B, 72) axis-angle, NaN -> 0 (as SPIN/mmhuman3d do before SMPLify)."""
-    pose = matrix_to_axis_angle(rotmat).reshape(rotmat.shape[0], -1)
-    return torch.nan_to_num(pose, nan=0.0)
-
-
-def unused_to_zero(kp2d: torch.Tensor) -> torch.Tensor:
-    """Zero-confidence keypoints may hold NaN/inf: they carry no weight, but NaN·0 would poison a sum."""
-    target = kp2d[..., :2]
-    unused = (kp2d[..., 2:3] <= 0) & ~torch.isfinite(target)
-    return torch.where(unused, torch.zeros_like(target), target)
-
-
-def keypoint_term(
-    joints_cam: torch.Tensor,
-    kp2d: torch.Tensor,
-    weights: torch.Tensor,
-    focal_length: float = FOCAL_LENGTH,
-    img_res: int = IMG_RES,
-    sigma: float = KEYPOINT_GMOF_SIGMA,
-) -> torch.Tensor:
-    """The registrant's keypoint loss per sample (docs/reproduction.md §7.1 step 5). -> (B,).
-
-    joints_cam (B, 49, 3): joints in the camera frame (translation applied), metres.
-    kp2d (B, 49, 3): (u, v, conf) in crop pixels. weights (49,): 0 on ignored joints.
-    `Σ_j Σ_xy w_j·c_j·gmof((p̂ − k̂)², σ)`, `p̂ = 2·(f·X/Z + img_res/2)/(img_res − 1) − 1`, `k̂ = 2·u/(img_res − 1) − 1`.
-    """
-    proj = focal_length * joints_cam[..., :2] / joints_cam[..., 2:3] + img_res / 2.0
-    scale = 2.0 / (img_res - 1)
-    # p̂ − k̂ = scale·(proj − u): the −1 of both normalisations cancels
-    residual = scale * (proj - unused_to_zero(kp2d))
-    per_coord = gmof(residual * residual, sigma)  # GMoF of the squared residual, as mse_loss_with_gmof does
-    return (per_coord.sum(-1) * kp2d[..., 2] * weights).sum(-1)
-
-
-class SMPLify(Fitter):
+class MMHuman3dSMPLify(Fitter):
     """mmhuman3d's registrant SMPLify (see the module docstring); `config` a `RegistrationConfig`."""
 
     joint_prior_variant = "mmhuman3d"

@@ -31,7 +31,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from gtacli.viz.detect import Detections, iou_xywh
+from gtacli.demo.detect import Detections, iou_xywh
 
 DEFAULT_MAX_MISSED_S = 1.0  # a track survives this long without a detection (frames = round(fps x this))
 MIN_HITS = 3  # detections before a track counts as a person

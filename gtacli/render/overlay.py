@@ -4,7 +4,7 @@ model's GPU (`device=`), so a GPU demo is not bound by the CPU drawing overlays.
 Camera: pinhole with intrinsics K (3x3), mesh vertices already in the camera frame, OpenCV convention
 (x right, y down, z forward, pixel (u, v) = column, row with pixel centres at integer coordinates).
 
-`gtacli.viz.raster` finds the visible triangle of every pixel the mesh covers (exact scanline spans, a z-buffer
+`gtacli.render.raster` finds the visible triangle of every pixel the mesh covers (exact scanline spans, a z-buffer
 over the covered region only, float64); this module shades those pixels -- Lambert with one directional light
 plus ambient, using perspective-correct interpolated vertex normals -- and blends them into the image. Which
 pixels are covered, and by which face, does not depend on the device; the per-pixel shading runs in float32,
@@ -21,8 +21,8 @@ from typing import Iterator, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from gtacli.viz.raster import Region, face_normals, is_closed, rasterize_region, take_columns
-from gtacli.viz.raster import project as _project_t
+from gtacli.render.raster import Region, face_normals, is_closed, rasterize_region, take_columns
+from gtacli.render.raster import project as _project_t
 
 DEFAULT_COLOR_BGR = (200, 170, 130)  # light blue-grey, visible on most images
 DEFAULT_ALPHA = 0.85
@@ -265,7 +265,7 @@ def _draw(out, v, f, K_t, mesh_id_t, closed, color, alpha, light_dir) -> None:
     # (3 channels, meshes), alpha applied; float32 like the intensities
     colors = _tensor(alpha * np.asarray(color, dtype=np.float64).reshape(-1, 3), dev, torch.float32).t()
     if colors.shape[1] == 1:
-        rgb = colors * intensity  # (3, N): channels as rows, see gtacli.viz.raster
+        rgb = colors * intensity  # (3, N): channels as rows, see gtacli.render.raster
     else:
         mesh = mesh_id_t.index_select(0, region.faces.index_select(0, tri))
         rgb = colors.index_select(1, torch.clamp(mesh, max=colors.shape[1] - 1)) * intensity

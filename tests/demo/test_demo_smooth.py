@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from gtacli.viz.smooth import (
+from gtacli.demo.smooth import (
     OneEuroFilter,
     PersonSmoother,
     rot6d_to_rotmat_np,

@@ -1,1 +1,0 @@
-"""Visualisation for the demo and the sample tree: headless mesh rendering, detection, video I/O, smoothing."""
