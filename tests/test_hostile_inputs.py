@@ -128,6 +128,20 @@ def pw3d_boxes_with_nan_and_inf(root: Path, case: Path) -> Dict[str, str]:
     return {}
 
 
+def damaged_pw3d_images(root: Path, case: Path) -> Dict[str, str]:
+    """Three of the 3DPW images: 0 bytes, a text file named .jpg, a JPEG cut in half (the folder copied)."""
+    linked = root / "datasets"
+    source = linked.resolve()
+    linked.unlink()
+    shutil.copytree(source, linked)
+    images = sorted((linked / "pw3d").rglob("*.jpg"))
+    images[0].write_bytes(b"")
+    images[1].write_text("hello, this is not a picture\n")
+    data = images[2].read_bytes()
+    images[2].write_bytes(data[: len(data) // 2])
+    return {}
+
+
 def nan_keypoints_in_lsp(root: Path, case: Path) -> Dict[str, str]:
     def poison(members: Dict[str, np.ndarray]) -> None:
         key = "keypoints2d" if "keypoints2d" in members else "keypoints2d_smpl"
@@ -452,6 +466,13 @@ CASES: List[Case] = [
         EVAL,
         (1,),
         "NaN/inf values in 'bbox_xywh'",
+    ),
+    Case(
+        "check-layout --deep on empty, text and truncated images",
+        damaged_pw3d_images,
+        ["check-layout", "--for", "eval-pw3d", R, "{root}", "--deep", "--json"],
+        (1,),
+        "3 of all",
     ),
     Case(
         "nan checkpoint weights in eval",
