@@ -20,6 +20,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import warnings
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -139,6 +140,33 @@ def damaged_pw3d_images(root: Path, case: Path) -> Dict[str, str]:
     images[1].write_text("hello, this is not a picture\n")
     data = images[2].read_bytes()
     images[2].write_bytes(data[: len(data) // 2])
+    return {}
+
+
+def own_copies_of_models_and_images(root: Path, case: Path) -> Dict[str, str]:
+    """body_models/ and datasets/ copied into the case (not linked), so a wrong write stays in the case."""
+    for name in ("body_models", "datasets"):
+        linked = root / name
+        source = linked.resolve()
+        linked.unlink()
+        shutil.copytree(source, linked)
+    return {}
+
+
+def long_names(root: Path, case: Path) -> Dict[str, str]:
+    return {"name300": "n" * 296, "name250": "m" * 246}
+
+
+def pw3d_with_a_member_twice(root: Path, case: Path) -> Dict[str, str]:
+    ann = root / "preprocessed_datasets" / "pw3d_test.npz"
+    with zipfile.ZipFile(ann) as src:
+        members = [(i.filename, src.read(i)) for i in src.infolist()]
+    boxes = next(data for name, data in members if name == "bbox_xywh.npy")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns about the duplicate name: that is the point
+        with zipfile.ZipFile(ann, "w") as out:
+            for name, data in members + [("bbox_xywh.npy", boxes)]:
+                out.writestr(name, data)
     return {}
 
 
@@ -473,6 +501,54 @@ CASES: List[Case] = [
         ["check-layout", "--for", "eval-pw3d", R, "{root}", "--deep", "--json"],
         (1,),
         "3 of all",
+    ),
+    Case(
+        "eval --save-predictions --force onto the SMPL mean parameters",
+        own_copies_of_models_and_images,
+        EVAL + ["--save-predictions", "{root}/body_models/smpl_mean_params.npz", "--force"],
+        (2,),
+        "which this evaluation reads",
+        unchanged=["{root}/body_models/smpl_mean_params.npz"],
+    ),
+    Case(
+        "eval --save-predictions into the image folder",
+        own_copies_of_models_and_images,
+        EVAL + ["--save-predictions", "{root}/datasets/pw3d/predictions.npz"],
+        (2,),
+        "which this evaluation reads",
+        must_not_exist=["{root}/datasets/pw3d/predictions.npz"],
+    ),
+    Case(
+        "eval --save-predictions with a 300-character name",
+        long_names,
+        EVAL + ["--save-predictions", "{case}/{name300}.npz"],
+        (2,),
+        "longer than the file system allows",
+    ),
+    Case(
+        "fit --output with a valid 250-character name in a new folder",
+        long_names,
+        ["fit", R, "{root}", "--dataset", "lsp", "--limit", "1", "--iterations", "1", "--device", "cpu"]
+        + ["--output", "{case}/new/{name250}.npy"],
+        (0,),
+        "",
+        may_write=["{case}/new"],
+    ),
+    Case(
+        "fit --output with a 300-character name leaves no empty folders",
+        long_names,
+        ["fit", R, "{root}", "--dataset", "lsp", "--limit", "1", "--iterations", "1", "--device", "cpu"]
+        + ["--output", "{case}/new/sub/{name300}.npy"],
+        (1, 2),
+        "longer than the file system allows",
+        must_not_exist=["{case}/new"],
+    ),
+    Case(
+        "an annotation holding one member twice",
+        pw3d_with_a_member_twice,
+        ["check-layout", "--for", "eval-pw3d", R, "{root}", "--json"],
+        (1,),
+        "holds member 'bbox_xywh' twice",
     ),
     Case(
         "nan checkpoint weights in eval",

@@ -179,8 +179,18 @@ def check_config(config: EvalConfig) -> CheckedConfig:
             "checkpoint not found", path=config.checkpoint, fix="check the path given to --checkpoint"
         )
     if config.save_predictions is not None:
-        _check_output(Path(config.save_predictions), (ann_path, Path(config.checkpoint)), config.force)
+        layout = DataLayout(config.data_root)
+        inputs = (ann_path, Path(config.checkpoint), *_model_files(layout))
+        folders = (layout.image_root(protocol.image_dataset), layout.body_models, layout.cache)
+        _check_output(Path(config.save_predictions), inputs, config.force, folders)
     return CheckedConfig(protocol, ann_path)
+
+
+def _model_files(layout: DataLayout) -> tuple:
+    """The files besides the annotation and the checkpoint an evaluation reads (body models, regressors)."""
+    genders = ("neutral", "male", "female")
+    return (*(layout.smpl_model(g) for g in genders), layout.j_regressor_h36m, layout.j_regressor_extra,
+            layout.smpl_mean_params)  # fmt: skip
 
 
 def _check_numbers(batch_size: int, limit: Optional[int], workers: Optional[int]) -> None:
@@ -192,13 +202,21 @@ def _check_numbers(batch_size: int, limit: Optional[int], workers: Optional[int]
         raise UsageError("--workers must be 0 or more")
 
 
-def _check_output(path: Path, inputs: tuple, force: bool) -> None:
-    """--save-predictions: an .npz that is none of the inputs, not an existing file unless `force`, in a
-    folder where a file can be created (tried with a probe file, which also catches read-only mounts)."""
+def _check_output(path: Path, inputs: tuple, force: bool, folders: tuple = ()) -> None:
+    """--save-predictions: an .npz that is none of the files the evaluation reads (`inputs`, or anything in
+    `folders`: images, body models, cache), not an existing file unless `force`, in a folder where a file can
+    be created (tried with a probe file, which also catches read-only mounts)."""
     if path.suffix != ".npz":
         raise UsageError(f"--save-predictions {path} must end in .npz")
     if path.is_dir():
         raise UsageError(f"--save-predictions {path} is a folder", fix="give a file name ending in .npz")
+    resolved = path.resolve()
+    inside = next((f for f in folders if f.exists() and resolved.is_relative_to(f.resolve())), None)
+    if inside is not None:
+        raise UsageError(
+            f"--save-predictions {path} lies in {inside}, which this evaluation reads; it is never written",
+            fix="write the predictions to another folder",
+        )
     if path.exists():
         if any(src.exists() and os.path.samefile(path, src) for src in inputs):
             raise UsageError(

@@ -153,6 +153,17 @@ class SafeNpz(Mapping[str, Any]):
                 fix="the file is truncated or corrupt; download or create it again",
             ) from exc
         self._members = {n[:-4] if n.endswith(".npy") else n: n for n in names}
+        if len(self._members) != len(names):  # two members of one name: which one a reader gets is arbitrary
+            seen: set = set()
+            twice = next(
+                k for k in (n[:-4] if n.endswith(".npy") else n for n in names) if k in seen or seen.add(k)
+            )
+            self._zip.close()
+            raise BadFileError(
+                f"holds member '{twice}' twice (a tampered or badly merged file)",
+                path=self.path,
+                fix="create or download the file again",
+            )
         self._cache: Dict[str, Any] = {}
 
     def __getitem__(self, key: str) -> Any:
