@@ -53,9 +53,29 @@ def test_checkpoint_saver_reports_a_full_disk(tiny_disk):
     from gtacli.model.checkpoint import save_checkpoint
 
     model = torch.nn.Linear(1000, 1000)  # 4 MB of weights
-    with pytest.raises(GtacliError, match=r"^no space left on device: .*latest\.pth, needs more than"):
+    # the space the checkpoint needs (its tensors' bytes), not the little that was written before the disk filled
+    with pytest.raises(GtacliError, match=r"^no space left on device: .*latest\.pth, needs ~4\.0 MB"):
         save_checkpoint(tiny_disk / "latest.pth", model, {"epoch": 1})
     assert not any(tiny_disk.iterdir())
+
+
+def test_the_work_dir_lock_on_a_full_disk_is_one_line_and_leaves_no_empty_lock(tiny_disk):
+    from gtacli.train.workdir import LOCK_NAME, WorkDirLock
+
+    work = tiny_disk / "run"
+    work.mkdir()
+    filler = tiny_disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)  # fill the disk to the last block
+    try:
+        while os.write(fd, b"x" * 4096):
+            pass
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    with pytest.raises(GtacliError, match=r"^no space left on device: .*\.gtacli-train\.lock"):
+        WorkDirLock(work).acquire(lambda message: None)
+    assert not (work / LOCK_NAME).exists()
 
 
 def test_plain_bytes_on_a_full_disk(tiny_disk):
