@@ -166,8 +166,12 @@ class Trainer:
                 path=path,
                 fix=f"resume with --recipe {saved.name} (or `gtacli {command}`), or start a new --work-dir",
             )
-        # the saved recipe wins, except fields that do not change the run's maths
-        changed = recipe_differences(saved, self.recipe)
+        # the saved recipe wins, except fields that do not change the run's maths; an --init given again is
+        # compared as the run recorded it (the recipe's `init` holds what the run started from)
+        given = (
+            self.recipe.override({"init": str(self.opts.init)}) if self.opts.init is not None else self.recipe
+        )
+        changed = recipe_differences(saved, given)
         keep = {k: changed[k][1] for k in RESUME_MUTABLE if k in changed}
         ignored = sorted(k for k in changed if k not in RESUME_MUTABLE)
         if ignored:

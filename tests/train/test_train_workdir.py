@@ -128,3 +128,19 @@ def test_git_revision_leaves_the_index_alone(tmp_path):
     before = (index.stat().st_mtime_ns, index.read_bytes())
     assert git_revision(repo)
     assert (index.stat().st_mtime_ns, index.read_bytes()) == before
+
+
+@pytest.mark.slow
+def test_resume_with_the_identical_command_warns_about_nothing(sample_tree, tmp_path):
+    """`--init X ... --resume` repeats the first command: the recorded init is X, so nothing 'changed'."""
+    work = tmp_path / "w"
+    init = str(sample_tree / "pretrained_models" / "spin_official.pth")
+    common = [
+        "finetune", "--data-root", str(sample_tree), "--work-dir", str(work), "--init", init, "--device", "cpu",
+        "--batch-size", "1", "--workers", "0", "--num-data", "4", "--epochs", "1", "--set", "eval_each_epoch=false",
+    ]  # fmt: skip
+    first = CliRunner().invoke(app, [*common, "--max-steps", "1"])
+    assert first.exit_code == 0, first.output
+    second = CliRunner().invoke(app, [*common, "--resume"])
+    assert second.exit_code == 0, second.output
+    assert "ignoring changed" not in second.output, second.output
