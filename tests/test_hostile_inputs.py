@@ -170,6 +170,18 @@ def pw3d_with_a_member_twice(root: Path, case: Path) -> Dict[str, str]:
     return {}
 
 
+def sample_tree_with_users_files_in_its_cache(root: Path, case: Path) -> Dict[str, str]:
+    """A synthetic tree whose cache/ also holds files gtacli did not write (no cache manifest)."""
+    from gtacli.sample.tree import build_sample_tree
+
+    user_root = case / "u"
+    build_sample_tree(user_root, size="tiny", seed=0)
+    (user_root / "cache" / "human_data" / "spin_lsp_train-mine").mkdir(parents=True)
+    (user_root / "cache" / "human_data" / "spin_lsp_train-mine" / "data.npy").write_bytes(b"mine")
+    (user_root / "cache" / "notes.txt").write_text("mine")
+    return {"user_root": str(user_root)}
+
+
 def nan_keypoints_in_lsp(root: Path, case: Path) -> Dict[str, str]:
     def poison(members: Dict[str, np.ndarray]) -> None:
         key = "keypoints2d" if "keypoints2d" in members else "keypoints2d_smpl"
@@ -780,6 +792,19 @@ CASES: List[Case] = [
         (1,),
         "not a checkpoint torch wrote",
         max_rss_mb=1000,
+    ),
+    Case(
+        "sample-data --force keeps the user's files in the cache folder",
+        sample_tree_with_users_files_in_its_cache,
+        ["sample-data", R, "{user_root}", "--force", "--size", "tiny"],
+        (0,),
+        "",
+        unchanged=[
+            "{user_root}/cache/notes.txt",
+            "{user_root}/cache/human_data/spin_lsp_train-mine/data.npy",
+        ],
+        may_write=["{user_root}"],
+        slow=True,
     ),
     Case(
         "a bad retry count in the environment",

@@ -422,6 +422,17 @@ def _inside(folder: Path, name: str) -> Path:
     return target
 
 
+def is_cache_folder(folder: Path) -> bool:
+    """True for a folder `ensure_cache` wrote (a real folder holding its manifest), which may be removed."""
+    if folder.is_symlink() or not folder.is_dir():
+        return False
+    try:
+        manifest = json.loads((folder / CACHE_MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and "format_version" in manifest and "members" in manifest
+
+
 def cache_folder(path: PathLike, cache_root: PathLike) -> Path:
     """Where the cache of `path` lives: keyed by file name, size and mtime (a changed file gets a new folder)."""
     stat = Path(path).stat()

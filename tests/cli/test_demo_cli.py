@@ -686,9 +686,7 @@ def test_max_frames_before_an_undecodable_part_is_no_error_and_names_the_real_fr
     data = video.read_bytes()
     video.write_bytes(data[: len(data) // 2])
     out = tmp_path / "out"
-    _demo(
-        [video, *_common(env, out), "--bbox", _box_str(BOX), "--no-render", "--max-frames", "2"], expect=0
-    )
+    _demo([video, *_common(env, out), "--bbox", _box_str(BOX), "--no-render", "--max-frames", "2"], expect=0)
     summary = json.loads((out / "results.json").read_text())
     assert summary["frames"] == 2
     broken = summary["frames_in_input"]
