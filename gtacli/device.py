@@ -108,8 +108,8 @@ def keep_freed_memory() -> bool:
     """Let this process reuse the memory it frees instead of handing it back to the kernel (glibc only).
 
     Per-frame CPU work such as the demo's renderer allocates and frees many 0.4-3 MB tensors; with glibc's
-    defaults freed heap is soon returned and its pages fault in again on first touch (measured on a 1080p demo
-    frame: ~1,200 page faults per overlay, 10-20 % of its time; the first version of the renderer lost a third).
+    defaults freed heap is soon returned and its pages fault in again on first touch, a noticeable share of an
+    overlay's time (benchmarks/bench_render.py, benchmarks/results/render.json).
     The price is that up to a few hundred MB freed stay with the process until it exits. Set
     GTACLI_KEEP_FREED_MEMORY=0 to keep glibc's defaults. Returns whether the settings were applied."""
     if os.environ.get(KEEP_FREED_ENV, "1").strip() == "0" or not sys.platform.startswith("linux"):

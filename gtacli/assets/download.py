@@ -53,6 +53,7 @@ from gtacli.assets.transfer import (
 from gtacli.errors import DownloadError, GtacliError
 from gtacli.io.atomic import ensure_writable_dir
 from gtacli.io.hashing import MultiHasher
+from gtacli.io.sizes import format_bytes
 from gtacli.layout import DataLayout
 
 
@@ -244,9 +245,7 @@ class FetchSummary:
     bytes: int
 
     def line(self) -> str:
-        return (
-            f"{self.fetched} fetched, {self.failed} failed, {self.skipped} skipped, {self.bytes / 1e6:.1f} MB"
-        )
+        return f"{self.fetched} fetched, {self.failed} failed, {self.skipped} skipped, {format_bytes(self.bytes, 'MB')}"
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)

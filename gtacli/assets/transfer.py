@@ -25,7 +25,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -33,6 +33,8 @@ import requests
 from gtacli.assets.manifest import Asset
 from gtacli.errors import DownloadError, UsageError
 from gtacli.io.hashing import MultiHasher
+from gtacli.io.sizes import format_bytes
+from gtacli.progress import ProgressFn
 
 # Tunables; environment overrides (read when a FetchOptions is made) let slow links and tests change them.
 DEFAULT_RETRIES = 5  # attempts per URL ($GTACLI_FETCH_RETRIES)
@@ -51,18 +53,50 @@ _MD5_ETAG = re.compile(r'^"?([0-9a-fA-F]{32})"?$')
 
 
 class Progress:
-    """Progress sink; the CLI passes a rich-backed one. Methods are called from worker threads."""
+    """A download run's progress, fed from worker threads: the bytes of every file added up and reported through
+    the one progress callback (`update(done, total, "<file> (<its size so far>)")`, e.g. the CLI's `ProgressBar`);
+    retry and wait notes go to `message`. Both default to nothing."""
 
-    def start(self, name: str, total: Optional[int], completed: int = 0) -> None: ...
+    def __init__(
+        self,
+        update: Optional[ProgressFn] = None,
+        message: Optional[Callable[[str], None]] = None,
+        total: Optional[int] = None,
+        sizes: Optional[Dict[str, int]] = None,
+    ):
+        self._update = update
+        self._message = message
+        self._total = total
+        # the real total: the expected size of each file to download, replaced by what its server announces
+        self._sizes: Dict[str, int] = dict(sizes or {})
+        self._lock = threading.Lock()
+        self._done: Dict[str, int] = {}
 
-    def advance(self, name: str, nbytes: int) -> None: ...
+    def _show(self, name: str) -> None:
+        if self._update is not None:
+            done = sum(self._done.values())
+            total = sum(self._sizes.values()) or self._total
+            self._update(done, total, f"{name} ({format_bytes(done, 'MB')})")
 
-    def reset(self, name: str, total: Optional[int], completed: int = 0) -> None:
-        self.start(name, total, completed)
+    def start(self, name: str, total: Optional[int], completed: int = 0) -> None:
+        with self._lock:
+            self._done[name] = completed
+            if total:
+                self._sizes[name] = total
+            self._show(name)
+
+    reset = start  # a resumed or restarted transfer: what the file holds now
+
+    def advance(self, name: str, nbytes: int) -> None:
+        with self._lock:
+            self._done[name] = self._done.get(name, 0) + nbytes
+            self._show(name)
 
     def finish(self, name: str) -> None: ...
 
-    def message(self, text: str) -> None: ...
+    def message(self, text: str) -> None:
+        if self._message is not None:
+            self._message(text)
 
 
 def env_number(name: str, default: float, *, integer: bool = False, minimum: float = 0.0) -> Any:
@@ -155,19 +189,11 @@ def check_free_space(folder: Path, needed_bytes: int, what: str) -> None:
     free = shutil.disk_usage(probe).free
     if needed_bytes + FREE_SPACE_MARGIN_BYTES > free:
         raise DownloadError(
-            f"not enough free disk space for {what}: need {human_bytes(needed_bytes)} "
-            f"(+{human_bytes(FREE_SPACE_MARGIN_BYTES)} margin), {human_bytes(free)} free",
+            f"not enough free disk space for {what}: need {format_bytes(needed_bytes)} "
+            f"(+{format_bytes(FREE_SPACE_MARGIN_BYTES)} margin), {format_bytes(free)} free",
             path=folder,
             fix="free disk space or use another --data-root, then run again (partial files resume)",
         )
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
 
 
 class _Retryable(Exception):
@@ -384,11 +410,11 @@ def _stream(resp: Any, state: _PartState, plan: _Plan, limit: int, opts: FetchOp
     except _TooLong as exc:
         remove_files(state.part, state.meta_path)
         raise NextUrl(
-            f"server sent more than the expected {limit} bytes (stopped at {human_bytes(exc.got)})",
+            f"server sent more than the expected {limit} bytes (stopped at {format_bytes(exc.got)})",
             bad_bytes=True,
         ) from None
     except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
-        raise _Retryable(f"connection broke after {human_bytes(got)} ({_short_exc(exc)})") from None
+        raise _Retryable(f"connection broke after {format_bytes(got)} ({_short_exc(exc)})") from None
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
             raise _disk_full(state.part, plan.total, got) from None
@@ -407,7 +433,7 @@ def _require_free_space(part: Path, total: Optional[int], got: int) -> None:
 
 
 def _disk_full(part: Path, total: Optional[int], got: int) -> DownloadError:
-    need = f"~{(total - got) / 1e6:.1f} MB more" if total else "more space"
+    need = f"~{format_bytes(total - got, 'MB')} more" if total else "more space"
     return DownloadError(
         f"no space left on device: {part}, needs {need}",
         fix="free disk space and run again (the partial file resumes)",
@@ -433,7 +459,7 @@ def _transfer(
             )
         if plan.total is not None:
             limit = plan.total
-            check_free_space(dest.parent, plan.total - plan.start, f"{name} ({human_bytes(plan.total)})")
+            check_free_space(dest.parent, plan.total - plan.start, f"{name} ({format_bytes(plan.total)})")
         meta = {
             "key": _object_key(url),
             "url": url,

@@ -14,6 +14,8 @@ import torch
 
 from gtacli.body.conventions import TRANSLATION_JOINTS
 
+Array = Union[np.ndarray, torch.Tensor]
+
 FOCAL_LENGTH = 5000.0  # px, for the 224x224 crop (docs/reproduction.md §4.4)
 IMG_RES = 224  # crop side in px
 CAM_EPS = 1e-9  # added to img_res * s before dividing (docs/reproduction.md §4.4)
@@ -30,22 +32,47 @@ def cam_to_translation(
 
 
 def project_points(
-    points: torch.Tensor,
-    transl: torch.Tensor,
-    focal: float = FOCAL_LENGTH,
-    center: Optional[Union[torch.Tensor, Sequence[float]]] = None,
-) -> torch.Tensor:
-    """Perspective projection with identity rotation: p = f (X + t)_xy / (Z + t_z) + center.
+    points: Array,
+    transl: Optional[Array] = None,
+    focal: Union[float, Array] = FOCAL_LENGTH,
+    center: Optional[Union[float, Array, Sequence[float]]] = None,
+    *,
+    K: Optional[Array] = None,
+) -> Array:
+    """Perspective projection with identity rotation: `uv = f (X + t)_xy / (Z + t_z) + c`.
 
-    points (B, J, 3), transl (B, 3) -> (B, J, 2) pixels; center None = principal point 0 (offsets from the crop
-    centre, as the 2D loss uses them), else (2,) or (B, 2).
+    The one home of this formula for every caller: torch tensors (losses, fitters, the renderer, on the caller's
+    device and with gradients) and numpy arrays (the demo, the sample tree) alike; the result is of the points'
+    kind. `points` (..., 3): (B, J, 3) or (V, 3); `transl` None or (B, 3), added to every point of its row.
+    `focal` a number or (2,) = (fx, fy). `center` None = principal point 0 (offsets from the crop centre, as
+    the 2D losses use them), else a number, (2,) or (B, 2) per row. `K` instead of focal and center: pinhole
+    intrinsics (3, 3) or (B, 3, 3) per row, without skew (no camera of the pipeline has one).
     """
-    p = points + transl[:, None, :]
+    p = points if transl is None else points + transl[..., None, :]
+    if K is not None:
+        # views and one stack: no index tensor copied to the device (the renderer calls this per frame on CUDA)
+        stack = torch.stack if isinstance(K, torch.Tensor) else np.stack
+        focal = stack((K[..., 0, 0], K[..., 1, 1]), -1)
+        center = K[..., :2, 2]
+        if K.ndim == 3:
+            focal = focal[:, None, :]
+    elif not isinstance(focal, (int, float)):
+        focal = _same_kind(focal, p)
     uv = focal * p[..., :2] / p[..., 2:3]
-    if center is not None:
-        c = torch.as_tensor(center, dtype=uv.dtype, device=uv.device)
-        uv = uv + (c[:, None, :] if c.dim() == 2 else c)
-    return uv
+    if center is None:
+        return uv
+    if not isinstance(center, (int, float)):
+        center = _same_kind(center, uv)
+        if center.ndim == 2 and uv.ndim == 3:  # one centre per row
+            center = center[:, None, :]
+    return uv + center
+
+
+def _same_kind(x: Union[Array, Sequence[float]], like: Array) -> Array:
+    """`x` as a tensor on `like`'s device and dtype when `like` is a tensor, else as a numpy array."""
+    if isinstance(like, torch.Tensor):
+        return torch.as_tensor(x, dtype=like.dtype, device=like.device)
+    return np.asarray(x, dtype=like.dtype)
 
 
 def estimate_translation(
@@ -166,9 +193,3 @@ def full_image_translation(
         ],
         axis=1,
     )
-
-
-def project_pinhole(points_cam: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """Pinhole projection `K · X / Z`: points (P,J,3) in camera coordinates, K (P,3,3) -> (P,J,2) pixels."""
-    uvw = np.einsum("pij,pkj->pki", K, points_cam)
-    return uvw[..., :2] / uvw[..., 2:3]

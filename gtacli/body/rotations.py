@@ -63,7 +63,8 @@ def batch_rodrigues(aa: torch.Tensor) -> torch.Tensor:
 
     The angle is ||aa + 1e-8|| (the epsilon is added to every component before the norm, as mmhuman3d does),
     the axis aa / angle, and the matrix comes from the unit quaternion (cos(angle/2), sin(angle/2) axis).
-    Also accepts (..., 3).
+    Also accepts (..., 3). The training loss uses it (as mmhuman3d does); the fitters use smplx's own form
+    instead (`fit/joints.rodrigues`) so that their joints equal the body model's: the two differ by ~1e-8.
     """
     angle = torch.norm(aa + RODRIGUES_EPS, dim=-1, keepdim=True)
     axis = aa / angle
@@ -157,7 +158,7 @@ def matrix_to_axis_angle(rotmat: torch.Tensor) -> torch.Tensor:
 
 def axis_angle_from_rotmat(rotmat: torch.Tensor) -> torch.Tensor:
     """(B, 24, 3, 3) rotation matrices -> (B, 72) axis-angle, NaN -> 0 (as SPIN/mmhuman3d do before SMPLify)."""
-    pose = matrix_to_axis_angle(rotmat).reshape(rotmat.shape[0], -1)
+    pose = matrix_to_axis_angle(rotmat).flatten(-2)  # (B, 24, 3) -> (B, 72), also for B = 0
     return torch.nan_to_num(pose, nan=0.0)
 
 
@@ -248,3 +249,8 @@ def matrix_to_axis_angle_np(rot: np.ndarray) -> np.ndarray:
 def rotmat_to_rot6d_np(rot: np.ndarray) -> np.ndarray:
     """(..., 3, 3) -> (..., 6) in SPIN's layout `[R00, R01, R10, R11, R20, R21]` (`rotmat_to_rot6d`)."""
     return rotmat_to_rot6d(torch.as_tensor(np.asarray(rot))).numpy()
+
+
+def rot6d_to_rotmat_np(x: np.ndarray) -> np.ndarray:
+    """(..., 6) -> (..., 3, 3) rotation matrices, float64, by Gram-Schmidt (`rot6d_to_rotmat`)."""
+    return rot6d_to_rotmat(torch.as_tensor(np.asarray(x, dtype=np.float64))).numpy()

@@ -30,6 +30,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gtacli.errors import GtacliError, UsageError
+from gtacli.progress import ProgressFn
 
 try:  # Python >= 3.9
     from typing import Annotated
@@ -291,7 +292,7 @@ class ProgressBar:
         # the last (done, total, description) reported, written as the next record
         self.state: Optional[Tuple[int, Optional[int], Optional[str]]] = None
 
-    def __enter__(self) -> Callable[..., None]:
+    def __enter__(self) -> ProgressFn:
         if self.out.quiet:
             return _ignore_progress
         if not self.out.show_progress:

@@ -20,6 +20,9 @@ from gtacli.cli.common import (
 )
 
 FFMPEG_LOG_QUIET = "-8"  # libavutil's AV_LOG_QUIET
+CORRECTIVES_MB = (
+    17  # 207 morph targets x 6890 vertices x 3 float32 (gtacli.export.gltf.CORRECTIVES_MB_PER_FILE)
+)
 
 
 def demo_command(
@@ -97,6 +100,50 @@ def demo_command(
             help="Re-render / export from a saved results.npz (with the same INPUT) without running the network.",
         ),
     ] = None,
+    export_animation: Annotated[
+        bool,
+        typer.Option(
+            "--export-animation",
+            help="Per track, into animation/: track_<id>.glb (glTF 2.0: SMPL mesh skinned to the 24-joint skeleton, "
+            "root motion in the camera frame, the video's camera), track_<id>.bvh and track_<id>.npz (SMPL "
+            "parameters, AMASS layout). Gaps inside a track are interpolated; short tracks are skipped.",
+        ),
+    ] = False,
+    pose_correctives: Annotated[
+        bool,
+        typer.Option(
+            "--pose-correctives",
+            help="With --export-animation: SMPL's 207 pose-corrective blend shapes as animated morph targets, so "
+            f"the glTF mesh equals SMPL's exactly (adds about {CORRECTIVES_MB:g} MB to each .glb).",
+        ),
+    ] = False,
+    no_mesh: Annotated[
+        bool,
+        typer.Option(
+            "--no-mesh",
+            help="With --export-animation: skeleton only (BVH, and glTF without a mesh); with --from-results it "
+            "also works without the SMPL model file.",
+        ),
+    ] = False,
+    up: Annotated[
+        str,
+        typer.Option(
+            "--up", help="Up axis of exported animations: y (glTF's convention) or z (Blender, SMPL-X tools)."
+        ),
+    ] = "y",
+    min_track_frames: Annotated[
+        int,
+        typer.Option(
+            "--min-track-frames", help="With --export-animation: skip tracks shorter than this (frames)."
+        ),
+    ] = 5,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="With --from-results: use results whose frame count or frame size differs from INPUT.",
+        ),
+    ] = False,
     device: DeviceOpt = "auto",
     smooth: Annotated[
         bool,
@@ -146,6 +193,10 @@ def demo_command(
       gtacli demo frames/ --checkpoint model.pth --no-render --save-vertices --json
 
       gtacli demo clip.mp4 --from-results out/clip/results.npz --export-mesh --save-frames -o out/clip_meshes
+
+      gtacli demo clip.mp4 --checkpoint model.pth --export-animation --smooth -o out/clip_anim
+
+      gtacli demo clip.mp4 --from-results out/clip/results.npz --export-animation --pose-correctives --up z -o out/z
     """
     out = Output(json_mode=json_mode, quiet=quiet, debug=debug)
     if not debug:
@@ -163,6 +214,9 @@ def demo_command(
         from gtacli.errors import UsageError
 
         raise UsageError(f"--detector {detector!r} is unknown", fix=f"use one of: {', '.join(DETECTORS)}")
+    after_results, export_only = _animation_export(
+        export_animation, pose_correctives, no_mesh, up, min_track_frames, from_results, data_root, out
+    )
     detector_asset = load_manifest().get("detector")  # `gtacli fetch detector`: destination and pinned hash
     config = DemoConfig(
         input=input,
@@ -188,8 +242,16 @@ def demo_command(
         save_frames=save_frames,
         from_results=from_results,
         max_missed_s=max_missed,
+        force=force,
+        after_results=after_results,
     )
     keep_freed_memory()  # the renderer's per-frame buffers are reused instead of faulted in afresh
+    if export_only:
+        from gtacli.demo.pipeline import run_results_export
+
+        summary = run_results_export(config, log=out.info)
+        out.result(summary, lambda: _print_animation(out, summary))
+        return 0
     with ProgressBar(out, "demo", rate_unit="frames", transient=False) as progress:
         summary = run_demo(config, progress=progress, log=out.info)
 
@@ -217,8 +279,61 @@ def demo_command(
         for key in ("frames", "meshes"):
             if outputs[key]:
                 out.out.print(f"{key}: {outputs[key]}", markup=False)
+        _print_animation(out, summary)
         timings = ", ".join(f"{k} {v:.2f}s" for k, v in summary["timings_s"].items())
         out.out.print(f"speed: {summary['frames_per_s']} frames/s ({timings})", markup=False)
 
     out.result(summary, human)
     return 0
+
+
+def _animation_export(
+    export_animation, pose_correctives, no_mesh, up, min_track_frames, from_results, data_root, out
+):
+    """(DemoConfig.after_results, export_only): the animation exporter the demo calls, checked before any work;
+    export_only when --from-results --no-mesh has no SMPL model file (no body model: no overlays either)."""
+    from gtacli.errors import UsageError
+
+    if not export_animation:
+        given = [name for name, on in (("--pose-correctives", pose_correctives), ("--no-mesh", no_mesh),
+                                       ("--up", up != "y"), ("--min-track-frames", min_track_frames != 5)) if on]  # fmt: skip
+        if given:
+            raise UsageError(f"{given[0]} applies to --export-animation", fix="add --export-animation")
+        return None, False
+    if up not in ("y", "z"):
+        raise UsageError(
+            f"--up {up!r} is not an axis", fix="use --up y (glTF's convention) or --up z (Blender's)"
+        )
+    if pose_correctives and no_mesh:
+        raise UsageError("--pose-correctives needs the mesh", fix="drop --no-mesh or --pose-correctives")
+    if min_track_frames < 1:
+        raise UsageError("--min-track-frames must be at least 1")
+    from gtacli.export.animation import check_results
+    from gtacli.export.writer import ExportOptions, demo_exporter
+    from gtacli.io.safe import load_npz
+    from gtacli.layout import DataLayout
+
+    if from_results is not None:
+        check_results(load_npz(from_results), from_results)
+    smpl_path = DataLayout(data_root).smpl_model("neutral")
+    options = ExportOptions(
+        up=up, mesh=not no_mesh, correctives=pose_correctives, min_frames=min_track_frames
+    )
+    exporter = demo_exporter(smpl_path, options, results_path=from_results)
+    return exporter, bool(no_mesh and from_results is not None and not smpl_path.is_file())
+
+
+def _print_animation(out, summary) -> None:
+    animation = summary.get("animation")
+    if not animation:
+        return
+    tracks = ", ".join(str(t) for t in animation["tracks"]) or "none"
+    out.out.print(
+        f"animation: {len(animation['files'])} files in {animation['folder']}/ (tracks: {tracks}; "
+        f"up {animation['up_axis']}, {animation['units']})",
+        markup=False,
+    )
+    for note in animation["skipped"]:
+        out.info(f"note: {note}")
+    if animation.get("licence"):
+        out.info(f"note: {animation['licence']}")

@@ -41,6 +41,7 @@ def sample_data_command(
       GTACLI_DATA_ROOT=/tmp/gtacli-data gtacli sample-data && gtacli check-layout --for all
     """
     from gtacli.errors import UsageError
+    from gtacli.io.sizes import format_bytes
     from gtacli.layout import DataLayout
     from gtacli.sample.tree import SIZES, SYNTHETIC_WARNING, build_sample_tree, tree_stats
 
@@ -59,7 +60,7 @@ def sample_data_command(
             size=size,
             seed=seed,
             force=force,
-            progress=lambda what, done, total: update(done, total, what),
+            progress=update,
         )
     seconds = time.perf_counter() - started
     out.warn(SYNTHETIC_WARNING)  # after the build, so that a failure prints only its one-line error
@@ -75,9 +76,9 @@ def sample_data_command(
     }
 
     def human() -> None:
-        mib = stats["bytes"] / 2**20
         out.out.print(
-            f"wrote a {size} synthetic tree to {root}: {stats['files']} files, {mib:.1f} MiB in {seconds:.1f} s",
+            f"wrote a {size} synthetic tree to {root}: {stats['files']} files, "
+            f"{format_bytes(stats['bytes'], 'MiB')} in {seconds:.1f} s",
             markup=False,
         )
         out.out.print(f"next: gtacli check-layout --for all --data-root {root}", markup=False)

@@ -29,8 +29,6 @@ gathers the smpl_49 columns of the requested rows only (docs/reproduction.md §2
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import shutil
 import zipfile
 import zlib
@@ -42,7 +40,7 @@ import numpy as np
 
 from gtacli.body.conventions import HUMAN_DATA_NUM_KEYPOINTS, SMPL_49_TO_HUMAN_DATA
 from gtacli.errors import BadFileError, PathLike, UnsafeFileError
-from gtacli.io.atomic import atomic_path
+from gtacli.io.atomic import StagedFolder, atomic_path, read_record
 from gtacli.io.safe import SafeNpz, load_npy, load_npz
 
 # Files at least this big get a memory-mappable .npy cache on first open (smaller ones decode fast enough).
@@ -426,11 +424,8 @@ def is_cache_folder(folder: Path) -> bool:
     """True for a folder `ensure_cache` wrote (a real folder holding its manifest), which may be removed."""
     if folder.is_symlink() or not folder.is_dir():
         return False
-    try:
-        manifest = json.loads((folder / CACHE_MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(manifest, dict) and "format_version" in manifest and "members" in manifest
+    manifest = read_record(folder / CACHE_MANIFEST)
+    return "format_version" in manifest and "members" in manifest
 
 
 def cache_folder(path: PathLike, cache_root: PathLike) -> Path:
@@ -488,49 +483,40 @@ def ensure_cache(
         return folder
     own = npz is None
     npz = npz or load_npz(path)
-    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
     try:
-        tmp.mkdir(parents=True)
-        members: Dict[str, Any] = {}
         for key in npz:  # every name checked before anything is written (a hostile name refuses the file)
             cache_file_name(path, key)
         used = [key for key in npz if _is_used(key)]
         numeric = [key for key in used if not npz.header(key)[1].hasobject]
         _check_cacheable(path, npz, numeric, frames)
-        # numeric members are complete .npy files: inflate each straight to disk (no copy in memory), in
-        # parallel (zlib releases the GIL); object members are unpickled (restricted) meanwhile
-        with ThreadPoolExecutor(max_workers=min(CACHE_THREADS, max(1, len(numeric)))) as pool:
-            jobs = [
-                pool.submit(
-                    _inflate_member, path, npz.member_info(key), _inside(tmp, cache_file_name(path, key))
-                )
-                for key in numeric
-            ]
-            for key in used:
-                if key in numeric:
-                    members[key] = {"kind": "array"}
-                else:
-                    members[key] = _cache_object_member(path, key, npz[key], tmp)
-            for job in jobs:
-                job.result()
-        manifest = {"format_version": CACHE_FORMAT_VERSION, "source": str(path), "members": members}
-        (tmp / CACHE_MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
-        try:
-            os.rename(tmp, folder)
-        except OSError:
-            if not (folder / CACHE_MANIFEST).is_file():  # not a concurrent writer that won the race
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
+        # built under a temporary name, the manifest written last, then renamed: a concurrent builder that
+        # finished first wins and ours is dropped
+        with StagedFolder(folder, CACHE_MANIFEST) as staged:
+            tmp = staged.path
+            members: Dict[str, Any] = {}
+            # numeric members are complete .npy files: inflate each straight to disk (no copy in memory), in
+            # parallel (zlib releases the GIL); object members are unpickled (restricted) meanwhile
+            with ThreadPoolExecutor(max_workers=min(CACHE_THREADS, max(1, len(numeric)))) as pool:
+                jobs = [
+                    pool.submit(
+                        _inflate_member, path, npz.member_info(key), _inside(tmp, cache_file_name(path, key))
+                    )
+                    for key in numeric
+                ]
+                for key in used:
+                    if key in numeric:
+                        members[key] = {"kind": "array"}
+                    else:
+                        members[key] = _cache_object_member(path, key, npz[key], tmp)
+                for job in jobs:
+                    job.result()
+            staged.commit({"format_version": CACHE_FORMAT_VERSION, "source": str(path), "members": members})
     except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
         raise BadFileError(
             f"cannot be read ({type(exc).__name__}: {exc})",
             path=path,
             fix="the file is truncated or corrupt; download or create it again",
         ) from exc
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     finally:
         if own:
             npz.close()

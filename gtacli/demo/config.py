@@ -46,6 +46,11 @@ class DemoConfig:
     save_frames: bool = False
     from_results: Optional[Path] = None  # re-render / export saved results without the network
     max_missed_s: float = 1.0  # a track survives this long without a detection
+    force: bool = False  # --from-results: accept results whose frame count or size differs from the input's
+    # Called with (staging folder, results.npz arrays) once the results are complete and before the output is
+    # moved into place; what it returns goes into results.json as "animation" (the CLI's --export-animation
+    # passes gtacli.export's writer here: the demo itself does not know about export formats).
+    after_results: Optional[Callable[[Path, Dict[str, np.ndarray]], Dict[str, Any]]] = None
 
 
 @dataclass
@@ -91,6 +96,3 @@ class Input:
     decode_error: Optional[int] = (
         None  # set when decoding stopped early: the frame count the container promised
     )
-
-
-ProgressFn = Callable[..., None]

@@ -17,11 +17,11 @@ from gtacli.body.camera import (
     crop_square,
     crop_to_image_intrinsics,
     full_image_translation,
-    project_pinhole,
+    project_points,
     to_common_camera,
 )
 from gtacli.body.conventions import H36M_TO_J14
-from gtacli.body.rotations import matrix_to_axis_angle
+from gtacli.body.rotations import axis_angle_from_rotmat
 from gtacli.body.smpl import BodyModel
 from gtacli.data.crop import crop, normalize
 from gtacli.demo.config import DemoConfig, Person, Timer
@@ -92,7 +92,7 @@ class Engine:
         betas = torch.as_tensor(outputs["betas"], dtype=torch.float32, device=self.device).reshape(-1, 10)
         with torch.inference_mode():
             smpl = self.body_model(betas, rotmat[:, 1:], rotmat[:, :1], pose2rot=False)
-            pose_aa = matrix_to_axis_angle(rotmat.double()).reshape(count, 72)
+            pose_aa = axis_angle_from_rotmat(rotmat.double())
             transl_crop = (
                 cam_to_translation(torch.as_tensor(outputs["cam"], dtype=torch.float64))
                 .numpy()
@@ -118,9 +118,10 @@ class Engine:
             "vertices": verts,
             "verts_cam": verts + transl_crop[:, None],
             "j49": j49,
+            "j24": smpl.joints_smpl.double().cpu().numpy(),
             "j14": j14,
-            "kp2d_49": project_pinhole(j49 + transl_crop[:, None], K_img),
-            "kp2d_14": project_pinhole(j14 + transl_crop[:, None], K_img),
+            "kp2d_49": project_points(j49, transl_crop, K=K_img),
+            "kp2d_14": project_points(j14, transl_crop, K=K_img),
             "transl_crop": transl_crop,
             "transl": transl,
             "focal": focal,

@@ -13,11 +13,8 @@ one run: overlay video or PNGs, per-frame PNGs, meshes) and `draw_boxes` (boxes 
 
 from __future__ import annotations
 
-import json
 import os
 import queue
-import secrets
-import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,7 +28,7 @@ from gtacli.demo.config import DemoConfig, Person, Timer
 from gtacli.demo.engine import Engine
 from gtacli.errors import GtacliError, UsageError
 from gtacli.io import video
-from gtacli.io.atomic import ensure_writable_dir
+from gtacli.io.atomic import StagedFolder, ensure_writable_dir, read_record
 
 MANIFEST = ".gtacli-demo.json"
 MANIFEST_KIND = "gtacli-demo-output"
@@ -79,37 +76,26 @@ def foreign_files(folder: Path) -> List[str]:
 
 
 def read_manifest(folder: Path) -> List[str]:
-    path = Path(folder) / MANIFEST
-    if not path.is_file():
-        return []
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
-        return []
-    if (
-        not isinstance(data, dict)
-        or data.get("kind") != MANIFEST_KIND
-        or not isinstance(data.get("files"), list)
-    ):
+    data = read_record(Path(folder) / MANIFEST)
+    if data.get("kind") != MANIFEST_KIND or not isinstance(data.get("files"), list):
         return []
     return [f for f in data["files"] if isinstance(f, str)]
 
 
 class StagedOutput:
-    """A temporary folder beside the target; `commit()` writes the manifest and moves it into place."""
+    """A temporary folder beside the target (`io/atomic.StagedFolder`); `commit()` writes the manifest and moves
+    it into place, replacing a previous demo output (only the files its manifest listed: checked again)."""
 
     def __init__(self, final_dir: Path):
         self.final_dir = Path(final_dir)
-        self.tmp_dir = (
-            self.final_dir.parent / f".{self.final_dir.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-        )
         try:
-            self.tmp_dir.mkdir(parents=True)
+            self._staged = StagedFolder(self.final_dir, MANIFEST, indent=1)
         except OSError as exc:
             raise unwritable_output(self.final_dir, exc) from None
+        self.tmp_dir = self._staged.path
 
     def discard(self) -> None:
-        shutil.rmtree(self.tmp_dir, ignore_errors=True)
+        self._staged.discard()
 
     def public(self, exc: GtacliError) -> GtacliError:
         """`exc` naming the output folder the user gave instead of the hidden staging folder (a full disk while
@@ -124,26 +110,19 @@ class StagedOutput:
         )
 
     def commit(self) -> None:
-        files = sorted(str(p.relative_to(self.tmp_dir)) for p in self.tmp_dir.rglob("*") if p.is_file())
-        (self.tmp_dir / MANIFEST).write_text(
-            json.dumps({"kind": MANIFEST_KIND, "files": files}, indent=1), encoding="utf-8"
-        )
-        final = self.final_dir
-        old = None
+        record = {"kind": MANIFEST_KIND, "files": self._staged.files()}
         try:
-            if final.is_dir():
-                if foreign_files(final):  # checked again: something may have appeared during the run
-                    raise UsageError(
-                        f"--output {display_name(str(final))} gained files the demo did not write",
-                        fix=NOT_OURS_FIX,
-                    )
-                old = final.parent / f".{final.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
-                os.replace(final, old)
-            os.replace(self.tmp_dir, final)
+            self._staged.commit(record, replace=True, before_replace=_still_ours)
         except OSError as exc:
-            raise unwritable_output(final, exc) from None
-        if old is not None:  # holds only the files the old manifest listed (checked above)
-            shutil.rmtree(old, ignore_errors=True)
+            raise unwritable_output(self.final_dir, exc) from None
+
+
+def _still_ours(final: Path) -> None:
+    """Checked again just before the old output is replaced: something may have appeared during the run."""
+    if foreign_files(final):
+        raise UsageError(
+            f"--output {display_name(str(final))} gained files the demo did not write", fix=NOT_OURS_FIX
+        )
 
 
 def unwritable_output(final_dir: Path, exc: OSError) -> GtacliError:

@@ -44,7 +44,7 @@ import cv2
 import numpy as np
 
 from gtacli.demo import boxes, detect
-from gtacli.demo.config import DemoConfig, Input, Person, ProgressFn, Timer
+from gtacli.demo.config import DemoConfig, Input, Person, Timer
 from gtacli.demo.engine import Engine, person_from_box
 from gtacli.demo.output import (
     RESULTS_JSON,
@@ -62,6 +62,7 @@ from gtacli.demo.track import TrackConfig, TrackedBox, given_boxes, track_sequen
 from gtacli.errors import BadFileError, GtacliError, UsageError
 from gtacli.io import video
 from gtacli.io.atomic import atomic_write_json
+from gtacli.progress import ProgressFn
 
 FRAMES_PER_CHUNK_PER_BATCH = 2  # frames read per chunk = batch_size x this (bounded memory, full batches)
 DECODE_TOLERANCE = (
@@ -88,6 +89,8 @@ def run_demo(
     inp = open_input(config, notes)
     timer.add("video_io", t)
     replay = Replay(config.from_results) if config.from_results is not None else None
+    if replay is not None:
+        check_replay_matches_input(replay, inp, config)
     t = timer.start()
     engine = Engine(config, notes, need_network=replay is None)  # loads checkpoint + SMPL before any output
     timer.add("setup", t)
@@ -121,9 +124,13 @@ def run_demo(
         )
         summary["outputs"] = writers.describe()
         summary["notes"] = notes
-        results.write(
-            stage.tmp_dir / RESULTS_NPZ, float(inp.source.fps or 0.0) if inp.source.is_video else 0.0
-        )
+        fps = float(inp.source.fps or 0.0) if inp.source.is_video else 0.0
+        results.write(stage.tmp_dir / RESULTS_NPZ, fps)
+        if config.after_results is not None:
+            t = timer.add("video_io", t)
+            summary["animation"] = config.after_results(stage.tmp_dir, results.arrays(fps))
+            t = timer.add("export", t)
+            summary["timings_s"]["export"] = round(timer.seconds["export"], 4)
         atomic_write_json(stage.tmp_dir / RESULTS_JSON, summary)
         timer.add("video_io", t)
         stage.commit()
@@ -156,6 +163,41 @@ def _decode_error_text(inp: Input) -> str:
     return f"frame {inp.frames_total} of {inp.decode_error} cannot be decoded"
 
 
+def run_results_export(config: DemoConfig, log: Optional[Callable[[str], None]] = None) -> Dict[str, Any]:
+    """Saved results -> `config.after_results` only (no body model, no overlays): what `--from-results
+    --export-animation --no-mesh` does when there is no SMPL model file. The output folder gets the export,
+    a copy of the results.npz and a results.json naming them, built and moved into place like a demo's."""
+    validate(config)
+    if config.from_results is None or config.after_results is None:
+        raise UsageError("an export from saved results needs --from-results and --export-animation")
+    check_output_dir(Path(config.output))
+    notes: List[str] = []
+    inp = open_input(config, notes)
+    replay = Replay(config.from_results)
+    check_replay_matches_input(replay, inp, config)
+    stage = StagedOutput(Path(config.output))
+    try:
+        np.savez(stage.tmp_dir / RESULTS_NPZ, **replay.data)
+        summary: Dict[str, Any] = {
+            "input": display_name(str(config.input)),
+            "from_results": display_name(str(config.from_results)),
+            "outputs": {"results_npz": RESULTS_NPZ, "overlay_video": None, "overlays": []},
+            "notes": notes + ["no SMPL model file: skeleton-only export from the saved joints, no overlays"],
+        }
+        summary["animation"] = config.after_results(stage.tmp_dir, dict(replay.data))
+        atomic_write_json(stage.tmp_dir / RESULTS_JSON, summary)
+        stage.commit()
+    except BaseException as exc:
+        stage.discard()
+        if isinstance(exc, GtacliError):  # name the output the user gave, not the hidden staging folder
+            raise stage.public(exc) from None
+        raise
+    summary["output"] = display_name(str(config.output))
+    for note in summary["notes"]:
+        (log or (lambda message: None))(f"note: {note}")
+    return summary
+
+
 def validate(config: DemoConfig) -> None:
     """Option checks that need no file."""
     if config.batch_size < 1:
@@ -177,6 +219,45 @@ def validate(config: DemoConfig) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- 1. read
+
+
+def check_replay_matches_input(replay: Replay, inp: Input, config: DemoConfig) -> None:
+    """Saved results must come from this input: the same frame count and frame size, unless --force."""
+    if config.force or "frame_size_hw" not in replay.data:
+        return
+    sizes = np.asarray(replay.data["frame_size_hw"]).reshape(-1, 2)
+    saved_frames = len(sizes)
+    fix = "pass the INPUT the results were computed on (or --force to use them anyway)"
+    where = display_name(str(config.input))
+    if inp.frames_to_do is not None and saved_frames not in (inp.frames_to_do, inp.frames_total):
+        raise BadFileError(
+            f"holds {saved_frames} frames but {where} has {inp.frames_total}: it comes from another input",
+            path=replay.path,
+            fix=fix,
+        )
+    first = first_frame_size(inp)
+    if first is not None and saved_frames and tuple(int(v) for v in sizes[0]) != first:
+        raise BadFileError(
+            f"was computed on {sizes[0][1]}x{sizes[0][0]} frames but {where} is {first[1]}x{first[0]}: "
+            "it comes from another input",
+            path=replay.path,
+            fix=fix,
+        )
+
+
+def first_frame_size(inp: Input) -> Optional[Tuple[int, int]]:
+    """(height, width) of the input's first frame, read without consuming the source."""
+    source = inp.source
+    if source.is_video:
+        cap = video.capture(source.path)
+        try:
+            ok, frame = cap.read()
+        finally:
+            cap.release()
+        return tuple(frame.shape[:2]) if ok else None
+    if source.image_paths:
+        return tuple(video.read_image(source.image_paths[0]).shape[:2])
+    return None
 
 
 def open_input(config: DemoConfig, notes: List[str]) -> Input:

@@ -44,6 +44,10 @@ RESULT_FIELDS: Dict[str, Tuple[str, str]] = {
         "(N,14,3) float32",
         "LSP-14 joints from the H36M regressor, metres, body-model frame",
     ),
+    "keypoints3d_smpl24": (
+        "(N,24,3) float32",
+        "SMPL's 24 skeleton joints, metres, body-model frame (what animation exports are checked against)",
+    ),
     "vertices": ("(N,6890,3) float32", "mesh vertices, body-model frame (only with --save-vertices)"),
     "frame_names": ("(F,) str", "frame names (image file names, or 000000.. for videos)"),
     "frame_size_hw": ("(F,2) int64", "height, width of each frame"),
@@ -59,7 +63,7 @@ class DemoResults:
     PERSON_KEYS = (
         "frame_index", "person_id", "smpl_pose", "betas", "pred_cam", "transl_crop", "transl", "focal_length",
         "bbox_xywh", "bbox_score", "bbox_source", "crop_center", "crop_size", "keypoints2d_smpl49", "keypoints2d_j14",
-        "keypoints3d_smpl49", "keypoints3d_j14",
+        "keypoints3d_smpl49", "keypoints3d_j14", "keypoints3d_smpl24",
     )  # fmt: skip
 
     def __init__(self, save_vertices: bool):
@@ -97,6 +101,7 @@ class DemoResults:
         p["keypoints2d_j14"].append(body["kp2d_14"])
         p["keypoints3d_smpl49"].append(body["j49"])
         p["keypoints3d_j14"].append(body["j14"])
+        p["keypoints3d_smpl24"].append(body["j24"])
         if self.save_vertices:
             p["vertices"].append(body["vertices"])
 
@@ -121,7 +126,8 @@ class DemoResults:
         empty_shapes = {
             "smpl_pose": (72,), "betas": (10,), "pred_cam": (3,), "transl_crop": (3,), "transl": (3,),
             "bbox_xywh": (4,), "crop_center": (2,), "keypoints2d_smpl49": (49, 2), "keypoints2d_j14": (14, 2),
-            "keypoints3d_smpl49": (49, 3), "keypoints3d_j14": (14, 3), "vertices": (6890, 3),
+            "keypoints3d_smpl49": (49, 3), "keypoints3d_j14": (14, 3), "keypoints3d_smpl24": (24, 3),
+            "vertices": (6890, 3),
         }  # fmt: skip
         out: Dict[str, np.ndarray] = {}
         for key in self.PERSON_KEYS + (("vertices",) if self.save_vertices else ()):

@@ -17,6 +17,8 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
+from gtacli.body.rotations import rot6d_to_rotmat_np, rotmat_to_rot6d_np
+
 MIN_CUTOFF_HZ = 1.0  # cutoff for a still signal
 BETA = 0.5  # cutoff increase per unit/s of signal speed
 D_CUTOFF_HZ = 1.0  # cutoff of the speed estimate
@@ -56,22 +58,6 @@ class OneEuroFilter:
         x_hat = a * x + (1.0 - a) * self.x_prev
         self.x_prev, self.dx_prev, self.t_prev = x_hat, dx_hat, float(t_s)
         return x_hat.copy()
-
-
-def rotmat_to_rot6d_np(rotmat: np.ndarray) -> np.ndarray:
-    """(..., 3, 3) -> (..., 6): `[R00, R01, R10, R11, R20, R21]` (first two columns, docs/reproduction.md §4.3 inverse)."""
-    return np.asarray(rotmat)[..., :, :2].reshape(*np.shape(rotmat)[:-2], 6)
-
-
-def rot6d_to_rotmat_np(x: np.ndarray) -> np.ndarray:
-    """(..., 6) -> (..., 3, 3) by Gram-Schmidt (docs/reproduction.md §4.3: row-major 3x2, columns b1, b2, b1 x b2)."""
-    m = np.asarray(x, np.float64).reshape(*np.shape(x)[:-1], 3, 2)
-    a1, a2 = m[..., 0], m[..., 1]
-    b1 = a1 / np.maximum(np.linalg.norm(a1, axis=-1, keepdims=True), 1e-12)
-    a2 = a2 - (b1 * a2).sum(-1, keepdims=True) * b1
-    b2 = a2 / np.maximum(np.linalg.norm(a2, axis=-1, keepdims=True), 1e-12)
-    b3 = np.cross(b1, b2)
-    return np.stack([b1, b2, b3], axis=-1)
 
 
 class PersonSmoother:

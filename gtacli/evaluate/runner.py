@@ -47,15 +47,13 @@ from gtacli.layout import DataLayout
 from gtacli.model.fold import is_batchnorm_folded
 from gtacli.model.loading import load_estimator
 from gtacli.model.memory_format import inference_memory_format, layout_name, model_memory_format
+from gtacli.progress import ProgressFn
 
 DEFAULT_BATCH_SIZE = 32
 PREFETCH_BATCHES_PER_WORKER = 4
 CUDA_MAX_WORKERS = 16  # JPEG decoding bounds a GPU eval: one worker per core, up to this many
 CPU_CORES_PER_WORKER = 16  # on the CPU the network needs the cores; one decoding worker per 16 of them
 
-ProgressFn = Callable[
-    ..., None
-]  # update(done, total=None, description=None), as gtacli.cli.common.ProgressBar
 InfoFn = Callable[[str], None]
 
 
@@ -481,7 +479,7 @@ def run_evaluation(
     device = config.device
     checkpoint = Path(config.checkpoint)
     configure_threads(config.threads)
-    # the hashes (≈0.3 s for a 100 MB checkpoint) are computed in a thread while the run goes on
+    # the hashes (a checkpoint is large) are computed in a thread while the run goes on
     hashing = ThreadPoolExecutor(max_workers=1)
     hashes = {p: hashing.submit(sha256_file, p) for p in (ann_path, checkpoint)}
     hashing.shutdown(wait=False)

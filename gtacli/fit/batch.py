@@ -9,17 +9,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
 
-from gtacli.body.camera import cam_to_translation, estimate_translation
+from gtacli.body.camera import cam_to_translation, estimate_translation, project_points
 from gtacli.body.conventions import TORSO_GT, TORSO_OPENPOSE
 from gtacli.body.rotations import axis_angle_from_rotmat, rot6d_to_rotmat
 from gtacli.fit.camera_init import initial_translation
 from gtacli.fit.config import RegistrationConfig
-from gtacli.fit.losses import fit_criterion, keypoint_weights, project
+from gtacli.fit.losses import fit_criterion, keypoint_weights
+from gtacli.progress import ProgressFn
 
 MIN_TORSO_JOINTS = 4  # hips and shoulders: what places and orients the body (SPIN's camera stage)
 
@@ -120,7 +121,7 @@ def reprojection_px(
     joints_cam: torch.Tensor, kp2d: torch.Tensor, weights: torch.Tensor, config: RegistrationConfig
 ) -> torch.Tensor:
     """(B,) mean pixel distance between projected joints and the confident, used keypoints (NaN if none)."""
-    proj = project(joints_cam, config.focal_length, config.img_res)
+    proj = project_points(joints_cam, focal=config.focal_length, center=config.img_res / 2.0)
     used = (kp2d[..., 2] > 0) & (weights > 0)
     target = torch.where(used[..., None], kp2d[..., :2], proj)
     dist = (proj - target).norm(dim=-1) * used
@@ -137,7 +138,7 @@ def fit_dataset(
     *,
     skip: Optional[Sequence[Optional[str]]] = None,
     batch_size: int = 32,
-    progress: Optional[Callable[..., None]] = None,
+    progress: Optional[ProgressFn] = None,
 ) -> DatasetFit:
     """Fit every fittable sample. kp2d (N, 49, 3) crop pixels + conf; init_pose (N, 72); init_betas (N, 10);
     init_cam (N, 3) weak-perspective. `skip[i]` (a reason) leaves row i unfitted. `progress(done, total,

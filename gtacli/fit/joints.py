@@ -22,7 +22,13 @@ from gtacli.body.conventions import SMPL_54_TO_SMPL_49
 
 
 def rodrigues(aa: torch.Tensor) -> torch.Tensor:
-    """Axis-angle (N, 3) -> (N, 3, 3) exactly as smplx's SMPL does it (so fits match its forward)."""
+    """Axis-angle (N, 3) -> (N, 3, 3) exactly as smplx's SMPL does it (so fits match its forward).
+
+    Not `body/rotations.batch_rodrigues` on purpose: that one is mmhuman3d's quaternion form, which the training
+    loss must use to score the fits as the reference does; the two formulas differ by up to ~2e-8 (float64) at
+    ordinary angles, and the fitters must produce the joints `BodyModel` (smplx's sin/cos form) gives for the
+    same parameters.
+    """
     return batch_rodrigues(aa)
 
 

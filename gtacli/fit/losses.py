@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from gtacli.body.camera import FOCAL_LENGTH, IMG_RES
+from gtacli.body.camera import FOCAL_LENGTH, IMG_RES, project_points
 from gtacli.fit.config import RegistrationConfig
 from gtacli.fit.priors import KEYPOINT_GMOF_SIGMA, gmof
 
@@ -46,17 +46,12 @@ def keypoint_term(
     kp2d (B, 49, 3): (u, v, conf) in crop pixels. weights (49,): 0 on ignored joints.
     `Σ_j Σ_xy w_j·c_j·gmof((p̂ − k̂)², σ)`, `p̂ = 2·(f·X/Z + img_res/2)/(img_res − 1) − 1`, `k̂ = 2·u/(img_res − 1) − 1`.
     """
-    proj = focal_length * joints_cam[..., :2] / joints_cam[..., 2:3] + img_res / 2.0
+    proj = project_points(joints_cam, focal=focal_length, center=img_res / 2.0)
     scale = 2.0 / (img_res - 1)
     # p̂ − k̂ = scale·(proj − u): the −1 of both normalisations cancels
     residual = scale * (proj - unused_to_zero(kp2d))
     per_coord = gmof(residual * residual, sigma)  # GMoF of the squared residual, as mse_loss_with_gmof does
     return (per_coord.sum(-1) * kp2d[..., 2] * weights).sum(-1)
-
-
-def project(joints_cam: torch.Tensor, focal_length: float, img_res: int) -> torch.Tensor:
-    """(B, J, 3) camera-frame joints -> (B, J, 2) crop pixels, principal point at the crop centre."""
-    return focal_length * joints_cam[..., :2] / joints_cam[..., 2:3] + img_res / 2.0
 
 
 def spin_reprojection(
@@ -71,7 +66,7 @@ def spin_reprojection(
 
     joints_cam (B, 49, 3) camera frame; kp2d (B, 49, 3) crop pixels + confidence; weights (49,) 0/1.
     """
-    proj = project(joints_cam, focal_length, img_res)
+    proj = project_points(joints_cam, focal=focal_length, center=img_res / 2.0)
     per_coord = gmof(proj - unused_to_zero(kp2d), sigma)
     conf = kp2d[..., 2] * weights
     return conf**2 * per_coord.sum(-1)

@@ -1,7 +1,8 @@
 """What every fitter shares: an Adam stage with mmhuman3d's early stop, a per-iteration trace, CPU threads.
 
 The per-iteration tensors of a CPU fit are tiny: up to `SINGLE_THREAD_MAX_BATCH` rows one intra-op thread
-beats several (thread synchronisation costs more than the work; ~10x on a machine whose cores are busy).
+beats several (thread synchronisation costs more than the work, many times more on a machine whose cores are
+busy).
 """
 
 from __future__ import annotations

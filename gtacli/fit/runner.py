@@ -53,6 +53,7 @@ from gtacli.io.atomic import (
 from gtacli.layout import TEST_DATASETS, TRAIN_DATASETS, DataLayout
 from gtacli.model.estimator import load_mean_params
 from gtacli.model.loading import load_estimator
+from gtacli.progress import ProgressFn
 
 DEFAULT_METHOD = "gtacli"  # the most accurate measured (benchmarks/bench_fitter.py, docs/reproduction.md §7)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
@@ -60,8 +61,6 @@ OPENPOSE_SUFFIXES = ("_keypoints", "_openpose")  # OpenPose's own name; SPIN's e
 NO_BOX = "fewer than 2 keypoints with confidence > 0.2: no crop (SPIN's rule)"
 NO_IMAGE_FOR_JSON = "no image with the same name in --images"
 BAD_JSON = "not a readable OpenPose file"
-
-Progress = Optional[Callable[..., None]]
 
 
 @dataclass
@@ -289,7 +288,7 @@ def fit_annotation(
     *,
     output: Optional[Path] = None,
     force: bool = False,
-    progress: Progress = None,
+    progress: Optional[ProgressFn] = None,
 ) -> FitReport:
     """Fit SMPL to an annotation's 2D keypoints and write the static fits file + its report."""
     started = time.perf_counter()
@@ -394,7 +393,7 @@ def fit_openpose(
     *,
     overlay: Callable[..., np.ndarray],
     force: bool = False,
-    progress: Progress = None,
+    progress: Optional[ProgressFn] = None,
 ) -> FitReport:
     """Fit every person of OpenPose keypoint files; `overlay(image_bgr, vertices_list, faces, K)` draws meshes.
 

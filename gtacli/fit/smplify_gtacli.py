@@ -12,7 +12,7 @@ accuracy: a torso that is a few centimetres off in depth must then be absorbed b
 * one Adam stage on global orient + body pose + betas + translation together (depth as a log-scale of the
   start, so a step moves it in proportion to the distance): `one_stage_iters` steps at `one_stage_lr` with
   Adam moment decays `one_stage_adam_betas`, shorter-memory than the stock (0.9, 0.999), which reach the
-  same accuracy in about half the steps; optionally stopping early when the batch loss changes by less than
+  same accuracy in fewer steps (benchmarks/results/fitter.json); optionally stopping early when the batch loss changes by less than
   `one_stage_ftol` in a step (mmhuman3d's rule, off by default; all in `RegistrationConfig`).
 
 A step costs what a step of SPIN's body stage costs (one sparse body forward and backward), so the time is

@@ -28,9 +28,10 @@ from typing import Any, Dict, Optional
 
 import torch
 
+from gtacli.body.camera import project_points
 from gtacli.body.conventions import TORSO_GT, TORSO_OPENPOSE
 from gtacli.fit.fitter import Fitter
-from gtacli.fit.losses import project, spin_reprojection, unused_to_zero
+from gtacli.fit.losses import spin_reprojection, unused_to_zero
 from gtacli.fit.optim import FitTrace, cpu_threads, now, run_adam_stage, threads_for
 
 
@@ -50,7 +51,7 @@ class SpinSMPLify(Fitter):
     ) -> torch.Tensor:
         """(B,) `camera_fitting_loss`: torso squared pixel error + depth term. use_openpose (B,) bool."""
         c = self.config
-        proj = project(joints + transl[:, None, :], c.focal_length, c.img_res)
+        proj = project_points(joints, transl, c.focal_length, c.img_res / 2.0)
         target = unused_to_zero(kp2d)
         err_op = ((target[:, TORSO_OPENPOSE] - proj[:, TORSO_OPENPOSE]) ** 2).sum(dim=(1, 2))
         err_gt = ((target[:, TORSO_GT] - proj[:, TORSO_GT]) ** 2).sum(dim=(1, 2))

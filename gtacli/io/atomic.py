@@ -14,9 +14,10 @@ import os
 import secrets
 import shutil
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 from gtacli.errors import GtacliError, PathLike
+from gtacli.io.sizes import format_bytes
 
 NAME_MAX_BYTES = 255  # the longest file name Linux file systems take
 
@@ -121,15 +122,15 @@ def disk_full_error(final: Path, tmp: Path, expected_bytes: Optional[int] = None
         return None
     if free >= max(DISK_FULL_FREE_BYTES, expected_bytes or 0):
         return None
-    need = f"~{_mb(expected_bytes)} MB" if expected_bytes else f"more than {_mb(written)} MB"
+    need = (
+        f"~{format_bytes(expected_bytes, 'MB')}"
+        if expected_bytes
+        else f"more than {format_bytes(written, 'MB')}"
+    )
     return GtacliError(
-        f"no space left on device: {final}, needs {need} ({_mb(free)} MB free)",
+        f"no space left on device: {final}, needs {need} ({format_bytes(free, 'MB')} free)",
         fix="free disk space or write elsewhere, then run again",
     )
-
-
-def _mb(n: Optional[int]) -> str:
-    return f"{(n or 0) / 1e6:.1f}"
 
 
 def atomic_write_bytes(final: PathLike, data: bytes) -> Path:
@@ -239,3 +240,83 @@ def ensure_writable_dir(directory: PathLike, *, what: str, fix: str, create: boo
         if blocker is not None and not blocker.is_dir():  # mkdir says 'File exists' / 'Not a directory'
             reason = f"{blocker} is a file, not a folder"
         raise GtacliError(f"cannot write {what} ({reason})", path=directory, fix=fix) from None
+
+
+class StagedFolder:
+    """A folder written atomically with a record of what it holds (the HumanData cache, the demo output).
+
+    Files go into `path`, a hidden temporary folder beside `final` (same filesystem); `commit(record)` writes the
+    record (a JSON object, in `record_name`) last and moves the folder into place whole, so a reader that finds
+    the record finds a complete folder, and a crash leaves at most a temporary folder behind. As a context
+    manager the temporary folder is removed when the block raises or ends without a commit.
+
+    The sample tree is the one such folder built in place instead (it lives in a data root that may hold the
+    user's own files, and replaces only the files it wrote); its record (`SYNTHETIC_DATA.json`) is read with
+    `read_record` too.
+    """
+
+    def __init__(self, final: PathLike, record_name: str, *, indent: Optional[int] = None):
+        self.final = Path(final)
+        self.record_name = record_name
+        self.indent = indent
+        self.path = self.final.parent / f".{self.final.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+        self.path.mkdir(parents=True)  # OSError: the caller words it for its own folder
+        self.committed = False
+
+    def __enter__(self) -> StagedFolder:
+        return self
+
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        if not self.committed:
+            self.discard()
+
+    def files(self) -> List[str]:
+        """Paths (relative, sorted) of the files written so far."""
+        return sorted(str(p.relative_to(self.path)) for p in self.path.rglob("*") if p.is_file())
+
+    def discard(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    def commit(
+        self,
+        record: Dict[str, Any],
+        *,
+        replace: bool = False,
+        before_replace: Optional[Callable[[Path], None]] = None,
+    ) -> bool:
+        """Write the record, then move the folder to `final`. An existing `final` is replaced when `replace` (after
+        `before_replace(final)`, which may refuse by raising; the old folder is moved aside, then deleted);
+        otherwise it means another writer finished the same folder first: ours is dropped and False returned
+        (an existing `final` without a record is an error). OSError propagates for the caller to word."""
+        (self.path / self.record_name).write_text(json.dumps(record, indent=self.indent), encoding="utf-8")
+        if not replace:
+            try:
+                os.rename(self.path, self.final)
+            except OSError:
+                if not (self.final / self.record_name).is_file():  # not a concurrent writer that won the race
+                    raise
+                self.discard()
+                self.committed = True
+                return False
+            self.committed = True
+            return True
+        old = None
+        if self.final.is_dir():
+            if before_replace is not None:
+                before_replace(self.final)
+            old = self.final.parent / f".{self.final.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
+            os.replace(self.final, old)
+        os.replace(self.path, self.final)
+        self.committed = True
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        return True
+
+
+def read_record(path: PathLike) -> Dict[str, Any]:
+    """The JSON object in `path` (a folder's record); {} when it is absent, unreadable or not an object."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return {}
+    return data if isinstance(data, dict) else {}

@@ -5,11 +5,11 @@ header of Alibaba OSS, where mmhuman3d's files live) is computed here: reflected
 0xC96C5795D7870F42, initial value and final XOR 0xFFFFFFFFFFFFFFFF. Check value: CRC-64/XZ(b"123456789")
 = 0x995DC9BBDF1939FA.
 
-A byte-at-a-time loop in Python runs at a few MB/s, too slow for multi-GB downloads. `Crc64` therefore
+A byte-at-a-time loop in Python is far too slow for multi-GB downloads. `Crc64` therefore
 splits each large block into many equal "lanes", runs the table-driven byte loop on all lanes at once with
 numpy (one vector step per byte position), and joins the lane CRCs with the GF(2)-linear "append n zero
-bytes" operator, also applied through byte tables: about 100 MB/s on one core. hashlib's MD5/sha256 are
-faster, so downloads use CRC-64 only when the server offers no MD5.
+bytes" operator, also applied through byte tables. hashlib's MD5/sha256 are faster still, so downloads use
+CRC-64 only when the server offers no MD5.
 """
 
 from __future__ import annotations

@@ -238,7 +238,7 @@ class VideoSink:
     """Writes BGR frames to an mp4 (fourcc `VIDEO_FOURCC`) at a fixed fps; the size is taken from the first frame.
 
     With `background=True` the encoding runs in a thread (OpenCV releases the GIL while it encodes), so a
-    1080p frame's ~13 ms of encoding overlaps the next frames' work; at most `QUEUE_FRAMES` frames wait (~6 MB
+    frame's encoding overlaps the next frames' work; at most `QUEUE_FRAMES` frames wait (~6 MB
     each at 1080p). The video is opened (and a failure to open it reported) in the caller's thread; an error
     while encoding is raised by every later `write` and by `close`. Frames handed to `write` must not be
     modified afterwards."""

@@ -67,7 +67,7 @@ def build_estimator(
     """An estimator whose mean-parameter buffers come from a DataLayout, a `smpl_mean_params.npz` path or a dict.
 
     `init_weights=False` only allocates the weights (uninitialised memory, BatchNorm counters zero): for a
-    caller that loads a complete checkpoint right after, it skips ~0.5 s of random initialisation.
+    caller that loads a complete checkpoint right after, it skips the (slow, wasted) random initialisation.
     """
     if isinstance(source, DataLayout):
         params = load_mean_params(source.smpl_mean_params)

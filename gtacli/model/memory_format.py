@@ -1,6 +1,6 @@
 """The memory layout the estimator runs in, and putting batches into it.
 
-ResNet-50's convolutions run 1.3-1.8x faster in channels-last (NHWC) memory than in the NCHW layout SPIN and
+ResNet-50's convolutions run faster in channels-last (NHWC) memory (benchmarks/bench_eval.py) than in the NCHW layout SPIN and
 mmhuman3d use, on the CPU (oneDNN) and on CUDA (cuDNN), and the results differ only by float32 rounding
 (< 1e-6 on the outputs; 3DPW metrics move by far less than 0.001 mm). So inference runs channels-last on
 both; the layout is a property of the weights (`model_memory_format` reads it back), and a batch fed to a

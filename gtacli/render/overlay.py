@@ -22,7 +22,6 @@ import numpy as np
 import torch
 
 from gtacli.render.raster import Region, face_normals, is_closed, rasterize_region, take_columns
-from gtacli.render.raster import project as _project_t
 
 DEFAULT_COLOR_BGR = (200, 170, 130)  # light blue-grey, visible on most images
 DEFAULT_ALPHA = 0.85
@@ -57,16 +56,11 @@ def _tensor(x, device: torch.device, dtype=torch.float64) -> torch.Tensor:
     return torch.as_tensor(np.asarray(x), dtype=dtype, device=device)
 
 
-def project(vertices: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """Camera-frame points (V, 3) -> pixel coordinates (V, 2) with intrinsics K."""
-    return _project_t(_tensor(vertices, torch.device("cpu")), _tensor(K, torch.device("cpu"))).numpy()
-
-
 @contextmanager
 def _device_threads(device: torch.device) -> Iterator[None]:
     """On the CPU, rasterise with one torch thread: the work is memory-bound element-wise passes over ~10^5
     values, where a thread pool adds only its start-up cost, and where other processes share the cores waiting
-    OpenMP threads made a frame 10-40x slower (measured: 0.11 s of CPU with one thread, 0.6-2.2 s with two)."""
+    OpenMP threads made a frame many times slower."""
     if device.type != "cpu" or torch.get_num_threads() == 1:
         yield
         return
@@ -107,14 +101,22 @@ def _perspective(
     return persp / persp.sum(1, keepdim=True)
 
 
-def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Area-weighted vertex normals (V, 3) (the mesh's own winding decides their side)."""
+def vertex_normals(
+    vertices: np.ndarray, faces: np.ndarray, *, untouched: Optional[Sequence[float]] = None
+) -> np.ndarray:
+    """Area-weighted vertex normals (V, 3) (the mesh's own winding decides their side). A vertex no face touches
+    gets (0, 0, 0), or `untouched` when given (a file format that wants unit normals: the glTF export)."""
     cpu = torch.device("cpu")
-    return _vertex_normals_t(_tensor(vertices, cpu), _tensor(faces, cpu, torch.int64)).numpy()
+    return _vertex_normals_t(
+        _tensor(vertices, cpu), _tensor(faces, cpu, torch.int64), untouched=untouched
+    ).numpy()
 
 
 def _vertex_normals_t(
-    v: torch.Tensor, f: torch.Tensor, normals: Optional[torch.Tensor] = None
+    v: torch.Tensor,
+    f: torch.Tensor,
+    normals: Optional[torch.Tensor] = None,
+    untouched: Optional[Sequence[float]] = None,
 ) -> torch.Tensor:
     """(V, 3) unit vertex normals: the sum of the adjacent faces' area-weighted normals (`normals`: the faces'
     (3, F) `face_normals`, when already computed)."""
@@ -122,7 +124,11 @@ def _vertex_normals_t(
     vn = torch.zeros_like(v)
     for k in range(3):
         vn.index_add_(0, f[:, k], fn)
-    return vn / torch.clamp(torch.linalg.norm(vn, dim=1, keepdim=True), min=1e-12)
+    length = torch.linalg.norm(vn, dim=1, keepdim=True)
+    unit = vn / torch.clamp(length, min=1e-12)
+    if untouched is None:
+        return unit
+    return torch.where(length > 1e-12, unit, torch.as_tensor(untouched, dtype=v.dtype, device=v.device))
 
 
 def _merge_meshes(vertices: MeshInput, faces) -> Tuple[np.ndarray, np.ndarray, np.ndarray, bool]:

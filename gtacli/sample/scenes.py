@@ -16,6 +16,7 @@ from typing import Callable, List, Optional
 import numpy as np
 import torch
 
+from gtacli.body.camera import project_points
 from gtacli.body.rotations import axis_angle_to_matrix_np, matrix_to_axis_angle_np, rot_y
 from gtacli.render.overlay import render_overlay
 from gtacli.sample.backgrounds import background_for
@@ -67,12 +68,6 @@ def intrinsics_of(spec: DatasetSpec) -> np.ndarray:
     return np.array([[spec.focal_px, 0, (w - 1) / 2.0], [0, spec.focal_px, (h - 1) / 2.0], [0, 0, 1.0]])
 
 
-def project(points: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
-    """(…, 3) camera-frame points -> (…, 2) pixels."""
-    uvw = points @ intrinsics.T
-    return uvw[..., :2] / uvw[..., 2:3]
-
-
 def draw_parameters(
     spec: DatasetSpec,
     n: int,
@@ -118,7 +113,7 @@ def place_body(
     transl = np.array([du * z / f, dv * z / f, z]) - centre
     # perspective makes the near side bigger than the estimate: shift (or back off) until it fits
     for _ in range(PLACEMENT_ITERATIONS):
-        uv = project(vertices + transl, intrinsics)
+        uv = project_points(vertices, transl, K=intrinsics)
         x0, y0 = uv.min(axis=0)
         x1, y1 = uv.max(axis=0)
         m = IMAGE_MARGIN_PX
@@ -173,9 +168,9 @@ def make_scenes(
     for i in range(n):
         transl[i] = place_body(vertices[i], intrinsics, spec.image_size, rng)
         verts_cam = vertices[i] + transl[i]
-        uv = project(verts_cam, intrinsics)
+        uv = project_points(verts_cam, K=intrinsics)
         boxes[i] = [*uv.min(axis=0), *uv.max(axis=0)]
-        joints_uv[i] = project(joints[i] + transl[i], intrinsics)
+        joints_uv[i] = project_points(joints[i], transl[i], K=intrinsics)
         background = background_for(seed, spec.name, i, h, w)
         image = render_body(background, verts_cam, faces[i], intrinsics)
         seq, frame = divmod(i, frames_per_sequence)

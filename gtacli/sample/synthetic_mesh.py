@@ -33,6 +33,7 @@ import numpy as np
 from gtacli.body.conventions import SMPL_POSE_FLIP_JOINT_PERM, SMPL_VERTEX_JOINT_IDS, SMPL_VERTEX_JOINTS
 from gtacli.body.smpl import NUM_VERTICES
 from gtacli.errors import UsageError
+from gtacli.render.overlay import vertex_normals
 
 GRID_STEP_M = (
     0.034  # marching-tetrahedra grid step (x height); the raw surface then has ~6300 (< 6890) vertices
@@ -314,14 +315,6 @@ def _marching_tetrahedra(prims, step: float) -> Tuple[np.ndarray, np.ndarray, np
 def _edges(faces: np.ndarray) -> np.ndarray:
     e = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
     return np.unique(np.sort(e, axis=1), axis=0)
-
-
-def vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    fn = np.cross(verts[faces[:, 1]] - verts[faces[:, 0]], verts[faces[:, 2]] - verts[faces[:, 0]])
-    vn = np.zeros_like(verts)
-    for k in range(3):
-        np.add.at(vn, faces[:, k], fn)
-    return vn / np.maximum(np.linalg.norm(vn, axis=1, keepdims=True), 1e-12)
 
 
 def _symmetrise(verts: np.ndarray, mirror: np.ndarray) -> np.ndarray:

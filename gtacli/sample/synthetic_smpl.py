@@ -29,6 +29,7 @@ from gtacli.body.conventions import EXTRA_JOINTS, H36M_17, SMPL_POSE_FLIP_JOINT_
 from gtacli.body.smpl import NUM_BETAS
 from gtacli.errors import PathLike
 from gtacli.io.atomic import atomic_write_bytes
+from gtacli.render.overlay import vertex_normals
 from gtacli.sample.synthetic_mesh import (
     RELAX_ITERATIONS,
     canonical_gender,
@@ -40,7 +41,6 @@ from gtacli.sample.synthetic_mesh import (
     relax,
     skeleton,
     unit,
-    vertex_normals,
 )
 
 SYNTHETIC_KEY = "gtacli_synthetic"

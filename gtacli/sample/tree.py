@@ -26,11 +26,10 @@ write goes through a symlink that leaves the data root (`datasets -> /`).
 
 from __future__ import annotations
 
-import json
 import pickle
 import shutil
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import cv2
 import numpy as np
@@ -41,10 +40,17 @@ from gtacli.body.smpl import BodyModel, GenderedBodyModel
 from gtacli.data.crop import bbox_to_center_scale, crop, normalize
 from gtacli.data.human_data import CACHE_SUBDIR, HumanData, is_cache_folder, write_human_data
 from gtacli.errors import BadFileError, GtacliError, PathLike, UnsafeFileError, UsageError
-from gtacli.io.atomic import atomic_path, atomic_write_bytes, atomic_write_json, ensure_writable_dir
+from gtacli.io.atomic import (
+    atomic_path,
+    atomic_write_bytes,
+    atomic_write_json,
+    ensure_writable_dir,
+    read_record,
+)
 from gtacli.layout import TEST_DATASETS, TRAIN_DATASETS, DataLayout
 from gtacli.model.checkpoint import save_checkpoint
 from gtacli.model.estimator import build_estimator, load_mean_params
+from gtacli.progress import ProgressFn
 from gtacli.sample import annotations
 from gtacli.sample.datasets import PW3D_GENDERS, SPECS, TRAIN_ORDER, frames_per_sequence, sample_count
 from gtacli.sample.poses import mean_params, pose_mixture
@@ -82,8 +88,6 @@ BN_CALIBRATION_BATCH = 8
 
 JOURNAL_NAME = ".sample-data-journal"  # relative paths claimed by a build in progress, one per line
 
-Progress = Callable[[str, int, int], None]  # (what, done, total)
-
 
 def build_sample_tree(
     root: PathLike,
@@ -91,7 +95,7 @@ def build_sample_tree(
     seed: int = 0,
     *,
     force: bool = False,
-    progress: Optional[Progress] = None,
+    progress: Optional[ProgressFn] = None,
 ) -> Path:
     """Write the synthetic tree under `root` (the data root) and return its path.
 
@@ -114,11 +118,8 @@ def build_sample_tree(
 
 
 def read_marker(layout: DataLayout) -> Dict[str, Any]:
-    """The marker of a synthetic tree ({} when absent or unreadable)."""
-    try:
-        return json.loads(layout.synthetic_marker.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+    """The marker of a synthetic tree, its record of what it holds ({} when absent or unreadable)."""
+    return read_record(layout.synthetic_marker)
 
 
 def tree_stats(layout: DataLayout) -> Dict[str, int]:
@@ -228,7 +229,7 @@ def _clear_caches_of_annotations(layout: DataLayout, every: bool = False) -> Non
 
 class _Builder:
     def __init__(
-        self, layout: DataLayout, size: str, seed: int, progress: Optional[Progress], owned: List[str]
+        self, layout: DataLayout, size: str, seed: int, progress: Optional[ProgressFn], owned: List[str]
     ):
         self.layout = layout
         self.owned = set(owned)
@@ -250,7 +251,7 @@ class _Builder:
     def step(self, what: str, units: int = 1) -> None:
         self.done += units
         if self.progress is not None:
-            self.progress(what, self.done, self.total)
+            self.progress(self.done, self.total, what)
 
     def claim(self, path: Path) -> Path:
         """Check, before writing, that `path` may be written: it stays inside the data root (no symlink out)

@@ -15,7 +15,7 @@ from typing import Dict, Tuple
 import torch
 import torch.nn.functional as F
 
-from gtacli.body.camera import FOCAL_LENGTH, IMG_RES, project_points
+from gtacli.body.camera import FOCAL_LENGTH, IMG_RES, cam_to_translation, project_points
 from gtacli.body.conventions import TRAIN_PELVIS_PAIR
 from gtacli.body.rotations import batch_rodrigues
 
@@ -125,11 +125,6 @@ def keypoints2d_loss(
         pred_2d, gt_2d, reduction="none", beta=weights.smooth_l1_beta
     )
     return _masked_mean(loss, conf)
-
-
-def cam_to_translation(cam: torch.Tensor, focal_length: float, img_res: int) -> torch.Tensor:
-    """Weak-perspective (B,3) [s,tx,ty] -> camera translation (B,3) (tx, ty, 2f/(res·s + 1e-9)) (docs/reproduction.md §4.4)."""
-    return torch.stack([cam[:, 1], cam[:, 2], 2.0 * focal_length / (img_res * cam[:, 0] + 1e-9)], dim=-1)
 
 
 def vertex_loss(

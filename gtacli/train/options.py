@@ -8,10 +8,8 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from gtacli.progress import ProgressFn
 from gtacli.train.recipe import Recipe
-
-# `progress(done_steps, total_steps, description)`: the CLI passes its ProgressBar's update
-ProgressFn = Callable[[int, Optional[int], Optional[str]], None]
 
 
 def _ignore(message: str) -> None:

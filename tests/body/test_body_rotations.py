@@ -182,3 +182,30 @@ def test_numpy_variants_match_closed_forms_including_180_degrees():
     np.testing.assert_allclose(np.abs(half_turn), [math.pi, 0, 0], atol=1e-9)
     six = R.rotmat_to_rot6d_np(rot_z(0.3))
     np.testing.assert_allclose(six, rot_z(0.3)[:, :2].reshape(6), atol=1e-15)
+
+
+def test_rot6d_to_rotmat_np_matches_the_demo_smoothers_former_numpy_copy():
+    """The demo's smoother had its own numpy Gram-Schmidt; the shared one (torch maths) gives the same matrices."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(500, 24, 6))
+    m = x.reshape(500, 24, 3, 2)
+    a1, a2 = m[..., 0], m[..., 1]
+    b1 = a1 / np.maximum(np.linalg.norm(a1, axis=-1, keepdims=True), 1e-12)
+    a2 = a2 - (b1 * a2).sum(-1, keepdims=True) * b1
+    b2 = a2 / np.maximum(np.linalg.norm(a2, axis=-1, keepdims=True), 1e-12)
+    old = np.stack([b1, b2, np.cross(b1, b2)], axis=-1)
+    new = R.rot6d_to_rotmat_np(x)
+    assert new.dtype == np.float64
+    np.testing.assert_allclose(new, old, rtol=0, atol=1e-15)
+    old_6d = old[..., :, :2].reshape(500, 24, 6)
+    assert np.array_equal(R.rotmat_to_rot6d_np(old), old_6d)
+
+
+def test_axis_angle_from_rotmat_is_the_bare_conversion_on_finite_input():
+    """The demo used the bare matrix_to_axis_angle; the shared NaN-safe one only differs where the input is NaN."""
+    rot = R.axis_angle_to_matrix(torch.randn(6, 24, 3, dtype=torch.float64))
+    assert torch.equal(R.axis_angle_from_rotmat(rot), R.matrix_to_axis_angle(rot).reshape(6, 72))
+    rot[1, 3] = float("nan")
+    out = R.axis_angle_from_rotmat(rot)
+    assert torch.isfinite(out).all() and torch.equal(out[1, 9:12], torch.zeros(3, dtype=torch.float64))
+    assert R.axis_angle_from_rotmat(rot[:0]).shape == (0, 72)  # a frame without people

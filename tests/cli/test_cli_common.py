@@ -181,6 +181,8 @@ def test_a_real_command_logs_progress_records_when_stderr_is_a_file(tmp_path: Pa
     done = [int(re.match(r"sample-data: (\d+)", line).group(1)) for line in records]
     assert done == sorted(done)  # progress only moves forward
     assert records[-1].split(" | ")[-2] == "done"
+    # the core reports (done, total, description) in the one ProgressFn order: the description names the step
+    assert records[0].endswith("body model neutral"), records[0]
 
 
 def _import_app_with_broken(module: Optional[str]) -> subprocess.CompletedProcess:

@@ -7,13 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from gtacli.demo.smooth import (
-    OneEuroFilter,
-    PersonSmoother,
-    rot6d_to_rotmat_np,
-    rotmat_to_rot6d_np,
-    smoothing_alpha,
-)
+from gtacli.body.rotations import rot6d_to_rotmat_np, rotmat_to_rot6d_np
+from gtacli.demo.smooth import OneEuroFilter, PersonSmoother, smoothing_alpha
 
 
 def _random_rotations(rng, n):

@@ -20,6 +20,7 @@ FLOORS: Dict[str, int] = {
     "device": 0,
     "layout": 0,
     "io": 0,
+    "progress": 0,
     "body": 1,
     "data": 2,
     "model": 3,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from gtacli.body.camera import project_points
 from gtacli.render import overlay as R
 from gtacli.render import raster
 
@@ -205,7 +206,7 @@ def test_scanline_coverage_equals_the_per_pixel_rule(grid, device):
     for trial in range(6):
         verts, faces = soup(rng, 40, 30, grid)
         if grid:  # snapping after the depth scaling keeps the projections on the grid
-            verts = unproject(np.round(R.project(verts, K) * grid) / grid, 1.0) * verts[:, 2:3]
+            verts = unproject(np.round(project_points(verts, K=K) * grid) / grid, 1.0) * verts[:, 2:3]
         r = R.rasterize(verts, faces, K, (90, 110), device=device)
         mask, depth, near = brute_force(verts, faces, K, (90, 110))
         np.testing.assert_array_equal(r.mask, mask, err_msg=f"trial {trial}")
@@ -255,7 +256,7 @@ def test_span_ends_are_settled_from_wrong_estimates(monkeypatch):
     exactness is forced to work here: every estimate is pushed up to 3 columns off, the coverage must not move."""
     rng = np.random.default_rng(5)
     verts, faces = soup(rng, 40, 30, grid=2)
-    verts = unproject(np.round(R.project(verts, K) * 2) / 2, 1.0) * verts[:, 2:3]
+    verts = unproject(np.round(project_points(verts, K=K) * 2) / 2, 1.0) * verts[:, 2:3]
     exact = R.rasterize(verts, faces, K, (90, 110))
     estimate = raster._estimate
     generator = raster.torch.Generator().manual_seed(0)
@@ -269,3 +270,27 @@ def test_span_ends_are_settled_from_wrong_estimates(monkeypatch):
     monkeypatch.undo()
     np.testing.assert_array_equal(moved.mask, exact.mask)
     np.testing.assert_array_equal(moved.face, exact.face)
+
+
+def test_vertex_normals_match_the_sample_meshs_former_numpy_copy():
+    """The synthetic mesh builder had its own numpy vertex normals; the renderer's (torch) ones replace them.
+    torch's float64 square root is not always correctly rounded, so the two agree to one unit in the last place."""
+    rng = np.random.default_rng(0)
+    verts = rng.normal(size=(3000, 3))
+    faces = rng.integers(0, 3000, (6000, 3))
+    fn = np.cross(verts[faces[:, 1]] - verts[faces[:, 0]], verts[faces[:, 2]] - verts[faces[:, 0]])
+    vn = np.zeros_like(verts)
+    for k in range(3):
+        np.add.at(vn, faces[:, k], fn)
+    old = vn / np.maximum(np.linalg.norm(vn, axis=1, keepdims=True), 1e-12)
+    np.testing.assert_allclose(R.vertex_normals(verts, faces), old, rtol=0, atol=4e-16)
+    # the glTF export's former copy: unit (0, 1, 0) where no face touches the vertex
+    verts = np.concatenate([verts, [[5.0, 5.0, 5.0]]])
+    vn = np.concatenate([vn, np.zeros((1, 3))])
+    length = np.linalg.norm(vn, axis=1, keepdims=True)
+    old = np.where(length > 1e-12, vn / np.maximum(length, 1e-12), np.array([0.0, 1.0, 0.0]))
+    new = R.vertex_normals(verts, faces, untouched=(0.0, 1.0, 0.0))
+    np.testing.assert_allclose(new, old, rtol=0, atol=4e-16)
+    assert np.array_equal(new[-1], [0.0, 1.0, 0.0]) and np.array_equal(
+        R.vertex_normals(verts, faces)[-1], [0, 0, 0]
+    )
