@@ -817,16 +817,31 @@ CASES: List[Case] = [
 ]
 
 
+# Linux carries a process's peak RSS across exec, so a command forked straight from this (large) test process
+# would report this process's size: a small Python process starts the command and reports its child's peak.
+_MEASURE = (
+    "import os, subprocess, sys\n"
+    "proc = subprocess.Popen(sys.argv[2:])\n"
+    "_, status, usage = os.wait4(proc.pid, 0)\n"
+    "proc.returncode = 0\n"
+    "open(sys.argv[1], 'w').write(str(usage.ru_maxrss))\n"
+    "sys.exit(os.waitstatus_to_exitcode(status))\n"
+)
+
+
 def _run_measured(argv: List[str], cwd: Path, env: Dict[str, str], tmp: Path) -> Tuple[int, str, str, float]:
     """Run a command; its exit code, stdout, stderr and peak resident memory (MB, from wait4's rusage)."""
-    out, err = tmp / "stdout.txt", tmp / "stderr.txt"
+    out, err, peak = tmp / "stdout.txt", tmp / "stderr.txt", tmp / "peak_kb.txt"
     with open(out, "w") as fo, open(err, "w") as fe:
-        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=fo, stderr=fe, text=True)
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            proc.returncode = 0  # reaped by wait4
-    return os.waitstatus_to_exitcode(status), out.read_text(), err.read_text(), usage.ru_maxrss / 1024
+        proc = subprocess.run(
+            [sys.executable, "-c", _MEASURE, str(peak), *argv],
+            cwd=cwd,
+            env=env,
+            stdout=fo,
+            stderr=fe,
+            timeout=600,
+        )
+    return proc.returncode, out.read_text(), err.read_text(), int(peak.read_text()) / 1024
 
 
 def _fill(text: str, values: Dict[str, str]) -> str:

@@ -168,7 +168,6 @@ def fetch_asset(asset: Asset, layout: DataLayout, opts: FetchOptions, session: A
     def waiting() -> None:
         opts.progress.message(f"{asset.name}: another gtacli fetch is working on this file; waiting")
 
-    made = [p for p in (dest.parent, *dest.parent.parents) if not p.exists() and p != layout.root]
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         with file_lock(layout.root / LOCK_DIR_NAME / f"{asset.name}.lock", on_wait=waiting):
@@ -225,7 +224,6 @@ def fetch_asset(asset: Asset, layout: DataLayout, opts: FetchOptions, session: A
     except OSError as exc:
         result.detail = f"{dest}: {exc.strerror or exc}"
         result.error = str(exc.strerror or exc)
-    _remove_empty(made)  # a failed file leaves no empty folders (a resumable .part keeps its folder)
     return result
 
 
@@ -234,7 +232,7 @@ def _remove_empty(folders: Sequence[Path]) -> None:
         try:
             folder.rmdir()
         except OSError:
-            return
+            pass  # not empty (or gone): keep it
 
 
 @dataclass
@@ -294,18 +292,32 @@ def fetch_assets(
             check_free_space(layout.root, needed, f"{len(assets)} file(s)")
     else:
         check_free_space(layout.root, sum(a.size or 0 for a in assets), f"{len(assets)} file(s)")
-    if jobs <= 1 or len(assets) <= 1:
-        session = _session()
-        return [fetch_asset(a, layout, opts, session) for a in assets]
-    pool = ThreadPoolExecutor(max_workers=jobs)
+    # folders the destinations need that do not exist yet: those left empty by failed files are removed at the
+    # end (not per file: another worker may be about to write into the same folder)
+    made = sorted(
+        {p for a in assets for p in _missing_folders(a.path(layout.root).parent, layout.root)},
+        key=lambda p: len(p.parts),
+        reverse=True,
+    )
     try:
-        return list(pool.map(lambda a: fetch_asset(a, layout, opts), assets))
-    except BaseException:  # Ctrl-C: stop the workers (their .part files stay for resuming)
-        opts.cancel.set()
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
+        if jobs <= 1 or len(assets) <= 1:
+            session = _session()
+            return [fetch_asset(a, layout, opts, session) for a in assets]
+        pool = ThreadPoolExecutor(max_workers=jobs)
+        try:
+            return list(pool.map(lambda a: fetch_asset(a, layout, opts), assets))
+        except BaseException:  # Ctrl-C: stop the workers (their .part files stay for resuming)
+            opts.cancel.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        finally:
+            pool.shutdown(wait=True)
     finally:
-        pool.shutdown(wait=True)
+        _remove_empty(made)  # a resumable .part keeps its folder
+
+
+def _missing_folders(folder: Path, root: Path) -> List[Path]:
+    return [p for p in (folder, *folder.parents) if p != root and root in p.parents and not p.exists()]
 
 
 def dry_run(assets: Sequence[Asset], layout: DataLayout, opts: FetchOptions) -> List[FetchResult]:

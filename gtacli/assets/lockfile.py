@@ -24,12 +24,13 @@ def file_lock(path: Path, *, on_wait: Optional[Callable[[], None]] = None) -> It
     release (and its folder when empty), so a run leaves no lock files behind; a waiter that got the lock
     of a file removed meanwhile tries again on the new one (the inode check)."""
     created_dir = not path.parent.exists()
-    path.parent.mkdir(parents=True, exist_ok=True)
     while True:
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except FileNotFoundError:  # another run removed the empty lock folder this instant
             path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except (FileNotFoundError, FileExistsError):  # another run removed the empty lock folder this instant
+            if path.parent.exists() and not path.parent.is_dir():
+                raise  # a file stands where the lock folder goes
             continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
