@@ -23,10 +23,17 @@
     JPEG images of 3DPW's size (1080x1920), frames/s end to end, with the rate of each stage measured on its
     own (decode + crop in the workers; the network on the device) and the bounding stage named.
     `--gpu-device cpu --gpu-frames 64` runs the same code on the CPU (a smoke test of the path).
+(d) Engines (issue 20; needs gtacli[onnx]): on part (a)'s frames, in one run, the reference NCHW forward, the
+    torch engine's and the onnxruntime engine's forwards (interleaved batch by batch), and `gtacli eval`
+    end to end with `--engine torch` and `--engine onnxruntime` (the ONNX export is cached before timing);
+    per scenario: `as_is` (the machine as it is) and `one_busy_process` (one other CPU-bound process running).
+    Goals (2-core CPU): eval with onnxruntime >= 2.5 x the reference forward on a quiet machine; with one
+    other CPU-bound process, eval with onnxruntime >= 1.6 x eval with torch. `--skip-engines` skips it.
 
     python benchmarks/bench_eval.py --skip-large                       # (a), 3 rounds of 256 frames
     python benchmarks/bench_eval.py --frames 64 --rounds 1 --skip-large
     python benchmarks/bench_eval.py --gpu --skip-pipeline --skip-large  # (c) on a CUDA machine
+    python benchmarks/bench_eval.py --skip-pipeline --skip-large --frames 256 --rounds 3   # (d) only
 """
 
 from __future__ import annotations
@@ -158,11 +165,16 @@ def timed_forwards(reference, ref_batches: list, ours, our_batches: list) -> dic
 
 
 def eval_process(
-    view: Path, batch_size: int, workers: Optional[int], device: str = "cpu", threads: Optional[int] = None
+    view: Path,
+    batch_size: int,
+    workers: Optional[int],
+    device: str = "cpu",
+    threads: Optional[int] = None,
+    engine: str = "torch",
 ) -> dict:
     cmd = [sys.executable, "-m", "gtacli", "eval", "--dataset", "pw3d", "--checkpoint",
            str(view / "pretrained_models" / "spin_official.pth"), "--data-root", str(view), "--batch-size",
-           str(batch_size), "--device", device, "--json", "--quiet"]  # fmt: skip
+           str(batch_size), "--device", device, "--engine", engine, "--json", "--quiet"]  # fmt: skip
     if workers is not None:
         cmd += ["--workers", str(workers)]
     if threads is not None:
@@ -213,14 +225,14 @@ def part_a(
 
     stages: Dict[str, Callable[[], dict]] = {
         "forwards_interleaved": lambda: timed_forwards(reference, nchw_batches, ours, our_batches),
-        "our_end_to_end": lambda: eval_process(view, batch_size, workers, threads=threads),
+        "our_end_to_end": lambda: eval_process(view, batch_size, workers, threads=threads, engine="torch"),
     }
     names = list(stages)
     per_round = []
     for r in range(rounds):
         order = names[r % len(names) :] + names[: r % len(names)]
         done = {name: stages[name]() for name in order}
-        measured = done["forwards_interleaved"]
+        measured = done["forwards_interleaved"]  # (part (a) keeps measuring the torch engine, issue 15)
         e2e = done["our_end_to_end"]
         rates = {
             "reference_forward_fps": frames / measured["reference_forward"]["wall"],
@@ -276,6 +288,172 @@ def part_a(
             "ratio_end_to_end_over_our_forward": ">= 0.9 (CPU)",
         },  # fmt: skip
         "eval_command": e2e["command"],
+    }
+
+
+def timed_calls(runs: Dict[str, tuple]) -> dict:
+    """Each named (callable, batches) over every batch, interleaved batch by batch (the order rotates), so a
+    change of machine load hits all alike: wall and CPU seconds of each, after a warm-up batch each."""
+
+    def one(fn, batch) -> tuple:
+        start, cpu = time.perf_counter(), time.process_time()
+        fn(batch)
+        return time.perf_counter() - start, time.process_time() - cpu
+
+    names = list(runs)
+    totals = {name: [0.0, 0.0] for name in names}
+    for fn, batches in runs.values():
+        one(fn, batches[0])  # warm-up (kernel and primitive creation, allocator)
+    count = len(next(iter(runs.values()))[1])
+    for i in range(count):
+        for name in names[i % len(names) :] + names[: i % len(names)]:
+            fn, batches = runs[name]
+            wall, cpu = one(fn, batches[i])
+            totals[name][0] += wall
+            totals[name][1] += cpu
+    return {name: {"wall": wall, "cpu": cpu} for name, (wall, cpu) in totals.items()}
+
+
+def busy_process() -> subprocess.Popen:
+    """One other CPU-bound process (a Python busy loop), as on a CPU node shared with other work."""
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+
+def part_d(
+    work: Path,
+    frames: int,
+    batch_size: int,
+    workers: Optional[int],
+    rounds: int,
+    threads: Optional[int],
+    scenarios: List[str],
+) -> dict:
+    """Issue 20: the reference NCHW forward, the torch engine and the onnxruntime engine (forwards interleaved
+    batch by batch), and `gtacli eval` end to end with each engine, on the same frames in one run; per
+    scenario: as the machine is ('as_is'), and with one other CPU-bound process running ('one_busy_process')."""
+    import torch
+
+    from gtacli.layout import DataLayout
+    from gtacli.model.checkpoint import load_weights
+    from gtacli.model.engines import load_engine
+    from gtacli.model.estimator import build_estimator
+
+    view = build_eval_tree(work, frames)
+    layout = DataLayout(view)
+    cpu = torch.device("cpu")
+    nchw_batches = real_crops(view, batch_size)
+    reference = build_estimator(layout).eval()  # as SPIN/mmhuman3d: NCHW float32, no_grad
+    load_weights(reference, layout.spin_official)
+    ours = load_engine(layout.spin_official, layout, cpu, "torch")
+    onnx = load_engine(layout.spin_official, layout, cpu, "onnxruntime")  # exports once into view/cache
+    torch_batches = [b.contiguous(memory_format=ours.memory_format) for b in nchw_batches]
+
+    def reference_forward(batch):
+        with torch.no_grad():
+            return reference(batch)
+
+    with torch.inference_mode():
+        ref_out = reference(nchw_batches[0])
+    onnx_out = onnx(nchw_batches[0])
+    max_diff = max(float((ref_out[k] - onnx_out[k]).abs().max()) for k in ref_out)
+
+    def forwards() -> dict:
+        return timed_calls(
+            {
+                "reference_forward": (reference_forward, nchw_batches),
+                "torch_engine_forward": (ours, torch_batches),
+                "onnxruntime_engine_forward": (onnx, nchw_batches),
+            }
+        )
+
+    stages: Dict[str, Callable[[], dict]] = {
+        "forwards_interleaved": forwards,
+        "eval_torch": lambda: eval_process(view, batch_size, workers, threads=threads, engine="torch"),
+        "eval_onnxruntime": lambda: eval_process(
+            view, batch_size, workers, threads=threads, engine="onnxruntime"
+        ),
+    }
+    out: Dict[str, dict] = {}
+    for scenario in scenarios:
+        busy = busy_process() if scenario == "one_busy_process" else None
+        try:
+            per_round = []
+            names = list(stages)
+            for r in range(rounds):
+                order = names[r % len(names) :] + names[: r % len(names)]
+                done = {name: stages[name]() for name in order}
+                f = done["forwards_interleaved"]
+                rates = {
+                    "reference_forward_fps": frames / f["reference_forward"]["wall"],
+                    "torch_engine_forward_fps": frames / f["torch_engine_forward"]["wall"],
+                    "onnxruntime_engine_forward_fps": frames / f["onnxruntime_engine_forward"]["wall"],
+                    "eval_torch_fps": frames / done["eval_torch"]["wall"],
+                    "eval_onnxruntime_fps": frames / done["eval_onnxruntime"]["wall"],
+                    "eval_torch_reported_fps": frames / done["eval_torch"]["doc"]["seconds"],
+                    "eval_onnxruntime_reported_fps": frames / done["eval_onnxruntime"]["doc"]["seconds"],
+                }
+                ref = rates["reference_forward_fps"]
+                row = {k: round(v, 3) for k, v in rates.items()}
+                row.update(
+                    {
+                        "order": order,
+                        "ratio_torch_engine_forward_over_reference": round(
+                            rates["torch_engine_forward_fps"] / ref, 4
+                        ),
+                        "ratio_onnxruntime_engine_forward_over_reference": round(
+                            rates["onnxruntime_engine_forward_fps"] / ref, 4
+                        ),
+                        "ratio_eval_onnxruntime_over_reference": round(
+                            rates["eval_onnxruntime_fps"] / ref, 4
+                        ),
+                        "ratio_eval_onnxruntime_reported_over_reference": round(
+                            rates["eval_onnxruntime_reported_fps"] / ref, 4
+                        ),
+                        "ratio_eval_torch_over_reference": round(rates["eval_torch_fps"] / ref, 4),
+                        "ratio_eval_onnxruntime_over_eval_torch": round(
+                            rates["eval_onnxruntime_fps"] / rates["eval_torch_fps"], 4
+                        ),
+                        "eval_threads": done["eval_onnxruntime"]["doc"]["engine_info"]["threads"],
+                        "eval_workers": done["eval_onnxruntime"]["doc"]["workers"],
+                        "load_average_1min_after": round(os.getloadavg()[0], 2),
+                    }
+                )
+                per_round.append(row)
+                print(json.dumps({"scenario": scenario, **row}), flush=True)
+        finally:
+            if busy is not None:
+                busy.kill()
+                busy.wait()
+        keys = [
+            k
+            for k in per_round[0]
+            if k.startswith(("ratio_", "reference_", "torch_", "onnxruntime_", "eval_"))
+        ]
+        keys = [k for k in keys if k not in ("eval_threads", "eval_workers")]
+        out[scenario] = {
+            "rounds": per_round,
+            "summary": {k: _spread([row[k] for row in per_round]) for k in keys},
+        }
+    import onnxruntime
+
+    return {
+        "frames": frames,
+        "batch_size": batch_size,
+        "threads": {
+            "benchmark_torch_intra_op": torch.get_num_threads(),
+            "onnxruntime_intra_op": onnx.info.threads,
+            "onnxruntime_inter_op": 1,
+            "eval_processes": per_round[0]["eval_threads"],
+            "eval_workers": per_round[0]["eval_workers"],
+            "set_by": "--threads (else torch's default, one per core); the engines follow --threads/GTACLI_THREADS",
+        },
+        "onnxruntime": onnxruntime.__version__,
+        "max_abs_output_difference_reference_vs_onnxruntime": max_diff,
+        "scenarios": out,
+        "goals": {
+            "ratio_eval_onnxruntime_over_reference": ">= 2.5 on a quiet 2-core CPU (scenario as_is on a quiet machine)",
+            "ratio_eval_onnxruntime_over_eval_torch": ">= 1.6 with one other CPU-bound process (one_busy_process)",
+        },
     }
 
 
@@ -497,6 +675,12 @@ def main() -> None:
     parser.add_argument("--large-frames", type=int, default=1_400_000, help="frames of the part (b) file")
     parser.add_argument("--skip-large", action="store_true")
     parser.add_argument("--skip-pipeline", action="store_true", help="skip part (a)")
+    parser.add_argument("--skip-engines", action="store_true", help="skip part (d), the engines (issue 20)")
+    parser.add_argument(
+        "--engine-scenarios",
+        default="as_is,one_busy_process",
+        help="part (d) scenarios: as_is (the machine as it is), one_busy_process (one CPU-bound process beside)",
+    )
     parser.add_argument("--gpu", action="store_true", help="run part (c) (default when CUDA is present)")
     parser.add_argument("--gpu-device", default="cuda", help="device of part (c); cpu for a smoke test")
     parser.add_argument("--gpu-frames", type=int, default=PW3D_TEST_FRAMES)
@@ -528,6 +712,19 @@ def main() -> None:
             args.work_dir, args.frames, args.batch_size, args.workers, args.rounds, args.threads
         )
         print(json.dumps(results["a_reference_vs_ours"]["summary"], indent=2))
+    elif "a_reference_vs_ours" in previous:
+        results["a_reference_vs_ours"] = {
+            **previous["a_reference_vs_ours"],
+            "not_re_measured": "kept from an earlier run (--skip-pipeline)",
+        }
+    if not args.skip_engines:
+        scenarios = [s.strip() for s in args.engine_scenarios.split(",") if s.strip()]
+        results["d_engines"] = part_d(
+            args.work_dir, args.frames, args.batch_size, args.workers, args.rounds, args.threads, scenarios
+        )
+        print(json.dumps({k: v["summary"] for k, v in results["d_engines"]["scenarios"].items()}, indent=2))
+    elif "d_engines" in previous:
+        results["d_engines"] = {**previous["d_engines"], "not_re_measured": "kept from an earlier run"}
     if args.gpu or torch.cuda.is_available():
         results["c_gpu_mode"] = part_c(
             args.work_dir, args.gpu_device, args.gpu_frames, args.gpu_batch_size, args.workers

@@ -26,7 +26,9 @@ class GtacliError(Exception):
 
     def one_line(self) -> str:
         text = f"{self.path}: {self.problem}" if self.path else self.problem
-        if self.fix:
+        if self.fix and "Fix:" in text:  # the problem quotes another error's fix: one "Fix:" per line
+            text = f"{text.rstrip('.')}; then: {self.fix}"
+        elif self.fix:
             text = f"{text.rstrip('.')}. Fix: {self.fix}"
         return " ".join(text.split())  # always a single line
 

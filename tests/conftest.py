@@ -9,13 +9,29 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_ASSETS = Path(os.environ.get("GTACLI_SHARED_ASSETS", REPO.parent / "shared" / "assets"))
+MISSING_ASSETS_REASON = "real test assets not found"
+
+
+def pytest_unconfigure(config) -> None:
+    """One closing line, after the counts, when tests skipped for want of ../shared/assets: how many, and why
+    (`-q` shows no reasons)."""
+    terminalreporter = config.pluginmanager.get_plugin("terminalreporter")
+    if terminalreporter is None:
+        return
+    skipped = terminalreporter.stats.get("skipped", [])
+    count = sum(1 for report in skipped if MISSING_ASSETS_REASON in str(getattr(report, "longrepr", "")))
+    if count:
+        terminalreporter.write_line(
+            f"{count} test(s) skipped: {MISSING_ASSETS_REASON} at {SHARED_ASSETS} (real public files; set "
+            f"GTACLI_SHARED_ASSETS to a folder holding them to run these)"
+        )
 
 
 @pytest.fixture(scope="session")
 def shared_assets() -> Path:
     """../shared/assets (real public files); tests using it skip cleanly when it is absent."""
     if not (SHARED_ASSETS / "PROVENANCE.md").is_file():
-        pytest.skip(f"real test assets not found at {SHARED_ASSETS}")
+        pytest.skip(f"{MISSING_ASSETS_REASON} at {SHARED_ASSETS}")
     return SHARED_ASSETS
 
 

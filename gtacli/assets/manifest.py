@@ -11,7 +11,9 @@ carries `sha256[:8]`), and a validator that checks the content once the bytes ar
 * `gmm`: the GMM pose prior pickle through the restricted unpickler;
 * `checkpoint`: `torch.load(weights_only=True)` and the expected state_dict keys;
 * `text`: UTF-8 text (the training log);
-* `onnx`: an ONNX network loaded with OpenCV's `cv2.dnn.readNetFromONNX` (the demo's detector).
+* `onnx`: an ONNX network loaded with OpenCV's `cv2.dnn.readNetFromONNX` (the demo's detector);
+* `onnx_zip`: a zip archive holding exactly one non-empty `.onnx` member (OpenMMLab's ONNX SDK releases:
+  the keypoint model, which `gtacli.demo.keypoints` reads from the archive).
 
 Every validator raises `BadFileError` (one line: file, problem, fix) or returns a short detail string.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import zipfile
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -29,7 +32,7 @@ import cv2
 import numpy as np
 
 from gtacli.data.human_data import HumanData, cache_file_name
-from gtacli.errors import BadFileError, GtacliError, PathLike, UsageError
+from gtacli.errors import BadFileError, PathLike, UsageError
 from gtacli.io.safe import load_checkpoint, load_npy, load_npz, load_pickle
 
 MANIFEST_PATH = Path(__file__).with_name("manifest.json")
@@ -117,7 +120,7 @@ class Manifest:
         except KeyError:
             close = difflib.get_close_matches(name, self.names, n=3)
             hint = f"did you mean {', '.join(close)}? " if close else ""
-            raise GtacliError(
+            raise UsageError(  # a mistyped name is a usage error (exit 2), as an unknown group is
                 f"unknown asset name '{name}'",
                 fix=f"{hint}list the names with `gtacli fetch --all --dry-run`",
             ) from None
@@ -351,6 +354,23 @@ def validate_onnx(path: PathLike, fix: str = "") -> str:
     return f"ONNX network, {len(net.getLayerNames())} layers"
 
 
+def validate_onnx_zip(path: PathLike, fix: str = "") -> str:
+    """A zip with exactly one non-empty .onnx member (its loading is checked where it is used)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = [i for i in archive.infolist() if i.filename.lower().endswith(".onnx")]
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise BadFileError(f"not a readable zip archive ({exc})", path=path, fix=fix) from None
+    if bad is not None:
+        raise BadFileError(f"zip member {bad} is corrupt (CRC mismatch)", path=path, fix=fix)
+    if len(members) != 1 or members[0].file_size == 0:
+        raise BadFileError(
+            f"expected one non-empty .onnx file in the archive, found {len(members)}", path=path, fix=fix
+        )
+    return f"zip with {members[0].filename} ({members[0].file_size} bytes)"
+
+
 def validate_asset(asset: Asset, path: Optional[PathLike] = None, *, root: Optional[PathLike] = None) -> str:
     """Run the asset's content validator on `path` (default: its destination under `root`)."""
     if path is None:
@@ -374,6 +394,8 @@ def validate_asset(asset: Asset, path: Optional[PathLike] = None, *, root: Optio
         return validate_text(path, fix=fix)
     if kind == "onnx":
         return validate_onnx(path, fix=fix)
+    if kind == "onnx_zip":
+        return validate_onnx_zip(path, fix=fix)
     if kind is None:
         return "no content check"
     raise UsageError(f"manifest entry {asset.name} has unknown validator kind '{kind}'")

@@ -14,7 +14,8 @@ app = typer.Typer(
     name="gtacli",
     help=(
         "Reproduce and use the GTA-Human SPIN pipeline (ResNet-50 + HMR -> SMPL) without mmcv/mmhuman3d.\n\n"
-        "Start with `gtacli quickstart` (offline, synthetic data), or `gtacli fetch --all` for the real assets."
+        "Start with `gtacli quickstart` (offline, synthetic data), or `gtacli fetch --all` for the real assets. "
+        "`gtacli --docs` prints where docs/reproduction.md, which help texts and errors cite, is installed."
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -31,6 +32,7 @@ COMMANDS = [
     ("check-layout", "check_layout", "check_layout_command"),
     ("sample-data", "sample_data", "sample_data_command"),
     ("eval", "evaluate", "eval_command"),
+    ("export", "export", "export_command"),
     ("finetune", "train", "finetune_command"),
     ("train", "train", "train_command"),
     ("fit", "fit", "fit_command"),
@@ -44,12 +46,35 @@ def _version_callback(value: bool) -> None:
         raise typer.Exit()
 
 
+def _docs_callback(value: bool) -> None:
+    if value:
+        from gtacli.io.docs import docs_dir
+
+        folder = docs_dir()
+        if folder is None:
+            typer.echo("error: the docs are not installed with this copy of gtacli", err=True)
+            raise typer.Exit(1)
+        for name in ("reproduction.md", "ARCHITECTURE.md"):
+            if (folder / name).is_file():
+                typer.echo(str(folder / name))
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     version: Annotated[
         Optional[bool],
         typer.Option(
             "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
+        ),
+    ] = None,
+    docs: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--docs",
+            callback=_docs_callback,
+            is_eager=True,
+            help="Print where docs/reproduction.md (cited as 'docs/reproduction.md §N' in help and errors) and docs/ARCHITECTURE.md are on this machine, and exit.",
         ),
     ] = None,
 ) -> None:

@@ -28,20 +28,15 @@ def check_layout_command(
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Check the data tree for a job at content level: shapes, dtypes, keys, static-fit rows against the
-    annotation lengths, body models (6890 vertices), checkpoint keys, a sample of each dataset's image paths
-    (all with --deep, which also reads every image's header and decodes a sample of them, or all of them with
-    --decode-all; the report counts the unreadable images and names the first few) and the hashes recorded by
-    `gtacli fetch`.
+    """Check the data tree for a job at content level: shapes, dtypes, keys, static-fit rows against the annotation lengths, body models (6890 vertices), checkpoint keys, a sample of each dataset's image paths (all with --deep, which also reads every image's header and decodes a sample of them, or all of them with --decode-all; the report counts the unreadable images and names the first few) and the hashes recorded by `gtacli fetch`.
 
-    Prints a table (item, status, detail, the command that fixes it); exit 0 when the job can run, 1 otherwise.
-    With --json: one object with `items`, each having item, path, ok, detail, fix.
+    Prints a table (item, status, detail, the command that fixes it); exit 0 when the job can run, 1 otherwise. With --json: one object with `items`, each having item, path, ok, detail, fix.
 
     Examples:
 
       gtacli check-layout --for eval-pw3d
 
-      gtacli check-layout --for finetune --data-root /data/gta --deep
+      gtacli check-layout --for finetune --deep
 
       gtacli check-layout --for eval-pw3d --deep --decode-all
 

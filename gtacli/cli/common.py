@@ -58,6 +58,14 @@ DeviceOpt = Annotated[
     str,
     typer.Option("--device", help="'auto' (CUDA when present, else CPU), 'cpu', 'cuda' or 'cuda:N'."),
 ]
+EngineOpt = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        help="What runs the network: auto (onnxruntime on the CPU when gtacli[onnx] is installed, torch otherwise "
+        "and on CUDA), torch or onnxruntime (the checkpoint exported to ONNX once, cached under <data-root>/cache/).",
+    ),
+]
 
 
 def _hide_flag_types() -> None:
@@ -134,12 +142,29 @@ class Output:
         """A human table on stdout (no-op in --json mode: the JSON document carries the data)."""
         if self.json_mode:
             return
+        rows = [[str(c) for c in row] for row in rows]
         table = Table(title=title, show_lines=False)
         for column in columns:
             table.add_column(column, overflow="fold")
         for row in rows:
-            table.add_row(*[str(c) for c in row])
-        self.out.print(table)
+            table.add_row(*row)
+        natural = self.out.measure(table, options=self.out.options.update_width(10**6)).maximum
+        if natural <= self.out.width:
+            self.out.print(table)
+            return
+        # too wide for the terminal: a table would split words, paths and URLs mid-token. One block per row
+        # instead, every value whole on its own line (a long one overflows, as the terminal wraps it)
+        self.out.print(title, markup=False, style="bold")
+        if len(columns) == 2:  # item / value: one line each
+            width = max(len(row[0]) for row in rows) if rows else 0
+            for key, value in rows:
+                self.out.print(f"{key:<{width}}  {value}", markup=False, overflow="ignore", crop=False)
+            return
+        width = max(len(c) for c in columns[1:]) if len(columns) > 1 else 0
+        for row in rows:
+            self.out.print(row[0], markup=False)
+            for column, value in zip(columns[1:], row[1:]):
+                self.out.print(f"  {column:<{width}}  {value}", markup=False, overflow="ignore", crop=False)
 
 
 _CURRENT_OUTPUT: contextvars.ContextVar[Optional[Output]] = contextvars.ContextVar(
@@ -388,3 +413,20 @@ def _si(value: float, digits: Optional[int] = None) -> str:
 
 def _ignore_progress(done: int, total: Optional[int] = None, description: Optional[str] = None) -> None:
     """The progress callback under --quiet."""
+
+
+def resolve_file_option(
+    path: Optional[Path], data_root: Path, out: Output, *, option: str, what: str, fix: Optional[str] = None
+) -> Optional[Path]:
+    """`option PATH` as the user meant it: from the current folder, else under the data root (said on stderr);
+    a MissingFileError naming the absolute path and the places tried otherwise (gtacli.io.user_paths)."""
+    if path is None:
+        return None
+    from gtacli.io.user_paths import resolve_user_file
+
+    if fix is None:
+        fix = (
+            f"check the path; `gtacli fetch spin_official` puts the public SPIN checkpoint at "
+            f"{Path(data_root) / 'pretrained_models' / 'spin_official.pth'}"
+        )
+    return resolve_user_file(path, data_root, option=option, what=what, fix=fix, note=out.info)

@@ -13,10 +13,12 @@ from gtacli.cli.common import (
     DataRootOpt,
     DebugOpt,
     DeviceOpt,
+    EngineOpt,
     JsonOpt,
     Output,
     ProgressBar,
     QuietOpt,
+    resolve_file_option,
 )
 
 FFMPEG_LOG_QUIET = "-8"  # libavutil's AV_LOG_QUIET
@@ -145,6 +147,7 @@ def demo_command(
         ),
     ] = False,
     device: DeviceOpt = "auto",
+    engine: EngineOpt = "auto",
     smooth: Annotated[
         bool,
         typer.Option("--smooth", help="One-Euro smoothing of each person's pose, shape and camera (videos)."),
@@ -169,18 +172,36 @@ def demo_command(
     max_frames: Annotated[
         Optional[int], typer.Option("--max-frames", help="Only the first N frames (results.json says so).")
     ] = None,
+    refine: Annotated[
+        bool,
+        typer.Option(
+            "--refine",
+            help="Fit each body to the person's 2D keypoints, starting from the network's prediction "
+            "(--keypoints, an OpenPose --bbox-file, or the keypoint model of `gtacli fetch keypoints`).",
+        ),
+    ] = False,
+    keypoints: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--keypoints",
+            help="--refine: OpenPose JSON keypoints, a file or a folder with one per image/frame.",
+        ),
+    ] = None,
+    refine_smooth: Annotated[
+        float,
+        typer.Option(
+            "--refine-smooth",
+            min=0.0,
+            help="--refine: weight of the temporal term on a video's tracks (joint motion between frames; 0: off).",
+        ),
+    ] = 1.0,
     json_mode: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> int:
     """Estimate SMPL bodies in images or videos and write overlays plus per-frame results.
 
-    Writes into --output: overlays/<frame>.png (images, folders) or overlay.mp4 (videos, same frame count and fps
-    as the input), results.npz (per person and frame: track id, box with its score and source, SMPL axis-angle
-    pose, betas, camera, translation in the original camera, 2D/3D joints in smpl_49 and J14, frames without a
-    person) and results.json (summary, tracks, detector, timings, conventions), plus .gtacli-demo.json listing
-    the files written. Nothing is written unless the run completes; an existing --output is replaced only when
-    it holds nothing but a previous demo output.
+    Writes into --output: overlays/<frame>.png (images, folders) or overlay.mp4 (videos, same frame count and fps as the input), results.npz (per person and frame: track id, box with its score and source, SMPL axis-angle pose, betas, camera, translation in the original camera, 2D/3D joints in smpl_49 and J14, frames without a person) and results.json (summary, tracks, detector, timings, conventions), plus .gtacli-demo.json listing the files written. Nothing is written unless the run completes; an existing --output is replaced only when it holds nothing but a previous demo output.
 
     Examples:
 
@@ -193,6 +214,10 @@ def demo_command(
       gtacli demo frames/ --checkpoint model.pth --no-render --save-vertices --json
 
       gtacli demo clip.mp4 --from-results out/clip/results.npz --export-mesh --save-frames -o out/clip_meshes
+
+      gtacli demo im1010.jpg --checkpoint model.pth --bbox-file im1010_openpose.json --refine
+
+      gtacli fetch keypoints && gtacli demo clip.mp4 --checkpoint model.pth --refine --refine-smooth 2
 
       gtacli demo clip.mp4 --checkpoint model.pth --export-animation --smooth -o out/clip_anim
 
@@ -214,10 +239,12 @@ def demo_command(
         from gtacli.errors import UsageError
 
         raise UsageError(f"--detector {detector!r} is unknown", fix=f"use one of: {', '.join(DETECTORS)}")
+    checkpoint = resolve_file_option(checkpoint, data_root, out, option="--checkpoint", what="checkpoint")
     after_results, export_only = _animation_export(
         export_animation, pose_correctives, no_mesh, up, min_track_frames, from_results, data_root, out
     )
     detector_asset = load_manifest().get("detector")  # `gtacli fetch detector`: destination and pinned hash
+    keypoints_asset = load_manifest().get("keypoints")  # `gtacli fetch keypoints`: hash in the lock file
     config = DemoConfig(
         input=input,
         checkpoint=checkpoint,
@@ -230,6 +257,7 @@ def demo_command(
         yolox_sha256=detector_asset.sha256,
         max_people=max_people,
         device=resolve_device(device),
+        engine=engine,
         smooth=smooth,
         side_view=side_view,
         render=not no_render,
@@ -242,6 +270,11 @@ def demo_command(
         save_frames=save_frames,
         from_results=from_results,
         max_missed_s=max_missed,
+        refine=refine,
+        keypoints=keypoints,
+        keypoint_model=keypoints_asset.path(data_root),
+        keypoint_sha256=_recorded_sha256(data_root, "keypoints"),
+        refine_smooth=refine_smooth,
         force=force,
         after_results=after_results,
     )
@@ -279,12 +312,22 @@ def demo_command(
         for key in ("frames", "meshes"):
             if outputs[key]:
                 out.out.print(f"{key}: {outputs[key]}", markup=False)
+        if summary["engine"]:
+            out.out.print(f"engine: {summary['engine']['detail']}", markup=False)
         _print_animation(out, summary)
         timings = ", ".join(f"{k} {v:.2f}s" for k, v in summary["timings_s"].items())
         out.out.print(f"speed: {summary['frames_per_s']} frames/s ({timings})", markup=False)
 
     out.result(summary, human)
     return 0
+
+
+def _recorded_sha256(data_root: Path, name: str) -> Optional[str]:
+    """The sha256 the lock file recorded when `gtacli fetch NAME` downloaded the file (None if never)."""
+    from gtacli.assets.lockfile import read_lock_file
+    from gtacli.layout import DataLayout
+
+    return (read_lock_file(DataLayout(data_root)).get(name) or {}).get("sha256")
 
 
 def _animation_export(

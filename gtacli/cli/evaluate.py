@@ -12,10 +12,12 @@ from gtacli.cli.common import (
     DataRootOpt,
     DebugOpt,
     DeviceOpt,
+    EngineOpt,
     JsonOpt,
     Output,
     ProgressBar,
     QuietOpt,
+    resolve_file_option,
 )
 
 SYNTHETIC_NOTE = (
@@ -28,7 +30,8 @@ def eval_command(
     checkpoint: Annotated[
         Path,
         typer.Option(
-            "--checkpoint", help="Checkpoint: mmhuman3d .pth, SPIN {'model'} file or a gtacli checkpoint."
+            "--checkpoint",
+            help="Checkpoint: mmhuman3d .pth, SPIN {'model'} file, a gtacli checkpoint, or a `gtacli export` .onnx.",
         ),
     ],
     data_root: DataRootOpt,
@@ -57,6 +60,7 @@ def eval_command(
         ),
     ] = None,
     device: DeviceOpt = "auto",
+    engine: EngineOpt = "auto",
     limit: Annotated[Optional[int], typer.Option("--limit", help="Evaluate only the first N frames.")] = None,
     save_predictions: Annotated[
         Optional[Path],
@@ -93,30 +97,26 @@ def eval_command(
 ) -> int:
     """Evaluate a checkpoint: MPJPE / PA-MPJPE (and PVE on 3DPW) in mm, per sequence and overall.
 
-        3DPW follows mmhuman3d exactly (gendered SMPL ground truth, J_regressor_h36m, 14 LSP joints, pelvis =
-    H36M joint 0) with crops identical to OpenCV 4.x, so a released checkpoint gives the published numbers
-    (83.20 / 51.98 for resnet50_spin_gta_ft-2538df81_20220708.pth). The network runs in channels-last
-    memory on CPU and CUDA with BatchNorm folded into the convolutions: the same metrics as the plain NCHW
-    float32 network within 0.001 mm, faster; the output names the layout. On CUDA, TF32 is off unless
-    --tf32. CPU threads: --threads, else $GTACLI_THREADS, else one per core. Reads
-    <data-root>/preprocessed_datasets/pw3d_test.npz (h36m: h36m_valid_protocol2.npz, mpi_inf_3dhp:
-    mpi_inf_3dhp_test.npz) and the images under <data-root>/datasets/<dataset>/.
+    3DPW follows mmhuman3d exactly (gendered SMPL ground truth, J_regressor_h36m, 14 LSP joints, pelvis = H36M joint 0) with crops identical to OpenCV 4.x, so a released checkpoint gives the published numbers (83.20 / 51.98 for resnet50_spin_gta_ft-2538df81_20220708.pth). The network runs in channels-last memory on CPU and CUDA with BatchNorm folded into the convolutions: the same metrics as the plain NCHW float32 network within 0.001 mm, faster; the output names the layout. --engine onnxruntime (the default on the CPU when gtacli[onnx] is installed) runs the checkpoint exported to ONNX (once, cached under <data-root>/cache/onnx/; a .onnx file from `gtacli export` is used as given): the torch engine's 3DPW metrics within 0.01 mm, faster on the CPU; the output names the engine. On CUDA, TF32 is off unless --tf32. CPU threads: --threads, else $GTACLI_THREADS, else one per core. Reads <data-root>/preprocessed_datasets/pw3d_test.npz (h36m: h36m_valid_protocol2.npz, mpi_inf_3dhp: mpi_inf_3dhp_test.npz) and the images under <data-root>/datasets/<dataset>/.
 
     Examples:
 
           gtacli eval --checkpoint data/models/resnet50_spin_gta_ft-2538df81_20220708.pth
 
-          gtacli eval --dataset pw3d --checkpoint run/latest.pth --limit 500 --json
+          gtacli eval --dataset pw3d --checkpoint runs/gta_ft/latest.pth --limit 500 --json
+
+          gtacli eval --checkpoint model.pth --engine torch --device cpu --threads 4
 
           GTACLI_THREADS=8 gtacli eval --checkpoint model.pth --device cpu
 
-          gtacli eval --dataset h36m --checkpoint model.pth --batch-size 64 --workers 8 --device cuda --amp
+          gtacli eval --checkpoint model.pth --batch-size 64 --workers 8 --device cuda --amp
     """
     from gtacli.device import configure_threads, resolve_device
     from gtacli.evaluate.runner import EvalConfig, check_config, run_evaluation
     from gtacli.layout import DataLayout
 
     out = Output(json_mode=json_mode, quiet=quiet, debug=debug)
+    checkpoint = resolve_file_option(checkpoint, data_root, out, option="--checkpoint", what="checkpoint")
     config = EvalConfig(
         dataset=dataset,
         checkpoint=checkpoint,
@@ -132,8 +132,10 @@ def eval_command(
         tf32=tf32,
         annotation=annotation,
         mmhuman3d_pve=mmhuman3d_pve,
+        engine=engine,
     )
-    protocol = check_config(config).protocol  # every option and output path checked before any output
+    checked = check_config(config)
+    protocol = checked.protocol  # every option and output path checked before any output
     configure_threads(threads)  # --threads, else GTACLI_THREADS (checked here, before any output)
     if DataLayout(data_root).is_synthetic:
         out.once("synthetic", SYNTHETIC_NOTE)
@@ -142,7 +144,8 @@ def eval_command(
     else:
         precision = "fp32"
     out.info(
-        f"eval {protocol.name} on {config.device}: {precision}{'; --amp mixed precision' if amp else ''}"
+        f"eval {protocol.name} on {config.device} with {checked.engine}: {precision}"
+        f"{'; --amp mixed precision' if amp else ''}"
     )
     with ProgressBar(out, "eval", rate_unit="frames") as progress:
         result = run_evaluation(config, progress=progress, info=out.info)
@@ -177,12 +180,25 @@ def _print_human(out: Output, doc: Dict[str, Any]) -> None:
             + (", BatchNorm folded into the convolutions" if doc["batchnorm_folded"] else "")
             + ("" if doc["exact"] else " (not exact: --amp/--tf32)"),
         ),
+        ("engine", _engine_line(doc)),
         (
             "time",
-            f"{doc['seconds']:.1f} s ({doc['frames_per_second']:.1f} frames/s on {doc['device']}, "
-            f"{doc['threads']} threads, {doc['workers']} workers)",
+            f"{doc['seconds']:.1f} s in all, loading included: {doc['frames_per_second']:.1f} frames/s on "
+            f"{doc['device']} ({doc['threads']} threads, {doc['workers']} workers)",
         ),
     ]
     width = max(len(label) for label, _ in lines) + 2
     for label, value in lines:
         out.out.print(f"{label:<{width}}{value}", markup=False)
+
+
+def _engine_line(doc: Dict[str, Any]) -> str:
+    from gtacli.evaluate.runner import ONNXRUNTIME_EXACTNESS
+
+    info = doc["engine_info"]
+    if info["name"] != "onnxruntime":
+        return info["detail"]
+    check = info.get("verification") or {}
+    verified = f", export verified to {check['max_abs_diff']:.1g} of torch" if "max_abs_diff" in check else ""
+    source = {"given": "as given", "cache": "cached", "exported": "exported on this run"}[info["onnx_source"]]
+    return f"{info['detail']}, {info['onnx_model']} ({source}{verified}): {ONNXRUNTIME_EXACTNESS}"

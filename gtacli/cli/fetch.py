@@ -22,7 +22,7 @@ def fetch_command(
         typer.Option(
             "--group",
             "-g",
-            help="Fetch a group: extras, fits, pretrained, models, annotations, detector. Repeatable.",
+            help="Fetch a group: extras, fits, pretrained, models, annotations, detector, keypoints. Repeatable.",
         ),
     ] = None,
     all_assets: Annotated[bool, typer.Option("--all", help="Fetch every group.")] = False,

@@ -55,20 +55,20 @@ def quickstart_command(
 ) -> int:
     """Run the whole pipeline offline on a generated synthetic data tree, then print a summary.
 
-    Steps: build the `sample-data` tree (if missing) -> `check-layout --for all` -> `finetune` for a few dozen steps
-    from the tree's spin_official.pth -> `eval --dataset pw3d` of the new checkpoint -> `demo` on one image.
-    Each step is the real command run as a child process; its messages go to DIR/logs/STEP.log, the resolved
-    recipe to DIR/run/recipe.json. Takes a few minutes on 2 CPU cores; needs no downloads and no GPU.
+    Steps: build the `sample-data` tree (if missing) -> `check-layout --for all` -> `finetune` for a few dozen steps from the tree's spin_official.pth -> `eval --dataset pw3d` of the new checkpoint -> `demo` on one image. Each step is the real command run as a child process; its messages go to DIR/logs/STEP.log, the resolved recipe to DIR/run/recipe.json. Takes a few minutes on 2 CPU cores; needs no downloads and no GPU.
 
     Examples:
 
       gtacli quickstart                       # writes under ./runs/quickstart
 
-      gtacli quickstart --dir /tmp/qs --size tiny --steps 10 --json
+      gtacli quickstart --dir runs/qs_tiny --size tiny --steps 10 --json
     """
     out = Output(json_mode=json_mode, quiet=quiet, debug=debug)
     if size not in ("tiny", "small"):
         raise UsageError(f"--size {size!r} is not tiny or small", fix="use --size tiny or --size small")
+    from gtacli.device import resolve_device
+
+    resolve_device(device)  # an unusable --device fails now, not after building the tree
     ensure_writable_dir(
         Path(directory), what="the quickstart folder", fix="choose a writable folder with --dir"
     )
@@ -168,7 +168,36 @@ def run_quickstart(
         "demo": demo,
         "stage_seconds": stage_seconds,
         "seconds": round(time.perf_counter() - started, 2),
+        "next": next_commands(root, run_dir, checkpoint, demo_input, demo_box, directory, steps),
     }
+
+
+def next_commands(
+    root: Path,
+    run_dir: Path,
+    checkpoint: Path,
+    demo_input: Path,
+    demo_box: List[float],
+    directory: Path,
+    steps: int,
+) -> List[str]:
+    """The commands a user types next on the quickstart tree, each runnable as printed (every command takes
+    --data-root; `export GTACLI_DATA_ROOT=...` saves repeating it)."""
+    data = f"--data-root {_quote(root)}"
+    box = ",".join(f"{v:.1f}" for v in demo_box)
+    return [
+        f"gtacli eval --dataset pw3d --checkpoint {_quote(checkpoint)} {data}",
+        f"gtacli finetune {data} --work-dir {_quote(run_dir)} --resume --max-steps {2 * steps}",
+        f"gtacli fit --dataset lsp {data} --limit 8 --output {_quote(directory / 'fits' / 'lsp_fits.npy')}",
+        f"gtacli demo {_quote(demo_input)} --checkpoint {_quote(checkpoint)} {data} --bbox {box} "
+        f"--output {_quote(directory / 'demo_again')}",
+    ]
+
+
+def _quote(path: Any) -> str:
+    import shlex
+
+    return shlex.quote(str(path))
 
 
 def _rerun_args(run_dir: Path) -> List[str]:
@@ -286,3 +315,9 @@ def _print_summary(out: Output, s: Dict[str, Any]) -> None:
     elif trend is not None:
         out.out.print(f"The mean loss {trend} over the run, but {LOSS_NOTE}.", markup=False)
     out.out.print(f"Everything was written under {s['directory']}.", markup=False)
+    out.out.print(
+        f"Every command below names its data tree with --data-root (or: export GTACLI_DATA_ROOT={_quote(s['data_root'])}):",
+        markup=False,
+    )
+    for command in s.get("next") or []:
+        out.out.print(f"next: {command}", markup=False)

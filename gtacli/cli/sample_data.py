@@ -27,18 +27,15 @@ def sample_data_command(
 ) -> None:
     """Write a complete miniature SYNTHETIC data tree that every command accepts as it is.
 
-    Synthetic SMPL-format body models and regressors, rendered images with matching boxes and 2D/3D keypoints,
-    HumanData annotations for the seven training datasets and 3DPW, static fits, priors, and a random-weight
-    spin_official.pth in mmhuman3d's layout. Everything is marked synthetic. Re-running on a synthetic tree
-    rebuilds it; a folder with other content is refused unless --force.
+    Synthetic SMPL-format body models and regressors, rendered images with matching boxes and 2D/3D keypoints, HumanData annotations for the seven training datasets and 3DPW, static fits, priors, and a random-weight spin_official.pth in mmhuman3d's layout. Everything is marked synthetic. Re-running on a synthetic tree rebuilds it; a folder with other content is refused unless --force.
 
     Examples:
 
-      gtacli sample-data --data-root /tmp/gtacli-data
+      gtacli sample-data --data-root runs/sample
 
-      gtacli sample-data --data-root /tmp/tiny --size tiny --seed 1 --json
+      gtacli sample-data --data-root runs/tiny --size tiny --seed 1 --json
 
-      GTACLI_DATA_ROOT=/tmp/gtacli-data gtacli sample-data && gtacli check-layout --for all
+      export GTACLI_DATA_ROOT=runs/sample; gtacli sample-data && gtacli check-layout --for all
     """
     from gtacli.errors import UsageError
     from gtacli.io.sizes import format_bytes

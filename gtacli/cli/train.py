@@ -19,6 +19,7 @@ from gtacli.cli.common import (
     ProgressBar,
     QuietOpt,
     parse_key_values,
+    resolve_file_option,
 )
 
 RecipeOpt = Annotated[str, typer.Option("--recipe", help="Recipe name: gta-spin-ft or spin.")]
@@ -68,6 +69,14 @@ WorkersOpt = Annotated[Optional[int], typer.Option("--workers", min=0, help="Dat
 MaxStepsOpt = Annotated[
     Optional[int], typer.Option("--max-steps", min=1, help="Stop after N steps in total (saves latest.pth).")
 ]
+KeepLastOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--keep-last",
+        min=1,
+        help="Keep only the N newest epoch_<n>.pth checkpoints (each is about 310 MB); default: keep all.",
+    ),
+]
 SaveEveryOpt = Annotated[
     Optional[int],
     typer.Option(
@@ -99,6 +108,7 @@ class TrainArgs:
     workers: Optional[int]
     max_steps: Optional[int]
     save_every: Optional[int]
+    keep_last: Optional[int]
     json_mode: bool
     quiet: bool
     debug: bool
@@ -133,19 +143,16 @@ def finetune_command(
     workers: WorkersOpt = None,
     max_steps: MaxStepsOpt = None,
     save_every: SaveEveryOpt = None,
+    keep_last: KeepLastOpt = None,
     json_mode: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> int:
     """Fine-tune the estimator with the GTA-Human SPIN recipe as mmhuman3d's code ran it (3DPW 83.20 / 51.98).
 
-    Recipe gta-spin-ft: 7 datasets (GTA 50 %), 100,000 draws per epoch, 10 epochs, batch 32 per process,
-    two Adams at a constant 3e-5, no gradient clipping, static fits. The resolved recipe is printed and saved
-    as recipe.json in the run directory; checkpoints epoch_<n>.pth and latest.pth are written every epoch.
-    One process uses CUDA when present; several GPUs or nodes run under torchrun (DDP, env://).
+    Recipe gta-spin-ft: 7 datasets (GTA 50 %), 100,000 draws per epoch, 10 epochs, batch 32 per process, two Adams at a constant 3e-5, no gradient clipping, static fits. The start prints the fields that differ from the recipe (--debug: all of it); the full recipe is saved as recipe.json in the run directory; checkpoints epoch_<n>.pth and latest.pth are written every epoch. One process uses CUDA when present; several GPUs or nodes run under torchrun (DDP, env://).
 
-    SIGINT/SIGTERM (Ctrl-C, a cluster's preemption) finish the current step, save a resumable latest.pth and
-    exit with 130/143; `--resume` then continues exactly where the run stopped.
+    SIGINT/SIGTERM (Ctrl-C, a cluster's preemption) finish the current step, save a resumable latest.pth and exit with 130/143; `--resume` then continues exactly where the run stopped.
 
     Examples:
 
@@ -153,7 +160,7 @@ def finetune_command(
 
       gtacli finetune --work-dir runs/gta_ft --resume
 
-      gtacli finetune --work-dir runs/gta_ft_b --resume runs/gta_ft/epoch_3.pth
+      gtacli finetune --work-dir runs/gta_ft_b --resume runs/gta_ft/latest.pth
 
       gtacli finetune --set optim.grad_clip=true --set losses.openpose_confidence=zero --epochs 2
 
@@ -191,18 +198,16 @@ def train_command(
     workers: WorkersOpt = None,
     max_steps: MaxStepsOpt = None,
     save_every: SaveEveryOpt = None,
+    keep_last: KeepLastOpt = None,
     json_mode: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> int:
     """Train with the SPIN recipe: SMPLify in the loop, fits updated, synchronised across ranks and saved.
 
-    Recipe spin (mmhuman3d configs/spin/resnet50_spin_pw3d.py): 6 datasets, batch 8 per process, lr 3e-5
-    divided by 10 after epoch 3, 10 epochs; fits are saved with every checkpoint (fits/<ds>_fits.npy).
+    Recipe spin (mmhuman3d configs/spin/resnet50_spin_pw3d.py): 6 datasets, batch 8 per process, lr 3e-5 divided by 10 after epoch 3, 10 epochs; fits are saved with every checkpoint (fits/<ds>_fits.npy).
 
-    --init imagenet (the default) reads torchvision's ImageNet ResNet-50 weights (ResNet50_Weights.IMAGENET1K_V1)
-    from <data-root>/pretrained_models/resnet50-0676ba61.pth (`gtacli fetch resnet50_imagenet`); training
-    itself downloads nothing.
+    --init imagenet (the default) reads torchvision's ImageNet ResNet-50 weights (ResNet50_Weights.IMAGENET1K_V1) from <data-root>/pretrained_models/resnet50-0676ba61.pth (`gtacli fetch resnet50_imagenet`); training itself downloads nothing.
 
     Examples:
 
@@ -210,7 +215,7 @@ def train_command(
 
       gtacli train --work-dir runs/spin --resume
 
-      gtacli train --init runs/spin/epoch_3.pth --work-dir runs/spin_b --epochs 5 --set registration.method=spin
+      gtacli train --init data/pretrained_models/spin_official.pth --work-dir runs/spin_b --set registration.method=spin
 
       torchrun --nproc_per_node 4 -m gtacli train --work-dir runs/spin_4gpu
     """
@@ -224,7 +229,7 @@ def _train(command: str, args: TrainArgs) -> int:
     from gtacli.train.distributed import local_rank, shutdown
     from gtacli.train.loop import run_training
     from gtacli.train.options import TrainOptions
-    from gtacli.train.recipe import apply_cli_overrides, get_recipe
+    from gtacli.train.recipe import cli_override_values, get_recipe
 
     rank = int(os.environ.get("RANK", "0"))
     # only rank 0 talks: other ranks stay quiet and print no result
@@ -236,8 +241,18 @@ def _train(command: str, args: TrainArgs) -> int:
         )
     if args.resume and args.overwrite:
         raise UsageError("--resume and --overwrite exclude each other", fix="pass one of them")
-    recipe = apply_cli_overrides(
-        get_recipe(args.recipe),
+    init = args.init
+    if init is not None and init not in ("none", "imagenet", "spin_official", ""):
+        fix = "run `gtacli fetch spin_official` or pass --init PATH"
+        init = str(
+            resolve_file_option(
+                Path(init), args.data_root, out, option="--init", what="--init weights", fix=fix
+            )
+        )
+    base = get_recipe(args.recipe)
+    # what the command line set (a resumed run applies only these to its saved recipe)
+    overrides = cli_override_values(
+        base,
         parse_key_values(args.settings),
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -245,6 +260,7 @@ def _train(command: str, args: TrainArgs) -> int:
         num_data=args.num_data,
         workers=args.workers,
     )
+    recipe = base.override(overrides) if overrides else base
     device = resolve_device(args.device, local_rank())
     work_dir = args.work_dir if args.work_dir is not None else Path("work_dirs") / recipe.name
     resume = (args.resume_path or work_dir) if args.resume else None
@@ -255,12 +271,15 @@ def _train(command: str, args: TrainArgs) -> int:
             data_root=Path(args.data_root),
             work_dir=work_dir,
             device=device,
-            init=args.init,
+            init=init,
             seed=args.seed,
             resume=resume,
             overwrite=args.overwrite,
+            overrides=overrides,
             max_steps=args.max_steps,
             save_every=args.save_every,
+            keep_last=args.keep_last,
+            debug=args.debug,
             progress=update,
             log=out.info,
             warn=lambda m: out.once(m, m),
@@ -277,6 +296,13 @@ def _train(command: str, args: TrainArgs) -> int:
 
 
 def _print_summary(out: Output, s: dict) -> None:
+    if s.get("nothing_to_do"):
+        out.out.print(
+            f"nothing to do: the run in {s['work_dir']} has finished its {s['epochs_completed']} epochs "
+            f"(checkpoint {s['checkpoint']}); extend it with --resume --epochs N",
+            markup=False,
+        )
+        return
     rows = [
         ("recipe", s["recipe"]),
         ("work dir", s["work_dir"]),

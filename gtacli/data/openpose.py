@@ -38,6 +38,7 @@ class OpenPoseFrame:
 
     keypoints: np.ndarray
     source_format: str  # BODY_25 or COCO_18
+    non_finite: int = 0  # keypoints given as NaN/inf (their confidence set to 0)
 
     def __len__(self) -> int:
         return int(self.keypoints.shape[0])
@@ -70,6 +71,7 @@ def parse_openpose(document: Any, path: Optional[PathLike] = None) -> OpenPoseFr
         raise BadFileError("has no 'people' list: not OpenPose output", path=path, fix=OPENPOSE_FIX)
     people = []
     source_format = BODY_25
+    non_finite = 0
     for index, person in enumerate(document["people"]):
         flat = person.get("pose_keypoints_2d") if isinstance(person, dict) else None
         try:
@@ -91,9 +93,10 @@ def parse_openpose(document: Any, path: Optional[PathLike] = None) -> OpenPoseFr
         # non-finite detections carry no information: zero confidence, so no consumer uses them
         bad = ~np.isfinite(joints).all(axis=1)
         joints[bad] = 0.0
+        non_finite += int(bad.sum())
         people.append(joints)
     keypoints = np.stack(people) if people else np.zeros((0, NUM_BODY_25, 3))
-    return OpenPoseFrame(keypoints=keypoints, source_format=source_format)
+    return OpenPoseFrame(keypoints=keypoints, source_format=source_format, non_finite=non_finite)
 
 
 def to_smpl49(keypoints: np.ndarray) -> np.ndarray:

@@ -34,6 +34,7 @@ class DemoConfig:
     yolox_sha256: Optional[str] = None  # their pinned hash (asset manifest)
     max_people: Optional[int] = None
     device: Any = "auto"
+    engine: str = "auto"  # what runs the network: auto | torch | onnxruntime (gtacli.model.engines)
     smooth: bool = False
     side_view: bool = False
     render: bool = True
@@ -46,6 +47,14 @@ class DemoConfig:
     save_frames: bool = False
     from_results: Optional[Path] = None  # re-render / export saved results without the network
     max_missed_s: float = 1.0  # a track survives this long without a detection
+    # --refine (gtacli.demo.refine): fit the network's bodies to keypoints from --keypoints (OpenPose JSON), an
+    # OpenPose --bbox-file, or the keypoint model (`gtacli fetch keypoints`: its place and recorded hash)
+    refine: bool = False
+    keypoints: Optional[Path] = None
+    keypoint_model: Optional[Path] = None
+    keypoint_sha256: Optional[str] = None
+    refine_smooth: float = 1.0  # weight of the temporal term along a video's tracks (0: off)
+    refine_iterations: Optional[int] = None  # None: the fitter's own
     force: bool = False  # --from-results: accept results whose frame count or size differs from the input's
     # Called with (staging folder, results.npz arrays) once the results are complete and before the output is
     # moved into place; what it returns goes into results.json as "animation" (the CLI's --export-animation

@@ -32,8 +32,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from gtacli.device import configure_threads
 from gtacli.errors import BadFileError, MissingFileError, UsageError
 from gtacli.io.hashing import sha256_file
+from gtacli.model.onnx_export import session
 
 DETECTORS = ("auto", "yolox", "hog", "ssd", "yolo")
 DETECTOR_DIR = "detectors"  # under the data root
@@ -277,7 +279,8 @@ class YoloDetector:
 
 
 class YoloxDetector:
-    """OpenCV model zoo's YOLOX (raw (1, N, 85) head output) through cv2.dnn; see the module docstring."""
+    """OpenCV model zoo's YOLOX (raw (1, N, 85) head output); see the module docstring. It runs in cv2.dnn, or
+    in onnxruntime when the demo's engine is onnxruntime (`runtime="onnxruntime"`, the same raw output)."""
 
     name = "yolox"
 
@@ -287,11 +290,19 @@ class YoloxDetector:
         input_size: int = YOLOX_INPUT,
         score_threshold: float = YOLOX_SCORE_THRESHOLD,
         nms_iou: float = NMS_IOU_THRESHOLD,
+        runtime: str = "opencv",
     ):
         import cv2
 
         self.path = Path(onnx)
-        self.net = _load_net(lambda: cv2.dnn.readNetFromONNX(str(onnx)), self.path, "yolox")
+        self.runtime = runtime
+        self.net = self.session = None
+        if runtime == "onnxruntime":
+            fix = "fetch it again (`gtacli fetch detector --force`), or use --detector hog"
+            self.session = session(self.path, threads=configure_threads(None), path=self.path, fix=fix)
+            self.input_name = self.session.get_inputs()[0].name
+        else:
+            self.net = _load_net(lambda: cv2.dnn.readNetFromONNX(str(onnx)), self.path, "yolox")
         self.input_size = int(input_size)
         self.score_threshold = score_threshold
         self.nms_iou = nms_iou
@@ -311,14 +322,18 @@ class YoloxDetector:
 
     def __call__(self, frame: np.ndarray) -> Detections:
         blob, ratio = self.preprocess(frame)
-        self.net.setInput(blob)
-        raw = self.net.forward()
+        if self.session is not None:
+            raw = self.session.run(None, {self.input_name: blob})[0]
+        else:
+            self.net.setInput(blob)
+            raw = self.net.forward()
         return decode_yolox(raw, self.grid, self.strides, ratio, self.score_threshold, self.nms_iou)
 
     def describe(self) -> Dict[str, Any]:
         return {
             "name": "yolox",
             "weights": self.path.name,
+            "runtime": "onnxruntime" if self.session is not None else "opencv-dnn",
             "input_px": self.input_size,
             "score_threshold": self.score_threshold,
             "nms_iou": self.nms_iou,
@@ -412,10 +427,12 @@ def build_detector(
     data_root: Optional[Path] = None,
     yolox_weights: Optional[Path] = None,
     yolox_sha256: Optional[str] = None,
+    engine: str = "torch",
 ) -> Any:
     """A callable `frame_bgr -> Detections` with `.describe()`. `yolox_weights` / `yolox_sha256` are the YOLOX
     file's place and pinned hash (from the asset manifest); `auto` takes YOLOX when that file is there, else HOG.
-    The ssd / yolo files live under `<data_root>/detectors/`."""
+    The ssd / yolo files live under `<data_root>/detectors/`. `engine` is the network's resolved engine: with
+    'onnxruntime', YOLOX runs in onnxruntime too (the other detectors stay in OpenCV)."""
     if name not in DETECTORS:
         raise UsageError(f"--detector {name!r} is unknown", fix=f"use one of: {', '.join(DETECTORS)}")
     folder = Path(data_root or "data") / DETECTOR_DIR
@@ -428,7 +445,7 @@ def build_detector(
         _require_detector_file(path, name, fix="run `gtacli fetch detector`, or use --detector hog")
         if yolox_sha256:
             _check_sha256(path, yolox_sha256)
-        return YoloxDetector(path)
+        return YoloxDetector(path, runtime="onnxruntime" if engine == "onnxruntime" else "opencv")
     if name == "hog":
         return HogDetector()
     if name == "ssd":

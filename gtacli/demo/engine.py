@@ -23,12 +23,12 @@ from gtacli.body.camera import (
 from gtacli.body.conventions import H36M_TO_J14
 from gtacli.body.rotations import axis_angle_from_rotmat
 from gtacli.body.smpl import BodyModel
-from gtacli.data.crop import crop, normalize
 from gtacli.demo.config import DemoConfig, Person, Timer
 from gtacli.demo.track import TrackedBox
 from gtacli.device import resolve_device
 from gtacli.layout import DataLayout
-from gtacli.model.loading import load_estimator
+from gtacli.model.engines import load_engine
+from gtacli.model.predict import predict_crops
 from gtacli.render.overlay import render_overlay
 
 SIDE_VIEW_DEG = 90.0  # the side view turns the mesh by this much about the vertical axis
@@ -42,10 +42,13 @@ class Engine:
         self.config = config
         self.device = resolve_device(config.device)
         layout = DataLayout(config.data_root)
-        self.model = None
+        self.network = None  # gtacli.model.engines: torch or onnxruntime (--engine)
         self.report = None
         if need_network:
-            self.model, self.report = load_estimator(config.checkpoint, layout, self.device, inference=True)
+            self.network = load_engine(
+                config.checkpoint, layout, self.device, config.engine, info=notes.append
+            )
+            self.report = self.network.report
         self.body_model = BodyModel.from_layout(layout, gender="neutral", device=self.device)
         self.faces = np.asarray(self.body_model.faces, np.int64)  # (13776, 3)
         if layout.is_synthetic:
@@ -60,21 +63,19 @@ class Engine:
         out = {"rotmat": np.zeros((0, 24, 3, 3)), "betas": np.zeros((0, 10)), "cam": np.zeros((0, 3))}
         if not people:
             return out
-        t = timer.start()
-        crops = np.stack(
-            [normalize(crop(frames_by_index[p.frame], p.center, p.side, 0.0, IMG_RES)[0]) for p in people]
-        )
-        t = timer.add("preprocess", t)
-        pieces: Dict[str, List[np.ndarray]] = {"rotmat": [], "betas": [], "cam": []}
-        with torch.inference_mode():
-            for start in range(0, len(crops), self.config.batch_size):
-                batch = torch.from_numpy(crops[start : start + self.config.batch_size]).to(self.device)
-                pred = self.model(batch)
-                pieces["rotmat"].append(pred["pred_pose"].double().cpu().numpy())
-                pieces["betas"].append(pred["pred_shape"].double().cpu().numpy())
-                pieces["cam"].append(pred["pred_cam"].double().cpu().numpy())
-        timer.add("model", t)
-        return {key: np.concatenate(value) for key, value in pieces.items()}
+        started = [timer.start()]
+
+        def mark(stage: str) -> None:  # 'preprocess' (crop + normalise) and 'model', per batch
+            started[0] = timer.add(stage, started[0])
+
+        return predict_crops(
+            self.network,
+            [frames_by_index[p.frame] for p in people],
+            np.stack([p.center for p in people]),
+            np.array([p.side for p in people], np.float64),
+            self.config.batch_size,
+            mark=mark,
+        ).as_dict()
 
     def body(
         self,

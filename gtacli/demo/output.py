@@ -19,7 +19,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -163,6 +163,24 @@ def _write_bytes(target: Path, data: bytes) -> None:
         ) from None
 
 
+def label_origin(
+    box: Tuple[int, int, int, int], text: Tuple[int, int, int], image_wh: Tuple[int, int], gap: int
+) -> Tuple[int, int]:
+    """Where a box's label starts (cv2.putText's bottom-left origin) so that the whole text stays inside the
+    image: above the box's top-left corner, or just inside the box when there is no room above; shifted left
+    when it would run off the right edge (a person at the edge of the frame) and right when off the left.
+    `text` is (width, height, baseline) from cv2.getTextSize."""
+    x, y, _, _ = box
+    text_w, text_h, baseline = text
+    width, height = image_wh
+    left = min(max(0, x), max(0, width - text_w))
+    bottom = y - gap
+    if bottom - text_h < 0:  # no room above the box: inside it, under its top edge
+        bottom = y + gap + text_h
+    bottom = min(max(text_h, bottom), max(text_h, height - baseline))
+    return int(left), int(bottom)
+
+
 def draw_boxes(image: np.ndarray, people: List[Person]) -> np.ndarray:
     """Each person's box and track id on the overlay (in place); interpolated/predicted boxes dashed-free thin."""
     thick = max(1, round(BOX_THICKNESS_PER_1000_PX * max(image.shape[:2]) / 1000))
@@ -172,10 +190,14 @@ def draw_boxes(image: np.ndarray, people: List[Person]) -> np.ndarray:
         cv2.rectangle(image, (x, y), (x + w, y + h), BOX_COLOR_BGR, width, cv2.LINE_AA)
         label = f"id {person.pid}" + ("" if person.source in ("detected", "given") else f" ({person.source})")
         scale = 0.5 * thick
+        (text_w, text_h), baseline = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+        origin = label_origin(
+            (x, y, w, h), (text_w, text_h, baseline), (image.shape[1], image.shape[0]), gap=2 * thick
+        )
         cv2.putText(
             image,
             label,
-            (x, max(0, y - 2 * thick)),
+            origin,
             cv2.FONT_HERSHEY_SIMPLEX,
             scale,
             BOX_COLOR_BGR,

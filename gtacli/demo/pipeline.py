@@ -13,7 +13,8 @@
    centre, square side `DEMO_BBOX_SCALE · max(w, h)`, 224x224, `gtacli.data.crop`), batched `HMREstimator`
    forward under `torch.inference_mode` (or, with `--from-results`, the saved parameters instead of the network:
    `Replay`, `gtacli.demo.replay`);
-5. **smooth** (optional One-Euro per person, `gtacli.demo.smooth`);
+5. **refine** (optional, `--refine`: the bodies fitted to the people's keypoints with a temporal term,
+   `gtacli.demo.refine`), then **smooth** (optional One-Euro per person, `gtacli.demo.smooth`);
 6. **body** (`Engine.body`): neutral SMPL vertices, smpl_49 and J14 joints, cameras, 2D joints;
 7. **render** (`Engine.render`, `gtacli.render.overlay` on the model's device) with boxes and track ids;
 8. **write** (`Writers`, `gtacli.demo.output`): overlay video / PNGs, meshes, results.npz and
@@ -55,13 +56,17 @@ from gtacli.demo.output import (
     check_output_dir,
     display_name,
 )
+from gtacli.demo.refine import RefineStage, make_refine_stage
 from gtacli.demo.replay import Replay
 from gtacli.demo.results import RESULT_FIELDS, DemoResults
 from gtacli.demo.smooth import PersonSmoother
 from gtacli.demo.track import TrackConfig, TrackedBox, given_boxes, track_sequence
+from gtacli.device import resolve_device
 from gtacli.errors import BadFileError, GtacliError, UsageError
 from gtacli.io import video
 from gtacli.io.atomic import atomic_write_json
+from gtacli.layout import DataLayout
+from gtacli.model.engines import resolve_engine
 from gtacli.progress import ProgressFn
 
 FRAMES_PER_CHUNK_PER_BATCH = 2  # frames read per chunk = batch_size x this (bounded memory, full batches)
@@ -93,6 +98,7 @@ def run_demo(
         check_replay_matches_input(replay, inp, config)
     t = timer.start()
     engine = Engine(config, notes, need_network=replay is None)  # loads checkpoint + SMPL before any output
+    refine = make_refine_stage(config, engine.body_model, DataLayout(config.data_root).gmm_prior)
     timer.add("setup", t)
 
     if replay is not None:
@@ -107,8 +113,10 @@ def run_demo(
         results = DemoResults(config.save_vertices)
         smoother = make_smoother(config, inp.source, notes)
         frames_done = mesh_frames(
-            config, inp, people, engine, replay, smoother, writers, results, timer, progress
+            config, inp, people, engine, replay, smoother, writers, results, timer, progress, refine=refine
         )
+        if refine is not None:
+            refine.finish(notes)
         t = timer.start()
         writers.close(frames_done, timer)
         summary = make_summary(
@@ -122,6 +130,7 @@ def run_demo(
             timer,
             time.perf_counter() - t_total,
         )
+        summary["refine"] = refine.describe() if refine is not None else None
         summary["outputs"] = writers.describe()
         summary["notes"] = notes
         fps = float(inp.source.fps or 0.0) if inp.source.is_video else 0.0
@@ -216,6 +225,10 @@ def validate(config: DemoConfig) -> None:
         raise UsageError("--from-results re-uses the saved boxes; drop --bbox / --bbox-file")
     if config.from_results is None and config.checkpoint is None:
         raise UsageError("--checkpoint is required (or --from-results results.npz)")
+    if config.refine and config.from_results is not None:
+        raise UsageError("--refine refits the network's bodies; drop --from-results")
+    if config.from_results is None:
+        resolve_engine(config.engine, resolve_device(config.device), config.checkpoint)
 
 
 # ----------------------------------------------------------------------------------------------- 1. read
@@ -328,7 +341,12 @@ def detect_people(
         None
         if user_boxes is not None
         else detect.build_detector(
-            config.detector, config.data_root, config.yolox_weights, config.yolox_sha256
+            config.detector,
+            config.data_root,
+            config.yolox_weights,
+            config.yolox_sha256,
+            # the network's engine: with onnxruntime, YOLOX runs there too
+            engine=resolve_engine(config.engine, resolve_device(config.device), config.checkpoint),
         )
     )
     per_frame: List[detect.Detections] = []
@@ -416,8 +434,10 @@ def mesh_frames(
     results: DemoResults,
     timer: Timer,
     progress: Optional[ProgressFn],
+    refine: Optional[RefineStage] = None,
 ) -> int:
-    """Second pass over the frames, in chunks: crop + infer, smooth, body, render, write. Returns frames done."""
+    """Second pass over the frames, in chunks: crop + infer, (refine,) smooth, body, render, write. Returns
+    frames done."""
     step_s = (
         1.0 / float(inp.source.fps or video.DEFAULT_FPS) if inp.source.is_video else 1.0 / video.DEFAULT_FPS
     )
@@ -440,10 +460,15 @@ def mesh_frames(
             outputs = replay.outputs(crowd)
         else:
             outputs = engine.infer({index: frame for index, _, frame in chunk}, crowd, timer)
+        extra = None
+        if refine is not None:
+            t = timer.start()
+            outputs, extra = refine(chunk, crowd, outputs)
+            timer.add("refine", t)
         if smoother is not None:
             smooth_people(smoother, crowd, outputs, step_s, timer)
         body = engine.body(crowd, outputs, {index: frame.shape[:2] for index, _, frame in chunk}, timer)
-        results.add_people(crowd, outputs, body)
+        results.add_people(crowd, outputs, body, extra)
         jobs = []
         for index, name, frame in chunk:
             mine = [k for k, person in enumerate(crowd) if person.frame == index]
@@ -506,6 +531,7 @@ def make_summary(
         "checkpoint_report": engine.report.summary() if engine.report is not None else None,
         "from_results": display_name(str(config.from_results)) if config.from_results else None,
         "device": str(engine.device),
+        "engine": engine.network.info.to_json() if engine.network is not None else None,
         "boxes": "--bbox"
         if config.bbox is not None
         else (display_name(str(config.bbox_file)) if config.bbox_file else None),

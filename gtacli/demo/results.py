@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -72,6 +72,7 @@ class DemoResults:
         self.frame_sizes: List[Tuple[int, int]] = []
         self.frame_has_person: List[bool] = []
         self.parts: Dict[str, List[np.ndarray]] = {k: [] for k in self.PERSON_KEYS + ("vertices",)}
+        self.extra_keys: List[str] = []
 
     def add_frame(self, name: str, size_hw: Tuple[int, int], has_person: bool) -> None:
         self.frame_names.append(name)
@@ -79,11 +80,21 @@ class DemoResults:
         self.frame_has_person.append(has_person)
 
     def add_people(
-        self, people: List[Any], outputs: Dict[str, np.ndarray], body: Dict[str, np.ndarray]
+        self,
+        people: List[Any],
+        outputs: Dict[str, np.ndarray],
+        body: Dict[str, np.ndarray],
+        extra: Optional[Dict[str, np.ndarray]] = None,
     ) -> None:
+        """`extra`: more per-person fields (e.g. `--refine`'s, `gtacli.demo.refine.REFINE_FIELDS`)."""
         if not people:
             return
         p = self.parts
+        for key, value in (extra or {}).items():
+            if key not in self.extra_keys:
+                self.extra_keys.append(key)
+                p[key] = []
+            p[key].append(np.asarray(value))
         p["frame_index"].append(np.array([x.frame for x in people], np.int64))
         p["person_id"].append(np.array([x.pid for x in people], np.int64))
         p["smpl_pose"].append(body["pose_aa"])
@@ -142,6 +153,9 @@ class DemoResults:
                 out[key] = value.astype(str)
             else:
                 out[key] = value.astype(np.float32)
+        for key in self.extra_keys:
+            value = np.concatenate(self.parts[key])
+            out[key] = value if value.dtype == bool else value.astype(np.float32)
         out["global_orient"] = out["smpl_pose"][:, :3]
         out["body_pose"] = out["smpl_pose"][:, 3:].reshape(-1, 23, 3)
         has = np.array(self.frame_has_person, bool)

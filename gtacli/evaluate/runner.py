@@ -44,9 +44,8 @@ from gtacli.evaluate.protocols import (
 from gtacli.io.atomic import atomic_path, temp_path_for
 from gtacli.io.hashing import sha256_file
 from gtacli.layout import DataLayout
-from gtacli.model.fold import is_batchnorm_folded
-from gtacli.model.loading import load_estimator
-from gtacli.model.memory_format import inference_memory_format, layout_name, model_memory_format
+from gtacli.model.engines import InferenceEngine, TorchEngine, load_engine, resolve_engine
+from gtacli.model.memory_format import NCHW, inference_memory_format, model_memory_format
 from gtacli.progress import ProgressFn
 
 DEFAULT_BATCH_SIZE = 32
@@ -74,6 +73,7 @@ class EvalConfig:
     annotation: Optional[Path] = None  # overrides the protocol's file
     mmhuman3d_pve: bool = False  # also mmhuman3d's PVE variant (pw3d; one more SMPL pass per batch)
     use_cv2_warp: bool = False  # the installed OpenCV's warp instead of the exact 4.x re-implementation
+    engine: str = "auto"  # auto | torch | onnxruntime (gtacli.model.engines)
 
 
 @dataclass
@@ -99,6 +99,7 @@ class EvalResult:
     synthetic: bool
     batch_size: int
     workers: int
+    engine: Dict[str, Any] = field(default_factory=dict)  # EngineInfo.to_json()
     notes: List[str] = field(default_factory=list)
 
     def to_json(self) -> Dict[str, Any]:
@@ -118,6 +119,8 @@ class EvalResult:
                 "device": self.device,
                 "layout": self.layout,
                 "batchnorm_folded": self.batchnorm_folded,
+                "engine": self.engine.get("name"),
+                "engine_info": self.engine,
                 "threads": self.threads,
                 "tf32": self.tf32,
                 "amp": self.amp,
@@ -132,12 +135,17 @@ class EvalResult:
         return doc
 
 
+# What the eval output says of the onnxruntime engine's numbers (tests/evaluate/test_evaluate_engines.py holds it)
+ONNXRUNTIME_EXACTNESS = "3DPW metrics equal the torch engine's within 0.01 mm"
+
+
 @dataclass(frozen=True)
 class CheckedConfig:
-    """What `check_config` established before any work: the protocol and the annotation file."""
+    """What `check_config` established before any work: the protocol, the annotation file, the engine."""
 
     protocol: Protocol
     annotation: Path
+    engine: str = "torch"
 
 
 def set_tf32(enabled: bool) -> None:
@@ -176,12 +184,15 @@ def check_config(config: EvalConfig) -> CheckedConfig:
         raise MissingFileError(
             "checkpoint not found", path=config.checkpoint, fix="check the path given to --checkpoint"
         )
+    engine = resolve_engine(config.engine, config.device, config.checkpoint)
+    if engine == "onnxruntime" and config.amp:
+        raise UsageError("--amp is for the torch engine", fix="drop --amp, or add --engine torch")
     if config.save_predictions is not None:
         layout = DataLayout(config.data_root)
         inputs = (ann_path, Path(config.checkpoint), *_model_files(layout))
         folders = (layout.image_root(protocol.image_dataset), layout.body_models, layout.cache)
         _check_output(Path(config.save_predictions), inputs, config.force, folders)
-    return CheckedConfig(protocol, ann_path)
+    return CheckedConfig(protocol, ann_path, engine)
 
 
 def _model_files(layout: DataLayout) -> tuple:
@@ -258,9 +269,6 @@ class _Inference:
     predictions: Dict[str, np.ndarray]
     seconds: float
     workers: int
-    layout: str
-    batchnorm_folded: bool
-    threads: int
 
 
 def _annotation_file(layout: DataLayout, protocol: Protocol, annotation: Optional[Path]) -> Path:
@@ -340,16 +348,85 @@ def _start_batches(
     return _Batches(iter(loader), workers)
 
 
-def _images(batch: Dict[str, Any], model: torch.nn.Module, device: torch.device) -> torch.Tensor:
-    """(B,3,224,224) float32 on `device` in the model's layout (no layout conversion on this thread)."""
+def _images(batch: Dict[str, Any], engine: InferenceEngine, device: torch.device) -> torch.Tensor:
+    """(B,3,224,224) float32 on `device` in the engine's layout (no layout conversion on this thread)."""
     if "img" in batch:
         return batch["img"].to(device, non_blocking=True)
     crops = batch["crop"].to(device, non_blocking=True)
-    return normalize_batch(crops, memory_format=model_memory_format(model))
+    return normalize_batch(crops, memory_format=engine.memory_format)
+
+
+def _predict(
+    engine: InferenceEngine, batch: Dict[str, Any], device: torch.device, amp: bool
+) -> Dict[str, torch.Tensor]:
+    """The network's float32 rotation matrices `pred_pose`, `pred_shape` and `pred_cam` for one batch, on `device`."""
+    img = _images(batch, engine, device)
+    amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
+        out = engine(img)
+    return {key: out[key].float().to(device) for key in ("pred_pose", "pred_shape", "pred_cam")}
+
+
+class _Scorer:
+    """Per-frame errors of predictions against the protocol's ground truth: SMPL of the prediction (neutral
+    model), SMPL of the ground truth (gendered, for 3DPW) or its 3D keypoints, then the metrics."""
+
+    def __init__(self, layout: DataLayout, prep: _Prepared, device: torch.device, mmhuman3d_pve: bool):
+        self.prep = prep
+        self.protocol = prep.protocol
+        self.device = device
+        self.neutral = BodyModel.from_layout(layout, "neutral", h36m=True, extra=False, device=device)
+        self.gendered = None
+        if prep.genders is not None:
+            self.gendered = GenderedBodyModel.from_layout(
+                layout, genders=("male", "female"), h36m=True, extra=False, device=device
+            )
+        count = len(prep.rows)
+        names = list(self.protocol.metrics)
+        if mmhuman3d_pve and self.gendered is not None:
+            names.append("pve_mmhuman3d_mm")
+        self.per_frame: Dict[str, np.ndarray] = {name: np.zeros(count) for name in names}
+
+    def score(self, batch: Dict[str, Any], pred: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """Fill the batch's rows of `per_frame`; returns the predicted H36M joints (B,17,3)."""
+        protocol, device, per_frame = self.protocol, self.device, self.per_frame
+        index = batch["index"].numpy()
+        rotmat, betas = pred["pred_pose"], pred["pred_shape"]
+        body = self.neutral(betas, rotmat[:, 1:], rotmat[:, 0:1], pose2rot=False)
+        pred_j = eval_joints(body.joints_h36m, protocol)
+        if self.gendered is not None:
+            genders = [self.prep.genders[i] for i in index]
+            gt = self.gendered(
+                batch["smpl_betas"].to(device, non_blocking=True),
+                batch["smpl_body_pose"].to(device, non_blocking=True),
+                batch["smpl_global_orient"].to(device, non_blocking=True),
+                gender=genders,
+                pose2rot=True,
+            )
+            gt_j = eval_joints(gt.joints_h36m, protocol)
+            pve = M.pve_per_frame(
+                _pelvis_centred(body.vertices, body.joints_h36m, protocol),
+                _pelvis_centred(gt.vertices, gt.joints_h36m, protocol),
+            )
+            per_frame["pve_mm"][index] = pve.cpu().numpy()
+            if "pve_mmhuman3d_mm" in per_frame:
+                # mmhuman3d's `pve`: predicted vertices from the GT-gender model, no alignment
+                pred_g = self.gendered(betas, rotmat[:, 1:], rotmat[:, 0:1], gender=genders, pose2rot=False)
+                per_frame["pve_mmhuman3d_mm"][index] = (
+                    M.pve_per_frame(pred_g.vertices * 1000.0, gt.vertices * 1000.0).cpu().numpy()
+                )
+        else:
+            gt_j = eval_joints(batch["keypoints3d"].to(device, non_blocking=True), protocol)
+        per_frame["mpjpe_mm"][index] = M.mpjpe_per_frame(pred_j, gt_j).cpu().numpy()
+        per_frame["pa_mpjpe_mm"][index] = M.pa_mpjpe_per_frame(pred_j, gt_j).cpu().numpy()
+        if "pck_150mm" in per_frame:
+            per_frame["pck_150mm"][index] = 100.0 * M.pck_per_frame(pred_j, gt_j).cpu().numpy()
+            per_frame["auc"][index] = 100.0 * M.auc_per_frame(pred_j, gt_j).cpu().numpy()
+        return body.joints_h36m
 
 
 def _infer(
-    model: torch.nn.Module,
+    engine: InferenceEngine,
     layout: DataLayout,
     prep: _Prepared,
     device: torch.device,
@@ -359,82 +436,32 @@ def _infer(
     progress: Optional[ProgressFn],
     mmhuman3d_pve: bool = False,
 ) -> _Inference:
-    """Batched inference and per-frame metrics (model in eval mode, inference mode)."""
-    protocol = prep.protocol
-    model.eval()  # BatchNorm running statistics, dropout off
-    neutral = BodyModel.from_layout(layout, "neutral", h36m=True, extra=False, device=device)
-    gendered = None
-    if prep.genders is not None:
-        gendered = GenderedBodyModel.from_layout(
-            layout, genders=("male", "female"), h36m=True, extra=False, device=device
-        )
-    workers = batches.workers
-    threads = torch.get_num_threads()
-    layout_label = layout_name(model_memory_format(model))
-    count = len(prep.rows)
-    names = list(protocol.metrics) + (["pve_mmhuman3d_mm"] if mmhuman3d_pve and gendered is not None else [])
-    per_frame: Dict[str, np.ndarray] = {name: np.zeros(count) for name in names}
+    """For each batch: predict (the engine), then score (SMPL and metrics); under inference mode."""
+    scorer = _Scorer(layout, prep, device, mmhuman3d_pve)
     saved: Dict[str, List[np.ndarray]] = {
         k: [] for k in ("pred_pose", "pred_shape", "pred_cam", "keypoints_3d")
     }
-    amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
-    setup = f"{layout_label}, {threads} threads, {workers} workers"
+    info = engine.info
+    setup = f"{info.name}, {info.layout}, {info.threads} threads, {batches.workers} workers"
+    count = len(prep.rows)
     done = 0
     start = time.perf_counter()
     with torch.inference_mode():
         for batch in batches.iterator:
             if "errors" in batch:  # already one line naming the image (raised here, not in a worker)
                 raise GtacliError(batch["errors"][0])
-            index = batch["index"].numpy()
-            img = _images(batch, model, device)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
-                out = model(img)
-            rotmat = out["pred_pose"].float()
-            betas = out["pred_shape"].float()
-            pred = neutral(betas, rotmat[:, 1:], rotmat[:, 0:1], pose2rot=False)
-            pred_j = eval_joints(pred.joints_h36m, protocol)
-            if gendered is not None:
-                genders = [prep.genders[i] for i in index]
-                gt = gendered(
-                    batch["smpl_betas"].to(device, non_blocking=True),
-                    batch["smpl_body_pose"].to(device, non_blocking=True),
-                    batch["smpl_global_orient"].to(device, non_blocking=True),
-                    gender=genders,
-                    pose2rot=True,
-                )
-                gt_j = eval_joints(gt.joints_h36m, protocol)
-                pve = M.pve_per_frame(
-                    _pelvis_centred(pred.vertices, pred.joints_h36m, protocol),
-                    _pelvis_centred(gt.vertices, gt.joints_h36m, protocol),
-                )
-                per_frame["pve_mm"][index] = pve.cpu().numpy()
-                if "pve_mmhuman3d_mm" in per_frame:
-                    # mmhuman3d's `pve`: predicted vertices from the GT-gender model, no alignment
-                    pred_g = gendered(betas, rotmat[:, 1:], rotmat[:, 0:1], gender=genders, pose2rot=False)
-                    per_frame["pve_mmhuman3d_mm"][index] = (
-                        M.pve_per_frame(pred_g.vertices * 1000.0, gt.vertices * 1000.0).cpu().numpy()
-                    )
-            else:
-                gt_j = eval_joints(batch["keypoints3d"].to(device, non_blocking=True), protocol)
-            per_frame["mpjpe_mm"][index] = M.mpjpe_per_frame(pred_j, gt_j).cpu().numpy()
-            per_frame["pa_mpjpe_mm"][index] = M.pa_mpjpe_per_frame(pred_j, gt_j).cpu().numpy()
-            if "pck_150mm" in per_frame:
-                per_frame["pck_150mm"][index] = 100.0 * M.pck_per_frame(pred_j, gt_j).cpu().numpy()
-                per_frame["auc"][index] = 100.0 * M.auc_per_frame(pred_j, gt_j).cpu().numpy()
+            pred = _predict(engine, batch, device, amp)
+            joints_h36m = scorer.score(batch, pred)
             if keep_predictions:
-                saved["pred_pose"].append(rotmat.cpu().numpy())
-                saved["pred_shape"].append(betas.cpu().numpy())
-                saved["pred_cam"].append(out["pred_cam"].float().cpu().numpy())
-                saved["keypoints_3d"].append(pred.joints_h36m.float().cpu().numpy())
-            done += len(index)
+                for key in ("pred_pose", "pred_shape", "pred_cam"):
+                    saved[key].append(pred[key].cpu().numpy())
+                saved["keypoints_3d"].append(joints_h36m.float().cpu().numpy())
+            done += len(batch["index"])
             if progress is not None:
-                elapsed = time.perf_counter() - start
-                progress(done, count, f"{done / elapsed:.1f} frames/s ({setup})")
+                # the bar shows the one running rate; the description says how the network runs
+                progress(done, count, setup)
     predictions = {k: np.concatenate(v) for k, v in saved.items() if v}
-    seconds = time.perf_counter() - start
-    return _Inference(
-        per_frame, predictions, seconds, workers, layout_label, is_batchnorm_folded(model), threads
-    )
+    return _Inference(scorer.per_frame, predictions, time.perf_counter() - start, batches.workers)
 
 
 def evaluate_model(
@@ -457,11 +484,13 @@ def evaluate_model(
     ann_path = _annotation_file(layout, protocol, annotation)
     prep = _prepare(layout, protocol, ann_path, limit, use_cv2_warp=False)
     batches = _start_batches(prep.dataset, model_memory_format(model), device, batch_size, workers)
-    inference = _infer(model, layout, prep, device, batches, False, False, progress)
+    engine = TorchEngine(model, device)
+    model.eval()  # BatchNorm running statistics, dropout off
+    inference = _infer(engine, layout, prep, device, batches, False, False, progress)
     doc: Dict[str, Any] = {"dataset": protocol.name, "frames": len(prep.rows), "annotation": str(ann_path)}
     doc.update({name: round(float(v.mean()), 4) for name, v in inference.per_frame.items()})
     doc["inference_seconds"] = round(inference.seconds, 3)
-    doc["layout"] = inference.layout
+    doc["layout"] = engine.info.layout
     doc["per_sequence"] = _per_sequence(prep.dataset.image_paths, inference.per_frame)
     return doc
 
@@ -486,14 +515,15 @@ def run_evaluation(
     prep = _prepare(layout, protocol, ann_path, config.limit, config.use_cv2_warp)
     if device.type == "cuda":
         set_tf32(config.tf32)
-    # the workers start decoding now, while the model loads (it is loaded in this layout)
-    batches = _start_batches(
-        prep.dataset, inference_memory_format(device), device, config.batch_size, config.workers
+    # the workers start decoding now, while the model loads (batches come in the engine's layout)
+    memory_format = NCHW if checked.engine == "onnxruntime" else inference_memory_format(device)
+    batches = _start_batches(prep.dataset, memory_format, device, config.batch_size, config.workers)
+    engine = load_engine(
+        checkpoint, layout, device, checked.engine, checkpoint_sha256=hashes[checkpoint].result(), info=say
     )
-    model, report = load_estimator(checkpoint, layout, device, require="model", inference=True)
     keep = config.save_predictions is not None
     inference = _infer(
-        model,
+        engine,
         layout,
         prep,
         device,
@@ -521,25 +551,26 @@ def run_evaluation(
         annotation_sha256=hashes[ann_path].result(),
         checkpoint=str(checkpoint),
         checkpoint_sha256=hashes[checkpoint].result(),
-        checkpoint_format=report.source_format,
+        checkpoint_format=engine.checkpoint_format,
         protocol=protocol.describe(),
         seconds=0.0,
         inference_seconds=inference.seconds,
         device=str(device),
-        layout=inference.layout,
-        batchnorm_folded=inference.batchnorm_folded,
-        threads=inference.threads,
+        layout=engine.info.layout,
+        batchnorm_folded=engine.info.batchnorm_folded,
+        threads=engine.info.threads,
         tf32=bool(device.type == "cuda" and config.tf32),
         amp=config.amp,
         synthetic=layout.is_synthetic,
         batch_size=config.batch_size,
         workers=inference.workers,
+        engine=engine.info.to_json(),
         notes=notes,
     )
     result.seconds = time.perf_counter() - started
     say(
         f"evaluated {result.frames} frames in {result.seconds:.1f} s on {device} "
-        f"({result.layout}, {result.threads} threads, {result.workers} workers)"
+        f"({engine.info.name}, {result.layout}, {result.threads} threads, {result.workers} workers)"
     )
     return result
 

@@ -1,6 +1,9 @@
 """Fit many samples: screen the keypoints, start each fit, run a fitter in batches, judge every result.
 
-* `screen_keypoints`: which samples can be fitted; every problem kind once, with its count and first index.
+* `screen_keypoints`: which samples can be fitted (every sample with at least one usable keypoint, as SPIN
+  and mmhuman3d fit them); `keypoint_notes`: what is flagged about a fitted sample (non-finite keypoints
+  ignored, fewer than 4 confident torso joints); `clean_keypoints`: non-finite joints get confidence 0.
+  Every problem kind is reported once, with its count and first index.
 * the initial translation: `gtacli.fit.camera_init.initial_translation`.
 * `fit_dataset`: the chosen fitter on the fittable rows, `batch_size` at a time; every row of the result
   is finite (rows that were not fitted keep their initial parameters and say why).
@@ -24,11 +27,16 @@ from gtacli.progress import ProgressFn
 
 MIN_TORSO_JOINTS = 4  # hips and shoulders: what places and orients the body (SPIN's camera stage)
 
-# problem kinds, in the order they are checked (a sample is reported under the first that applies)
-NON_FINITE = "non-finite keypoints (NaN or inf)"
+# problem kinds that skip a sample, in the order they are checked (reported under the first that applies)
+NON_FINITE = "non-finite keypoints only (NaN or inf), nothing usable"
 NO_CONFIDENT = "no keypoint with confidence > 0"
-FEW_TORSO = f"fewer than {MIN_TORSO_JOINTS} confident torso joints (hips, shoulders)"
 NO_IMAGE = "image missing or unreadable (needed by --init CHECKPOINT)"
+# what is flagged about a sample that is fitted anyway
+NON_FINITE_JOINTS = "non-finite keypoints (NaN or inf): those joints ignored"
+FEW_TORSO = (
+    f"fewer than {MIN_TORSO_JOINTS} confident torso joints (hips, shoulders): fitted, the camera started "
+    "from the other keypoints (or the weak-perspective camera)"
+)
 
 
 @dataclass
@@ -39,15 +47,16 @@ class Problem:
     count: int
     first_index: int
     unit: str = "sample"  # what is counted: sample, person, file
+    verb: str = "skipped"  # or "flagged": fitted, with a note in the report
 
     def line(self) -> str:
         plural = "s" if self.count != 1 else ""
-        return (
-            f"{self.count} {self.unit}{plural} skipped: {self.kind} (first: {self.unit} {self.first_index})"
-        )
+        return f"{self.count} {self.unit}{plural} {self.verb}: {self.kind} (first: {self.unit} {self.first_index})"
 
 
-def group_problems(reasons: Sequence[Optional[str]], unit: str = "sample") -> List[Problem]:
+def group_problems(
+    reasons: Sequence[Optional[str]], unit: str = "sample", verb: str = "skipped"
+) -> List[Problem]:
     """Per-row reasons (None = fine) -> one `Problem` per kind, in order of first appearance."""
     problems: Dict[str, Problem] = {}
     for i, reason in enumerate(reasons):
@@ -56,36 +65,65 @@ def group_problems(reasons: Sequence[Optional[str]], unit: str = "sample") -> Li
         if reason in problems:
             problems[reason].count += 1
         else:
-            problems[reason] = Problem(reason, 1, i, unit)
+            problems[reason] = Problem(reason, 1, i, unit, verb)
     return list(problems.values())
 
 
-def screen_keypoints(kp2d: np.ndarray) -> List[Optional[str]]:
-    """(N, 49, 3) crop keypoints -> per row None (fittable) or the problem kind.
+def group_notes(notes: Sequence[Sequence[str]], unit: str = "sample") -> List[Problem]:
+    """Per-row lists of notes -> one flagged `Problem` per note kind."""
+    kinds: List[Problem] = []
+    for kind in (NON_FINITE_JOINTS, FEW_TORSO):
+        kinds += group_problems([kind if kind in row else None for row in notes], unit, "flagged")
+    return kinds
 
-    A torso joint counts when its OpenPose or its ground-truth keypoint is confident.
-    """
-    kp = np.asarray(kp2d, dtype=np.float64)
+
+def _finite_joints(kp: np.ndarray) -> np.ndarray:
+    """(N, 49) bool: the joint's confidence and (where it is used) its position are finite."""
     conf = kp[..., 2]
-    confident = conf > 0
-    # a keypoint that is used (conf > 0) must be finite, and so must every confidence
-    non_finite = ~np.isfinite(conf).all(axis=1) | (confident[..., None] & ~np.isfinite(kp[..., :2])).any(
-        axis=(1, 2)
-    )
-    none = ~(confident & np.isfinite(conf)).any(axis=1)
-    torso = confident[:, list(TORSO_OPENPOSE)] | confident[:, list(TORSO_GT)]
-    few_torso = torso.sum(axis=1) < MIN_TORSO_JOINTS
+    return np.isfinite(conf) & ~((conf > 0) & ~np.isfinite(kp[..., :2]).all(-1))
+
+
+def clean_keypoints(kp2d: np.ndarray) -> np.ndarray:
+    """A copy of (N, 49, 3) keypoints with every non-finite joint at (0, 0) with confidence 0 (ignored)."""
+    kp = np.array(kp2d, dtype=np.float64, copy=True)
+    kp[~_finite_joints(kp)] = 0.0
+    return kp
+
+
+def screen_keypoints(kp2d: np.ndarray) -> List[Optional[str]]:
+    """(N, 49, 3) crop keypoints -> per row None (fittable: at least one finite keypoint with confidence > 0)
+    or why it is skipped. Non-finite joints are ignored (`clean_keypoints`), not a reason to skip."""
+    kp = np.asarray(kp2d, dtype=np.float64)
+    finite = _finite_joints(kp)
+    usable = (finite & (np.nan_to_num(kp[..., 2]) > 0)).any(axis=1)
     reasons: List[Optional[str]] = []
     for i in range(kp.shape[0]):
-        if non_finite[i]:
-            reasons.append(NON_FINITE)
-        elif none[i]:
-            reasons.append(NO_CONFIDENT)
-        elif few_torso[i]:
-            reasons.append(FEW_TORSO)
-        else:
+        if usable[i]:
             reasons.append(None)
+        elif not finite[i].all():
+            reasons.append(NON_FINITE)
+        else:
+            reasons.append(NO_CONFIDENT)
     return reasons
+
+
+def keypoint_notes(kp2d: np.ndarray) -> List[List[str]]:
+    """Per row, what is flagged about a fittable sample: non-finite joints ignored, fewer than
+    `MIN_TORSO_JOINTS` confident torso joints (a torso joint counts when its OpenPose or its ground-truth
+    keypoint is confident)."""
+    kp = np.asarray(kp2d, dtype=np.float64)
+    finite = _finite_joints(kp)
+    confident = finite & (np.nan_to_num(kp[..., 2]) > 0)
+    torso = confident[:, list(TORSO_OPENPOSE)] | confident[:, list(TORSO_GT)]
+    notes: List[List[str]] = []
+    for i in range(kp.shape[0]):
+        row = []
+        if not finite[i].all():
+            row.append(NON_FINITE_JOINTS)
+        if torso[i].sum() < MIN_TORSO_JOINTS:
+            row.append(FEW_TORSO)
+        notes.append(row)
+    return notes
 
 
 def mean_init(mean_params: Dict[str, Any], batch: int, **kwargs: Any) -> Dict[str, torch.Tensor]:
@@ -144,6 +182,7 @@ def fit_dataset(
     init_cam (N, 3) weak-perspective. `skip[i]` (a reason) leaves row i unfitted. `progress(done, total,
     description)` is called after each batch."""
     kw = {"device": fitter.device, "dtype": fitter.dtype}
+    kp2d = clean_keypoints(kp2d)  # a non-finite joint is ignored, never a NaN in the fit
     n = int(np.shape(kp2d)[0])
     reasons: List[Optional[str]] = list(skip) if skip is not None else [None] * n
     todo = np.flatnonzero([r is None for r in reasons])

@@ -17,6 +17,7 @@ from gtacli.fit.priors import (
 )
 
 REGISTRATION_MODES = ("static", "in_the_loop")
+FACING_SEARCH = ("auto", "always", "never")
 # SMPLify formulations: mmhuman3d's registrant (the reproduction default), SPIN's `smplify/smplify.py`, and
 # gtacli's one-stage fitter on SPIN's objective (`gtacli.fit.smplify_gtacli`, the default of `gtacli fit`).
 FIT_METHODS = ("mmhuman3d", "spin", "gtacli")
@@ -67,6 +68,11 @@ class RegistrationConfig:
     one_stage_lr: float = 6e-2
     one_stage_ftol: float = 0.0
     one_stage_adam_betas: Tuple[float, float] = (0.7, 0.95)
+    # method 'gtacli': when the facing-direction search runs (`gtacli.fit.camera_init.best_facing`):
+    # 'auto' only where the start's left/right torso joints contradict the keypoints (a network's start
+    # keeps its facing direction), 'always' for every sample (a start from the mean parameters carries no
+    # facing information: `gtacli fit` without --init), 'never'.
+    facing_search: str = "auto"
     # Evaluate the 49 joints from the vertices they need only, and camera stages as a rigid transform (same result).
     fast_joints: bool = True
     # CPU intra-op threads while fitting; None = 1 thread for small batches (see gtacli.fit.optim), else torch's.
@@ -77,6 +83,8 @@ class RegistrationConfig:
             raise ValueError(f"registration mode must be one of {REGISTRATION_MODES}, got {self.mode!r}")
         if self.method not in FIT_METHODS:
             raise ValueError(f"registration method must be one of {FIT_METHODS}, got {self.method!r}")
+        if self.facing_search not in FACING_SEARCH:
+            raise ValueError(f"facing_search must be one of {FACING_SEARCH}, got {self.facing_search!r}")
 
     def as_dict(self) -> Dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -15,6 +15,7 @@ fitted; every output is written atomically, after all fitting succeeded.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ import torch
 from gtacli.body.camera import crop_to_image_intrinsics
 from gtacli.body.rotations import axis_angle_from_rotmat
 from gtacli.body.smpl import BodyModel
-from gtacli.data.crop import affine_transform, bbox_to_center_scale, crop, normalize, transform_points
+from gtacli.data.crop import affine_transform, bbox_to_center_scale, transform_points
 from gtacli.data.human_data import HumanData
 from gtacli.data.openpose import read_openpose, spin_box, to_smpl49
 from gtacli.errors import BadFileError, GtacliError, MissingFileError, UsageError
@@ -36,7 +37,9 @@ from gtacli.fit.batch import (
     DatasetFit,
     Problem,
     fit_dataset,
+    group_notes,
     group_problems,
+    keypoint_notes,
     mean_init,
     screen_keypoints,
 )
@@ -51,8 +54,9 @@ from gtacli.io.atomic import (
     ensure_writable_dir,
 )
 from gtacli.layout import TEST_DATASETS, TRAIN_DATASETS, DataLayout
+from gtacli.model.engines import EngineInfo, load_engine
 from gtacli.model.estimator import load_mean_params
-from gtacli.model.loading import load_estimator
+from gtacli.model.predict import predict_crops
 from gtacli.progress import ProgressFn
 
 DEFAULT_METHOD = "gtacli"  # the most accurate measured (benchmarks/bench_fitter.py, docs/reproduction.md §7)
@@ -72,6 +76,7 @@ class FitOptions:
     batch_size: int = 32
     iterations: Optional[int] = None  # per stage; None: the method's own number
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    engine: str = "auto"  # what runs the --init checkpoint's network (gtacli.model.engines)
     limit: Optional[int] = None
 
     def config(self) -> RegistrationConfig:
@@ -80,7 +85,10 @@ class FitOptions:
                 f"--method {self.method!r} is not a fitting method",
                 fix=f"use one of {', '.join(FIT_METHODS)}",
             )
-        config = RegistrationConfig(method=self.method)
+        # a start from the mean parameters says nothing about the facing direction: search it for every
+        # sample; a checkpoint's prediction keeps its own unless it swaps the torso's sides (fit/camera_init.py)
+        facing = "always" if self.init_checkpoint is None else "auto"
+        config = RegistrationConfig(method=self.method, facing_search=facing)
         if self.iterations is not None:
             name = {"mmhuman3d": "num_iters", "spin": "spin_num_iters", "gtacli": "one_stage_iters"}[
                 self.method
@@ -128,11 +136,13 @@ def network_init(
     device: torch.device,
     batch_size: int,
     skip: List[Optional[str]],
-) -> Dict[str, np.ndarray]:
-    """The network's predictions on each sample's 224 crop (no flip, no rotation): pose, betas, camera.
+    engine: str = "auto",
+) -> Tuple[Dict[str, np.ndarray], EngineInfo]:
+    """The network's predictions on each sample's 224 crop (no flip, no rotation): pose, betas, camera; and
+    which engine ran it (`--engine`).
 
     Rows whose image is missing or unreadable get `NO_IMAGE` in `skip` (and the mean parameters)."""
-    model, _ = load_estimator(checkpoint, layout, device, require="model")
+    network = load_engine(checkpoint, layout, device, engine)
     init = {
         k: v.numpy().copy()
         for k, v in mean_init(
@@ -141,32 +151,74 @@ def network_init(
     }
     rows = [i for i in range(len(images)) if skip[i] is None]
     for start in range(0, len(rows), batch_size):
-        batch, crops = [], []
+        batch, pictures = [], []
         for i in rows[start : start + batch_size]:
             img = cv2.imread(str(images[i]), cv2.IMREAD_COLOR) if images[i] is not None else None
             if img is None:
                 skip[i] = NO_IMAGE
                 continue
-            patch, _ = crop(img, centers[i], float(sides[i]), 0.0)
             batch.append(i)
-            crops.append(normalize(patch))
+            pictures.append(img)
         if not batch:
             continue
-        with torch.inference_mode():
-            pred = model(torch.from_numpy(np.stack(crops)).to(device))
-        init["pose"][batch] = axis_angle_from_rotmat(pred["pred_pose"].double()).cpu().numpy()
-        init["betas"][batch] = pred["pred_shape"].double().cpu().numpy()
-        init["cam"][batch] = pred["pred_cam"].double().cpu().numpy()
-    return init
+        pred = predict_crops(network, pictures, centers[batch], sides[batch], batch_size)
+        init["pose"][batch] = axis_angle_from_rotmat(torch.from_numpy(pred.rotmat)).numpy()
+        init["betas"][batch] = pred.betas
+        init["cam"][batch] = pred.cam
+    return init, network.info
 
 
-def _initial_parameters(layout, options, images, centers, sides, skip) -> Dict[str, np.ndarray]:
+def _initial_parameters(
+    layout, options, images, centers, sides, skip
+) -> Tuple[Dict[str, np.ndarray], Optional[EngineInfo]]:
+    """(initial pose, betas, camera per sample; the engine that predicted them, None for mean parameters)."""
     if options.init_checkpoint is None:
         params = mean_init(load_mean_params(layout.smpl_mean_params), len(skip), dtype=torch.float64)
-        return {k: v.numpy() for k, v in params.items()}
+        return {k: v.numpy() for k, v in params.items()}, None
     return network_init(
-        layout, options.init_checkpoint, images, centers, sides, options.device, options.batch_size, skip
+        layout,
+        options.init_checkpoint,
+        images,
+        centers,
+        sides,
+        options.device,
+        options.batch_size,
+        skip,
+        options.engine,
     )
+
+
+def _fit_rows(
+    layout: DataLayout,
+    options: FitOptions,
+    kp_crop: np.ndarray,
+    centers: np.ndarray,
+    sides: np.ndarray,
+    skip: List[Optional[str]],
+    images: Callable[[], List[Optional[Path]]],
+    *,
+    unit: str = "sample",
+    earlier: Sequence[Problem] = (),
+    blame: Path,
+    progress: Optional[ProgressFn],
+) -> Tuple[DatasetFit, Any, RegistrationConfig, List[Problem], List[List[str]], Optional[EngineInfo]]:
+    """The core both sources share: screen the rows (a row's own `skip` reason comes first), start them (mean
+    parameters, or a checkpoint's predictions on `images()`), fit them; (result, body model, config, problems
+    — `earlier` first, then skipped and flagged kinds —, per-row notes, the engine that predicted the starts or
+    None). Nothing to fit: one line naming `blame`."""
+    skip = [own or screened for own, screened in zip(skip, screen_keypoints(kp_crop))]
+    if all(s is not None for s in skip):
+        raise _nothing_to_fit([*earlier, *group_problems(skip, unit)], blame)
+    init, engine_info = _initial_parameters(
+        layout, options, images() if options.init_checkpoint is not None else [], centers, sides, skip
+    )
+    problems = [*earlier, *group_problems(skip, unit)]
+    if all(s is not None for s in skip):
+        raise _nothing_to_fit(problems, blame)
+    notes = keypoint_notes(kp_crop)
+    problems += group_notes([n if s is None else [] for n, s in zip(notes, skip)], unit)
+    result, body_model, config = _run_fits(layout, options, kp_crop, init, skip, progress)
+    return result, body_model, config, problems, notes, engine_info
 
 
 def _run_fits(layout, options, kp_crop, init, skip, progress) -> Tuple[DatasetFit, Any, RegistrationConfig]:
@@ -187,7 +239,13 @@ def _run_fits(layout, options, kp_crop, init, skip, progress) -> Tuple[DatasetFi
     return result, body_model, config
 
 
-def _sample_records(result: DatasetFit, extra: Optional[List[Dict[str, Any]]] = None) -> List[Dict[str, Any]]:
+def _sample_records(
+    result: DatasetFit,
+    extra: Optional[List[Dict[str, Any]]] = None,
+    notes: Optional[List[List[str]]] = None,
+) -> List[Dict[str, Any]]:
+    """One record per row of the fits file: `row` says whether it holds a fit or the start it was given."""
+
     def num(x: float) -> Optional[float]:
         return round(float(x), 4) if np.isfinite(x) else None
 
@@ -195,6 +253,8 @@ def _sample_records(result: DatasetFit, extra: Optional[List[Dict[str, Any]]] = 
     for i in range(len(result.reasons)):
         record = {
             "index": i,
+            "row": "fit" if result.fitted[i] else "start (not fitted)",
+            "notes": list(notes[i]) if notes is not None and result.fitted[i] else [],
             "fitted": bool(result.fitted[i]),
             "accepted": bool(result.accepted[i]),
             "status": result.reasons[i],
@@ -210,7 +270,11 @@ def _sample_records(result: DatasetFit, extra: Optional[List[Dict[str, Any]]] = 
 
 
 def _summary(
-    result: DatasetFit, config: RegistrationConfig, options: FitOptions, seconds: float
+    result: DatasetFit,
+    config: RegistrationConfig,
+    options: FitOptions,
+    seconds: float,
+    engine: Optional[EngineInfo] = None,
 ) -> Dict[str, Any]:
     fitted = result.fitted
 
@@ -221,6 +285,7 @@ def _summary(
         "method": config.method,
         "init": "mean" if options.init_checkpoint is None else str(options.init_checkpoint),
         "device": str(options.device),
+        "engine": engine.to_json() if engine is not None else None,
         "samples": int(len(fitted)),
         "fitted": int(fitted.sum()),
         "accepted": int(result.accepted.sum()),
@@ -240,7 +305,7 @@ def _summary(
 def _nothing_to_fit(problems: List[Problem], path: Path) -> GtacliError:
     reasons = "; ".join(p.line() for p in problems) or "no samples"
     return BadFileError(
-        f"nothing to fit: {reasons}", path=path, fix="give keypoints with confident torso joints"
+        f"nothing to fit: {reasons}", path=path, fix="give finite keypoints with confidence > 0"
     )
 
 
@@ -249,6 +314,39 @@ def annotation_path(layout: DataLayout, dataset: str) -> Path:
     if dataset in TRAIN_DATASETS or dataset in TEST_DATASETS:
         return layout.annotation(dataset)
     return layout.preprocessed / f"{dataset}.npz"  # a user's own dataset (mmhuman3d #106)
+
+
+def dataset_names(layout: DataLayout) -> Dict[str, str]:
+    """{name or file stem a user may type: the --dataset name to use} for the annotations the tree has."""
+    names: Dict[str, str] = {}
+    for name in list(TRAIN_DATASETS) + list(TEST_DATASETS):
+        path = layout.annotation(name)
+        if path.is_file():
+            names[name] = name
+            names[path.stem] = name
+    if layout.preprocessed.is_dir():
+        for path in sorted(layout.preprocessed.glob("*.npz")):
+            names.setdefault(path.stem, names.get(path.stem, path.stem))
+    return names
+
+
+def unknown_dataset_error(layout: DataLayout, dataset: str) -> UsageError:
+    """--dataset NAME that is neither a known dataset nor a file of the tree: the names it has, the closest."""
+    names = dataset_names(layout)
+    query = dataset.lower().removesuffix(".npz")
+    close = [names[n] for n in difflib.get_close_matches(query, list(names), n=3, cutoff=0.6)]
+    close += [names[n] for n in names if query and query in n.lower()]
+    suggestion = list(dict.fromkeys(close))[:1]
+    have = sorted(set(names.values()))
+    fix = f"did you mean --dataset {suggestion[0]}? " if suggestion else ""
+    fix += (
+        f"this tree has: {', '.join(have)}"
+        if have
+        else "this tree has no annotations; see gtacli check-layout"
+    )
+    return UsageError(
+        f"--dataset {dataset}: no such dataset (no {layout.preprocessed / (dataset + '.npz')})", fix=fix
+    )
 
 
 def fits_output_path(layout: DataLayout, dataset: str, output: Optional[Path], limit: Optional[int]) -> Path:
@@ -293,6 +391,8 @@ def fit_annotation(
     """Fit SMPL to an annotation's 2D keypoints and write the static fits file + its report."""
     started = time.perf_counter()
     annotation = annotation_path(layout, dataset)
+    if not annotation.is_file() and dataset not in TRAIN_DATASETS and dataset not in TEST_DATASETS:
+        raise unknown_dataset_error(layout, dataset)
     if not annotation.is_file():
         raise MissingFileError(
             f"annotation for '{dataset}' not found",
@@ -318,31 +418,27 @@ def fit_annotation(
     for i, box in enumerate(np.asarray(boxes)):
         centers[i], sides[i] = bbox_to_center_scale(box)
     kp_crop = crop_keypoints(hd.keypoints2d_smpl49(index), centers, sides)
-    skip = screen_keypoints(kp_crop)
+    skip: List[Optional[str]] = [None] * num
     for i in np.flatnonzero(~(np.isfinite(centers).all(1) & np.isfinite(sides) & (sides > 0))):
-        skip[i] = skip[i] or "box not finite or empty"
-    problems = group_problems(skip)
-    if all(s is not None for s in skip):
-        raise _nothing_to_fit(problems, annotation)
-    images: List[Optional[Path]] = []
-    if options.init_checkpoint is not None:
-        images = (
-            [layout.image(dataset, p) for p in hd.image_paths(index)] if "image_path" in hd else [None] * num
-        )
-    init = _initial_parameters(layout, options, images, centers, sides, skip)
-    problems = group_problems(skip)
-    if all(s is not None for s in skip):
-        raise _nothing_to_fit(problems, annotation)
-    result, _, config = _run_fits(layout, options, kp_crop, init, skip, progress)
+        skip[i] = "box not finite or empty"
+
+    def images() -> List[Optional[Path]]:  # read only when a checkpoint starts the fits
+        if "image_path" not in hd:
+            return [None] * num
+        return [layout.image(dataset, p) for p in hd.image_paths(index)]
+
+    result, _, config, problems, notes, engine_info = _fit_rows(
+        layout, options, kp_crop, centers, sides, skip, images, blame=annotation, progress=progress
+    )
     report_file = report_path(target)
-    samples = _sample_records(result)
+    samples = _sample_records(result, notes=notes)
     payload = {
         "dataset": dataset,
         "annotation": str(annotation),
         "output": str(target),
         "report": str(report_file),
     }
-    payload.update(_summary(result, config, options, time.perf_counter() - started))
+    payload.update(_summary(result, config, options, time.perf_counter() - started, engine_info))
     payload["synthetic"] = layout.is_synthetic
     report = FitReport(payload, samples, problems, [target, report_file])
     save_fits_file(target, result.fits)
@@ -399,8 +495,43 @@ def fit_openpose(
 
     Writes `fits.npz` (per person: pose (72,), betas (10,), crop-camera transl (3,), image, person, crop
     centre/side, accepted), `report.json`, and `<image stem>_fit.jpg` per image into `output_dir`."""
-    started = time.perf_counter()
     options.config()  # an unknown method fails before any work
+    check_people_output(images, output_dir, force)
+    frames: List[PeopleFrame] = []
+    file_skip: List[Optional[str]] = []
+    for json_path in openpose_files(openpose):
+        image = image_for(json_path, images)
+        try:
+            frame = read_openpose(json_path)
+        except BadFileError:
+            file_skip.append(BAD_JSON)
+            continue
+        file_skip.append(None if image is not None else NO_IMAGE_FOR_JSON)
+        if image is not None:
+            frames.append(PeopleFrame(image, frame.keypoints, str(json_path)))
+    return fit_people(
+        layout,
+        frames,
+        output_dir,
+        options,
+        overlay=overlay,
+        file_problems=group_problems(file_skip, "file"),
+        source={"openpose": str(openpose), "images": str(images)},
+        progress=progress,
+        blame=openpose,
+    )
+
+
+@dataclass
+class PeopleFrame:
+    """One image's people for `fit_people`: BODY_25 keypoints (P, 25, 3) in image pixels, and their source."""
+
+    image: Path
+    keypoints: np.ndarray
+    source: str  # the keypoint file, or the model that found them
+
+
+def check_people_output(images: Path, output_dir: Path, force: bool) -> None:
     if not images.is_dir():
         raise MissingFileError(
             "--images folder not found", path=images, fix="give the folder that holds the photos"
@@ -413,25 +544,36 @@ def fit_openpose(
             fix="pass --force to replace them, or choose another --output",
         )
     ensure_writable_dir(output_dir, what="the fits", fix="choose another --output folder")
+
+
+def fit_people(
+    layout: DataLayout,
+    frames: Sequence[PeopleFrame],
+    output_dir: Path,
+    options: FitOptions,
+    *,
+    overlay: Callable[..., np.ndarray],
+    file_problems: Sequence[Problem] = (),
+    source: Optional[Dict[str, Any]] = None,
+    progress: Optional[ProgressFn] = None,
+    blame: Optional[Path] = None,
+) -> FitReport:
+    """The core of `gtacli fit` for photos: every person of `frames` gets SPIN's crop from its keypoints
+    (`spin_box`) and a fit; writes `fits.npz`, `report.json` and one overlay per image into `output_dir`
+    (OpenPose files: `fit_openpose`; the keypoint model's people: `gtacli.demo.keypoints.people_in_images`).
+    The caller checks the output folder first (`check_people_output`)."""
+    started = time.perf_counter()
+    fits_file, report_file = output_dir / "fits.npz", output_dir / "report.json"
     people: List[Dict[str, Any]] = []
-    kp_rows, centers, sides, row_skip, file_skip = [], [], [], [], []
-    for json_path in openpose_files(openpose):
-        image = image_for(json_path, images)
-        try:
-            frame = read_openpose(json_path)
-        except BadFileError:
-            file_skip.append(BAD_JSON)
-            continue
-        file_skip.append(None if image is not None else NO_IMAGE_FOR_JSON)
-        if image is None:
-            continue
+    kp_rows, centers, sides, row_skip = [], [], [], []
+    for frame in frames:
         for person, kp25 in enumerate(frame.keypoints):
             box = spin_box(kp25)
             center, side = box if box is not None else (np.zeros(2), 1.0)
             people.append(
                 {
-                    "image": str(image),
-                    "keypoints_file": str(json_path),
+                    "image": str(frame.image),
+                    "keypoints_file": frame.source,
                     "person": person,
                     "crop_center": [float(v) for v in center],
                     "crop_side_px": float(side),
@@ -441,33 +583,32 @@ def fit_openpose(
             centers.append(center)
             sides.append(side)
             row_skip.append(None if box is not None else NO_BOX)
-    file_problems = group_problems(file_skip, "file")
+    file_problems = list(file_problems)
     if not kp_rows:
-        raise _nothing_to_fit(file_problems, openpose)
+        raise _nothing_to_fit(file_problems, blame or output_dir)
     centers_np, sides_np = np.asarray(centers, np.float64), np.asarray(sides, np.float64)
     kp_crop = crop_keypoints(np.stack(kp_rows), centers_np, sides_np)
-    screened = screen_keypoints(kp_crop)
-    skip = [own or other for own, other in zip(row_skip, screened)]
-    init = _initial_parameters(
-        layout, options, [Path(p["image"]) for p in people], centers_np, sides_np, skip
+    result, body_model, config, problems, notes, engine_info = _fit_rows(
+        layout,
+        options,
+        kp_crop,
+        centers_np,
+        sides_np,
+        row_skip,
+        lambda: [Path(p["image"]) for p in people],
+        unit="person",
+        earlier=file_problems,
+        blame=blame or output_dir,
+        progress=progress,
     )
-    problems = file_problems + group_problems(skip, "person")
-    if all(s is not None for s in skip):
-        raise _nothing_to_fit(problems, openpose)
-    result, body_model, config = _run_fits(layout, options, kp_crop, init, skip, progress)
     scale = sides_np / config.img_res
     for i, person in enumerate(people):
         px = result.reprojection_px[i]
         person["reprojection_px_image"] = round(float(px * scale[i]), 3) if np.isfinite(px) else None
-    samples = _sample_records(result, people)
+    samples = _sample_records(result, people, notes=notes)
     overlays = _write_overlays(people, result, body_model, config, overlay, output_dir)
-    payload = {
-        "openpose": str(openpose),
-        "images": str(images),
-        "output": str(output_dir),
-        "people": len(people),
-    }
-    payload.update(_summary(result, config, options, time.perf_counter() - started))
+    payload = {**(source or {}), "output": str(output_dir), "people": len(people)}
+    payload.update(_summary(result, config, options, time.perf_counter() - started, engine_info))
     report = FitReport(payload, samples, problems, [fits_file, report_file, *overlays])
     arrays = {
         "pose": result.fits[:, :72],

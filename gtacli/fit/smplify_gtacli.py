@@ -5,8 +5,10 @@ little once the initial translation is the least-squares solution on the keypoin
 what both trainers compute for a fit anyway), and fixing the translation during the body stage costs
 accuracy: a torso that is a few centimetres off in depth must then be absorbed by bending the limbs. So:
 
-* start: the facing direction (0/90/180/270° about the vertical) that explains the keypoints best, with
-  its least-squares translation (`gtacli.fit.camera_init.best_facing`);
+* start: the given orientation with its least-squares translation; where the start carries no facing
+  information (`facing_search="always"`, the mean parameters) or its left/right torso joints contradict the
+  keypoints, the turn (0/90/180/270° about the vertical and the optical axis) that explains the keypoints
+  best without swapping the torso's sides (`gtacli.fit.camera_init.best_facing` has the rule);
 * objective: SPIN's `body_fitting_loss` (GMoF σ = 100 on pixel residuals weighted by confidence², GMM,
   angle and shape priors; `gtacli.fit.smplify_spin`), so fits are judged by SPIN's fitting loss;
 * one Adam stage on global orient + body pose + betas + translation together (depth as a log-scale of the
@@ -23,7 +25,7 @@ skeleton (one body evaluation for all turns).
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 import torch
 
@@ -44,11 +46,15 @@ class GtacliSMPLify(SpinSMPLify):
         *,
         torso_from_openpose: bool = True,
         trace: Optional[FitTrace] = None,
+        extra_loss: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None,
     ) -> Dict[str, Any]:
-        """Same inputs and outputs as `SpinSMPLify.fit` (`torso_from_openpose` has no stage to act on here)."""
+        """Same inputs and outputs as `SpinSMPLify.fit` (`torso_from_openpose` has no stage to act on here).
+
+        `extra_loss(joints (B, 49, 3) root frame, transl (B, 3)) -> (B,)` is added to the objective while
+        fitting (the demo's temporal term, `gtacli.demo.refine`); the reported `loss` is the objective alone."""
         c = self.config
         kp2d, global_orient, body_pose, betas, transl = self.start(init_pose, init_betas, init_transl, kp2d)
-        global_orient, transl = best_facing(self, global_orient, body_pose, betas, transl, kp2d)
+        global_orient, transl, _ = best_facing(self, global_orient, body_pose, betas, transl, kp2d)
         # depth as a log-scale of the start: one Adam step moves it by a fraction of the distance, not by a
         # fixed number of metres (~45 m away a plain 0.04 m step is too small to matter)
         shift, depth0 = transl[:, :2].clone(), transl[:, 2:].clone()
@@ -60,11 +66,15 @@ class GtacliSMPLify(SpinSMPLify):
             return torch.cat([shift, depth0 * torch.exp(log_scale)], dim=1)
 
         with torch.enable_grad(), cpu_threads(self.device, threads_for(c.cpu_threads, kp2d.shape[0])):
+
+            def loss() -> torch.Tensor:
+                joints, transl = self.joints49(global_orient, body_pose, betas), translation()
+                value = self.objective(joints, transl, kp2d, body_pose, betas)
+                return value if extra_loss is None else value + extra_loss(joints, transl)
+
             report = run_adam_stage(
                 [global_orient, body_pose, betas, shift, log_scale],
-                lambda: self.objective(
-                    self.joints49(global_orient, body_pose, betas), translation(), kp2d, body_pose, betas
-                ),
+                loss,
                 iterations=c.one_stage_iters,
                 lr=c.one_stage_lr,
                 betas=c.one_stage_adam_betas,

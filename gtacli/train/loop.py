@@ -50,7 +50,7 @@ from gtacli.train.losses import LOSS_NAMES
 from gtacli.train.metrics import METRICS_FILE, MetricsLog, StepTimes, brief, describe, step_record
 from gtacli.train.optim import build_optimizers, set_lr, set_train_mode
 from gtacli.train.options import TrainOptions
-from gtacli.train.recipe import recipe_differences, recipe_from_dict
+from gtacli.train.recipe import flatten, recipe_differences, recipe_from_dict
 from gtacli.train.state import (
     CHECKPOINT_FORMAT,
     LATEST,
@@ -166,18 +166,29 @@ class Trainer:
                 path=path,
                 fix=f"resume with --recipe {saved.name} (or `gtacli {command}`), or start a new --work-dir",
             )
-        # the saved recipe wins, except fields that do not change the run's maths; an --init given again is
-        # compared as the run recorded it (the recipe's `init` holds what the run started from)
-        given = (
-            self.recipe.override({"init": str(self.opts.init)}) if self.opts.init is not None else self.recipe
-        )
-        changed = recipe_differences(saved, given)
+        # the saved recipe wins, except fields that do not change the run's maths; only what the command line
+        # gave counts as a change (the defaults of an option not given never replace the saved values)
+        if self.opts.overrides is None:
+            changed = recipe_differences(saved, self.recipe)
+        else:
+            saved_values = flatten(saved)
+            changed = {
+                k: (saved_values.get(k), v)
+                for k, v in self.opts.overrides.items()
+                if saved_values.get(k) != v
+            }
         keep = {k: changed[k][1] for k in RESUME_MUTABLE if k in changed}
         ignored = sorted(k for k in changed if k not in RESUME_MUTABLE)
         if ignored:
             self.warn(f"resuming with the saved recipe; ignoring changed {', '.join(ignored)}")
         self.recipe = saved.override(keep) if keep else saved
         train_state = payload["train_state"]
+        if "optim.epochs" in keep:
+            before, after = changed["optim.epochs"]
+            if after > before:
+                self.log(f"extending from {before} to {after} epochs")
+            else:
+                self.log(f"shortening from {before} to {after} epochs")
         if int(meta.get("seed", self.seed)) != self.seed:
             self.warn(f"resuming with the run's seed {meta.get('seed')} (not {self.seed})")
             self.seed = int(meta["seed"])
@@ -370,9 +381,22 @@ class Trainer:
 
     def _run(self) -> Dict[str, Any]:
         recipe, optim = self.recipe, self.recipe.optim
-        self.log(f"recipe {recipe.name}: {recipe.description}")
-        self.log(recipe.to_json())
         run = _RunTotals(optim.epochs * self.sampler.steps_per_epoch, self.opts.max_steps)
+        if self.opts.resume is not None and self.state.epoch >= optim.epochs and not self.state.position:
+            # a finished run resumed as it was: nothing to train, nothing rewritten
+            self.log(
+                f"the run in {self.work_dir} is finished ({self.state.epoch} of {optim.epochs} epochs): nothing "
+                f"to do; extend it with --resume --epochs N"
+            )
+            latest = self.work_dir / LATEST
+            run.checkpoint = latest if latest.is_file() else None
+            summary = self._summary(run, 0.0)
+            summary["nothing_to_do"] = True
+            return summary
+        self.log(f"recipe {recipe.name}: {recipe.description}")
+        self.log(describe_recipe(recipe, self.work_dir / RECIPE_FILE))
+        if self.opts.debug:
+            self.log(recipe.to_json())
         if self.dist.is_main:
             self._record([RECIPE_FILE, METRICS_FILE])
             atomic_write_json(self.work_dir / RECIPE_FILE, recipe.to_dict())
@@ -465,6 +489,10 @@ class Trainer:
         self.state.epoch += 1
         self.state.position = 0
         run.checkpoint = self.save_checkpoint(f"epoch_{self.state.epoch}.pth")
+        if self.opts.keep_last is not None and self.dist.is_main:
+            removed = prune_epoch_checkpoints(self.work_dir, self.opts.keep_last)
+            if removed:
+                self.log(f"--keep-last {self.opts.keep_last}: removed {', '.join(p.name for p in removed)}")
         self.log(
             f"epoch {self.state.epoch}/{self.recipe.optim.epochs} done: {brief(run.times.means())}; "
             f"saved {run.checkpoint}"
@@ -534,6 +562,37 @@ class Trainer:
             if result is not None and metrics is not None:
                 metrics.write({"epoch": self.state.epoch, "eval": result})
         barrier(self.dist)
+
+
+def prune_epoch_checkpoints(work_dir: Path, keep: int) -> list:
+    """Remove all but the `keep` newest epoch_<n>.pth of `work_dir` (latest.pth is its own file or hard link,
+    so it survives); the removed paths."""
+    epochs = []
+    for path in work_dir.glob("epoch_*.pth"):
+        number = path.stem[len("epoch_") :]
+        if number.isdigit():
+            epochs.append((int(number), path))
+    epochs.sort()
+    doomed = [path for _, path in epochs[: max(0, len(epochs) - keep)]]
+    for path in doomed:
+        path.unlink(missing_ok=True)
+    return doomed
+
+
+def describe_recipe(recipe: Any, saved_as: Path) -> str:
+    """One line: the fields that differ from the named recipe's defaults (the full recipe is in `saved_as`)."""
+    from gtacli.train.recipe import RECIPES
+
+    default = RECIPES.get(recipe.name)
+    changed = recipe_differences(default, recipe) if default is not None else {}
+    if not changed:
+        return f"recipe {recipe.name} as published (full recipe: {saved_as})"
+    values = ", ".join(f"{k}={_short(new)}" for k, (_, new) in sorted(changed.items()))
+    return f"recipe {recipe.name} with {values} (full recipe: {saved_as}; --debug prints it)"
+
+
+def _short(value: Any) -> str:
+    return ",".join(str(v) for v in value) if isinstance(value, tuple) else str(value)
 
 
 class _RunTotals:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Dict, Optional
 
 import torch
 
@@ -29,7 +29,11 @@ class TrainOptions:
     seed: int = 0
     resume: Optional[Path] = None
     overwrite: bool = False  # a non-empty work dir is started anew (the previous run's files removed)
+    # {dotted recipe field: value} the command line set; a resumed run applies only these to the saved recipe
+    # (None: compare the whole `recipe` with the saved one, for callers that build a recipe themselves)
+    overrides: Optional[Dict[str, Any]] = None
     max_steps: Optional[int] = None
+    keep_last: Optional[int] = None  # keep only the N newest epoch_<n>.pth (None: keep all)
     save_every: Optional[int] = None  # steps between mid-epoch latest.pth saves (survive a hard kill)
     progress: Optional[ProgressFn] = None
     log: Callable[[str], None] = _ignore  # progress notes (rank 0)
@@ -38,4 +42,5 @@ class TrainOptions:
     # 3DPW evaluation after each epoch, `evaluator(model, layout, device=...) -> dict of metrics`; the CLI passes
     # gtacli.evaluate's (train and evaluate are on the same floor, so neither imports the other)
     evaluator: Optional[Callable[..., Any]] = None
+    debug: bool = False  # --debug: also print the full resolved recipe
     handle_signals: bool = True  # SIGINT/SIGTERM -> save and stop (main thread only)

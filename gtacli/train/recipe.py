@@ -28,6 +28,7 @@ an unknown key is a usage error.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import math
 import typing
@@ -154,6 +155,10 @@ def _suggest(obj: Any, path: str) -> str:
     matches = [k for k in flatten(obj) if k.split(".")[-1] == leaf]
     if matches:
         return f"did you mean {' or '.join(matches[:3])}?"
+    # a typo of a whole dotted name (optim.lrr -> optim.lr)
+    close = difflib.get_close_matches(path, list(flatten(obj)), n=3, cutoff=0.75)
+    if close:
+        return f"did you mean {' or '.join(close)}?"
     groups = ", ".join(f.name for f in dataclasses.fields(obj))
     return f"see recipe.json of a run (or the printed recipe) for names; top-level keys: {groups}"
 
@@ -298,13 +303,21 @@ CLI_FIELDS = {
 }
 
 
+def cli_override_values(
+    recipe: Recipe, settings: Optional[Mapping[str, str]] = None, **direct: Optional[Any]
+) -> Dict[str, Any]:
+    """{dotted field: typed value} of what the command line set: `--set key=value` pairs, then the dedicated
+    options of `CLI_FIELDS` (which win). A resumed run applies only these, never the recipe's defaults."""
+    values = {k: parse_field_value(recipe, k, v) for k, v in (settings or {}).items()}
+    values.update({CLI_FIELDS[k]: v for k, v in direct.items() if v is not None})
+    return values
+
+
 def apply_cli_overrides(
     recipe: Recipe, settings: Optional[Mapping[str, str]] = None, **direct: Optional[Any]
 ) -> Recipe:
     """The recipe after `--set key=value` pairs, then the dedicated options of `CLI_FIELDS` (which win)."""
-    if settings:
-        recipe = recipe.with_settings(settings)
-    values = {CLI_FIELDS[k]: v for k, v in direct.items() if v is not None}
+    values = cli_override_values(recipe, settings, **direct)
     return recipe.override(values) if values else recipe
 
 
@@ -314,6 +327,7 @@ __all__ = [
     "SPIN",
     "Recipe",
     "apply_cli_overrides",
+    "cli_override_values",
     "get_recipe",
     "recipe_differences",
     "recipe_from_dict",

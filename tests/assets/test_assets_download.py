@@ -120,8 +120,15 @@ def test_manifest_lists_every_published_asset_in_its_group(manifest):
     assert all(
         a.url.startswith("https://openmmlab-share.oss-cn-hangzhou.aliyuncs.com/")
         for a in manifest.assets
-        if a.name not in ("resnet50_imagenet", "detector")
+        if a.name not in ("resnet50_imagenet", "detector", "keypoints")
     )
+    # the keypoint model: OpenMMLab's RTMPose ONNX SDK zip; no published checksum -> the lock file records it
+    keypoints = manifest.get("keypoints")
+    assert groups["keypoints"] == {"keypoints"} and keypoints.sha256 is None
+    assert keypoints.url.startswith("https://download.openmmlab.com/mmpose/") and keypoints.url.endswith(
+        ".zip"
+    )
+    assert keypoints.validator == {"kind": "onnx_zip"}
     # the demo's person detector: OpenCV model zoo's YOLOX, pinned by its Git LFS sha256
     detector = manifest.get("detector")
     assert groups["detector"] == {"detector"} and len(detector.sha256) == 64

@@ -284,3 +284,23 @@ def test_gtacli_threads_is_honoured_by_every_command_and_a_bad_value_is_a_usage_
         env=env, capture_output=True, text=True,
     )  # fmt: skip
     assert bad.returncode == 2 and "GTACLI_THREADS" in bad.stderr and bad.stderr.count("error:") == 1
+
+
+def test_a_table_too_wide_for_the_terminal_keeps_every_token_whole(capsys, monkeypatch):
+    """Issue 23 item 5: at 80 columns a table split paths and URLs mid-token ('resnet50_spin_gta_f' / 't')."""
+    from gtacli.cli.common import Output
+
+    monkeypatch.setenv("COLUMNS", "80")
+    url = (
+        "https://download.openmmlab.com/mmhuman3d/models/gta_human/resnet50_spin_gta_ft-2538df81_20220708.pth"
+    )
+    path = "data/models/resnet50_spin_gta_ft-2538df81_20220708.pth"
+    out = Output()
+    out.table(
+        "assets", ["name", "status", "destination", "url"], [["resnet50_spin_gta_ft", "missing", path, url]]
+    )
+    lines = capsys.readouterr().out.splitlines()
+    assert any(url in line for line in lines) and any(path in line for line in lines), lines
+    assert any("resnet50_spin_gta_ft" == line.strip() for line in lines)
+    out.table("small", ["item", "value"], [["a", "b"]])  # one that fits stays a table
+    assert "┃ item" in capsys.readouterr().out

@@ -339,3 +339,69 @@ def test_an_epoch_ends_with_a_checkpoint_and_a_3dpw_evaluation(sample_tree, tmp_
     evals = [r["eval"] for r in _metrics(work) if "eval" in r]
     assert len(evals) == 1 and evals[0]["frames"] > 0
     assert 0 < evals[0]["pa_mpjpe_mm"] <= evals[0]["mpjpe_mm"]
+
+
+def test_resume_continues_the_saved_recipe_and_extends_only_when_asked(sample_tree, tmp_path):
+    """Issue 23 item 3: a bare --resume of a finished 2-epoch run keeps its recipe (no 'ignoring changed' for
+    options nobody gave, not the default 10 epochs), says there is nothing to do and exits 0; --epochs 3 extends."""
+    work = tmp_path / "run"
+    _finetune(sample_tree, work, "--num-data", "2", "--epochs", "2", "--set", "eval_each_epoch=false")
+    base = ["finetune", "--data-root", str(sample_tree), "--work-dir", str(work), "--device", "cpu"]
+    result = RUNNER.invoke(app, [*base, "--resume"])
+    assert result.exit_code == 0, result.output
+    assert "ignoring changed" not in result.output and "nothing to do" in result.output
+    assert not (work / "epoch_3.pth").exists()
+    result = RUNNER.invoke(app, [*base, "--resume", "--epochs", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    assert "extending from 2 to 3 epochs" in result.output and "ignoring changed" not in result.output
+    assert (work / "epoch_3.pth").is_file() and not (work / "epoch_4.pth").exists()
+    saved = json.loads((work / "recipe.json").read_text())
+    assert (
+        saved["optim"]["epochs"] == 3
+        and saved["optim"]["batch_size"] == 1
+        and saved["eval_each_epoch"] is False
+    )
+
+
+def test_keep_last_removes_older_epoch_checkpoints(sample_tree, tmp_path):
+    work = tmp_path / "run"
+    result = _finetune(
+        sample_tree,
+        work,
+        "--num-data",
+        "1",
+        "--epochs",
+        "3",
+        "--keep-last",
+        "2",
+        "--set",
+        "eval_each_epoch=false",
+    )
+    assert sorted(p.name for p in work.glob("*.pth")) == ["epoch_2.pth", "epoch_3.pth", "latest.pth"]
+    assert torch.load(work / "latest.pth", weights_only=False, map_location="cpu")["meta"]["epoch"] == 3
+    assert "removed epoch_1.pth" in result.output
+
+
+def test_the_start_prints_only_what_differs_from_the_recipe(sample_tree, tmp_path):
+    """Issue 23 item 5: no 140-line JSON recipe on stderr; --debug prints it."""
+    work = tmp_path / "run"
+    result = _finetune(sample_tree, work, "--max-steps", "1", "--lr", "0.0001")
+    assert '"lr_schedule"' not in result.output and "optim.lr=0.0001" in result.output
+    assert "recipe.json" in result.output
+    result = _finetune(sample_tree, tmp_path / "run2", "--max-steps", "1", "--debug")
+    assert '"lr_schedule"' in result.output
+
+
+def test_a_typo_in_set_suggests_the_field(sample_tree, tmp_path):
+    result, errors = _invoke(
+        [
+            "finetune",
+            "--data-root",
+            str(sample_tree),
+            "--work-dir",
+            str(tmp_path / "r"),
+            "--set",
+            "optim.lrr=1e-4",
+        ]
+    )
+    assert result.exit_code == 2 and "did you mean optim.lr" in errors[0], result.output

@@ -353,13 +353,15 @@ def test_existing_predictions_file_needs_force_and_3dpw_alias_and_layout_line(
     assert "--force" in stderr and target.read_bytes() == b"the user's own file"
 
     result, stdout, stderr = _invoke(
-        "--dataset", "3dpw", *common, "--force", "--threads", "1", "--workers", "0"
+        "--dataset", "3dpw", *common, "--force", "--threads", "1", "--workers", "0", "--engine", "torch"
     )
     assert result.exit_code == 0, stderr
     assert np.load(target)["index"].tolist() == [0, 1]  # replaced by the predictions
     # human output: the layout that ran and the thread/worker counts beside the timing
     layout_line = next(line for line in stdout.splitlines() if line.startswith("layout"))
     assert "channels-last float32" in layout_line
+    engine_line = next(line for line in stdout.splitlines() if line.startswith("engine"))
+    assert "torch" in engine_line and "1 threads" in engine_line
     time_line = next(line for line in stdout.splitlines() if line.startswith("time"))
     assert "1 threads, 0 workers" in time_line
     assert "evaluated 2 frames" in stderr and "channels-last, 1 threads, 0 workers" in stderr
@@ -375,8 +377,16 @@ def test_json_reports_layout_threads_and_the_alias_resolves(sample_tree, tmp_pat
     )  # fmt: skip
     assert result.exit_code == 0, result.stderr
     doc = json.loads(result.stdout)
-    assert doc["dataset"] == "pw3d" and doc["layout"] == "channels-last"
-    assert doc["threads"] == 1 and doc["workers"] == 0 and doc["exact"] is True
+    # --engine auto: onnxruntime on the CPU when gtacli[onnx] is installed (it runs NCHW), else torch
+    from gtacli.model.engines import onnxruntime_available
+
+    expected = "onnxruntime" if onnxruntime_available() else "torch"
+    assert doc["engine"] == expected and doc["engine_info"]["name"] == expected
+    assert doc["dataset"] == "pw3d" and doc["layout"] == (
+        "NCHW" if expected == "onnxruntime" else "channels-last"
+    )
+    assert doc["threads"] == 1 and doc["engine_info"]["threads"] == 1  # GTACLI_THREADS, for either engine
+    assert doc["workers"] == 0 and doc["exact"] is True
 
 
 def test_nan_checkpoint_is_one_line_not_a_linalg_error(sample_tree, tmp_path):

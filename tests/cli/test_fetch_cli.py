@@ -55,7 +55,7 @@ def test_unknown_group_is_a_usage_error(tmp_path):
 
 
 def test_unknown_asset_name_is_one_line(tmp_path):
-    result = _fetch(["J_regresor_extra", "--data-root", tmp_path], expect=1)
+    result = _fetch(["J_regresor_extra", "--data-root", tmp_path], expect=2)  # a usage error (README)
     lines = _error_lines(result)
     assert len(lines) == 1 and "unknown asset name 'J_regresor_extra'" in lines[0]
     assert "did you mean J_regressor_extra" in lines[0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -54,6 +55,17 @@ def test_quickstart_runs_every_stage_and_reports_metrics(tmp_path: Path) -> None
     demo_dir = Path(summary["demo_output"])
     assert (demo_dir / "results.npz").is_file()
     assert any(p.suffix in (".jpg", ".png") for p in demo_dir.rglob("*"))
+    # issue 23: the summary's next: commands run as printed, from another folder, on the quickstart tree
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert [c.split()[1] for c in summary["next"]] == ["eval", "finetune", "fit", "demo"]
+    for command in summary["next"]:
+        words = shlex.split(command)
+        proc = subprocess.run(
+            [sys.executable, "-m", "gtacli", *words[1:]], cwd=elsewhere, capture_output=True, text=True,
+            timeout=900,
+        )  # fmt: skip
+        assert proc.returncode == 0, (command, proc.stderr[-2000:])
 
 
 def test_quickstart_default_folder_is_ignored_by_git() -> None:

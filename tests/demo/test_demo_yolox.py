@@ -119,3 +119,24 @@ def test_manifest_pins_the_published_yolox_weights():
     assert asset.size == 35858002
     assert asset.dest == "detectors/object_detection_yolox_2022nov.onnx"
     assert asset.url.endswith("/models/object_detection_yolox/object_detection_yolox_2022nov.onnx")
+
+
+def test_yolox_in_onnxruntime_detects_what_opencv_detects(model_path, tmp_path):
+    """With the demo's engine onnxruntime, YOLOX runs there: the same raw head, so the same people."""
+    pytest.importorskip("onnxruntime", reason="the ONNX engine needs gtacli[onnx]")
+    weights = np.zeros((3, ROWS, 85), np.float32)
+    weights[0, anchor(32, 1, 1), 4] = 1.0 / 255.0  # an output that depends on the image
+    path = tmp_path / "image_dependent.onnx"
+    path.write_bytes(yolox_like_model(SIZE, raw_head(), weights))
+    frame = np.random.default_rng(0).integers(0, 255, (*FRAME_HW, 3), dtype=np.uint8)
+    opencv = YoloxDetector(path, input_size=SIZE)
+    ort = YoloxDetector(path, input_size=SIZE, runtime="onnxruntime")
+    assert opencv.describe()["runtime"] == "opencv-dnn" and ort.describe()["runtime"] == "onnxruntime"
+    got, expected = ort(frame), opencv(frame)
+    assert len(got.boxes) == len(expected.boxes) == 2
+    np.testing.assert_allclose(got.boxes, expected.boxes, atol=1e-4)
+    np.testing.assert_allclose(got.scores, expected.scores, atol=1e-6)
+    model_path.write_bytes(b"\x00garbage" * 100)
+    with pytest.raises(BadFileError) as info:
+        build_detector("yolox", yolox_weights=model_path, engine="onnxruntime")
+    assert "gtacli fetch detector --force" in str(info.value) and "\n" not in str(info.value)

@@ -157,23 +157,27 @@ def _poison(kp: np.ndarray) -> None:
     kp[5, dropped, 2] = 0.0
 
 
-def test_fit_command_skips_bad_samples_and_says_so(cli_layout, body_model, gmm_path):
-    """#12 bad input: one line per problem kind (count, first sample), the others fitted, every row finite."""
+def test_fit_command_fits_every_usable_sample_and_flags_the_weak_ones(cli_layout, body_model, gmm_path):
+    """#21 item 2: only a sample with no usable keypoint is skipped; NaN joints are ignored and counted, a
+    sample with 2 torso joints is fitted and flagged; one line per kind; one finite row per sample."""
     _write_annotation(cli_layout, body_model, gmm_path, n=7, edit=_poison)
     args = _fit_args(cli_layout.root, "--iterations", "10")
     result = CliRunner().invoke(app, [*args, "--json"])
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
-    assert payload["samples"] == 7 and payload["fitted"] == 3
-    lines = [line for line in result.stderr.splitlines() if "skipped" in line]
+    assert payload["samples"] == 7 and payload["fitted"] == 6
+    lines = [line for line in result.stderr.splitlines() if "skipped" in line or "flagged" in line]
     assert len(lines) == 3, result.stderr
-    assert "2 samples skipped: non-finite keypoints" in lines[0] and "(first: sample 1)" in lines[0]
-    assert "1 sample skipped: no keypoint with confidence > 0" in lines[1] and "sample 2" in lines[1]
-    assert "1 sample skipped: fewer than 4 confident torso joints" in lines[2] and "sample 5" in lines[2]
-    kinds = {p["kind"]: (p["count"], p["first_index"]) for p in payload["problems"]}
-    assert list(kinds.values()) == [(2, 1), (1, 2), (1, 5)]
-    status = [s["status"] for s in json.loads(result.stdout)["per_sample"]]
-    assert [s.startswith("skipped") for s in status] == [False, True, True, False, True, True, False]
+    assert "1 sample skipped: no keypoint with confidence > 0" in lines[0] and "sample 2" in lines[0]
+    assert "2 samples flagged: non-finite keypoints (NaN or inf): those joints ignored" in lines[1]
+    assert "(first: sample 1)" in lines[1]
+    assert "1 sample flagged: fewer than 4 confident torso joints" in lines[2] and "sample 5" in lines[2]
+    kinds = {p["kind"]: (p["count"], p["first_index"], p["verb"]) for p in payload["problems"]}
+    assert list(kinds.values()) == [(1, 2, "skipped"), (2, 1, "flagged"), (1, 5, "flagged")]
+    per_sample = payload["per_sample"]
+    assert [s["row"] for s in per_sample] == ["fit", "fit", "start (not fitted)", "fit", "fit", "fit", "fit"]
+    assert [len(s["notes"]) for s in per_sample] == [0, 1, 0, 0, 1, 1, 0]
+    assert per_sample[5]["fit_criterion"] is not None
     fits = np.load(cli_layout.static_fits("lsp"))
     assert fits.shape == (7, 82) and np.isfinite(fits).all()
 

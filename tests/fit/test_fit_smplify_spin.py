@@ -189,19 +189,70 @@ def test_registrant_with_spin_method_judges_by_spins_fitting_loss(body_model):
 
 
 def test_best_facing_turns_a_body_seen_from_the_back(body_model, gmm_path):
-    """From a start facing the camera, a body seen from the back is found by the facing search; a start that is
-    already right is kept."""
+    """A start whose torso has left and right swapped (facing the wrong way) is searched and turned; a start
+    that is already right is kept."""
     from gtacli.fit.camera_init import best_facing, turned
 
     pose, betas, transl, _, kp, _ = _problem(body_model, 2)
     fitter = build_fitter(body_model, gmm_path, RegistrationConfig(method="gtacli"))
     start = pose[:, :3].clone()
     start[0] = turned(pose[:1, :3], 180.0)[0]  # sample 0 starts facing the wrong way
-    orient, trans = best_facing(fitter, start, pose[:, 3:], betas, transl + 1.0, kp)
+    orient, trans, searched = best_facing(fitter, start, pose[:, 3:], betas, transl + 1.0, kp)
     truth_rot = torch.stack([torch.as_tensor(_rotmat(o)) for o in pose[:, :3]])
     got_rot = torch.stack([torch.as_tensor(_rotmat(o)) for o in orient])
     assert (got_rot - truth_rot).abs().max() < 1e-4
     torch.testing.assert_close(trans, transl, atol=1e-3, rtol=0)
+    assert searched.tolist() == [True, False]
+
+
+def test_a_start_with_the_right_sides_is_not_turned_for_a_lower_loss(body_model, gmm_path):
+    """Issue 21: a start 60° off about the vertical still has the torso's left and right where the keypoints
+    have them; the turn by 270° explains the keypoints far better (30° off), but a lower 2D loss is no evidence
+    for the facing direction, so `auto` (a network's start) keeps it; `always` (a mean-parameter start)
+    searches and turns both."""
+    from gtacli.fit.camera_init import best_facing, lateral_agreement, turned
+
+    pose, betas, transl, _, kp, _ = _problem(body_model, 2)
+    start = turned(pose[:, :3], 60.0)
+    results = {}
+    for rule in ("auto", "always"):
+        fitter = build_fitter(body_model, gmm_path, RegistrationConfig(method="gtacli", facing_search=rule))
+        with torch.no_grad():
+            joints = fitter.skeleton(pose[:, 3:], betas)(start)
+            assert (lateral_agreement(joints + transl[:, None], kp, F, 2 * C) > 0).all()
+            loss_start = fitter.criterion(joints, transl, kp)
+            loss_turn = fitter.criterion(
+                fitter.skeleton(pose[:, 3:], betas)(turned(start, 270.0)), transl, kp
+            )
+        assert (loss_turn < 0.5 * loss_start).all()  # the old rule (lowest loss) turned these bodies
+        results[rule] = best_facing(fitter, start, pose[:, 3:], betas, transl, kp)
+    rotmats = lambda aa: torch.stack([torch.as_tensor(_rotmat(o)) for o in aa])  # noqa: E731
+    assert (rotmats(results["auto"][0]) - rotmats(start)).abs().max() < 1e-4
+    assert results["auto"][2].tolist() == [False, False]
+    # `always` replaces both starts by a turn (by at least 90°)
+    rel = rotmats(results["always"][0]).transpose(1, 2) @ rotmats(start)
+    angle = torch.rad2deg(torch.acos(((rel.diagonal(dim1=1, dim2=2).sum(-1) - 1) / 2).clamp(-1, 1)))
+    assert (angle > 89).all() and results["always"][2].all()
+
+
+def test_no_candidate_behind_the_camera(body_model, gmm_path):
+    """An upside-down body behind the camera projects exactly like the upright one in front: a start rolled by
+    180° gets a negative least-squares depth, so it is searched and replaced by the upright body in front (the
+    old rule kept it: no turn halves a loss that is already the truth's)."""
+    from gtacli.fit.camera_init import best_facing, initial_translation, turned
+
+    pose, betas, transl, _, kp, _ = _problem(body_model, 2)
+    fitter = build_fitter(body_model, gmm_path, RegistrationConfig(method="gtacli"))
+    start = turned(pose[:, :3], 0.0, 180.0)
+    with torch.no_grad():
+        joints = fitter.skeleton(pose[:, 3:], betas)(start)
+        behind, _ = initial_translation(joints, kp, transl, F, 2 * int(C))
+    assert (behind[:, 2] < 0).all()
+    assert (fitter.criterion(joints, behind, kp) < 1.0).all()  # explains the keypoints (< 1 px² per joint)
+    orient, trans, searched = best_facing(fitter, start, pose[:, 3:], betas, transl, kp)
+    assert searched.all() and (trans[:, 2] > 0).all()
+    rotmats = lambda aa: torch.stack([torch.as_tensor(_rotmat(o)) for o in aa])  # noqa: E731
+    assert (rotmats(orient) - rotmats(pose[:, :3])).abs().max() < 1e-4
 
 
 def _rotmat(aa: torch.Tensor) -> np.ndarray:

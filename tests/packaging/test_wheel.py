@@ -115,7 +115,7 @@ def test_wheel_contains_every_tracked_data_file(installed: Dict[str, Path]) -> N
         names = set(wheel.namelist())
     missing = [p for p in data_files if p not in names]
     assert not missing, f"not in the wheel: {missing}"
-    assert not [n for n in names if n.startswith(("tests/", "benchmarks/", "docs/"))]
+    assert not [n for n in names if n.startswith(("tests/", "benchmarks/", "docs/"))]  # docs: gtacli/docs/
 
 
 def test_installed_package_is_imported_from_the_install_not_the_checkout(installed: Dict[str, Path]) -> None:
@@ -140,3 +140,14 @@ def test_installed_cli_check_layout_and_fetch_dry_run(installed: Dict[str, Path]
     assert fetch.returncode == 0, fetch.stderr[-3000:]
     assert "manifest.json" not in fetch.stderr
     assert not (installed["cwd"] / "data").exists() or not any((installed["cwd"] / "data").rglob("*.npz"))
+
+
+def test_installed_copy_carries_the_docs_it_cites(installed: Dict[str, Path]) -> None:
+    """Help lines and errors cite docs/reproduction.md: the wheel carries it and `gtacli --docs` says where."""
+    proc = _run_installed(installed, "-m", "gtacli", "--docs")
+    assert proc.returncode == 0, proc.stderr
+    paths = [Path(line) for line in proc.stdout.split()]
+    assert [p.name for p in paths] == ["reproduction.md", "ARCHITECTURE.md"]
+    for path in paths:
+        assert path.is_file() and path.is_relative_to(installed["site"]), path
+        assert path.read_text(encoding="utf-8") == (REPO / "docs" / path.name).read_text(encoding="utf-8")

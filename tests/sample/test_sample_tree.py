@@ -90,14 +90,21 @@ def _run_body(model, smpl: dict):
 def test_tree_has_every_file_of_the_documented_layout(sample_tree: Path) -> None:
     for rel in EXPECTED_FILES:
         assert (sample_tree / rel).is_file(), rel
-    assert (sample_tree / "cache").is_dir() and not any((sample_tree / "cache").iterdir())
+    # cache/ is built empty; other tests' eval/demo/fit runs on this shared tree with the default engine
+    # (onnxruntime) may have put the checkpoint's ONNX export in cache/onnx/ since
+    assert (sample_tree / "cache").is_dir()
+    assert not [p for p in (sample_tree / "cache").iterdir() if p.name != "onnx"]
     marker = json.loads((sample_tree / "SYNTHETIC_DATA.json").read_text())
     assert marker["synthetic"] is True and marker["complete"] is True
     assert marker["generator"] == "gtacli sample-data" and marker["seed"] == 0 and marker["size"] == "tiny"
     assert "SYNTHETIC" in marker["warning"]
     assert DataLayout(sample_tree).is_synthetic
     listed = set(marker["files"])
-    on_disk = {p.relative_to(sample_tree).as_posix() for p in sample_tree.rglob("*") if p.is_file()}
+    on_disk = {
+        p.relative_to(sample_tree).as_posix()
+        for p in sample_tree.rglob("*")
+        if p.is_file() and not p.relative_to(sample_tree).as_posix().startswith("cache/onnx/")
+    }
     assert on_disk - listed == {"SYNTHETIC_DATA.json"}  # every written file is recorded for rebuilds
 
 
