@@ -183,7 +183,7 @@ def fetch_asset(asset: Asset, layout: DataLayout, opts: FetchOptions, session: A
             for url in candidate_urls(asset.url, opts.mirrors):
                 opts.progress.start(asset.name, asset.size, 0)
                 try:
-                    meta = download_one_url(session, url, dest, opts, asset.name)
+                    meta = download_one_url(session, url, dest, opts, asset.name, asset.max_bytes)
                     part = part_path(dest)
                     sha, how = verify_bytes(asset, part, meta.get("checksums") or {})
                     try:
@@ -225,6 +225,14 @@ def fetch_asset(asset: Asset, layout: DataLayout, opts: FetchOptions, session: A
         result.detail = f"{dest}: {exc.strerror or exc}"
         result.error = str(exc.strerror or exc)
     return result
+
+
+def _remove_empty(folders: Sequence[Path]) -> None:
+    for folder in folders:  # deepest first
+        try:
+            folder.rmdir()
+        except OSError:
+            pass  # not empty (or gone): keep it
 
 
 @dataclass
@@ -284,18 +292,32 @@ def fetch_assets(
             check_free_space(layout.root, needed, f"{len(assets)} file(s)")
     else:
         check_free_space(layout.root, sum(a.size or 0 for a in assets), f"{len(assets)} file(s)")
-    if jobs <= 1 or len(assets) <= 1:
-        session = _session()
-        return [fetch_asset(a, layout, opts, session) for a in assets]
-    pool = ThreadPoolExecutor(max_workers=jobs)
+    # folders the destinations need that do not exist yet: those left empty by failed files are removed at the
+    # end (not per file: another worker may be about to write into the same folder)
+    made = sorted(
+        {p for a in assets for p in _missing_folders(a.path(layout.root).parent, layout.root)},
+        key=lambda p: len(p.parts),
+        reverse=True,
+    )
     try:
-        return list(pool.map(lambda a: fetch_asset(a, layout, opts), assets))
-    except BaseException:  # Ctrl-C: stop the workers (their .part files stay for resuming)
-        opts.cancel.set()
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
+        if jobs <= 1 or len(assets) <= 1:
+            session = _session()
+            return [fetch_asset(a, layout, opts, session) for a in assets]
+        pool = ThreadPoolExecutor(max_workers=jobs)
+        try:
+            return list(pool.map(lambda a: fetch_asset(a, layout, opts), assets))
+        except BaseException:  # Ctrl-C: stop the workers (their .part files stay for resuming)
+            opts.cancel.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        finally:
+            pool.shutdown(wait=True)
     finally:
-        pool.shutdown(wait=True)
+        _remove_empty(made)  # a resumable .part keeps its folder
+
+
+def _missing_folders(folder: Path, root: Path) -> List[Path]:
+    return [p for p in (folder, *folder.parents) if p != root and root in p.parents and not p.exists()]
 
 
 def dry_run(assets: Sequence[Asset], layout: DataLayout, opts: FetchOptions) -> List[FetchResult]:

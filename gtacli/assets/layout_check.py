@@ -36,8 +36,11 @@ from gtacli.assets.manifest import (
 )
 from gtacli.assets.smpl_import import SMPL_SOURCES, check_smpl_arrays
 from gtacli.body.smpl import load_smpl_arrays
+from gtacli.data.annotation_checks import check_gt_smpl
+from gtacli.data.human_data import HumanData
 from gtacli.errors import GtacliError, UsageError
 from gtacli.io.hashing import sha256_file
+from gtacli.io.image_check import check_image_decodes, check_image_header
 from gtacli.io.safe import load_npy, load_npz
 from gtacli.layout import ANNOTATION_ALIASES, TRAIN_DATASETS, DataLayout
 
@@ -45,10 +48,12 @@ JOBS = ("eval-pw3d", "finetune", "train", "demo", "all")
 SPIN_DATASETS = ("h36m", "mpi_inf_3dhp", "lsp", "lspet", "mpii", "coco")  # config order, no GTA
 FINETUNE_DATASETS = SPIN_DATASETS + ("gta",)
 IMAGE_SAMPLE_SIZE = 16  # image paths checked per dataset without --deep
+DECODE_SAMPLE_SIZE = (
+    32  # images decoded per dataset with --deep (every header is read; all decoded: --decode-all)
+)
 FITS_SCAN_ROWS = 1 << 16  # rows of a static-fits file read at once when scanning for NaN/inf
 FITS_COLUMNS = 82  # 72 pose (axis-angle) + 10 betas per row (docs/reproduction.md §7)
 CHECKPOINT_KEYS = ("head.fc1.weight", "head.decpose.weight", "backbone.conv1.weight")
-PW3D_GENDERS = {"m", "f"}
 
 
 @dataclass
@@ -96,10 +101,11 @@ class LayoutReport:
 
 
 class _Checker:
-    def __init__(self, layout: DataLayout, manifest: Manifest, deep: bool):
+    def __init__(self, layout: DataLayout, manifest: Manifest, deep: bool, decode_all: bool = False):
         self.layout = layout
         self.manifest = manifest
         self.deep = deep
+        self.decode_all = decode_all
         self.lock = _read_lock(layout)
         self._done: Dict[str, CheckItem] = {}
         self._lengths: Dict[str, Optional[int]] = {}
@@ -266,21 +272,8 @@ class _Checker:
             smpl, meta = npz["smpl"], npz["meta"]
         if not isinstance(smpl, dict) or not isinstance(meta, dict):
             raise GtacliError("'smpl'/'meta' are not dicts", path=path, fix="gtacli fetch pw3d_test")
-        for key, tail in (("betas", (10,)), ("global_orient", (3,))):
-            arr = np.asarray(smpl.get(key, np.zeros((0,))))
-            if arr.shape != (n,) + tail:
-                raise GtacliError(f"smpl.{key} has shape {arr.shape}, expected ({n}, {tail[0]})", path=path)
-        pose = np.asarray(smpl.get("body_pose", np.zeros((0,))))
-        if pose.shape not in ((n, 23, 3), (n, 69)):
-            raise GtacliError(f"smpl.body_pose has shape {pose.shape}, expected ({n}, 23, 3)", path=path)
-        gender = [
-            g.decode() if isinstance(g, bytes) else str(g) for g in np.asarray(meta.get("gender", [])).ravel()
-        ]
-        if len(gender) != n or not set(gender) <= PW3D_GENDERS:
-            raise GtacliError(
-                f"meta.gender must hold {n} values of 'm'/'f' (found {len(gender)}: {sorted(set(gender))[:4]})",
-                path=path,
-            )
+        # the checks eval applies before scoring (shapes, NaN/inf in the ground truth, genders)
+        gender = check_gt_smpl(HumanData.load(path, use_cache=False), path)
         return f"{detail}, gendered SMPL ({gender.count('m')} m / {gender.count('f')} f)"
 
     def length(self, dataset: str) -> Optional[int]:
@@ -323,9 +316,38 @@ class _Checker:
                     fix,
                     required,
                 )
+            if self.deep:
+                bad = self._unreadable_images(root, picked)
+                if bad:
+                    examples = ", ".join(f"{p} ({why})" for p, why in bad[:3])
+                    return CheckItem(
+                        label,
+                        str(root),
+                        False,
+                        f"{len(bad)} of {what} images unreadable, e.g. {examples}",
+                        f"replace those files (download or extract the {dataset} images again)",
+                        required,
+                    )
+                decoded = (
+                    "all decoded" if self.decode_all else f"{min(DECODE_SAMPLE_SIZE, len(picked))} decoded"
+                )
+                return CheckItem(
+                    label, str(root), True, f"{what} image paths exist, headers ok, {decoded}", "", required
+                )
             return CheckItem(label, str(root), True, f"{what} image paths exist", "", required)
 
         return self.once(f"img:{dataset}", run)
+
+    def _unreadable_images(self, root: Path, paths: Sequence[str]) -> List[Tuple[str, str]]:
+        """(path, why) of images whose header is not a JPEG/PNG's, or that do not decode (a spread sample of
+        DECODE_SAMPLE_SIZE, or all with `decode_all`)."""
+        bad = [(p, why) for p in paths if (why := check_image_header(root / p))]
+        failed = {p for p, _ in bad}
+        left = [p for p in paths if p not in failed]
+        if not self.decode_all and len(left) > DECODE_SAMPLE_SIZE:
+            left = [left[i] for i in np.unique(np.linspace(0, len(left) - 1, DECODE_SAMPLE_SIZE).astype(int))]
+        bad += [(p, why) for p in left if (why := check_image_decodes(root / p))]
+        return bad
 
     # -- fits ------------------------------------------------------------------------------------
     def fits(self, dataset: str, required: bool = True, note: str = "") -> CheckItem:
@@ -495,13 +517,18 @@ def _job_items(c: _Checker, job: str) -> List[CheckItem]:
 
 
 def check_layout(
-    root: Any, job: str = "all", *, deep: bool = False, manifest: Optional[Manifest] = None
+    root: Any,
+    job: str = "all",
+    *,
+    deep: bool = False,
+    decode_all: bool = False,
+    manifest: Optional[Manifest] = None,
 ) -> LayoutReport:
     """Check the data root for `job` ('eval-pw3d' | 'finetune' | 'train' | 'demo' | 'all')."""
     if job not in JOBS:
         raise UsageError(f"unknown job '{job}'", fix=f"use --for one of: {', '.join(JOBS)}")
     layout = DataLayout(root)
-    checker = _Checker(layout, manifest or load_manifest(), deep)
+    checker = _Checker(layout, manifest or load_manifest(), deep or decode_all, decode_all)
     # 'train' before 'finetune' so that items both share take train's stricter requirement (gmm_08).
     jobs: Sequence[str] = ("eval-pw3d", "train", "finetune", "demo") if job == "all" else (job,)
     items: List[CheckItem] = []

@@ -20,21 +20,43 @@ LOCK_DIR_NAME = ".gtacli-locks"
 
 @contextlib.contextmanager
 def file_lock(path: Path, *, on_wait: Optional[Callable[[], None]] = None) -> Iterator[None]:
-    """Exclusive cross-process lock (fcntl.flock) held while the block runs."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
+    """Exclusive cross-process lock (fcntl.flock) held while the block runs. The lock file is removed on
+    release (and its folder when empty), so a run leaves no lock files behind; a waiter that got the lock
+    of a file removed meanwhile tries again on the new one (the inode check)."""
+    created_dir = not path.parent.exists()
+    while True:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except (FileNotFoundError, FileExistsError):  # another run removed the empty lock folder this instant
+            if path.parent.exists() and not path.parent.is_dir():
+                raise  # a file stands where the lock folder goes
+            continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             if on_wait:
                 on_wait()
+                on_wait = None
             fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # its holder removed it while we waited: lock the current file instead
+    try:
         yield
     finally:
         with contextlib.suppress(OSError):
+            path.unlink()  # before unlocking: a waiter on this inode sees it is gone and retries
+        with contextlib.suppress(OSError):
             fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+        if created_dir or path.parent.name == LOCK_DIR_NAME:
+            with contextlib.suppress(OSError):
+                path.parent.rmdir()  # only when empty: other locks are still in use
 
 
 _THREAD_LOCK = threading.Lock()  # flock is per open file, so threads of one process also need this

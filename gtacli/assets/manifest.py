@@ -42,6 +42,20 @@ FINITE_CHECK_MAX_BYTES = 512 << 20
 FINITE_CHECKED_KEYS = ("bbox_xywh", "keypoints2d", "keypoints3d")
 
 
+# Upper bounds for files whose exact size the manifest does not pin, by content kind: several times the largest
+# such file of the recipe (fits ~100 MB, checkpoints ~300 MB, annotations up to a few GB).
+SIZE_CAPS = {
+    "npy": 1 << 30,
+    "npz": 64 << 20,
+    "gmm": 64 << 20,
+    "text": 64 << 20,
+    "checkpoint": 2 << 30,
+    "onnx": 1 << 30,
+    "human_data": 32 << 30,
+}
+DEFAULT_SIZE_CAP = 4 << 30
+
+
 @dataclass(frozen=True)
 class Asset:
     """One public file of the recipe."""
@@ -58,6 +72,15 @@ class Asset:
 
     def path(self, root: PathLike) -> Path:
         return Path(root) / self.dest
+
+    @property
+    def max_bytes(self) -> int:
+        """The most bytes a download of this file may bring: its size when the manifest knows it, else a
+        generous cap for its kind (a mirror that streams without end stops here, not at a full disk)."""
+        if self.size is not None:
+            return self.size
+        kind = (self.validator or {}).get("kind", "")
+        return SIZE_CAPS.get(kind, DEFAULT_SIZE_CAP)
 
     @property
     def fix_command(self) -> str:

@@ -30,7 +30,8 @@ from gtacli.io.legacy_pickle import loads_smpl_pickle
 from gtacli.layout import GENDERS, DataLayout
 
 OUTPUT_PICKLE_PROTOCOL = 4  # plain numpy arrays; no _codecs/NEWOBJ tricks
-MAX_PICKLE_BYTES = 2 << 30  # refuse absurd zip members before reading them into memory
+MAX_PICKLE_BYTES = 320 << 20  # the official SMPL/SMPLify pickles are < 300 MB: refuse more before reading it
+READ_CHUNK_BYTES = 1 << 20  # zip members are inflated this much at a time (never a whole member at once)
 
 # Where to get each gender (docs/reproduction.md §1.3).
 SMPL_SOURCES = {
@@ -147,20 +148,53 @@ def _candidates_from_zip(path: Path) -> List[SmplCandidate]:
         if gender is None:
             continue
         if info.file_size > MAX_PICKLE_BYTES:
-            raise BadFileError(f"zip entry '{name}' is implausibly large ({info.file_size} bytes)", path=path)
+            raise BadFileError(
+                f"zip entry '{name}' is implausibly large ({info.file_size} bytes; an SMPL pickle is < 300 MB)",
+                path=path,
+                fix="use the original SMPL/SMPLify zip",
+            )
 
         def read(zf: zipfile.ZipFile = zf, info: zipfile.ZipInfo = info) -> bytes:
-            try:
-                return zf.read(info)
-            except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-                raise BadFileError(
-                    f"zip entry '{info.filename}' cannot be read ({exc})",
-                    path=path,
-                    fix="download the zip again (it is corrupt)",
-                ) from None
+            return _read_member(zf, info, path)
 
         found.append(SmplCandidate(gender, f"{path}:{name}", read, _version_rank(name)))
     return found
+
+
+def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> bytes:
+    """A zip member's bytes, inflated in small chunks: a member that inflates beyond what its directory entry
+    declares (or beyond the cap) is refused after at most one more chunk, never after inflating it whole
+    (`ZipFile.read` inflates everything before it truncates to the declared size)."""
+    data = bytearray()
+    got = 0
+    try:
+        with zf.open(info) as member:
+            while True:
+                chunk = member.read(READ_CHUNK_BYTES)
+                if not chunk:
+                    break
+                got += len(chunk)
+                if got > min(info.file_size, MAX_PICKLE_BYTES):
+                    raise zipfile.BadZipFile(f"inflates beyond its declared {info.file_size} bytes")
+                data += chunk
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError) as exc:
+        raise BadFileError(
+            f"zip entry '{info.filename}' cannot be read ({exc})",
+            path=path,
+            fix="download the zip again (it is corrupt)",
+        ) from None
+    return bytes(data)
+
+
+def _read_pickle_file(path: Path) -> bytes:
+    size = path.stat().st_size
+    if size > MAX_PICKLE_BYTES:
+        raise BadFileError(
+            f"implausibly large for an SMPL pickle ({size} bytes; they are < 300 MB)",
+            path=path,
+            fix="pass the official SMPL/SMPLify model files",
+        )
+    return path.read_bytes()
 
 
 def _candidate_from_file(path: Path, *, require_gender: bool) -> List[SmplCandidate]:
@@ -173,7 +207,7 @@ def _candidate_from_file(path: Path, *, require_gender: bool) -> List[SmplCandid
                 fix="rename it to contain male/female/neutral (e.g. SMPL_MALE.pkl) or pass the original zip",
             )
         return []
-    return [SmplCandidate(gender, str(path), path.read_bytes, _version_rank(path.name))]
+    return [SmplCandidate(gender, str(path), lambda: _read_pickle_file(path), _version_rank(path.name))]
 
 
 def find_candidates(sources: Sequence[PathLike]) -> List[SmplCandidate]:

@@ -44,6 +44,8 @@ DEFAULT_CONNECT_TIMEOUT_S = 15.0
 DEFAULT_READ_TIMEOUT_S = 60.0  # ($GTACLI_FETCH_TIMEOUT_S)
 STREAM_CHUNK_BYTES = 64 << 10  # small: a broken connection loses at most this much of what arrived
 FREE_SPACE_MARGIN_BYTES = 64 << 20  # keep this much free beyond what the download needs
+SPACE_CHECK_BYTES = 64 << 20  # while streaming, check the free space after each this many bytes
+DEFAULT_MAX_BYTES = 4 << 30  # a transfer's bound when the caller names none
 PART_SUFFIX = ".part"
 USER_AGENT = "gtacli-fetch"
 
@@ -60,21 +62,27 @@ class Progress:
         update: Optional[ProgressFn] = None,
         message: Optional[Callable[[str], None]] = None,
         total: Optional[int] = None,
+        sizes: Optional[Dict[str, int]] = None,
     ):
         self._update = update
         self._message = message
         self._total = total
+        # the real total: the expected size of each file to download, replaced by what its server announces
+        self._sizes: Dict[str, int] = dict(sizes or {})
         self._lock = threading.Lock()
         self._done: Dict[str, int] = {}
 
     def _show(self, name: str) -> None:
         if self._update is not None:
             done = sum(self._done.values())
-            self._update(done, self._total, f"{name} ({format_bytes(done, 'MB')})")
+            total = sum(self._sizes.values()) or self._total
+            self._update(done, total, f"{name} ({format_bytes(done, 'MB')})")
 
     def start(self, name: str, total: Optional[int], completed: int = 0) -> None:
         with self._lock:
             self._done[name] = completed
+            if total:
+                self._sizes[name] = total
             self._show(name)
 
     reset = start  # a resumed or restarted transfer: what the file holds now
@@ -278,24 +286,53 @@ def remove_files(*paths: Path) -> None:
             p.unlink()
 
 
-def _transfer(session: Any, url: str, dest: Path, opts: FetchOptions, name: str) -> Dict[str, Any]:
-    """One attempt to complete `<dest>.part` from `url`. Returns the part's metadata on success."""
-    part = part_path(dest)
-    meta_path = part_meta_path(dest)
-    meta = _read_meta(meta_path) if part.exists() else {}
-    have = part.stat().st_size if part.exists() else 0
+@dataclass
+class _PartState:
+    """What an existing `<dest>.part` allows: resume it (same remote object) or start over."""
+
+    part: Path
+    meta_path: Path
+    have: int = 0
+    meta: Dict[str, Any] = field(default_factory=dict)
+    resuming: bool = False
+
+
+@dataclass
+class _Plan:
+    """How to write the response: append from `start` or write anew; the total and the server's checksums."""
+
+    mode: str
+    start: int
+    total: Optional[int]
+    checksums: Dict[str, str]
+
+
+def _part_state(url: str, dest: Path) -> _PartState:
+    state = _PartState(part_path(dest), part_meta_path(dest))
+    if not state.part.exists():
+        return state
+    state.meta = _read_meta(state.meta_path)
+    state.have = state.part.stat().st_size
+    state.resuming = state.have > 0 and state.meta.get("key") == _object_key(url)
+    if state.have > 0 and not state.resuming:
+        remove_files(state.part, state.meta_path)  # unknown origin: cannot resume safely
+        state.have, state.meta = 0, {}
+    return state
+
+
+def _request_headers(state: _PartState) -> Dict[str, str]:
     headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
-    resuming = have > 0 and meta.get("key") == _object_key(url)
-    if have > 0 and not resuming:
-        remove_files(part, meta_path)  # unknown origin: cannot resume safely
-        have, meta = 0, {}
-    if resuming:
-        headers["Range"] = f"bytes={have}-"
-        validator = meta.get("etag") or meta.get("last_modified")
+    if state.resuming:
+        headers["Range"] = f"bytes={state.have}-"
+        validator = state.meta.get("etag") or state.meta.get("last_modified")
         if validator:
             headers["If-Range"] = validator
+    return headers
+
+
+def _send(session: Any, url: str, headers: Dict[str, str], opts: FetchOptions) -> Any:
     try:
-        resp = session.get(
+        return session.get(
             url, headers=headers, stream=True, timeout=(opts.connect_timeout_s, opts.read_timeout_s)
         )
     except (requests.ConnectionError, requests.Timeout) as exc:
@@ -303,86 +340,139 @@ def _transfer(session: Any, url: str, dest: Path, opts: FetchOptions, name: str)
         if reason:
             raise Unreachable(reason) from None
         raise _Retryable(_short_exc(exc)) from None
-    with contextlib.closing(resp):
-        status = resp.status_code
-        if status == 416 and resuming:
-            total = meta.get("total")
-            if total is not None and have == total:
-                return meta  # the .part was already complete
-            remove_files(part, meta_path)
-            raise _Retryable("server refused the resume range; starting over")
-        if status >= 500 or status == 429:
-            raise _Retryable(f"HTTP {status} {resp.reason}")
-        if status >= 400:
-            raise NextUrl(f"HTTP {status} {resp.reason}")
-        if status not in (200, 206):
-            raise NextUrl(f"unexpected HTTP {status}")
 
-        etag = resp.headers.get("ETag")
-        last_modified = resp.headers.get("Last-Modified")
-        mode = "wb"
-        start = 0
-        if status == 206 and resuming:
-            m = re.match(r"bytes (\d+)-(\d+)/(\d+|\*)", resp.headers.get("Content-Range", ""))
-            changed = (meta.get("etag") and etag and etag != meta["etag"]) or (
-                meta.get("last_modified") and last_modified and last_modified != meta["last_modified"]
+
+def _check_status(resp: Any, state: _PartState) -> bool:
+    """Raise for a status that cannot deliver the file; True when a 416 says the `.part` is already whole."""
+    status = resp.status_code
+    if status == 416 and state.resuming:
+        total = state.meta.get("total")
+        if total is not None and state.have == total:
+            return True
+        remove_files(state.part, state.meta_path)
+        raise _Retryable("server refused the resume range; starting over")
+    if status >= 500 or status == 429:
+        raise _Retryable(f"HTTP {status} {resp.reason}")
+    if status >= 400:
+        raise NextUrl(f"HTTP {status} {resp.reason}")
+    if status not in (200, 206):
+        raise NextUrl(f"unexpected HTTP {status}")
+    return False
+
+
+def _plan_response(resp: Any, state: _PartState, opts: FetchOptions, name: str) -> _Plan:
+    """Append to the `.part` (a 206 continuing it) or write it anew (a 200); raise when neither is safe."""
+    etag, last_modified = resp.headers.get("ETag"), resp.headers.get("Last-Modified")
+    if resp.status_code == 206:
+        if not state.resuming:  # a range we did not ask for
+            raise NextUrl("server sent a partial response to a full request")
+        m = re.match(r"bytes (\d+)-(\d+)/(\d+|\*)", resp.headers.get("Content-Range", ""))
+        meta = state.meta
+        changed = (meta.get("etag") and etag and etag != meta["etag"]) or (
+            meta.get("last_modified") and last_modified and last_modified != meta["last_modified"]
+        )
+        if not m or int(m.group(1)) != state.have or changed:
+            remove_files(state.part, state.meta_path)
+            why = "the file changed on the server" if changed else "the server answered a different range"
+            raise _Retryable(f"{why}; starting over")
+        sums = dict(meta.get("checksums") or {})
+        sums.update(_server_checksums(resp.headers, full_body=False))
+        return _Plan("ab", state.have, int(m.group(3)) if m.group(3) != "*" else None, sums)
+    if state.resuming:
+        opts.progress.message(
+            f"{name}: the server ignored the resume request or the file changed; starting over"
+        )
+    length = resp.headers.get("Content-Length")
+    total = int(length) if length and length.isdigit() else None
+    return _Plan("wb", 0, total, _server_checksums(resp.headers, full_body=True))
+
+
+def _stream(resp: Any, state: _PartState, plan: _Plan, limit: int, opts: FetchOptions, name: str) -> int:
+    """Write the body into the `.part`; stop (and drop the bytes) as soon as more than `limit` bytes in all
+    arrived, and before the disk is full. Returns the `.part`'s size."""
+    got = plan.start
+    next_space_check = got + SPACE_CHECK_BYTES
+    try:
+        with open(state.part, plan.mode) as fp:
+            for chunk in resp.iter_content(chunk_size=STREAM_CHUNK_BYTES):
+                if not chunk:
+                    continue
+                if got + len(chunk) > limit:
+                    raise _TooLong(got + len(chunk))
+                fp.write(chunk)
+                got += len(chunk)
+                opts.progress.advance(name, len(chunk))
+                if got >= next_space_check:  # a body of unknown length: keep the disk from filling
+                    next_space_check = got + SPACE_CHECK_BYTES
+                    _require_free_space(state.part, plan.total, got)
+                if opts.cancel.is_set():
+                    raise DownloadError("interrupted", path=state.part, fix="run again to resume")
+    except _TooLong as exc:
+        remove_files(state.part, state.meta_path)
+        raise NextUrl(
+            f"server sent more than the expected {limit} bytes (stopped at {format_bytes(exc.got)})",
+            bad_bytes=True,
+        ) from None
+    except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+        raise _Retryable(f"connection broke after {format_bytes(got)} ({_short_exc(exc)})") from None
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise _disk_full(state.part, plan.total, got) from None
+        raise
+    return got
+
+
+class _TooLong(Exception):
+    def __init__(self, got: int):
+        self.got = got
+
+
+def _require_free_space(part: Path, total: Optional[int], got: int) -> None:
+    if shutil.disk_usage(part.parent).free < FREE_SPACE_MARGIN_BYTES:
+        raise _disk_full(part, total, got)
+
+
+def _disk_full(part: Path, total: Optional[int], got: int) -> DownloadError:
+    need = f"~{format_bytes(total - got, 'MB')} more" if total else "more space"
+    return DownloadError(
+        f"no space left on device: {part}, needs {need}",
+        fix="free disk space and run again (the partial file resumes)",
+    )
+
+
+def _transfer(
+    session: Any, url: str, dest: Path, opts: FetchOptions, name: str, max_bytes: Optional[int] = None
+) -> Dict[str, Any]:
+    """One attempt to complete `<dest>.part` from `url` (never more than `max_bytes`). Returns the part's
+    metadata on success."""
+    state = _part_state(url, dest)
+    resp = _send(session, url, _request_headers(state), opts)
+    with contextlib.closing(resp):
+        if _check_status(resp, state):
+            return state.meta  # the .part was already complete
+        plan = _plan_response(resp, state, opts, name)
+        limit = max_bytes if max_bytes is not None else DEFAULT_MAX_BYTES
+        if plan.total is not None and plan.total > limit:
+            remove_files(state.part, state.meta_path)
+            raise NextUrl(
+                f"server announces {plan.total} bytes, more than the expected {limit}", bad_bytes=True
             )
-            if not m or int(m.group(1)) != have or changed:
-                remove_files(part, meta_path)
-                why = "the file changed on the server" if changed else "the server answered a different range"
-                raise _Retryable(f"{why}; starting over")
-            mode, start = "ab", have
-            total = int(m.group(3)) if m.group(3) != "*" else None
-            sums = dict(meta.get("checksums") or {})
-            sums.update(_server_checksums(resp.headers, full_body=False))
-        else:
-            if status == 206:  # a range we did not ask for
-                raise NextUrl("server sent a partial response to a full request")
-            if resuming:
-                opts.progress.message(
-                    f"{name}: the server ignored the resume request or the file changed; starting over"
-                )
-            length = resp.headers.get("Content-Length")
-            total = int(length) if length and length.isdigit() else None
-            sums = _server_checksums(resp.headers, full_body=True)
-        if total is not None:
-            check_free_space(dest.parent, total - start, f"{name} ({format_bytes(total)})")
+        if plan.total is not None:
+            limit = plan.total
+            check_free_space(dest.parent, plan.total - plan.start, f"{name} ({format_bytes(plan.total)})")
         meta = {
             "key": _object_key(url),
             "url": url,
-            "etag": etag,
-            "last_modified": last_modified,
-            "total": total,
-            "checksums": sums,
+            "etag": resp.headers.get("ETag"),
+            "last_modified": resp.headers.get("Last-Modified"),
+            "total": plan.total,
+            "checksums": plan.checksums,
         }
-        meta_path.write_text(json.dumps(meta), encoding="utf-8")
-        opts.progress.reset(name, total, start)
-        got = start
-        try:
-            with open(part, mode) as fp:
-                for chunk in resp.iter_content(chunk_size=STREAM_CHUNK_BYTES):
-                    if not chunk:
-                        continue
-                    fp.write(chunk)
-                    got += len(chunk)
-                    opts.progress.advance(name, len(chunk))
-                    if opts.cancel.is_set():
-                        raise DownloadError("interrupted", path=part, fix="run again to resume")
-        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
-            raise _Retryable(f"connection broke after {format_bytes(got)} ({_short_exc(exc)})") from None
-        except OSError as exc:
-            if exc.errno == errno.ENOSPC:
-                need = f"~{format_bytes(total - got, 'MB')} more" if total else "more space"
-                raise DownloadError(
-                    f"no space left on device: {part}, needs {need}",
-                    fix="free disk space and run again (the partial file resumes)",
-                ) from None
-            raise
-        if total is not None and got < total:
-            raise _Retryable(f"short read: got {got} of {total} bytes")
-        if total is not None and got > total:
-            remove_files(part, meta_path)
-            raise NextUrl(f"server sent {got} bytes, more than the announced {total}", bad_bytes=True)
+        state.meta_path.write_text(json.dumps(meta), encoding="utf-8")
+        opts.progress.reset(name, plan.total, plan.start)
+        got = _stream(resp, state, plan, limit, opts, name)
+        if plan.total is not None and got < plan.total:
+            raise _Retryable(f"short read: got {got} of {plan.total} bytes")
         meta["size"] = got
         return meta
 
@@ -395,9 +485,11 @@ def _short_exc(exc: BaseException) -> str:
     return m.group(0) if m else (text[:160] or type(exc).__name__)
 
 
-def download_one_url(session: Any, url: str, dest: Path, opts: FetchOptions, name: str) -> Dict[str, Any]:
+def download_one_url(
+    session: Any, url: str, dest: Path, opts: FetchOptions, name: str, max_bytes: Optional[int] = None
+) -> Dict[str, Any]:
     """Retry `_transfer` with exponential backoff on transient failures; an unreachable host gets one attempt
-    per run (`opts.unreachable` remembers it for every other file)."""
+    per run (`opts.unreachable` remembers it for every other file). No attempt writes more than `max_bytes`."""
     host = urlsplit(url).netloc
     last = ""
     for attempt in range(max(opts.retries, 1)):
@@ -405,7 +497,7 @@ def download_one_url(session: Any, url: str, dest: Path, opts: FetchOptions, nam
         if known:
             raise NextUrl(f"unreachable ({known}), not retried")
         try:
-            return _transfer(session, url, dest, opts, name)
+            return _transfer(session, url, dest, opts, name, max_bytes)
         except Unreachable as exc:
             reason = opts.unreachable.add(host, str(exc))
             raise NextUrl(f"unreachable ({reason}), not retried") from None

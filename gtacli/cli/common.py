@@ -14,6 +14,7 @@ builds its `Output`, does its work and returns an exit code (or raises); the app
 from __future__ import annotations
 
 import contextvars
+import errno
 import functools
 import json
 import math
@@ -204,6 +205,14 @@ def handle_errors(command: Callable[..., Optional[int]]) -> Callable[..., None]:
 
 def report_error(out: Output, exc: BaseException) -> int:
     """Print `exc` as one line on stderr (and as a JSON error object on stdout in --json mode); its exit code."""
+    if (
+        isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG
+    ):  # a name the user typed: say so in one line
+        exc = UsageError(
+            "a file or folder name on this path is longer than the file system allows (255 bytes)",
+            path=exc.filename,
+            fix="choose a shorter name",
+        )
     if isinstance(exc, KeyboardInterrupt):
         kind, message, code = "interrupted", "interrupted", 130
     elif isinstance(exc, GtacliError):

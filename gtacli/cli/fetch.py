@@ -8,7 +8,6 @@ from typing import Any, Dict, List, Optional
 import typer
 
 from gtacli.cli.common import Annotated, DataRootOpt, DebugOpt, JsonOpt, Output, ProgressBar, QuietOpt
-from gtacli.errors import UsageError
 from gtacli.io.sizes import format_bytes as _size  # (a small module: the command's start-up stays light)
 
 
@@ -73,7 +72,8 @@ def fetch_command(
     Tuning (environment): GTACLI_FETCH_RETRIES (attempts per URL, default 5), GTACLI_FETCH_BACKOFF_S
     (first retry wait, doubles, default 1), GTACLI_FETCH_TIMEOUT_S (read timeout, default 60). A host that
     cannot be resolved or refuses connections is given up after one attempt for the whole run. The run
-    ends with one line: `N fetched, M failed, K skipped, X MB`.
+    ends with one line: `N fetched, M failed, K skipped, X MB`; with --quiet only that line and the errors are
+    printed. A failure cause shared by several files (an unreachable host) is said once, below the table.
 
     Examples:
 
@@ -87,109 +87,100 @@ def fetch_command(
 
       gtacli fetch --all --verify-only --json
     """
-    from gtacli.assets.download import (
-        dry_run as plan,
-    )
-    from gtacli.assets.download import (
-        ensure_writable_root,
-        fetch_assets,
-        grouped_errors,
-        summarize,
-        verify_present,
-    )
-    from gtacli.assets.manifest import load_manifest
-    from gtacli.assets.smpl_import import find_candidates, import_smpl
-    from gtacli.assets.transfer import FetchOptions, Progress, parse_mirrors
-    from gtacli.layout import DataLayout
+    from gtacli.assets.fetch_run import FetchRequest, plan_fetch, run_fetch
+    from gtacli.assets.transfer import Progress
 
-    # usage first: nothing is printed before the options are known to work
-    if dry_run and verify_only:
-        raise UsageError("--dry-run and --verify-only exclude each other", fix="use one of them")
-    layout = DataLayout(data_root)
-    manifest = load_manifest()
-    assets = manifest.select(names or [], group or [], all_assets)
-    if not assets and not smpl_from:
-        raise UsageError(
-            "nothing to fetch",
-            fix="name assets or groups, or use --group G / --all / --smpl-from PATH "
-            "(list: gtacli fetch --all --dry-run)",
-        )
-    mirrors = parse_mirrors(mirror or [])
-    opts = FetchOptions(mirrors=mirrors, force=force)  # reads $GTACLI_FETCH_*: a bad value is a usage error
+    request = FetchRequest(
+        data_root=data_root,
+        names=names or [],
+        groups=group or [],
+        all_assets=all_assets,
+        mirrors=mirror or [],
+        jobs=jobs,
+        dry_run=dry_run,
+        force=force,
+        verify_only=verify_only,
+        smpl_from=smpl_from or [],
+    )
+    plan = plan_fetch(request)  # usage first: nothing is printed before the options are known to work
     out = Output(json_mode=json_mode, quiet=quiet, debug=debug)
-    payload: Dict[str, Any] = {"data_root": str(layout.root), "mirrors": mirrors}
-    failed = False
-
-    if smpl_from:
-        if dry_run:
-            found = find_candidates(smpl_from)
-            payload["smpl_import"] = {"would_import": {c.gender: c.source for c in found}}
-        else:
-            ensure_writable_root(layout.root)
-            report = import_smpl(smpl_from, layout)
-            payload["smpl_import"] = report.to_dict()
-            if report.missing:
-                out.warn(report.missing_hint())
-
-    if not assets:
-        out.result(payload, human=lambda: _print_smpl(out, payload))
-        return 0
-    if layout.is_synthetic:
-        out.once("synthetic", f"{layout.root} is a SYNTHETIC sample tree; real assets do not belong here")
-    if dry_run:
-        results = plan(assets, layout, opts)
-    elif verify_only:
-        results = [verify_present(a, layout, deep=True) for a in assets]
-    else:
-        total = sum(a.size or 0 for a in assets) or None
+    if plan.assets and plan.layout.is_synthetic:
+        out.once(
+            "synthetic", f"{plan.layout.root} is a SYNTHETIC sample tree; real assets do not belong here"
+        )
+    if request.mode == "fetch" and plan.assets:
         with ProgressBar(out, "fetch", rate_unit="B") as update:
-            opts.progress = Progress(update, out.info, total)
-            results = fetch_assets(assets, layout, opts, jobs=jobs)
-    failed = any(not r.ok for r in results)
-    summary = summarize(results)
-    errors = grouped_errors(results)
-    payload["files"] = [r.to_dict() for r in results]
-    payload["ok"] = not failed
-    if dry_run:
-        payload["total_bytes"] = sum(r.size or 0 for r in results if r.status != "present")
+            report = run_fetch(plan, Progress(update, out.info, sizes=plan.expected_sizes()))
     else:
-        payload["summary"] = summary.to_dict()
+        report = run_fetch(plan)
+    if report.smpl_hint:
+        out.warn(report.smpl_hint)
+    out.result(report.payload(), human=lambda: _print_report(out, report))
+    _print_errors(out, report.errors)
+    return 1 if report.failed else 0
 
-    def human() -> None:
-        _print_smpl(out, payload)
-        if dry_run:
+
+def _print_report(out: Output, report: Any) -> None:
+    """Tables (unless --quiet) and the one summary line."""
+    _print_smpl(out, report.payload())
+    if not report.plan.assets:
+        return
+    mode, results, root = report.plan.request.mode, report.results, report.plan.layout.root
+    if mode == "dry-run":
+        if not out.quiet:
             out.table(
                 "fetch (dry run)",
-                ["name", "size", "destination", "verified by"],
-                [(r.name, _size(r.size), _relative(r.dest, layout.root), r.verified_by) for r in results],
+                ["name", "status", "size", "destination", "verified by"],
+                [
+                    (
+                        r.name,
+                        DRY_RUN_STATUS.get(r.status, r.status),
+                        _size(r.size),
+                        _relative(r.dest, root),
+                        r.verified_by,
+                    )
+                    for r in results
+                ],
             )
-            todo = [r for r in results if r.status != "present"]
-            unknown = sum(r.size is None for r in todo)
-            out.out.print(
-                f"{len(todo)} to fetch, {_size(payload['total_bytes']) or '0 B'} in total"
-                + (f" ({unknown} of unknown size)" if unknown else "")
-                + f"; {len(results) - len(todo)} present",
-                markup=False,
-            )
-            return
-        out.table(
-            "verify" if verify_only else "fetch",
-            ["name", "status", "size", "detail"],
-            [
-                (
-                    r.name,
-                    r.status,
-                    _size(r.size),
-                    _last_cause(r.error or r.detail) if not r.ok else (r.verified_by or ""),
-                )
-                for r in results
-            ],
+        todo = report.to_fetch
+        unknown = sum(r.size is None for r in todo)
+        total = _size(sum(r.size or 0 for r in todo)) or "0 B"
+        out.out.print(
+            f"{len(todo)} to fetch, {total} in total"
+            + (f" ({unknown} of unknown size)" if unknown else "")
+            + f"; {len(results) - len(todo)} present",
+            markup=False,
         )
-        if not verify_only:
-            out.out.print(summary.line(), markup=False)
+        return
+    if not out.quiet:
+        out.table(
+            "verify" if mode == "verify" else "fetch",
+            ["name", "status", "size", "detail"],
+            [(r.name, r.status, _size(r.size), _detail(r, report.errors)) for r in results],
+        )
+    if mode == "fetch":
+        out.out.print(report.summary.line(), markup=False)
 
-    out.result(payload, human=human)
-    for cause, files in errors:  # each cause once, on stderr
+
+# what --dry-run's status column says (the JSON keeps the status names)
+DRY_RUN_STATUS = {"would-download": "to fetch", "would-resume": "to resume", "present": "present"}
+
+
+def _detail(result: Any, errors: List[Any]) -> str:
+    """A row's detail: how it was verified, or why it failed; a cause shared by several files is written once
+    below the table (an offline run: one line per host, not one per row) and the row points to it."""
+    if result.ok:
+        return result.verified_by or ""
+    cause = result.error or result.detail
+    for number, (text, files) in enumerate(errors, 1):
+        if text == cause and len(files) > 1:
+            return "see the error below" if len(errors) == 1 else f"see error [{number}] below"
+    return _last_cause(cause)
+
+
+def _print_errors(out: Output, errors: List[Any]) -> None:
+    """Each failure cause once on stderr, with the files it hit (numbered when there are several)."""
+    for number, (cause, files) in enumerate(errors, 1):
         which = files[0] if len(files) == 1 else f"{len(files)} files: {', '.join(files[:4])}"
         which += ", ..." if len(files) > 4 else ""
         fix = (
@@ -197,8 +188,8 @@ def fetch_command(
             if "Fix:" in cause
             else ". Fix: check the network or --mirror, then run again (downloads resume)"
         )
-        out.err.print(f"error: {cause} ({which}){fix}", markup=False, style="red")
-    return 1 if failed else 0
+        label = f"[{number}] " if len(errors) > 1 else ""
+        out.err.print(f"error: {label}{cause} ({which}){fix}", markup=False, style="red")
 
 
 def _last_cause(error: str, width: int = 48) -> str:

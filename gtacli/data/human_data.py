@@ -9,7 +9,9 @@ gigabytes once inflated. So:
 
 * members are decoded lazily, only when first accessed (opening reads only the zip directory and, for the
   length, one `.npy` header);
-* files of `CACHE_MIN_BYTES` or more get a per-file cache on first open: every numeric member is inflated
+* files of `CACHE_MIN_BYTES` or more get a per-file cache on first open, after their members' shapes were checked
+  against the frame count and their declared total against `CACHE_MAX_INFLATION` times the file's size: every
+  numeric member HumanData reads (header, boxes, keypoints, image paths, SMPL, meta; others are left out) is inflated
   straight to `<cache>/human_data/<name>-<size>-<mtime_ns>/<key>.npy` (the member *is* an `.npy` file, so this
   is a streamed copy), the arrays of the dict members (`smpl`, `meta`, ...) are saved as `<key>.<sub>.npy`,
   and small values go to `manifest.json`. The folder is built under a temporary name and renamed when
@@ -38,7 +40,7 @@ import numpy as np
 
 from gtacli.body.conventions import HUMAN_DATA_NUM_KEYPOINTS, SMPL_49_TO_HUMAN_DATA
 from gtacli.errors import BadFileError, PathLike, UnsafeFileError
-from gtacli.io.atomic import StagedFolder, atomic_path
+from gtacli.io.atomic import StagedFolder, atomic_path, read_record
 from gtacli.io.safe import SafeNpz, load_npy, load_npz
 
 # Files at least this big get a memory-mappable .npy cache on first open (smaller ones decode fast enough).
@@ -47,6 +49,9 @@ CACHE_SUBDIR = "human_data"
 CACHE_MANIFEST = "manifest.json"
 CACHE_THREADS = 4  # members inflated in parallel when the cache is built
 CACHE_FORMAT_VERSION = 1
+# the cache holds at most this many times the file's size (keypoint arrays inflate ~5-20x; a bomb far more)
+CACHE_MAX_INFLATION = 32
+USED_MEMBERS = ("image_path", "smpl", "has_smpl", "meta", "config")
 HEADER_KEYS = ("__data_len__", "__key_strict__", "__keypoints_compressed__", "__temporal_len__")
 DEFAULT_BBOX_SCORE = 1.0  # score appended to (N,4) boxes at load (mmhuman3d pads the same way)
 
@@ -84,8 +89,11 @@ class HumanData(Mapping[str, Any]):
         if use_cache:
             if cache_root is None:
                 raise ValueError("use_cache=True needs cache_dir for files outside a data root")
+            lazy = cls(
+                path, _NpzSource(path, npz)
+            )  # the members' shapes, from their headers (nothing inflated)
             try:
-                folder = ensure_cache(path, npz, cache_root)
+                folder = ensure_cache(path, npz, cache_root, frames=len(lazy))
             except (OSError, CacheUnsupported):
                 # read-only or full cache folder, or members the cache cannot hold (a dict inside a dict):
                 # decode lazily from the npz instead
@@ -93,6 +101,7 @@ class HumanData(Mapping[str, Any]):
             if folder is not None:
                 npz.close()
                 return cls(path, _CachedSource(path, folder))
+            return lazy
         return cls(path, _NpzSource(path, npz))
 
     fromfile = load  # mmhuman3d's spelling
@@ -411,16 +420,60 @@ def _inside(folder: Path, name: str) -> Path:
     return target
 
 
+def is_cache_folder(folder: Path) -> bool:
+    """True for a folder `ensure_cache` wrote (a real folder holding its manifest), which may be removed."""
+    if folder.is_symlink() or not folder.is_dir():
+        return False
+    manifest = read_record(folder / CACHE_MANIFEST)
+    return "format_version" in manifest and "members" in manifest
+
+
 def cache_folder(path: PathLike, cache_root: PathLike) -> Path:
     """Where the cache of `path` lives: keyed by file name, size and mtime (a changed file gets a new folder)."""
     stat = Path(path).stat()
     return Path(cache_root) / CACHE_SUBDIR / f"{Path(path).stem}-{stat.st_size}-{stat.st_mtime_ns}"
 
 
+def _is_used(key: str) -> bool:
+    """Members HumanData reads: the header, boxes, keypoints (and masks), image paths, SMPL, meta."""
+    return key in HEADER_KEYS or key in USED_MEMBERS or key.startswith(("keypoints", "bbox_"))
+
+
+def _check_cacheable(path: Path, npz: SafeNpz, numeric: Sequence[str], frames: Optional[int]) -> None:
+    """Before inflating anything: per-frame members have one row per frame, and what the members declare in
+    all (zip directory and .npy headers) is at most CACHE_MAX_INFLATION times the file's size."""
+    declared = 0
+    for key in numeric:
+        shape, dtype = npz.header(key)
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        declared += max(nbytes, npz.member_info(key).file_size)
+        per_frame = key.startswith(("keypoints", "bbox_")) or key in ("image_path", "has_smpl")
+        per_frame = per_frame and not key.endswith("_mask")
+        if frames is not None and per_frame and (not shape or shape[0] != frames):
+            raise BadFileError(
+                f"member '{key}' has shape {tuple(shape)}, expected {frames} rows (one per frame)",
+                path=path,
+                fix="re-create or download the annotation again",
+            )
+    size = path.stat().st_size
+    if declared > CACHE_MAX_INFLATION * size + CACHE_MIN_BYTES:
+        raise BadFileError(
+            f"its arrays declare {declared / 1e9:.1f} GB, more than {CACHE_MAX_INFLATION}x the file's "
+            f"{size / 1e6:.0f} MB (a decompression bomb, or a damaged file)",
+            path=path,
+            fix="re-create or download the annotation again",
+        )
+
+
 def ensure_cache(
-    path: PathLike, npz: Optional[SafeNpz] = None, cache_root: Optional[PathLike] = None
+    path: PathLike,
+    npz: Optional[SafeNpz] = None,
+    cache_root: Optional[PathLike] = None,
+    *,
+    frames: Optional[int] = None,
 ) -> Path:
-    """Build (once) the memory-mappable cache of a HumanData file and return its folder."""
+    """Build (once) the memory-mappable cache of a HumanData file and return its folder. Only the members
+    HumanData reads are inflated (others are left out of the cache), after `_check_cacheable`."""
     path = Path(path)
     root = Path(cache_root) if cache_root is not None else _default_cache_root(path)
     if root is None:
@@ -431,14 +484,16 @@ def ensure_cache(
     own = npz is None
     npz = npz or load_npz(path)
     try:
+        for key in npz:  # every name checked before anything is written (a hostile name refuses the file)
+            cache_file_name(path, key)
+        used = [key for key in npz if _is_used(key)]
+        numeric = [key for key in used if not npz.header(key)[1].hasobject]
+        _check_cacheable(path, npz, numeric, frames)
         # built under a temporary name, the manifest written last, then renamed: a concurrent builder that
         # finished first wins and ours is dropped
         with StagedFolder(folder, CACHE_MANIFEST) as staged:
             tmp = staged.path
             members: Dict[str, Any] = {}
-            for key in npz:  # every name checked before anything is written
-                cache_file_name(path, key)
-            numeric = [key for key in npz if not npz.header(key)[1].hasobject]
             # numeric members are complete .npy files: inflate each straight to disk (no copy in memory), in
             # parallel (zlib releases the GIL); object members are unpickled (restricted) meanwhile
             with ThreadPoolExecutor(max_workers=min(CACHE_THREADS, max(1, len(numeric)))) as pool:
@@ -448,7 +503,7 @@ def ensure_cache(
                     )
                     for key in numeric
                 ]
-                for key in npz:
+                for key in used:
                     if key in numeric:
                         members[key] = {"kind": "array"}
                     else:

@@ -99,6 +99,18 @@ class StagedOutput:
     def discard(self) -> None:
         self._staged.discard()
 
+    def public(self, exc: GtacliError) -> GtacliError:
+        """`exc` naming the output folder the user gave instead of the hidden staging folder (a full disk while
+        writing `.out.tmp-123-ab/frame_0001.png` is reported as `out/frame_0001.png`)."""
+        hidden, shown = str(self.tmp_dir), str(self.final_dir)
+        if hidden not in exc.problem and hidden not in (exc.path or ""):
+            return exc
+        return type(exc)(
+            exc.problem.replace(hidden, shown),
+            path=exc.path.replace(hidden, shown) if exc.path else None,
+            fix=exc.fix,
+        )
+
     def commit(self, record: Optional[Dict[str, Any]] = None) -> None:
         """Write the folder's own record (its files and their sizes, plus `record`: what it was made from) and
         move the folder into place."""

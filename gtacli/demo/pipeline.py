@@ -70,7 +70,7 @@ from gtacli.demo.results import RESULT_FIELDS, DemoResults
 from gtacli.demo.smooth import PersonSmoother
 from gtacli.demo.track import OnlineTracker, TrackConfig, TrackedBox, given_boxes
 from gtacli.device import release_freed_memory, resolve_device
-from gtacli.errors import BadFileError, UsageError
+from gtacli.errors import BadFileError, GtacliError, UsageError
 from gtacli.io import video
 from gtacli.io.atomic import atomic_write_json
 from gtacli.layout import DataLayout
@@ -157,25 +157,35 @@ def run_demo(
         atomic_write_json(stage.tmp_dir / RESULTS_JSON, summary)
         timer.add("video_io", t)
         stage.commit(output_record(config))
-    except BaseException:
+    except BaseException as exc:
         if writers is not None:
             writers.abort()
         if results is not None:
             results.discard()
         stage.discard()
+        if isinstance(exc, GtacliError):  # name the output the user gave, not the hidden staging folder
+            raise stage.public(exc) from None
         raise
     summary["output"] = display_name(str(config.output))
+    # --max-frames stopped before the undecodable part: the frames asked for were all there (a note, no error)
+    stopped_early = inp.frames_total is not None and frames_done < inp.frames_total
     for note in notes:
         (log or (lambda message: None))(f"note: {note}")
-    if inp.decode_error:
+    if inp.decode_error and not stopped_early:
         raise BadFileError(
-            f"frame {frames_done} of {inp.decode_error} cannot be decoded; the frames before it were processed "
+            f"{_decode_error_text(inp)}; the frames before it were processed "
             f"and written to "
             f"{display_name(str(config.output))}",
             path=display_name(str(config.input)),
             fix="re-encode the video (e.g. ffmpeg -i IN -c:v libx264 OUT.mp4) to process the rest",
         )
     return summary
+
+
+def _decode_error_text(inp: Input) -> str:
+    """'frame N of M cannot be decoded': N the first frame the scan could not decode (0-based: the count of
+    decodable frames), M the container's frame count; never the last frame --max-frames processed."""
+    return f"frame {inp.frames_total} of {inp.decode_error} cannot be decoded"
 
 
 def run_results_export(config: DemoConfig, log: Optional[Callable[[str], None]] = None) -> Dict[str, Any]:
@@ -202,8 +212,10 @@ def run_results_export(config: DemoConfig, log: Optional[Callable[[str], None]] 
         summary["animation"] = config.after_results(stage.tmp_dir, dict(replay.data))
         atomic_write_json(stage.tmp_dir / RESULTS_JSON, summary)
         stage.commit()
-    except BaseException:
+    except BaseException as exc:
         stage.discard()
+        if isinstance(exc, GtacliError):  # name the output the user gave, not the hidden staging folder
+            raise stage.public(exc) from None
         raise
     summary["output"] = display_name(str(config.output))
     for note in summary["notes"]:
@@ -292,6 +304,10 @@ def open_input(config: DemoConfig, notes: List[str]) -> Input:
     if config.max_frames is not None and frames_total is not None and frames_total > config.max_frames:
         notes.append(f"processing the first {config.max_frames} of {frames_total} frames (--max-frames)")
         frames_to_do = config.max_frames
+        if decode_error:
+            notes.append(
+                f"frame {frames_total} of {decode_error} cannot be decoded (after the frames --max-frames asked for)"
+            )
     return Input(source, frames_total, frames_to_do, decode_error)
 
 
@@ -623,9 +639,7 @@ def make_summary(
         "box_sources": results.box_source_counts(),
         "fps": source.fps if source.is_video else None,
         "fps_note": source.fps_note,
-        "decode_error": f"frame {frames_done} of {inp.decode_error} cannot be decoded"
-        if inp.decode_error
-        else None,
+        "decode_error": _decode_error_text(inp) if inp.decode_error else None,
         "checkpoint": display_name(str(config.checkpoint)) if config.checkpoint else None,
         "checkpoint_report": engine.report.summary() if engine.report is not None else None,
         "from_results": display_name(str(config.from_results)) if config.from_results else None,

@@ -25,6 +25,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from gtacli.body.smpl import BodyModel, GenderedBodyModel
+from gtacli.data.annotation_checks import check_finite, check_gt_smpl
 from gtacli.data.crop import normalize_batch
 from gtacli.data.eval_dataset import EvalCollate, EvalDataset
 from gtacli.data.human_data import HumanData
@@ -187,8 +188,18 @@ def check_config(config: EvalConfig) -> CheckedConfig:
     if engine == "onnxruntime" and config.amp:
         raise UsageError("--amp is for the torch engine", fix="drop --amp, or add --engine torch")
     if config.save_predictions is not None:
-        _check_output(Path(config.save_predictions), (ann_path, Path(config.checkpoint)), config.force)
+        layout = DataLayout(config.data_root)
+        inputs = (ann_path, Path(config.checkpoint), *_model_files(layout))
+        folders = (layout.image_root(protocol.image_dataset), layout.body_models, layout.cache)
+        _check_output(Path(config.save_predictions), inputs, config.force, folders)
     return CheckedConfig(protocol, ann_path, engine)
+
+
+def _model_files(layout: DataLayout) -> tuple:
+    """The files besides the annotation and the checkpoint an evaluation reads (body models, regressors)."""
+    genders = ("neutral", "male", "female")
+    return (*(layout.smpl_model(g) for g in genders), layout.j_regressor_h36m, layout.j_regressor_extra,
+            layout.smpl_mean_params)  # fmt: skip
 
 
 def _check_numbers(batch_size: int, limit: Optional[int], workers: Optional[int]) -> None:
@@ -200,13 +211,21 @@ def _check_numbers(batch_size: int, limit: Optional[int], workers: Optional[int]
         raise UsageError("--workers must be 0 or more")
 
 
-def _check_output(path: Path, inputs: tuple, force: bool) -> None:
-    """--save-predictions: an .npz that is none of the inputs, not an existing file unless `force`, in a
-    folder where a file can be created (tried with a probe file, which also catches read-only mounts)."""
+def _check_output(path: Path, inputs: tuple, force: bool, folders: tuple = ()) -> None:
+    """--save-predictions: an .npz that is none of the files the evaluation reads (`inputs`, or anything in
+    `folders`: images, body models, cache), not an existing file unless `force`, in a folder where a file can
+    be created (tried with a probe file, which also catches read-only mounts)."""
     if path.suffix != ".npz":
         raise UsageError(f"--save-predictions {path} must end in .npz")
     if path.is_dir():
         raise UsageError(f"--save-predictions {path} is a folder", fix="give a file name ending in .npz")
+    resolved = path.resolve()
+    inside = next((f for f in folders if f.exists() and resolved.is_relative_to(f.resolve())), None)
+    if inside is not None:
+        raise UsageError(
+            f"--save-predictions {path} lies in {inside}, which this evaluation reads; it is never written",
+            fix="write the predictions to another folder",
+        )
     if path.exists():
         if any(src.exists() and os.path.samefile(path, src) for src in inputs):
             raise UsageError(
@@ -272,8 +291,14 @@ def _prepare(
     check_annotation(human_data, protocol, ann_path)
     count = len(human_data) if limit is None else min(limit, len(human_data))
     rows = np.arange(count)
+    # what check-layout checks, on the rows scored: finite boxes and ground truth, SMPL of one row per frame
+    check_finite(human_data, "bbox_xywh", ann_path, rows)
+    genders = None
+    if protocol.gt_source == "smpl_gendered":
+        genders = gendered_names(np.asarray(check_gt_smpl(human_data, ann_path, rows)))
     gt_kp = None
     if protocol.gt_source == "keypoints3d":
+        check_finite(human_data, "keypoints3d", ann_path, rows)
         gt_kp = gt_keypoints_h36m(human_data.keypoints("keypoints3d", rows), ann_path)
     dataset = EvalDataset(
         human_data,
@@ -290,9 +315,6 @@ def _prepare(
             fix=f"put the {protocol.image_dataset} images under {layout.image_root(protocol.image_dataset)} "
             "(see gtacli check-layout)",
         )
-    genders = None
-    if protocol.gt_source == "smpl_gendered":
-        genders = gendered_names(np.asarray(human_data.meta()["gender"])[rows])
     return _Prepared(protocol, ann_path, human_data, dataset, rows, genders)
 
 

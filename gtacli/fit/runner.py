@@ -46,7 +46,13 @@ from gtacli.fit.batch import (
 from gtacli.fit.config import FIT_METHODS, RegistrationConfig
 from gtacli.fit.fits_store import fits_file_name, save_fits_file
 from gtacli.fit.methods import build_fitter
-from gtacli.io.atomic import atomic_write_json, atomic_write_with, ensure_writable_dir
+from gtacli.io.atomic import (
+    NAME_MAX_BYTES,
+    atomic_write_json,
+    atomic_write_with,
+    check_name_lengths,
+    ensure_writable_dir,
+)
 from gtacli.layout import TEST_DATASETS, TRAIN_DATASETS, DataLayout
 from gtacli.model.engines import EngineInfo, load_engine
 from gtacli.model.estimator import load_mean_params
@@ -354,7 +360,9 @@ def fits_output_path(layout: DataLayout, dataset: str, output: Optional[Path], l
 
 
 def report_path(fits_path: Path) -> Path:
-    return fits_path.with_name(fits_path.stem + ".report.json")
+    """`<stem>.report.json` beside the fits (the stem shortened when the name would pass 255 bytes)."""
+    room = NAME_MAX_BYTES - len(".report.json")
+    return fits_path.with_name(fits_path.stem.encode()[:room].decode("utf-8", "ignore") + ".report.json")
 
 
 def _check_target(target: Path, force: bool) -> None:
@@ -366,7 +374,9 @@ def _check_target(target: Path, force: bool) -> None:
         )
     if target.is_dir():
         raise GtacliError("the output is a folder", path=target, fix="give a file name with --output")
-    ensure_writable_dir(target.parent, what="the fits", fix="choose --output elsewhere")
+    check_name_lengths(target)
+    # nothing is created yet: the fits' folder is made when the file is written (a failed run leaves none)
+    ensure_writable_dir(target.parent, what="the fits", fix="choose --output elsewhere", create=False)
 
 
 def fit_annotation(

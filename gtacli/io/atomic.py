@@ -19,11 +19,17 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 from gtacli.errors import GtacliError, PathLike
 from gtacli.io.sizes import format_bytes
 
+NAME_MAX_BYTES = 255  # the longest file name Linux file systems take
+
 
 def temp_path_for(final: PathLike) -> Path:
-    """A hidden temporary name beside `final` that keeps its suffix (np.savez appends '.npz' otherwise)."""
+    """A hidden temporary name beside `final` that keeps its suffix (np.savez appends '.npz' otherwise); the stem
+    is shortened when needed, so a valid final name (up to 255 bytes) always has a valid temp name."""
     final = Path(final)
-    return final.with_name(f".{final.stem}.tmp-{os.getpid()}-{secrets.token_hex(4)}{final.suffix}")
+    tail = f".tmp-{os.getpid()}-{secrets.token_hex(4)}{final.suffix}"
+    room = NAME_MAX_BYTES - 1 - len(tail.encode())
+    stem = final.stem.encode()[:room].decode("utf-8", "ignore")
+    return final.with_name(f".{stem}{tail}")
 
 
 # torch.save reports a full disk as a RuntimeError from its zip writer, not as OSError(ENOSPC).
@@ -44,9 +50,11 @@ def atomic_path(final: PathLike, *, expected_bytes: Optional[int] = None) -> Ite
     ...     np.savez(tmp, a=1)
     """
     final = Path(final)
+    made = _missing_folders(final.parent)
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
+        _remove_empty(made)
         raise _as_gtacli_error(exc, final.parent) from exc
     tmp = temp_path_for(final)
     try:
@@ -57,16 +65,40 @@ def atomic_path(final: PathLike, *, expected_bytes: Optional[int] = None) -> Ite
     except OSError as exc:
         full = disk_full_error(final, tmp, expected_bytes) if exc.errno == errno.ENOSPC else None
         _unlink_quietly(tmp)
+        _remove_empty(made)
         raise (full or _as_gtacli_error(exc, final)) from exc
     except RuntimeError as exc:
         full = disk_full_error(final, tmp, expected_bytes) if _is_torch_write_failure(exc) else None
         _unlink_quietly(tmp)
+        _remove_empty(made)
         if full is None:
             raise
         raise full from exc
     except BaseException:
         _unlink_quietly(tmp)
+        _remove_empty(made)
         raise
+
+
+def _missing_folders(folder: Path) -> list:
+    """The folders `mkdir(parents=True)` would create for `folder`, deepest first."""
+    missing = []
+    try:
+        while not folder.exists() and folder != folder.parent:
+            missing.append(folder)
+            folder = folder.parent
+    except OSError:  # a name too long to even look up: nothing will be created
+        return []
+    return missing
+
+
+def _remove_empty(folders: list) -> None:
+    """A failed write leaves no empty folders behind (those it created, deepest first, while empty)."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def _drop_tracebacks(exc: Optional[BaseException]) -> None:
@@ -155,6 +187,12 @@ def _as_gtacli_error(exc: OSError, path: Path) -> GtacliError:
             path=path,
             fix="choose a writable folder (--data-root / --output / --work-dir) or fix its permissions",
         )
+    if exc.errno == errno.ENAMETOOLONG:
+        return GtacliError(
+            "a file or folder name on this path is longer than the file system allows (255 bytes)",
+            path=path,
+            fix="choose a shorter name",
+        )
     if exc.errno in (errno.EEXIST, errno.ENOTDIR):
         return GtacliError(
             "cannot write: a file stands where a folder is needed on this path",
@@ -162,6 +200,18 @@ def _as_gtacli_error(exc: OSError, path: Path) -> GtacliError:
             fix="choose another output path, or move that file away",
         )
     return GtacliError(f"cannot write: {exc.strerror or exc}", path=path, fix="check the path and free space")
+
+
+def check_name_lengths(path: PathLike) -> None:
+    """Refuse, before any work, a path with a file or folder name longer than the file system takes."""
+    for part in Path(path).parts:
+        if len(part.encode()) > NAME_MAX_BYTES:
+            raise GtacliError(
+                f"a file or folder name on this path is longer than the file system allows ({len(part.encode())} "
+                f"bytes; at most {NAME_MAX_BYTES})",
+                path=path,
+                fix="choose a shorter name",
+            )
 
 
 def ensure_writable_dir(directory: PathLike, *, what: str, fix: str, create: bool = True) -> None:

@@ -153,6 +153,17 @@ class SafeNpz(Mapping[str, Any]):
                 fix="the file is truncated or corrupt; download or create it again",
             ) from exc
         self._members = {n[:-4] if n.endswith(".npy") else n: n for n in names}
+        if len(self._members) != len(names):  # two members of one name: which one a reader gets is arbitrary
+            seen: set = set()
+            twice = next(
+                k for k in (n[:-4] if n.endswith(".npy") else n for n in names) if k in seen or seen.add(k)
+            )
+            self._zip.close()
+            raise BadFileError(
+                f"holds member '{twice}' twice (a tampered or badly merged file)",
+                path=self.path,
+                fix="create or download the file again",
+            )
         self._cache: Dict[str, Any] = {}
 
     def __getitem__(self, key: str) -> Any:
@@ -221,6 +232,7 @@ def load_checkpoint(path: PathLike, *, map_location: Any = "cpu") -> Any:
     """`torch.load(weights_only=True)` with numpy scalars allowed (mmcv metas contain them) and errors as one line."""
     path = Path(path)
     _require_file(path)
+    _check_declared_sizes(path)
     safe = [np.dtype, np.ndarray]
     try:
         from numpy._core.multiarray import scalar as _np_scalar
@@ -253,6 +265,31 @@ def load_checkpoint(path: PathLike, *, map_location: Any = "cpu") -> Any:
             path=path,
             fix="the file is truncated, corrupt or not a checkpoint; download it again (gtacli fetch --force NAME)",
         ) from exc
+
+
+# torch.save stores tensors uncompressed, so the bytes a checkpoint's zip directory declares are at most its size
+# on disk; a little compression (a re-zipped file) is tolerated, a bomb is refused before torch inflates it.
+MAX_INFLATION = 4
+
+
+def _check_declared_sizes(path: Path) -> None:
+    """Refuse a zip checkpoint whose members declare far more bytes than the file holds (read from the zip's
+    directory only, before `torch.load` allocates them)."""
+    try:
+        if not zipfile.is_zipfile(path):
+            return  # the legacy (pickle) format: its storages are not compressed
+        with zipfile.ZipFile(path) as zf:
+            declared = sum(info.file_size for info in zf.infolist())
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        return  # torch.load reports the damage in its own words
+    size = path.stat().st_size
+    if declared > MAX_INFLATION * size + (1 << 20):
+        raise BadFileError(
+            f"not a checkpoint torch wrote: its tensors declare {declared / 1e6:.0f} MB inflated from a "
+            f"{size / 1e6:.1f} MB file",
+            path=path,
+            fix="use the original checkpoint file (download it again: gtacli fetch --force NAME)",
+        )
 
 
 def _weights_only_reason(message: str) -> str:

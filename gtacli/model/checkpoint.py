@@ -182,7 +182,20 @@ def save_checkpoint(
                 "the mmhuman3d layout holds only 'meta' and 'state_dict'; save extras with layout='gtacli'"
             )
         payload = {"meta": plain_meta, "state_dict": state}
-    return atomic_write_with(path, lambda tmp: torch.save(payload, tmp))
+    # the size it will take (tensors' bytes), so a full disk is reported with the space really needed
+    expected = _tensor_bytes(payload)
+    return atomic_write_with(path, lambda tmp: torch.save(payload, tmp), expected_bytes=expected)
+
+
+def _tensor_bytes(obj: Any) -> int:
+    """Bytes of the tensors in a nested dict/list (what torch.save writes, give or take its small headers)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in obj)
+    return 0
 
 
 def git_revision(repo: Optional[PathLike] = None) -> Optional[str]:
@@ -201,7 +214,8 @@ def git_revision(repo: Optional[PathLike] = None) -> Optional[str]:
             check=True,
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no"],
+            # --no-optional-locks: `status` would otherwise refresh (rewrite) the checkout's .git/index
+            ["git", "--no-optional-locks", "-C", str(where), "status", "--porcelain", "--untracked-files=no"],
             capture_output=True,
             text=True,
             timeout=5,

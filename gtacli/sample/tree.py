@@ -38,7 +38,7 @@ import torch
 from gtacli import __version__
 from gtacli.body.smpl import BodyModel, GenderedBodyModel
 from gtacli.data.crop import bbox_to_center_scale, crop, normalize
-from gtacli.data.human_data import HumanData, write_human_data
+from gtacli.data.human_data import CACHE_SUBDIR, HumanData, is_cache_folder, write_human_data
 from gtacli.errors import BadFileError, GtacliError, PathLike, UnsafeFileError, UsageError
 from gtacli.io.atomic import (
     atomic_path,
@@ -146,9 +146,9 @@ def _prepare_root(layout: DataLayout, force: bool) -> List[str]:
                 path=layout.synthetic_marker,
                 fix="remove the folder, choose another --data-root, or pass --force",
             )
-        _clear_folder(
-            layout, layout.cache
-        )  # caches of the old synthetic annotations would be reused silently
+        _clear_caches_of_annotations(
+            layout, every=True
+        )  # caches of the old annotations would be reused silently
         return _owned_files(layout, marker)
     if root.is_dir() and any(root.iterdir()):
         if not force:
@@ -213,24 +213,18 @@ def _inside_root(root: Path, path: Path) -> bool:
     return target == real_root or real_root in target.parents
 
 
-def _clear_folder(layout: DataLayout, folder: Path) -> None:
-    if folder.is_dir() and not folder.is_symlink() and _inside_root(layout.root, folder):
-        for entry in folder.iterdir():
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
-
-
-def _clear_caches_of_annotations(layout: DataLayout) -> None:
-    """Remove caches derived from the annotation files we are about to replace (they are keyed by name)."""
+def _clear_caches_of_annotations(layout: DataLayout, every: bool = False) -> None:
+    """Remove the HumanData caches of the annotation files we are about to replace (they are keyed by name;
+    `every`: all of them). Only folders the cache wrote (with its manifest) are removed, never through a link."""
     stems = [Path(name).stem for name, _ in TRAIN_DATASETS.values()] + ["pw3d_test"]
-    for folder in (layout.cache, layout.cache / "human_data"):
-        if not folder.is_dir() or folder.is_symlink() or not _inside_root(layout.root, folder):
+    folder = layout.cache / CACHE_SUBDIR
+    if not folder.is_dir() or folder.is_symlink() or not _inside_root(layout.root, folder):
+        return
+    for entry in folder.iterdir():
+        if not (every or any(entry.name.startswith(stem) for stem in stems)):
             continue
-        for entry in folder.iterdir():
-            if any(entry.name.startswith(stem) for stem in stems):
-                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        if is_cache_folder(entry):
+            shutil.rmtree(entry)
 
 
 class _Builder:

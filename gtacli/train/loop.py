@@ -22,7 +22,7 @@ import functools
 import json
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import cv2
 import torch
@@ -33,7 +33,7 @@ from gtacli.body.smpl import BodyModel
 from gtacli.data.mixed import MixedBatchSampler, MixedDataset, make_loader
 from gtacli.data.train_dataset import TrainImageDataset, collate
 from gtacli.errors import GtacliError, UsageError
-from gtacli.fit.fits_store import FitsStore
+from gtacli.fit.fits_store import FitsStore, fits_file_name
 from gtacli.io.atomic import atomic_write_json
 from gtacli.layout import DataLayout
 from gtacli.model.checkpoint import git_revision, save_checkpoint
@@ -47,7 +47,7 @@ from gtacli.train.distributed import (
 )
 from gtacli.train.inputs import build_initial_model, build_registrant, check_inputs, in_the_loop
 from gtacli.train.losses import LOSS_NAMES
-from gtacli.train.metrics import MetricsLog, StepTimes, brief, describe, step_record
+from gtacli.train.metrics import METRICS_FILE, MetricsLog, StepTimes, brief, describe, step_record
 from gtacli.train.optim import build_optimizers, set_lr, set_train_mode
 from gtacli.train.options import TrainOptions
 from gtacli.train.recipe import flatten, recipe_differences, recipe_from_dict
@@ -67,7 +67,9 @@ from gtacli.train.state import (
 from gtacli.train.step import TrainStep
 from gtacli.train.stop import StopRequest, ignore_stop_signals
 from gtacli.train.workdir import (
+    RunRecord,
     WorkDirLock,
+    check_overwrite_targets,
     check_reuse,
     check_work_dir,
     clear_previous_run,
@@ -93,6 +95,7 @@ class Trainer:
         self.seed = int(opts.seed)
         self.init_info: Dict[str, Any] = {}
         self.lock = WorkDirLock(self.work_dir)
+        self.record: Optional[RunRecord] = None  # rank 0: the files this run family wrote
         self.stop = StopRequest()
         self.interrupted = ""
 
@@ -109,7 +112,7 @@ class Trainer:
         try:
             return self._setup()
         except BaseException:
-            self.close()
+            self.lock.release(remove_created_dir=True)  # a refused run leaves no empty work dir
             raise
 
     def _setup(self) -> Trainer:
@@ -121,8 +124,8 @@ class Trainer:
             self.recipe = self.recipe.override({"init": str(opts.init)})
         check_inputs(self.layout, self.recipe, opts.command)
         check_work_dir(self.work_dir)
-        if self.dist.is_main:
-            check_reuse(self.work_dir, resume=payload is not None, overwrite=opts.overwrite)
+        if self.dist.is_main:  # claim the work dir before anything looks at (or waits on) its content
+            self._claim_work_dir(resuming=payload is not None)
         if self.layout.is_synthetic:
             self.warn(
                 f"{self.layout.root} is the synthetic sample tree: numbers from it mean nothing for 3DPW"
@@ -133,19 +136,24 @@ class Trainer:
         self._build_step()
         if payload is not None:
             self._restore(payload)
-        if self.dist.is_main:  # the first write into the work dir: claim it, then tidy it
-            self.lock.acquire(self.warn)
-            stale = remove_stale_temps(self.work_dir)
-            if stale:
-                self.warn(f"removed {len(stale)} temp file(s) of an interrupted save in {self.work_dir}")
-            if opts.overwrite and payload is None:
-                removed = clear_previous_run(self.work_dir)
-                if removed:
-                    self.warn(
-                        f"--overwrite: removed {len(removed)} file(s) of the previous run in {self.work_dir}"
-                    )
         barrier(self.dist)
         return self
+
+    def _claim_work_dir(self, resuming: bool) -> None:
+        """Take the lock, then check the folder's content and tidy what earlier runs here left (rank 0)."""
+        self.lock.acquire(self.warn)
+        self.record = RunRecord(self.work_dir)
+        check_reuse(self.work_dir, self.record, resume=resuming, overwrite=self.opts.overwrite)
+        stale = remove_stale_temps(self.work_dir, self.record)
+        if stale:
+            self.warn(f"removed {len(stale)} temp file(s) of an interrupted save in {self.work_dir}")
+        if self.opts.overwrite and not resuming:
+            check_overwrite_targets(self.work_dir, self.record, self.recipe.optim.epochs)
+            removed = clear_previous_run(self.work_dir, self.record)
+            if removed:
+                self.warn(
+                    f"--overwrite: removed {len(removed)} file(s) of the previous run in {self.work_dir}"
+                )
 
     def _read_resume(self, path: Path) -> Dict[str, Any]:
         payload = read_training_checkpoint(path)
@@ -338,6 +346,9 @@ class Trainer:
         payload = self.checkpoint_payload()
         path = self.work_dir / name
         if self.dist.is_main:
+            datasets = self.recipe.data.datasets if in_the_loop(self.recipe) else ()
+            fits = [f"fits/{fits_file_name(ds)}" for ds in datasets]
+            self._record([name, LATEST, *fits])
             save_checkpoint(path, self.model, meta=payload["meta"], extra=payload["extra"])
             if name != LATEST:
                 link_or_copy_atomic(path, self.work_dir / LATEST)
@@ -353,6 +364,16 @@ class Trainer:
                 return self._run()
         finally:
             self.close()
+
+    def _record(self, names) -> None:
+        if self.record is not None:
+            self.record.add(names)
+
+    def _resumed_at(self) -> Optional[Tuple[int, int]]:
+        """(epoch, global step) of the checkpoint this run resumed from; None for a new run."""
+        if self.opts.resume is None:
+            return None
+        return self.state.epoch, self.state.global_step
 
     def close(self) -> None:
         """Release the work dir (also after a failure)."""
@@ -377,8 +398,10 @@ class Trainer:
         if self.opts.debug:
             self.log(recipe.to_json())
         if self.dist.is_main:
+            self._record([RECIPE_FILE, METRICS_FILE])
             atomic_write_json(self.work_dir / RECIPE_FILE, recipe.to_dict())
-            run.metrics = MetricsLog(self.work_dir, append=self.opts.resume is not None)
+            run.metrics = MetricsLog(self.work_dir, resume_at=self._resumed_at())
+            self._record(run.metrics.event_files)
         layout_name = "channels-last" if recipe.channels_last else "NCHW"
         self.log(
             f"{self.dist.world_size} process(es) on {self.device} ({layout_name}, "

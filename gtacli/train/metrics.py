@@ -8,8 +8,9 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
+from gtacli.io.atomic import atomic_write_text
 from gtacli.train.losses import LOSS_NAMES
 
 METRICS_FILE = "metrics.jsonl"
@@ -55,15 +56,23 @@ class StepTimes:
 
 
 class MetricsLog:
-    """Appends records to `metrics.jsonl` (and TensorBoard); `append=False` starts the file anew."""
+    """Appends records to `metrics.jsonl` (and TensorBoard). A new run (`resume_at=None`) starts the file anew; a
+    resumed one first drops the records written after its checkpoint (epoch, global step): a run killed after
+    its last save logged steps the resumed run repeats, and they must not appear twice."""
 
-    def __init__(self, work_dir: Path, append: bool):
+    def __init__(self, work_dir: Path, resume_at: Optional[Tuple[int, int]] = None):
         self.path = Path(work_dir) / METRICS_FILE
-        self._fp = open(self.path, "a" if append else "w", encoding="utf-8")
+        if resume_at is not None and self.path.is_file():
+            _truncate_after(self.path, *resume_at)
+        self._fp = open(self.path, "a" if resume_at is not None else "w", encoding="utf-8")
+        self.event_files: List[str] = []  # TensorBoard files this log created (relative to the work dir)
+        folder = Path(work_dir) / "tensorboard"
         try:
             from torch.utils.tensorboard import SummaryWriter  # optional dependency
 
-            self._tb: Any = SummaryWriter(str(Path(work_dir) / "tensorboard"))
+            before = set(folder.iterdir()) if folder.is_dir() else set()
+            self._tb: Any = SummaryWriter(str(folder))
+            self.event_files = [f"tensorboard/{p.name}" for p in sorted(set(folder.iterdir()) - before)]
         except Exception:  # tensorboard not installed: JSONL only
             self._tb = None
 
@@ -79,6 +88,25 @@ class MetricsLog:
         self._fp.close()
         if self._tb is not None:
             self._tb.close()
+
+
+def _truncate_after(path: Path, epoch: int, step: int) -> None:
+    """Keep the records up to the checkpoint: step records with `step <= step`, evaluations of epochs
+    `<= epoch`; a line cut short by a kill is dropped."""
+    kept = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(record, dict):
+            continue
+        if "step" in record and isinstance(record["step"], int) and record["step"] > step:
+            continue
+        if "eval" in record and isinstance(record.get("epoch"), int) and record["epoch"] > epoch:
+            continue
+        kept.append(line + "\n")
+    atomic_write_text(path, "".join(kept))
 
 
 def step_record(

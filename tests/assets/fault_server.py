@@ -9,7 +9,8 @@ per-path queue, one fault per request:
 * ("corrupt",): flip bytes in the middle, length unchanged;
 * ("norange",): ignore Range, send 200 and the whole file;
 * ("length", n): announce Content-Length n but send the real bytes, then close;
-* ("slow", seconds): send normally but sleep between 64 KiB pieces.
+* ("slow", seconds): send normally but sleep between 64 KiB pieces;
+* ("endless",): a chunked response without Content-Length that repeats the file until the client hangs up.
 
 Every request is logged: path, Range and If-Range headers, status, body bytes actually written.
 """
@@ -123,6 +124,8 @@ class FaultServer:
                 h.send_header("Content-Length", "0")
                 h.end_headers()
                 return None
+        if fault and fault[0] == "endless":
+            return self._endless(h, entry, data)
         body = data[start:]
         status = 206 if use_range else 200
         entry["status"] = status
@@ -160,6 +163,21 @@ class FaultServer:
         if (fault and fault[0] in ("cut", "length")) or announced != len(body):
             h.close_connection = True
         return None
+
+    def _endless(self, h: BaseHTTPRequestHandler, entry: Dict[str, Any], data: bytes) -> None:
+        entry["status"] = 200
+        h.send_response(200)
+        h.send_header("Transfer-Encoding", "chunked")
+        h.end_headers()
+        piece = (data * (65536 // max(len(data), 1) + 1))[:65536]
+        frame = f"{len(piece):x}\r\n".encode() + piece + b"\r\n"
+        try:
+            while True:
+                h.wfile.write(frame)
+                entry["bytes"] += len(piece)
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            pass
+        h.close_connection = True
 
     def _simple(self, h: BaseHTTPRequestHandler, entry: Dict[str, Any], status: int) -> None:
         entry["status"] = status

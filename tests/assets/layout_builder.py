@@ -10,6 +10,7 @@ import pickle
 from pathlib import Path
 from typing import Dict, Optional
 
+import cv2
 import numpy as np
 
 from gtacli.layout import DataLayout
@@ -25,6 +26,9 @@ ANN_NAMES = {
     "coco": "spin_coco_2014_train.npz",
     "gta": "gta_human_4x.npz",
 }
+
+
+TINY_JPEG = cv2.imencode(".jpg", np.full((8, 8, 3), 127, np.uint8))[1].tobytes()
 
 
 class TreeBuilder:
@@ -132,7 +136,7 @@ class TreeBuilder:
             if i == skip:
                 continue
             p = self._mk(self.layout.image(dataset, f"images/{dataset}_{i:04d}.jpg"))
-            p.write_bytes(b"\xff\xd8\xff\xe0 not decoded by check-layout")
+            p.write_bytes(TINY_JPEG)  # a real (tiny) JPEG: check-layout --deep decodes images
 
     def fits(self, dataset: str, rows: Optional[int] = None) -> Path:
         path = self._mk(self.layout.static_fits(dataset))

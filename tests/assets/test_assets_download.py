@@ -7,6 +7,7 @@ query kept), so these tests exercise the real registry entries.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import io
 import json
@@ -327,7 +328,8 @@ def test_checkpoint_content_is_validated(manifest, server, tmp_path):
 
 
 def test_not_enough_disk_space_is_reported_before_streaming(manifest, server, tmp_path):
-    asset = manifest.get("resnet50_spin_gta_ft_log")
+    # a file the manifest says is an exabyte (so the announced length is not above the expected size)
+    asset = dataclasses.replace(manifest.get("resnet50_spin_gta_ft_log"), size=1 << 60)
     server.add(asset.url, LOG_TEXT, sticky_fault=("length", 1 << 60))
     result = fetch_asset(asset, DataLayout(tmp_path), _opts(server.url))
     assert result.status == "failed" and "not enough free disk space" in result.detail

@@ -178,8 +178,9 @@ def test_a_used_work_dir_needs_resume_or_overwrite(sample_tree, tmp_path):
     assert result.exit_code == 2 and len(errors) == 1, result.output
     assert "not empty" in errors[0] and "--resume" in errors[0] and "--overwrite" in errors[0]
     assert {p.name: p.stat().st_mtime_ns for p in work.iterdir()} == before  # nothing touched
-    # --overwrite starts anew: the old run's files go (metrics start over), the user's own files stay
-    (work / "epoch_7.pth").write_bytes(b"an old run's checkpoint")
+    # --overwrite starts anew: the old run's files go (metrics start over), the user's own files stay,
+    # a run-like name included (no recorded run wrote it)
+    (work / "epoch_best.pth").write_bytes(b"the user's checkpoint")
     (work / "notes.txt").write_text("mine")
     _finetune(
         sample_tree,
@@ -192,7 +193,7 @@ def test_a_used_work_dir_needs_resume_or_overwrite(sample_tree, tmp_path):
         "--set",
         "eval_each_epoch=false",
     )
-    assert len(_metrics(work)) == 1 and not (work / "epoch_7.pth").exists()
+    assert len(_metrics(work)) == 1 and (work / "epoch_best.pth").read_bytes() == b"the user's checkpoint"
     assert (work / "notes.txt").read_text() == "mine"
 
 
@@ -232,6 +233,8 @@ def test_a_stale_lock_and_stale_temp_files_are_cleared_at_start(sample_tree, tmp
     temps = [work / ".latest.tmp-12345-deadbeef.pth", work / ".epoch_1.tmp-12345-cafe0123.pth"]
     for temp in temps:
         temp.write_bytes(b"half a checkpoint")
+    # the killed run had recorded the files it was saving (before writing them)
+    (work / ".gtacli-run.json").write_text(json.dumps({"files": ["latest.pth", "epoch_1.pth"]}))
     result = _finetune(
         sample_tree, work, "--max-steps", "1", "--num-data", "4", "--set", "eval_each_epoch=false"
     )

@@ -679,6 +679,22 @@ def test_video_undecodable_part_way_keeps_the_decoded_frames_and_names_the_frame
 
 
 @pytest.mark.slow
+def test_max_frames_before_an_undecodable_part_is_no_error_and_names_the_real_frame(env, tmp_path):
+    """--max-frames 2 on a video that breaks later: the frames asked for are there (exit 0); the note names
+    the frame where the video breaks, not the last frame processed."""
+    video = _video(tmp_path / "clip.avi", frames=12, fourcc="MJPG")
+    data = video.read_bytes()
+    video.write_bytes(data[: len(data) // 2])
+    out = tmp_path / "out"
+    _demo([video, *_common(env, out), "--bbox", _box_str(BOX), "--no-render", "--max-frames", "2"], expect=0)
+    summary = json.loads((out / "results.json").read_text())
+    assert summary["frames"] == 2
+    broken = summary["frames_in_input"]
+    assert 2 < broken < 12 and summary["decode_error"] == f"frame {broken} of 12 cannot be decoded"
+    assert any(f"frame {broken} of 12 cannot be decoded" in note for note in summary["notes"])
+
+
+@pytest.mark.slow
 def test_overlays_drawn_in_parallel_are_written_in_frame_order(env, tmp_path, monkeypatch):
     """A chunk's overlays are drawn by several threads at once; the video must be the one a single thread
     writes, frame for frame (the frames differ: the texture moves)."""

@@ -192,13 +192,13 @@ def test_two_concurrent_fetch_runs_do_not_corrupt_each_other(server, tmp_path):
     assert lock["files"][asset.name]["sha256"] == hashlib.sha256(data).hexdigest()
 
 
-def test_disk_full_is_one_line_and_leaves_nothing(server, tmp_path):
+def test_an_announced_size_beyond_the_expected_is_one_line_and_leaves_nothing(server, tmp_path):
     asset = load_manifest().get("resnet50_spin_gta_ft_log")
-    server.add(asset.url, LOG_TEXT, sticky_fault=("length", 1 << 60))  # an exabyte does not fit
+    server.add(asset.url, LOG_TEXT, sticky_fault=("length", 1 << 60))  # an exabyte: no log is that long
     result = _fetch([asset.name, "--mirror", server.url, "--data-root", tmp_path], 1)
     lines = _error_lines(result)
-    assert len(lines) == 1 and "not enough free disk space" in lines[0] and "Fix:" in lines[0]
-    assert not (tmp_path / asset.dest).exists()
+    assert len(lines) == 1 and "more than the expected" in lines[0] and "Fix:" in lines[0]
+    assert not (tmp_path / asset.dest).exists() and not list(tmp_path.rglob("*.part"))
 
 
 def test_parallel_jobs_with_progress_bars(server, tmp_path):
@@ -286,3 +286,67 @@ def test_group_help_names_every_manifest_group():
     help_text = CliRunner().invoke(app, ["fetch", "--help"], env={"COLUMNS": "400"}).stdout
     for group in load_manifest().groups:
         assert group in help_text, group
+
+
+def test_dry_run_table_has_a_status_per_row(tmp_path):
+    """Issue 23: the summary counted 'to fetch' and 'present' but the rows did not say which is which."""
+    present = load_manifest().get("gmm_08")
+    (tmp_path / present.dest).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / present.dest).write_bytes(b"placed by hand")
+    result = _fetch(["extras", "--dry-run", "--data-root", tmp_path], 0, env={"COLUMNS": "120"})
+    rows = {line.split("│")[1].strip(): line.split("│")[2].strip() for line in result.stdout.splitlines()
+            if line.startswith("│") and line.split("│")[1].strip()}  # fmt: skip
+    extras = [a.name for a in load_manifest().assets if a.group == "extras"]
+    assert rows == {name: "present" if name == "gmm_08" else "to fetch" for name in extras}
+
+
+def test_quiet_prints_only_the_summary_and_the_errors(server, tmp_path):
+    asset = load_manifest().get("resnet50_spin_gta_ft_log")
+    server.add(asset.url, LOG_TEXT)
+    result = _fetch([asset.name, "--quiet", "--mirror", server.url, "--data-root", tmp_path], 0)
+    assert result.stdout.splitlines() == [f"1 fetched, 0 failed, 0 skipped, {len(LOG_TEXT) / 1e6:.1f} MB"]
+    assert result.stderr == ""
+    failed = _fetch(["gmm_08", "--quiet", "--mirror", server.url, "--data-root", tmp_path / "b"], 1)
+    assert failed.stdout.splitlines() == ["0 fetched, 1 failed, 0 skipped, 0.0 MB"]
+    assert len(_error_lines(failed)) == 1 and "gmm_08" in _error_lines(failed)[0]
+
+
+def test_an_offline_run_says_unreachable_once_and_leaves_nothing(tmp_path):
+    """One line per dead host (not one per row), and no lock files or folders in the empty root."""
+    root = tmp_path / "root"
+    root.mkdir()
+    names = ["gmm_08", "J_regressor_extra", "lsp_fits", "spin_official"]
+    result = _fetch(
+        [*names, "--mirror", "http://127.0.0.1:9", "--data-root", root], 1, env={"COLUMNS": "100"}
+    )
+    assert "not retried" not in result.stdout  # the rows point to the error lines
+    assert all(name in result.stdout for name in names) and result.stdout.count("see the error below") == 4
+    errors = _error_lines(result)
+    assert len(errors) == 1 and errors[0].count("127.0.0.1:9: unreachable") == 1
+    assert list(root.iterdir()) == []  # no .gtacli-locks/, no empty destination folders
+
+
+def test_progress_total_counts_the_files_the_manifest_has_no_size_for(server, tmp_path, shared_assets):
+    """The total grows by the size each server announces, so the last record reads done == total."""
+    manifest = load_manifest()
+    server.add(manifest.get("resnet50_spin_gta_ft_log").url, LOG_TEXT)  # no size in the manifest
+    gmm = (shared_assets / "gmm_08.pkl").read_bytes()
+    server.add(manifest.get("gmm_08").url, gmm)
+    env = {
+        **os.environ,
+        **QUICK,
+        "GTACLI_PROGRESS_INTERVAL": "0",
+        "PYTHONPATH": str(Path(__file__).parents[2]),
+    }
+    env.pop("GTACLI_PROGRESS", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "gtacli", "fetch", "gmm_08", "resnet50_spin_gta_ft_log", "--mirror", server.url,
+         "--data-root", str(tmp_path), "--jobs", "1"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    last = [line for line in proc.stderr.splitlines() if line.startswith("fetch:")][-1]
+    done, total = last.split()[1].split("/")
+    assert done == total and float(total.removesuffix("M")) == round((len(gmm) + len(LOG_TEXT)) / 1e6, 1), (
+        last
+    )

@@ -53,9 +53,29 @@ def test_checkpoint_saver_reports_a_full_disk(tiny_disk):
     from gtacli.model.checkpoint import save_checkpoint
 
     model = torch.nn.Linear(1000, 1000)  # 4 MB of weights
-    with pytest.raises(GtacliError, match=r"^no space left on device: .*latest\.pth, needs more than"):
+    # the space the checkpoint needs (its tensors' bytes), not the little that was written before the disk filled
+    with pytest.raises(GtacliError, match=r"^no space left on device: .*latest\.pth, needs ~4\.0 MB"):
         save_checkpoint(tiny_disk / "latest.pth", model, {"epoch": 1})
     assert not any(tiny_disk.iterdir())
+
+
+def test_the_work_dir_lock_on_a_full_disk_is_one_line_and_leaves_no_empty_lock(tiny_disk):
+    from gtacli.train.workdir import LOCK_NAME, WorkDirLock
+
+    work = tiny_disk / "run"
+    work.mkdir()
+    filler = tiny_disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)  # fill the disk to the last block
+    try:
+        while os.write(fd, b"x" * 4096):
+            pass
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    with pytest.raises(GtacliError, match=r"^no space left on device: .*\.gtacli-train\.lock"):
+        WorkDirLock(work).acquire(lambda message: None)
+    assert not (work / LOCK_NAME).exists()
 
 
 def test_plain_bytes_on_a_full_disk(tiny_disk):
@@ -91,3 +111,24 @@ def test_enospc_and_torch_writer_errors_are_mapped_only_when_the_disk_is_full(tm
         with atomic_path(target) as tmp:
             enospc(tmp)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_demo_on_a_full_disk_names_the_output_not_its_hidden_staging_folder(tiny_disk, sample_tree):
+    from typer.testing import CliRunner
+
+    from gtacli.cli.app import app
+
+    image = sorted((sample_tree / "datasets" / "pw3d").rglob("*.jpg"))[0]
+    filler = tiny_disk / "filler"  # leave ~100 kB: the overlay fits, the mesh (~700 kB) does not
+    filler.write_bytes(b"x" * (shutil.disk_usage(tiny_disk).free - (100 << 10)))
+    out = tiny_disk / "demo_out"
+    result = CliRunner().invoke(
+        app,
+        ["demo", str(image), "--checkpoint", str(sample_tree / "pretrained_models" / "spin_official.pth"),
+         "--data-root", str(sample_tree), "--bbox", "10,10,60,120", "--device", "cpu", "--export-mesh",
+         "--output", str(out)],
+    )  # fmt: skip
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert result.exit_code == 1 and len(errors) == 1, result.output
+    assert str(out) in errors[0] and ".tmp-" not in errors[0], errors[0]
+    assert [p.name for p in tiny_disk.iterdir()] == ["filler"]
