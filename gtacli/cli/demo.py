@@ -249,14 +249,13 @@ def demo_command(
 
       gtacli demo clip.mp4 --from-results out/clip/results.npz --export-animation --pose-correctives --up z -o out/z
 
-    Collections (one subfolder per input, manifest.json; a rerun keeps the inputs already done, exit 1 when an
-    input failed):
+      gtacli demo clips/ --checkpoint model.pth -o out/clips     # a collection: one subfolder per input + manifest.json
 
-      gtacli demo clips/ --checkpoint model.pth -o out/clips
+      gtacli demo --inputs-from list.txt --checkpoint model.pth -o out/all --shard 1/2     # e.g. one SLURM array task
 
-      gtacli demo --inputs-from list.txt --checkpoint model.pth -o out/all --shard 2/8
+      gtacli demo --inputs-from list.txt --checkpoint model.pth -o out/all --shard 2/2
 
-      gtacli demo --merge-manifests out/all
+      gtacli demo --merge-manifests out/all     # one manifest.json for the shards; exit 1 until every input is done
     """
     out = Output(json_mode=json_mode, quiet=quiet, debug=debug)
     if not debug:

@@ -50,9 +50,11 @@ def export_command(
 
           gtacli export data/models/resnet50_spin_gta_ft-2538df81_20220708.pth --output hmr.onnx
 
-          gtacli export run/latest.pth --format torchscript --output hmr.pt --json
+          gtacli export model.pth --output model.onnx
 
-          gtacli eval --checkpoint hmr.onnx     # an exported file runs directly in onnxruntime
+          gtacli export model.pth --format torchscript --output model.pt --json
+
+          gtacli eval --checkpoint model.onnx     # an exported file runs directly in onnxruntime
     """
     import time
 

@@ -27,7 +27,18 @@ from gtacli.cli.app import COMMANDS, app
 pytestmark = pytest.mark.slow
 
 # run in this order: later examples use what earlier ones wrote (a run to resume, a checkpoint to evaluate)
-ORDER = ["sample-data", "check-layout", "quickstart", "finetune", "train", "eval", "fit", "demo", "fetch"]
+ORDER = [
+    "sample-data",
+    "check-layout",
+    "quickstart",
+    "finetune",
+    "train",
+    "eval",
+    "export",
+    "fit",
+    "demo",
+    "fetch",
+]
 NO_CUDA = None if torch.cuda.is_available() else "needs a CUDA GPU"
 
 
@@ -105,9 +116,24 @@ def _user_files(work: Path, root: Path) -> None:
     for index, frame in enumerate(frames[:2]):
         shutil.copyfile(frame, work / "frames" / f"frame_{index}.jpg")
     _clip(work / "clip.mp4", frames[:4])
+    (work / "clips").mkdir()  # a collection: a folder of videos, and a list of inputs
+    for name in ("walk.mp4", "run.mp4"):
+        shutil.copyfile(work / "clip.mp4", work / "clips" / name)
+    (work / "list.txt").write_text("# one input per line\nclip.mp4\nphoto.jpg\n")
     shutil.copyfile(root / "pretrained_models" / "spin_official.pth", work / "model.pth")
     # OpenPose --write_json output for a few photos: BODY_25 keypoints are the first 25 smpl_49 slots
     data = np.load(root / "preprocessed_datasets" / "spin_coco_2014_train.npz", allow_pickle=True)
+    # im1010.jpg as SPIN's demo ships it: a photo with its OpenPose file (the --refine example reads it)
+    shutil.copyfile(root / "datasets" / "coco" / str(data["image_path"][0]), work / "im1010.jpg")
+    (work / "im1010_openpose.json").write_text(
+        json.dumps(
+            {"people": [{"pose_keypoints_2d": data["keypoints2d"][0][:25].astype(float).ravel().tolist()}]}
+        )
+    )
+    height, width = cv2.imread(str(work / "im1010.jpg")).shape[:2]
+    (work / "im1010_bbox.json").write_text(
+        json.dumps({"bbox": [width * 0.2, height * 0.1, width * 0.6, height * 0.8]})
+    )
     (work / "photos" / "keypoints").mkdir(parents=True)
     for image_path, keypoints in zip(data["image_path"][:2], data["keypoints2d"][:2]):
         name = Path(str(image_path)).stem
