@@ -39,12 +39,7 @@ def export_command(
 ) -> int:
     """Export the estimator (crops in; rotation matrices, betas and camera out; dynamic batch axis).
 
-        The file carries its provenance: the source checkpoint's sha256, the mean parameters, the input
-    normalisation, the opset and the gtacli version (ONNX metadata_props; a gtacli.json record in a
-    TorchScript archive). Before it is moved into place it is run (onnxruntime, or torch.jit.load) on a few
-    crops of the data root's 3DPW test images (synthetic images when there are none) and compared with the
-    torch model; the largest difference is printed. When it exceeds the tolerance nothing is written.
-    The mean parameters come from the checkpoint, else from <data-root>/body_models/smpl_mean_params.npz.
+    The file carries its provenance: the source checkpoint's sha256, the mean parameters, the input normalisation, the opset and the gtacli version (ONNX metadata_props; a gtacli.json record in a TorchScript archive). Before it is moved into place it is run (onnxruntime, or torch.jit.load) on a few crops of the data root's 3DPW test images (synthetic images when there are none) and compared with the torch model; the largest difference is printed. When it exceeds the tolerance nothing is written. The mean parameters come from the checkpoint, else from <data-root>/body_models/smpl_mean_params.npz.
 
     Examples:
 

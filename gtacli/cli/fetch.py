@@ -64,16 +64,9 @@ def fetch_command(
 
     NAMES are entry names or group names (`gtacli fetch detector`, `gtacli fetch extras spin_official`).
 
-    Each file streams to `<dest>.part` (resumed with HTTP Range after an interruption), is verified by its
-    known sha256 (or the server's Content-MD5 / ETag MD5 / CRC-64), checked at content level, and only then
-    moved into place; the lock file `gtacli.lock.json` records what was fetched. Files already present
-    that verify are skipped. Exit 1 if any file fails.
+    Each file streams to `<dest>.part` (resumed with HTTP Range after an interruption), is verified by its known sha256 (or the server's Content-MD5 / ETag MD5 / CRC-64), checked at content level, and only then moved into place; the lock file `gtacli.lock.json` records what was fetched. Files already present that verify are skipped. Exit 1 if any file fails.
 
-    Tuning (environment): GTACLI_FETCH_RETRIES (attempts per URL, default 5), GTACLI_FETCH_BACKOFF_S
-    (first retry wait, doubles, default 1), GTACLI_FETCH_TIMEOUT_S (read timeout, default 60). A host that
-    cannot be resolved or refuses connections is given up after one attempt for the whole run. The run
-    ends with one line: `N fetched, M failed, K skipped, X MB`; with --quiet only that line and the errors are
-    printed. A failure cause shared by several files (an unreachable host) is said once, below the table.
+    Tuning (environment): GTACLI_FETCH_RETRIES (attempts per URL, default 5), GTACLI_FETCH_BACKOFF_S (first retry wait, doubles, default 1), GTACLI_FETCH_TIMEOUT_S (read timeout, default 60). A host that cannot be resolved or refuses connections is given up after one attempt for the whole run. The run ends with one line: `N fetched, M failed, K skipped, X MB`; with --quiet only that line and the errors are printed. A failure cause shared by several files (an unreachable host) is said once, below the table.
 
     Examples:
 

@@ -156,7 +156,18 @@ def test_eval_prints_one_speed_and_says_what_it_measures(sample_tree):
 
 
 # fetch's help belongs to the fetch rework (issue 23 item 4); every other command's is checked
-UNWRAPPED_HELP = ["quickstart", "check-layout", "sample-data", "eval", "finetune", "train", "fit", "demo"]
+UNWRAPPED_HELP = [
+    "quickstart",
+    "check-layout",
+    "sample-data",
+    "eval",
+    "export",
+    "finetune",
+    "train",
+    "fit",
+    "demo",
+    "fetch",
+]
 
 
 @pytest.mark.parametrize("name", UNWRAPPED_HELP)
