@@ -241,6 +241,11 @@ class DemoResults:
                 member.write(np.array(lines, dtype=dtype).tobytes())
 
     def discard(self) -> None:
+        """Drop the spool. Called while another error unwinds (often a full disk): closing a handle flushes its
+        buffer, which may fail the same way, and must not replace the error the user needs to see."""
         for handle in self.files.values():
-            handle.close()
+            try:
+                handle.close()
+            except OSError:
+                pass
         shutil.rmtree(self.spool_dir, ignore_errors=True)

@@ -54,13 +54,21 @@ def test_json_summary_then_a_rebuild_with_another_seed_gives_the_seeded_tree(
     st = stale.stat()
     marker["stamps"]["datasets/lsp/images/im9999.jpg"] = [st.st_size, st.st_mtime_ns]  # as if we wrote it
     (root / "SYNTHETIC_DATA.json").write_text(json.dumps(marker))
-    (root / "cache/spin_lsp_train_smpl_49.npz").write_bytes(b"stale cache")
+    # a real HumanData cache of the old annotation (what eval / finetune would have left) goes; a file of the
+    # user's in cache/ that no cache wrote stays (removal by record only, never by name)
+    from gtacli.data.human_data import CACHE_SUBDIR, HumanData
+
+    HumanData.load(root / "preprocessed_datasets/spin_lsp_train.npz", use_cache=True).keypoints2d_smpl49(range(2))
+    (old_cache,) = list((root / "cache" / CACHE_SUBDIR).iterdir())
+    users_cache_file = root / "cache/spin_lsp_train_smpl_49.npz"
+    users_cache_file.write_bytes(b"not written by gtacli")
     mine = root / "datasets/lsp/my_notes.txt"
     mine.write_text("mine")
     build_sample_tree(root, size="tiny", seed=0)
     assert not stale.exists() and mine.read_text() == "mine"
-    assert not any((root / "cache").iterdir())
+    assert not old_cache.exists() and users_cache_file.read_bytes() == b"not written by gtacli"
     mine.unlink()
+    users_cache_file.unlink()
     _assert_same_tree(root, sample_tree)  # deterministic: seed 0 again gives the session's seed-0 tree
 
 
