@@ -58,7 +58,9 @@ def test_json_summary_then_a_rebuild_with_another_seed_gives_the_seeded_tree(
     # user's in cache/ that no cache wrote stays (removal by record only, never by name)
     from gtacli.data.human_data import CACHE_SUBDIR, HumanData
 
-    HumanData.load(root / "preprocessed_datasets/spin_lsp_train.npz", use_cache=True).keypoints2d_smpl49(range(2))
+    HumanData.load(root / "preprocessed_datasets/spin_lsp_train.npz", use_cache=True).keypoints2d_smpl49(
+        range(2)
+    )
     (old_cache,) = list((root / "cache" / CACHE_SUBDIR).iterdir())
     users_cache_file = root / "cache/spin_lsp_train_smpl_49.npz"
     users_cache_file.write_bytes(b"not written by gtacli")
