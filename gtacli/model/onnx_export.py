@@ -101,6 +101,16 @@ class Verification:
     crops: int
     source: str  # where the crops came from
 
+    def require(self, output: Path, runtime: str, fix: str) -> None:
+        """Refuse the export (nothing is written) when `runtime`'s outputs differ from torch's beyond tolerance."""
+        if not self.max_abs_diff <= self.tolerance:  # NaN fails too
+            raise GtacliError(
+                f"export verification failed: {runtime} and torch outputs differ by up to {self.max_abs_diff:.3g} "
+                f"(tolerance {self.tolerance:g}) on {self.source}; nothing was written",
+                path=output,
+                fix=fix,
+            )
+
     def to_json(self) -> Dict[str, Any]:
         return {
             "max_abs_diff": float(self.max_abs_diff),
@@ -304,13 +314,11 @@ def export_onnx(
     sess = session(graph)
     worst = compare(model, sess, crops)
     verification = Verification(worst, tolerance, len(crops), source)
-    if not worst <= tolerance:
-        raise GtacliError(
-            f"export verification failed: onnxruntime and torch outputs differ by up to {worst:.3g} "
-            f"(tolerance {tolerance:g}) on {source}; nothing was written",
-            path=output,
-            fix="run the torch engine (--engine torch), and report this with the --debug output",
-        )
+    verification.require(
+        output,
+        "onnxruntime",
+        "run the torch engine (--engine torch), and report this with the --debug output",
+    )
     metadata = expected_metadata(checkpoint_sha256, mean_file_sha256)
     metadata.update(
         {
@@ -444,13 +452,7 @@ def export_torchscript(
         got = loaded(torch.from_numpy(crops))
     worst = max(float((g.double() - expected[n].double()).abs().max()) for n, g in zip(OUTPUT_NAMES, got))
     verification = Verification(worst, tolerance, len(crops), source)
-    if not worst <= tolerance:
-        raise GtacliError(
-            f"export verification failed: the TorchScript and torch outputs differ by up to {worst:.3g} "
-            f"(tolerance {tolerance:g}) on {source}; nothing was written",
-            path=output,
-            fix="report this with the --debug output",
-        )
+    verification.require(output, "the TorchScript", "report this with the --debug output")
     with atomic_path(output, expected_bytes=len(data)) as tmp:
         tmp.write_bytes(data)
     return ExportResult(output, len(data), checkpoint_sha256, 0, verification)
