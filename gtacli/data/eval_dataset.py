@@ -53,7 +53,7 @@ class EvalDataset(Dataset):
         image_root: Path,
         indices: Optional[Sequence[int]] = None,
         res: int = IMG_RES,
-        use_cv2_warp: bool = False,
+        use_cv2_warp: Optional[bool] = None,
         gt_keypoints3d: Optional[np.ndarray] = None,
     ) -> None:
         self.human_data = human_data

@@ -72,7 +72,7 @@ class EvalConfig:
     tf32: bool = False
     annotation: Optional[Path] = None  # overrides the protocol's file
     mmhuman3d_pve: bool = False  # also mmhuman3d's PVE variant (pw3d; one more SMPL pass per batch)
-    use_cv2_warp: bool = False  # the installed OpenCV's warp instead of the exact 4.x re-implementation
+    use_cv2_warp: Optional[bool] = None  # None: OpenCV 4.x if installed, else the exact re-implementation
     engine: str = "auto"  # auto | torch | onnxruntime (gtacli.model.engines)
 
 
@@ -284,7 +284,7 @@ def _annotation_file(layout: DataLayout, protocol: Protocol, annotation: Optiona
 
 
 def _prepare(
-    layout: DataLayout, protocol: Protocol, ann_path: Path, limit: Optional[int], use_cv2_warp: bool
+    layout: DataLayout, protocol: Protocol, ann_path: Path, limit: Optional[int], use_cv2_warp: Optional[bool]
 ) -> _Prepared:
     """Open and check the annotation, build the dataset, check every image exists (before any model work)."""
     human_data = HumanData.load(ann_path, cache_dir=layout.cache)  # lazy; .npy cache for big files
@@ -482,7 +482,7 @@ def evaluate_model(
     _check_numbers(batch_size, limit, workers)
     device = device if device is not None else next(model.parameters()).device
     ann_path = _annotation_file(layout, protocol, annotation)
-    prep = _prepare(layout, protocol, ann_path, limit, use_cv2_warp=False)
+    prep = _prepare(layout, protocol, ann_path, limit, use_cv2_warp=None)
     batches = _start_batches(prep.dataset, model_memory_format(model), device, batch_size, workers)
     engine = TorchEngine(model, device)
     model.eval()  # BatchNorm running statistics, dropout off

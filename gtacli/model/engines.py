@@ -20,7 +20,6 @@ The intra-op thread count of either engine is `--threads` / GTACLI_THREADS (`gta
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +46,7 @@ from gtacli.model.onnx_export import (
     export_onnx,
     mean_params_file_sha256,
     metadata_problem,
+    module_installed,
     open_estimator_onnx,
     require_onnx_packages,
 )
@@ -59,10 +59,7 @@ InfoFn = Callable[[str], None]
 
 def onnxruntime_available() -> bool:
     """Both packages the ONNX engine needs (onnx writes the export, onnxruntime runs it) are importable."""
-    try:
-        return all(importlib.util.find_spec(name) is not None for name in ("onnx", "onnxruntime"))
-    except (ImportError, ValueError):  # a module set to None in sys.modules, or a broken install
-        return False
+    return all(module_installed(name) for name in ("onnx", "onnxruntime"))
 
 
 def is_onnx_file(path: PathLike) -> bool:

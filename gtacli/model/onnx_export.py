@@ -18,6 +18,7 @@ Before a file is moved into place it is run by onnxruntime on a few crops and co
 from __future__ import annotations
 
 import copy
+import importlib.util
 import io
 import json
 import warnings
@@ -63,20 +64,35 @@ META_OPSET = "gtacli.opset"
 META_VERIFIED = "gtacli.verified"
 
 
-def require_onnx_packages() -> Tuple[Any, Any]:
-    """(onnx, onnxruntime) modules, or a UsageError (exit 2) naming the install command."""
-    missing = []
-    try:
-        import onnx
-    except ImportError:
-        onnx, missing = None, missing + ["onnx"]
+def require_onnx_packages() -> Any:
+    """The onnxruntime module, once both packages the ONNX engine needs are known to be installed, or a
+    UsageError (exit 2) naming the install command. `onnx` (only needed to write an export) is located, not
+    imported: importing it costs most of a second, which a run from the cache never needs."""
+    missing = [name for name in ("onnx", "onnxruntime") if not module_installed(name)]
+    if missing:
+        raise UsageError(f"the ONNX engine needs the {' and '.join(missing)} package", fix=INSTALL_FIX)
     try:
         import onnxruntime
     except ImportError:
-        onnxruntime, missing = None, missing + ["onnxruntime"]
-    if missing:
-        raise UsageError(f"the ONNX engine needs the {' and '.join(missing)} package", fix=INSTALL_FIX)
-    return onnx, onnxruntime
+        raise UsageError("the ONNX engine needs the onnxruntime package", fix=INSTALL_FIX) from None
+    return onnxruntime
+
+
+def module_installed(name: str) -> bool:
+    """`name` can be imported (located without importing it)."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # a module set to None in sys.modules, or a broken install
+        return False
+
+
+def _onnx_module() -> Any:
+    require_onnx_packages()
+    try:
+        import onnx
+    except ImportError:
+        raise UsageError("the ONNX export needs the onnx package", fix=INSTALL_FIX) from None
+    return onnx
 
 
 def input_normalisation() -> Dict[str, Any]:
@@ -189,7 +205,7 @@ def onnx_bytes(model: nn.Module, opset: int = OPSET) -> bytes:
 
 def with_metadata(graph: bytes, metadata: Mapping[str, str]) -> bytes:
     """The serialised model with `metadata` added to its metadata_props (and gtacli as producer)."""
-    onnx, _ = require_onnx_packages()
+    onnx = _onnx_module()
     proto = onnx.load_from_string(graph)
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
@@ -204,7 +220,7 @@ def with_metadata(graph: bytes, metadata: Mapping[str, str]) -> bytes:
 
 def session(source: Any, threads: Optional[int] = None, path: Optional[PathLike] = None, fix: str = ONNX_FIX):
     """An onnxruntime CPU session on a file path or model bytes; a file it cannot read is a BadFileError."""
-    _, ort = require_onnx_packages()
+    ort = require_onnx_packages()
     options = ort.SessionOptions()
     if threads is not None:
         options.intra_op_num_threads = int(threads)

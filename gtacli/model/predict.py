@@ -1,7 +1,7 @@
 """Crop -> normalise -> batched forward: the network's predictions for people in images (the demo, `fit --init CKPT`).
 
 `predict_crops(engine, images, centers, sides)` crops each person's square (no rotation) to 224 x 224 with the
-OpenCV-4.x-exact warp, normalises it as the training pipeline does, and runs the engine (torch or onnxruntime,
+OpenCV-4.x-exact warp, normalises the batch as the training pipeline does (`normalize_batch`), and runs the engine (torch or onnxruntime,
 `gtacli.model.engines`) on batches of `batch_size`. Evaluation uses the same crop and normalisation, assembled in
 DataLoader workers instead (`gtacli.data.eval_dataset`).
 """
@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from gtacli.body.camera import IMG_RES
-from gtacli.data.crop import crop, normalize
+from gtacli.data.crop import crop, normalize_batch
 from gtacli.model.engines import InferenceEngine
 
 DEFAULT_BATCH_SIZE = 32
@@ -54,14 +54,12 @@ def predict_crops(
     for start in range(0, count, batch_size):
         stop = min(start + batch_size, count)
         crops = np.stack(
-            [
-                normalize(crop(images[i], centers[i], float(sides[i]), 0.0, IMG_RES)[0])
-                for i in range(start, stop)
-            ]
+            [crop(images[i], centers[i], float(sides[i]), 0.0, IMG_RES)[0] for i in range(start, stop)]
         )
+        # normalised as a batch straight into the engine's layout (bit-identical to `normalize` per crop)
+        batch = normalize_batch(torch.from_numpy(crops), memory_format=engine.memory_format)
         if mark is not None:
             mark("preprocess")
-        batch = torch.from_numpy(crops).contiguous(memory_format=engine.memory_format)
         with torch.inference_mode():
             out = engine(batch)
             for key, name in OUTPUT_KEYS.items():

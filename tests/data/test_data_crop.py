@@ -96,6 +96,20 @@ def test_warp_equals_opencv4_on_random_similarities():
 
 
 @needs_opencv4
+def test_warp_equals_opencv4_on_full_hd_frames():
+    """`crop` warps with OpenCV 4.x by default: the re-implementation must agree on video-sized frames too."""
+    rng = np.random.default_rng(11)
+    for trial in range(4):
+        shape = (1920, 1080, 3) if trial % 2 else (1080, 1920, 3)
+        img = rng.integers(0, 256, shape, dtype=np.uint8)
+        center = np.array([rng.uniform(0, shape[1]), rng.uniform(0, shape[0])], np.float32)
+        m = affine_transform(center, float(rng.uniform(100, 1500)), float(rng.normal() * 20) * (trial > 1))
+        assert np.array_equal(
+            warp_affine_cv4(img, m), cv2.warpAffine(img, m, (224, 224), flags=cv2.INTER_LINEAR)
+        )
+
+
+@needs_opencv4
 def test_warp_equals_opencv4_on_general_affines_and_grey_images():
     rng = np.random.default_rng(2)
     for _ in range(40):
@@ -164,3 +178,25 @@ def test_batched_normalization_straight_into_channels_last():
     batched = normalize_batch(torch.from_numpy(crops), memory_format=torch.channels_last)
     assert batched.shape == (2, 3, 8, 10) and batched.stride() == (240, 1, 30, 3)
     assert np.array_equal(batched.numpy(), np.stack([normalize(c) for c in crops]))
+
+
+def test_batched_normalization_by_table_equals_the_arithmetic_for_every_grey_level():
+    """The CPU path looks values up in a (3, 256) table: every level of every channel, in both layouts,
+    must equal the per-image float64 arithmetic (mmcv's rounding) bit for bit."""
+    import torch
+
+    from gtacli.data.crop import normalize_batch
+
+    levels = np.arange(256, dtype=np.uint8)
+    crops = np.stack(
+        [
+            np.stack([levels.reshape(16, 16)] * 3, axis=-1),  # every level in every channel
+            np.stack([levels.reshape(16, 16), levels.reshape(16, 16).T, levels[::-1].reshape(16, 16)], -1),
+        ]
+    )
+    expected = np.stack([normalize(c) for c in crops])
+    for memory_format in (torch.contiguous_format, torch.channels_last):
+        batched = normalize_batch(torch.from_numpy(crops), memory_format=memory_format)
+        assert batched.is_contiguous(memory_format=memory_format)
+        assert batched.dtype == torch.float32 and batched.shape == (2, 3, 16, 16)
+        assert np.array_equal(batched.numpy(), expected)
