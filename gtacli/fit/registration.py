@@ -49,7 +49,8 @@ class RegistrationTargets:
     opt_betas: torch.Tensor
     """(B, 10) target shape; rows of fits with any |β| > max_abs_beta zeroed (step 7)."""
     opt_vertices: torch.Tensor
-    """(B, 6890, 3) target mesh in the body-model frame, built before the betas were zeroed."""
+    """(B, 6890, 3) target mesh, body-model frame (an in-the-loop fit's rows keep the offset that
+    `RegistrationConfig.mmhuman3d_vertex_offset` reproduces), built before the betas were zeroed."""
     opt_joints: torch.Tensor
     """(B, 49, 3) target smpl_49 joints in the body-model frame."""
     opt_cam_t: torch.Tensor
