@@ -299,7 +299,7 @@ def timed(fn: Callable[[], Dict[str, Any]]) -> Dict[str, Any]:
 def ours(fitter, init: Dict[str, torch.Tensor], kp: torch.Tensor) -> Callable[[], Dict[str, Any]]:
     def run() -> Dict[str, Any]:
         out = fitter.fit(init["pose"], init["betas"], init["transl"], kp)
-        return {"pose": out["pose"], "betas": out["betas"], "criterion": out["keypoint_loss"]}
+        return {"pose": out.pose, "betas": out.betas, "criterion": out.keypoint_loss}
 
     return run
 

@@ -42,6 +42,7 @@ from gtacli.demo.pipeline import run_demo
 from gtacli.demo.refine import Refiner
 from gtacli.io.atomic import atomic_write_text
 from gtacli.layout import DataLayout
+from gtacli.model.predict import CropPredictions
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("GTACLI_SHARED_ASSETS", REPO.parent / "shared" / "assets"))
@@ -81,11 +82,11 @@ def lsp_section(data_root: Path, n: int) -> Dict[str, Any]:
         Person(i, np.zeros(4), 1.0, i, "given", data["center"][i].astype(np.float64), float(data["scale"][i]) * SPIN_CROP_UNIT)
         for i in range(n)
     ]  # fmt: skip
-    outputs = {
-        "rotmat": np.repeat(rotmat.numpy()[None], n, axis=0),
-        "betas": np.repeat(mean["shape"][None].astype(np.float64), n, axis=0),
-        "cam": np.repeat(mean["cam"][None].astype(np.float64), n, axis=0),
-    }
+    outputs = CropPredictions(
+        rotmat=np.repeat(rotmat.numpy()[None], n, axis=0),
+        betas=np.repeat(mean["shape"][None].astype(np.float64), n, axis=0),
+        cam=np.repeat(mean["cam"][None].astype(np.float64), n, axis=0),
+    )
     _, extra = refiner(crowd, outputs, list(data["openpose"][:n].astype(np.float64)))
     done = extra["refined"]
     return {

@@ -1,5 +1,5 @@
 """The demo's small shared types: its configuration, the per-stage timer, a person in a frame, the read
-stage's result. Kept apart so the pipeline, the engine, the writers and the replay can all import them without
+stage's result, the bodies of a chunk's people (`PeopleBody`). Kept apart so the pipeline, the engine, the writers and the replay can all import them without
 cycles.
 """
 
@@ -105,3 +105,35 @@ class Input:
     decode_error: Optional[int] = (
         None  # set when decoding stopped early: the frame count the container promised
     )
+
+
+@dataclass(frozen=True, eq=False)
+class PeopleBody:
+    """The bodies of a chunk's P people (`gtacli.demo.engine.Engine.body`), float64 numpy, row k = person k of
+    the chunk: what results.npz, the meshes and the overlays are made from. Frozen: the writers read it from
+    several threads (`gtacli.demo.output.Writers`); nothing rebinds a field."""
+
+    pose_aa: np.ndarray
+    """(P, 72) axis-angle pose, global orient first (results.npz `smpl_pose`)."""
+    vertices: np.ndarray
+    """(P, 6890, 3) mesh vertices, body-model frame (no translation)."""
+    verts_cam: np.ndarray
+    """(P, 6890, 3) `vertices + transl_crop`: the mesh in the crop camera, what the overlays draw."""
+    j49: np.ndarray
+    """(P, 49, 3) smpl_49 joints, body-model frame."""
+    j24: np.ndarray
+    """(P, 24, 3) SMPL's skeleton joints, body-model frame."""
+    j14: np.ndarray
+    """(P, 14, 3) LSP-14 joints from the H36M regressor, body-model frame."""
+    kp2d_49: np.ndarray
+    """(P, 49, 2) `j49` projected into the image (pixels)."""
+    kp2d_14: np.ndarray
+    """(P, 14, 2) `j14` projected into the image (pixels)."""
+    transl_crop: np.ndarray
+    """(P, 3) translation in the crop camera (f = 5000 px, principal point = crop centre), metres."""
+    transl: np.ndarray
+    """(P, 3) translation in the original camera (principal point = image centre, focal `focal`), metres."""
+    focal: np.ndarray
+    """(P,) focal length (px) of the original camera that `transl` is for."""
+    K_img: np.ndarray
+    """(P, 3, 3) the crop camera's intrinsics in image pixels (the overlays' camera)."""

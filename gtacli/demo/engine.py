@@ -23,12 +23,12 @@ from gtacli.body.camera import (
 from gtacli.body.conventions import H36M_TO_J14
 from gtacli.body.rotations import axis_angle_from_rotmat
 from gtacli.body.smpl import BodyModel
-from gtacli.demo.config import DemoConfig, Person, Timer
+from gtacli.demo.config import DemoConfig, PeopleBody, Person, Timer
 from gtacli.demo.track import TrackedBox
 from gtacli.device import resolve_device
 from gtacli.layout import DataLayout
 from gtacli.model.engines import load_engine
-from gtacli.model.predict import predict_crops
+from gtacli.model.predict import CropPredictions, predict_crops
 from gtacli.render.overlay import render_overlay
 
 SIDE_VIEW_DEG = 90.0  # the side view turns the mesh by this much about the vertical axis
@@ -58,11 +58,10 @@ class Engine:
 
     def infer(
         self, frames_by_index: Dict[int, np.ndarray], people: List[Person], timer: Timer
-    ) -> Dict[str, np.ndarray]:
-        """Crops -> network, in batches. Returns rotmat (P,24,3,3), betas (P,10), cam (P,3) as float64 numpy."""
-        out = {"rotmat": np.zeros((0, 24, 3, 3)), "betas": np.zeros((0, 10)), "cam": np.zeros((0, 3))}
+    ) -> CropPredictions:
+        """Crops -> network, in batches: rotmat (P,24,3,3), betas (P,10), cam (P,3) as float64 numpy."""
         if not people:
-            return out
+            return CropPredictions.empty()
         started = [timer.start()]
 
         def mark(stage: str) -> None:  # 'preprocess' (crop + normalise) and 'model', per batch
@@ -75,29 +74,27 @@ class Engine:
             np.array([p.side for p in people], np.float64),
             self.config.batch_size,
             mark=mark,
-        ).as_dict()
+        )
 
     def body(
         self,
         people: List[Person],
-        outputs: Dict[str, np.ndarray],
+        outputs: CropPredictions,
         sizes_hw: Dict[int, Tuple[int, int]],
         timer: Timer,
-    ) -> Dict[str, np.ndarray]:
+    ) -> PeopleBody:
         """SMPL forward + cameras + 2D joints for every person of the chunk (numpy float64 out)."""
         t = timer.start()
         count = len(people)
-        rotmat = torch.as_tensor(outputs["rotmat"], dtype=torch.float32, device=self.device).reshape(
+        rotmat = torch.as_tensor(outputs.rotmat, dtype=torch.float32, device=self.device).reshape(
             -1, 24, 3, 3
         )
-        betas = torch.as_tensor(outputs["betas"], dtype=torch.float32, device=self.device).reshape(-1, 10)
+        betas = torch.as_tensor(outputs.betas, dtype=torch.float32, device=self.device).reshape(-1, 10)
         with torch.inference_mode():
             smpl = self.body_model(betas, rotmat[:, 1:], rotmat[:, :1], pose2rot=False)
             pose_aa = axis_angle_from_rotmat(rotmat.double())
             transl_crop = (
-                cam_to_translation(torch.as_tensor(outputs["cam"], dtype=torch.float64))
-                .numpy()
-                .reshape(-1, 3)
+                cam_to_translation(torch.as_tensor(outputs.cam, dtype=torch.float64)).numpy().reshape(-1, 3)
             )
         verts = smpl.vertices.double().cpu().numpy()
         j49 = smpl.joints.double().cpu().numpy()
@@ -112,22 +109,22 @@ class Engine:
             focal = np.full(count, float(self.config.focal_length))
         else:
             focal = FOCAL_LENGTH * side / IMG_RES  # the crop camera's focal length in image pixels
-        transl = full_image_translation(outputs["cam"].reshape(-1, 3), centers, side, image_wh, focal)
+        transl = full_image_translation(outputs.cam.reshape(-1, 3), centers, side, image_wh, focal)
         timer.add("smpl", t)
-        return {
-            "pose_aa": pose_aa.cpu().numpy(),
-            "vertices": verts,
-            "verts_cam": verts + transl_crop[:, None],
-            "j49": j49,
-            "j24": smpl.joints_smpl.double().cpu().numpy(),
-            "j14": j14,
-            "kp2d_49": project_points(j49, transl_crop, K=K_img),
-            "kp2d_14": project_points(j14, transl_crop, K=K_img),
-            "transl_crop": transl_crop,
-            "transl": transl,
-            "focal": focal,
-            "K_img": K_img,
-        }
+        return PeopleBody(
+            pose_aa=pose_aa.cpu().numpy(),
+            vertices=verts,
+            verts_cam=verts + transl_crop[:, None],
+            j49=j49,
+            j24=smpl.joints_smpl.double().cpu().numpy(),
+            j14=j14,
+            kp2d_49=project_points(j49, transl_crop, K=K_img),
+            kp2d_14=project_points(j14, transl_crop, K=K_img),
+            transl_crop=transl_crop,
+            transl=transl,
+            focal=focal,
+            K_img=K_img,
+        )
 
     def render(self, frame: np.ndarray, verts_cam: List[np.ndarray], Ks: List[np.ndarray]) -> np.ndarray:
         """The frame with every person's mesh drawn on it (one z-buffer for all people), on the model's device."""

@@ -26,7 +26,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 import cv2
 import numpy as np
 
-from gtacli.demo.config import DemoConfig, Person, Timer
+from gtacli.demo.config import DemoConfig, PeopleBody, Person, Timer
 from gtacli.demo.engine import Engine
 from gtacli.errors import GtacliError, UsageError
 from gtacli.io import video
@@ -343,7 +343,7 @@ class Writers:
         if config.export_mesh:
             (folder / MESH_DIR).mkdir()
 
-    def frames(self, jobs: List[FrameJob], body, engine: Engine, timer: Timer) -> None:
+    def frames(self, jobs: List[FrameJob], body: PeopleBody, engine: Engine, timer: Timer) -> None:
         """Meshes, overlays and frame files of one chunk, in frame order."""
         if self.config.export_mesh:
             t = timer.start()
@@ -352,7 +352,7 @@ class Writers:
                 for person, k in zip(job.people, job.rows):  # original camera: body-model frame + transl
                     write_obj(
                         self.folder / MESH_DIR / f"{stem}_id{person.pid}.obj",
-                        body["vertices"][k] + body["transl"][k],
+                        body.vertices[k] + body.transl[k],
                         engine.faces,
                     )
                     self.mesh_files += 1
@@ -409,9 +409,9 @@ class Writers:
             error, self.failed = self.failed, None
             raise error
 
-    def _draw(self, job: FrameJob, body, engine: Engine) -> np.ndarray:
-        verts = [body["verts_cam"][k] for k in job.rows]
-        Ks = [body["K_img"][k] for k in job.rows]
+    def _draw(self, job: FrameJob, body: PeopleBody, engine: Engine) -> np.ndarray:
+        verts = [body.verts_cam[k] for k in job.rows]
+        Ks = [body.K_img[k] for k in job.rows]
         image = engine.render(job.frame, verts, Ks)
         if self.draw:
             draw_boxes(image, job.people)

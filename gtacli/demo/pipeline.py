@@ -75,6 +75,7 @@ from gtacli.io import video
 from gtacli.io.atomic import atomic_write_json
 from gtacli.layout import DataLayout
 from gtacli.model.engines import resolve_engine
+from gtacli.model.predict import CropPredictions
 from gtacli.progress import ProgressFn
 
 RESULTS_SPOOL = ".results-spool"  # per-field spool files of results.npz inside the staged output
@@ -525,13 +526,13 @@ def make_smoother(
 
 
 def smooth_people(
-    smoother: PersonSmoother, crowd: List[Person], outputs: Dict[str, np.ndarray], step_s: float, timer: Timer
+    smoother: PersonSmoother, crowd: List[Person], outputs: CropPredictions, step_s: float, timer: Timer
 ) -> None:
-    """One-Euro smoothing of each person's rotations, betas and camera, in place (time = frame x step_s)."""
+    """One-Euro smoothing of each person's rotations, betas and camera, rows in place (time = frame x step_s)."""
     t = timer.start()
     for k, person in enumerate(crowd):
-        outputs["rotmat"][k], outputs["betas"][k], outputs["cam"][k] = smoother(
-            person.pid, person.frame * step_s, outputs["rotmat"][k], outputs["betas"][k], outputs["cam"][k]
+        outputs.rotmat[k], outputs.betas[k], outputs.cam[k] = smoother(
+            person.pid, person.frame * step_s, outputs.rotmat[k], outputs.betas[k], outputs.cam[k]
         )
     timer.add("smoothing", t)
 

@@ -37,6 +37,7 @@ from gtacli.fit.batch import clean_keypoints, reprojection_px
 from gtacli.fit.config import RegistrationConfig
 from gtacli.fit.methods import build_fitter
 from gtacli.fit.runner import OPENPOSE_SUFFIXES, crop_keypoints
+from gtacli.model.predict import CropPredictions
 
 DEFAULT_TEMPORAL_WEIGHT = 1.0  # --refine-smooth
 TEMPORAL_PX_PER_M = 100.0  # 1 cm of joint motion ~ 1 crop pixel at the crop camera's usual ~50 m depth
@@ -210,24 +211,25 @@ class Refiner:
     def __call__(
         self,
         crowd: Sequence[Person],
-        outputs: Dict[str, np.ndarray],
+        outputs: CropPredictions,
         keypoints: Sequence[Optional[np.ndarray]],
-    ) -> Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray]]:
-        """(refined outputs: rotmat/betas/cam like the network's, extra results fields (`REFINE_FIELDS`))."""
+    ) -> Tuple[CropPredictions, Dict[str, np.ndarray]]:
+        """(refined outputs: a copy of the network's with the refined rows replaced, extra results.npz fields
+        keyed by their names there (`REFINE_FIELDS`))."""
         count = len(crowd)
         dev, dtype = self.fitter.device, self.fitter.dtype
-        rotmat = torch.as_tensor(outputs["rotmat"], dtype=torch.float64).reshape(-1, 24, 3, 3)
+        rotmat = torch.as_tensor(outputs.rotmat, dtype=torch.float64).reshape(-1, 24, 3, 3)
         pose = matrix_to_axis_angle(rotmat).reshape(count, 72)
         extra = {
             "refined": np.zeros(count, bool),
             "network_smpl_pose": pose.numpy().copy(),
-            "network_betas": np.asarray(outputs["betas"], np.float64).copy(),
-            "network_pred_cam": np.asarray(outputs["cam"], np.float64).copy(),
+            "network_betas": np.asarray(outputs.betas, np.float64).copy(),
+            "network_pred_cam": np.asarray(outputs.cam, np.float64).copy(),
             "reprojection_px_network": np.full(count, np.nan),
             "reprojection_px_refined": np.full(count, np.nan),
         }
         rows = [k for k, kp in enumerate(keypoints) if kp is not None and (kp[:, 2] > 0).any()]
-        refined = {key: np.array(value, copy=True) for key, value in outputs.items()}
+        refined = outputs.copy()
         if not rows:
             return refined, extra
         centers = np.array([crowd[k].center for k in rows], np.float64)
@@ -238,24 +240,24 @@ class Refiner:
         kw = {"device": dev, "dtype": dtype}
         kp = torch.as_tensor(kp_crop, **kw)
         init_pose = pose[rows].to(**kw)
-        init_betas = torch.as_tensor(np.asarray(outputs["betas"])[rows], **kw)
-        init_transl = cam_to_translation(torch.as_tensor(np.asarray(outputs["cam"])[rows], **kw))
+        init_betas = torch.as_tensor(np.asarray(outputs.betas)[rows], **kw)
+        init_transl = cam_to_translation(torch.as_tensor(np.asarray(outputs.cam)[rows], **kw))
         temporal = self._temporal([crowd[k] for k in rows])
         result = self.fitter.fit(init_pose, init_betas, init_transl, kp, extra_loss=temporal)
         weights = self.fitter.weights
         with torch.no_grad():
             start = self.body_model(init_betas, init_pose[:, 3:], init_pose[:, :3], pose2rot=True).joints
             px_net = reprojection_px(start + init_transl[:, None], kp, weights, self.config)
-            px_fit = reprojection_px(result["joints"], kp, weights, self.config)
-            root = result["joints"] - result["transl"][:, None]
+            px_fit = reprojection_px(result.joints, kp, weights, self.config)
+            root = result.joints - result.transl[:, None]
         scale = sides / IMG_RES  # crop pixels -> image pixels
-        transl = result["transl"].double().cpu()
+        transl = result.transl.double().cpu()
         cam = torch.stack([2 * FOCAL_LENGTH / (IMG_RES * transl[:, 2]), transl[:, 0], transl[:, 1]], dim=1)
-        refined["rotmat"][rows] = (
-            axis_angle_to_matrix(result["pose"].double().cpu().reshape(-1, 3)).reshape(-1, 24, 3, 3).numpy()
+        refined.rotmat[rows] = (
+            axis_angle_to_matrix(result.pose.double().cpu().reshape(-1, 3)).reshape(-1, 24, 3, 3).numpy()
         )
-        refined["betas"][rows] = result["betas"].double().cpu().numpy()
-        refined["cam"][rows] = cam.numpy()
+        refined.betas[rows] = result.betas.double().cpu().numpy()
+        refined.cam[rows] = cam.numpy()
         extra["refined"][rows] = True
         extra["reprojection_px_network"][rows] = px_net.double().cpu().numpy() * scale
         extra["reprojection_px_refined"][rows] = px_fit.double().cpu().numpy() * scale
@@ -322,8 +324,8 @@ class RefineStage:
         self,
         chunk: Sequence[Tuple[int, str, np.ndarray]],
         crowd: Sequence[Person],
-        outputs: Dict[str, np.ndarray],
-    ) -> Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray]]:
+        outputs: CropPredictions,
+    ) -> Tuple[CropPredictions, Dict[str, np.ndarray]]:
         keypoints: List[Optional[np.ndarray]] = [None] * len(crowd)
         for index, name, frame in chunk:
             mine = [k for k, person in enumerate(crowd) if person.frame == index]

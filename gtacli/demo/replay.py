@@ -16,6 +16,7 @@ from gtacli.demo.engine import person_from_box
 from gtacli.demo.track import TrackedBox
 from gtacli.errors import BadFileError
 from gtacli.io.safe import load_npz
+from gtacli.model.predict import CropPredictions
 
 
 class Replay:
@@ -54,11 +55,12 @@ class Replay:
             out[int(f)].append(person_from_box(int(f), entry))
         return out
 
-    def outputs(self, people: List[Person]) -> Dict[str, np.ndarray]:
+    def outputs(self, people: List[Person]) -> CropPredictions:
+        """The saved predictions of `people`, in the network's form (what `Engine.infer` returns)."""
         rows = [self.row_of[(p.frame, p.pid)] for p in people]
         pose = torch.as_tensor(self.data["smpl_pose"][rows], dtype=torch.float64).reshape(-1, 24, 3)
-        return {
-            "rotmat": axis_angle_to_matrix(pose).numpy(),
-            "betas": self.data["betas"][rows].astype(np.float64).reshape(-1, 10),
-            "cam": self.data["pred_cam"][rows].astype(np.float64).reshape(-1, 3),
-        }
+        return CropPredictions(
+            rotmat=axis_angle_to_matrix(pose).numpy(),
+            betas=self.data["betas"][rows].astype(np.float64).reshape(-1, 10),
+            cam=self.data["pred_cam"][rows].astype(np.float64).reshape(-1, 3),
+        )

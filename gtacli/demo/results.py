@@ -6,9 +6,13 @@ import json
 import shutil
 import zipfile
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 import numpy as np
+
+if TYPE_CHECKING:  # annotations only: this module stays free of torch (it only writes arrays)
+    from gtacli.demo.config import PeopleBody
+    from gtacli.model.predict import CropPredictions
 
 # results.npz: name -> (shape, meaning); N = person entries, F = frames.
 RESULT_FIELDS: Dict[str, Tuple[str, str]] = {
@@ -139,11 +143,13 @@ class DemoResults:
     def add_people(
         self,
         people: List[Any],
-        outputs: Dict[str, np.ndarray],
-        body: Dict[str, np.ndarray],
+        outputs: CropPredictions,
+        body: PeopleBody,
         extra: Optional[Dict[str, np.ndarray]] = None,
     ) -> None:
-        """`extra`: more per-person fields (e.g. `--refine`'s, `gtacli.demo.refine.REFINE_FIELDS`)."""
+        """Rows of `people` (`gtacli.demo.config.Person`) with the network's `outputs` (after refine and smoothing)
+        and their `body`; `extra`: more per-person fields keyed by their results.npz names (e.g. `--refine`'s,
+        `gtacli.demo.refine.REFINE_FIELDS`)."""
         if not people:
             return
         for key, value in (extra or {}).items():
@@ -153,20 +159,21 @@ class DemoResults:
                 self.keys.append(key)
                 self.rows[key] = 0
             self._append(key, value)
-        pose = np.asarray(body["pose_aa"]).reshape(len(people), 72)
+        pose = np.asarray(body.pose_aa).reshape(len(people), 72)
         sources = [x.source for x in people]
+        # the one place where the in-memory names become results.npz's field names (RESULT_FIELDS)
         values = {
             "frame_index": [x.frame for x in people], "person_id": [x.pid for x in people], "smpl_pose": pose,
-            "global_orient": pose[:, :3], "body_pose": pose[:, 3:].reshape(-1, 23, 3), "betas": outputs["betas"],
-            "pred_cam": outputs["cam"], "transl_crop": body["transl_crop"], "transl": body["transl"],
-            "focal_length": body["focal"], "bbox_xywh": [x.box for x in people],
+            "global_orient": pose[:, :3], "body_pose": pose[:, 3:].reshape(-1, 23, 3), "betas": outputs.betas,
+            "pred_cam": outputs.cam, "transl_crop": body.transl_crop, "transl": body.transl,
+            "focal_length": body.focal, "bbox_xywh": [x.box for x in people],
             "bbox_score": [x.score for x in people], "bbox_source": sources,
             "crop_center": [x.center for x in people], "crop_size": [x.side for x in people],
-            "keypoints2d_smpl49": body["kp2d_49"], "keypoints2d_j14": body["kp2d_14"],
-            "keypoints3d_smpl49": body["j49"], "keypoints3d_j14": body["j14"], "keypoints3d_smpl24": body["j24"],
+            "keypoints2d_smpl49": body.kp2d_49, "keypoints2d_j14": body.kp2d_14,
+            "keypoints3d_smpl49": body.j49, "keypoints3d_j14": body.j14, "keypoints3d_smpl24": body.j24,
         }  # fmt: skip
         if self.save_vertices:
-            values["vertices"] = body["vertices"]
+            values["vertices"] = body.vertices
         for key, value in values.items():
             self._append(key, value)
         for person in people:

@@ -210,15 +210,15 @@ def fit_dataset(
         transl, fallback = initial_translation(joints, kp, cam_t, config.focal_length, config.img_res)
         result = fitter.fit(pose, betas, transl, kp)
         with torch.no_grad():
-            root_joints = result["joints"] - result["transl"][:, None, :]
+            root_joints = result.joints - result.transl[:, None, :]
             place, place_ok = estimate_translation(root_joints, kp, config.focal_length, config.img_res)
-            place = torch.where(place_ok[:, None], place, result["transl"])
+            place = torch.where(place_ok[:, None], place, result.transl)
             crit = fit_criterion(config, root_joints + place[:, None, :], kp, weights)
-            px = reprojection_px(result["joints"], kp, weights, config)
-        fits[rows, :72] = result["pose"].double().cpu().numpy()
-        fits[rows, 72:] = result["betas"].double().cpu().numpy()
-        out["transl"][rows] = result["transl"].double().cpu().numpy()
-        out["loss"][rows] = result["loss"].double().cpu().numpy()
+            px = reprojection_px(result.joints, kp, weights, config)
+        fits[rows, :72] = result.pose.double().cpu().numpy()
+        fits[rows, 72:] = result.betas.double().cpu().numpy()
+        out["transl"][rows] = result.transl.double().cpu().numpy()
+        out["loss"][rows] = result.loss.double().cpu().numpy()
         out["criterion"][rows] = crit.double().cpu().numpy()
         out["reprojection_px"][rows] = px.double().cpu().numpy()
         out["fallback"][rows] = fallback.cpu().numpy()

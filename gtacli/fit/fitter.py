@@ -1,4 +1,5 @@
-"""What the three fitters share: the body model, the prior, the 49 joints, the start and the result.
+"""What the three fitters share: the body model, the prior, the 49 joints, the start and the result
+(`gtacli.fit.result.FitResult`).
 
 A fitter (`gtacli.fit.smplify_mmhuman3d.MMHuman3dSMPLify`, `gtacli.fit.smplify_spin.SpinSMPLify`,
 `gtacli.fit.smplify_gtacli.GtacliSMPLify`) defines its `objective` (the loss it minimises last) and its
@@ -7,7 +8,7 @@ A fitter (`gtacli.fit.smplify_mmhuman3d.MMHuman3dSMPLify`, `gtacli.fit.smplify_s
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 import torch
 
@@ -17,6 +18,7 @@ from gtacli.fit.joints import RigidSkeleton, SparseJointModel, rodrigues
 from gtacli.fit.losses import keypoint_weights
 from gtacli.fit.optim import FitTrace, StageReport
 from gtacli.fit.priors import MaxMixturePrior, joint_angle_prior, load_pose_prior, shape_prior
+from gtacli.fit.result import FitResult
 
 
 class Fitter:
@@ -116,10 +118,9 @@ class Fitter:
         kp2d: torch.Tensor,
         reports: List[StageReport],
         trace: Optional[FitTrace],
-    ) -> Dict[str, Any]:
-        """The result of a fit (all detached): `pose` (B, 72), `betas` (B, 10), `transl` (B, 3), `vertices`
-        (B, 6890, 3) and `joints` (B, 49, 3) in the camera frame (translation applied), `loss` (B,) the
-        objective, `keypoint_loss` (B,) the criterion at the fitted camera, `stages`."""
+    ) -> FitResult:
+        """The result of a fit, all detached (`FitResult` says what each field holds): the objective and the
+        criterion evaluated once more with a full body-model forward at the fitted parameters."""
         with torch.no_grad():
             pose = torch.cat([global_orient, body_pose], dim=1).detach()
             betas = betas.detach()
@@ -129,13 +130,13 @@ class Fitter:
             criterion = self.criterion(out.joints, transl, kp2d)
         if trace is not None:
             trace.stages.extend(reports)
-        return {
-            "pose": pose,
-            "betas": betas,
-            "transl": transl,
-            "vertices": out.vertices + transl[:, None, :],
-            "joints": out.joints + transl[:, None, :],
-            "loss": loss,
-            "keypoint_loss": criterion,
-            "stages": reports,
-        }
+        return FitResult(
+            pose=pose,
+            betas=betas,
+            transl=transl,
+            vertices=out.vertices + transl[:, None, :],
+            joints=out.joints + transl[:, None, :],
+            loss=loss,
+            keypoint_loss=criterion,
+            stages=reports,
+        )

@@ -1,6 +1,7 @@
 """Registration: the pseudo-ground-truth SMPL of a training batch (docs/reproduction.md §7.1, §7.2 static, §7.4 in the loop).
 
-`Registrant(body_model, fits, config)(pred, batch)` returns the targets the SMPL losses use:
+`Registrant(body_model, fits, config)(pred, batch)` returns the targets the SMPL losses use, a
+`RegistrationTargets` (each field's docstring says what it holds):
 
 1. `pred_cam_t` from the predicted weak-perspective camera (detached).
 2. GT meshes from the batch's SMPL parameters (neutral body model, no translation).
@@ -22,7 +23,8 @@ Batch keys (see the fit/train contract): `keypoints2d (B,49,3)` crop pixels, `ha
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Optional
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional
 
 import torch
 
@@ -33,6 +35,36 @@ from gtacli.fit.config import MEAN_CAMERA, RegistrationConfig
 from gtacli.fit.fits_store import FitsStore
 from gtacli.fit.losses import fit_criterion, keypoint_weights
 from gtacli.fit.methods import build_fitter
+
+
+@dataclass(frozen=True, eq=False)
+class RegistrationTargets:
+    """The registrant's targets for a batch of B samples (all without gradients, on the body model's device).
+
+    Frozen: the training step and the losses read them, nothing rebinds a field. `eq=False`: tensors have no
+    single truth value for `==`."""
+
+    opt_pose: torch.Tensor
+    """(B, 72) axis-angle target pose: GT SMPL where the sample has it, else its fit (step 3, or 6)."""
+    opt_betas: torch.Tensor
+    """(B, 10) target shape; rows of fits with any |β| > max_abs_beta zeroed (step 7)."""
+    opt_vertices: torch.Tensor
+    """(B, 6890, 3) target mesh, body-model frame (an in-the-loop fit's rows keep the offset that
+    `RegistrationConfig.mmhuman3d_vertex_offset` reproduces), built before the betas were zeroed."""
+    opt_joints: torch.Tensor
+    """(B, 49, 3) target smpl_49 joints in the body-model frame."""
+    opt_cam_t: torch.Tensor
+    """(B, 3) camera translation that best explains the keypoints (step 4; `cam_t_fallback` rows: predicted)."""
+    valid_fit: torch.Tensor
+    """(B,) bool: the target supervises the SMPL losses (`opt_joint_loss < threshold`, or GT SMPL)."""
+    opt_joint_loss: torch.Tensor
+    """(B,) the method's fit criterion of the target at `opt_cam_t` (step 5)."""
+    gt_vertices: torch.Tensor
+    """(B, 6890, 3) the mesh of the batch's GT SMPL parameters (whatever `has_smpl` says)."""
+    fits_updated: torch.Tensor
+    """(B,) bool: in the loop, the rows whose fit was replaced by a better SMPLify result (all False when static)."""
+    cam_t_fallback: torch.Tensor
+    """(B,) bool: no confident joint, so `opt_cam_t` is the predicted camera's translation."""
 
 
 class Registrant:
@@ -68,13 +100,13 @@ class Registrant:
     @torch.no_grad()
     def __call__(
         self, pred: Optional[Mapping[str, torch.Tensor]], batch: Mapping[str, Any]
-    ) -> Dict[str, torch.Tensor]:
+    ) -> RegistrationTargets:
         with torch.autocast(device_type=self.device.type, enabled=False):
             return self._register(pred, batch)
 
     def _register(
         self, pred: Optional[Mapping[str, torch.Tensor]], batch: Mapping[str, Any]
-    ) -> Dict[str, torch.Tensor]:
+    ) -> RegistrationTargets:
         c = self.config
         kw = {"device": self.device, "dtype": self.dtype}
         kp2d = batch["keypoints2d"].to(**kw)
@@ -154,18 +186,18 @@ class Registrant:
 
         # 9. which targets supervise the SMPL losses
         valid_fit = (opt_joint_loss < c.acceptance_threshold) | has_smpl
-        return {
-            "opt_pose": opt_pose,
-            "opt_betas": opt_betas,
-            "opt_vertices": opt_vertices,
-            "opt_joints": opt_joints,
-            "opt_cam_t": opt_cam_t,
-            "valid_fit": valid_fit,
-            "opt_joint_loss": opt_joint_loss,
-            "gt_vertices": gt_out.vertices,
-            "fits_updated": fits_updated,
-            "cam_t_fallback": fallback,
-        }
+        return RegistrationTargets(
+            opt_pose=opt_pose,
+            opt_betas=opt_betas,
+            opt_vertices=opt_vertices,
+            opt_joints=opt_joints,
+            opt_cam_t=opt_cam_t,
+            valid_fit=valid_fit,
+            opt_joint_loss=opt_joint_loss,
+            gt_vertices=gt_out.vertices,
+            fits_updated=fits_updated,
+            cam_t_fallback=fallback,
+        )
 
     def _refine(
         self,
@@ -191,15 +223,15 @@ class Registrant:
             {} if self.config.method == "mmhuman3d" else {"torso_from_openpose": False}
         )  # see spin_smplify
         result = self.smplify.fit(init_pose, init_betas, pred_cam_t[need], kp2d[need], **kwargs)
-        fitted_t = result["transl"]
-        new_loss = result["keypoint_loss"]
+        fitted_t = result.transl
+        new_loss = result.keypoint_loss
         accept = new_loss < opt_joint_loss[need]
         base_t = pred_cam_t[need] if self.config.mmhuman3d_vertex_offset else fitted_t
         rows = need[accept]
-        opt_pose[rows] = result["pose"][accept]
-        opt_betas[rows] = result["betas"][accept]
-        opt_vertices[rows] = (result["vertices"] - base_t[:, None, :])[accept]
-        opt_joints[rows] = (result["joints"] - fitted_t[:, None, :])[accept]
+        opt_pose[rows] = result.pose[accept]
+        opt_betas[rows] = result.betas[accept]
+        opt_vertices[rows] = (result.vertices - base_t[:, None, :])[accept]
+        opt_joints[rows] = (result.joints - fitted_t[:, None, :])[accept]
         opt_cam_t[rows] = fitted_t[accept]
         opt_joint_loss[rows] = new_loss[accept]
         if accept.any():
@@ -210,8 +242,8 @@ class Registrant:
                 batch["sample_idx"].reshape(-1)[cpu_rows.to(batch["sample_idx"].device)],
                 _pick(batch["rotation"], cpu_rows),
                 _pick(batch["is_flipped"], cpu_rows),
-                result["pose"],
-                result["betas"],
+                result.pose,
+                result.betas,
                 mask=accept,
             )
         updated = torch.zeros(opt_pose.shape[0], dtype=torch.bool, device=self.device)

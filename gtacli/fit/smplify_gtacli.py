@@ -25,12 +25,13 @@ skeleton (one body evaluation for all turns).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional
+from typing import Callable, Optional
 
 import torch
 
 from gtacli.fit.camera_init import best_facing
 from gtacli.fit.optim import FitTrace, cpu_threads, now, run_adam_stage, threads_for
+from gtacli.fit.result import FitResult
 from gtacli.fit.smplify_spin import SpinSMPLify
 
 
@@ -47,7 +48,7 @@ class GtacliSMPLify(SpinSMPLify):
         torso_from_openpose: bool = True,
         trace: Optional[FitTrace] = None,
         extra_loss: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None,
-    ) -> Dict[str, Any]:
+    ) -> FitResult:
         """Same inputs and outputs as `SpinSMPLify.fit` (`torso_from_openpose` has no stage to act on here).
 
         `extra_loss(joints (B, 49, 3) root frame, transl (B, 3)) -> (B,)` is added to the objective while

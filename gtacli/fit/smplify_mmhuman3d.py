@@ -19,13 +19,14 @@ matrix product, and the full 6890-vertex mesh is built once, at the end.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, List, Optional
 
 import torch
 
 from gtacli.fit.fitter import Fitter
 from gtacli.fit.losses import keypoint_term
 from gtacli.fit.optim import FitTrace, StageReport, cpu_threads, now, run_adam_stage, threads_for
+from gtacli.fit.result import FitResult
 
 
 class MMHuman3dSMPLify(Fitter):
@@ -77,9 +78,9 @@ class MMHuman3dSMPLify(Fitter):
         kp2d: torch.Tensor,
         *,
         trace: Optional[FitTrace] = None,
-    ) -> Dict[str, Any]:
+    ) -> FitResult:
         """Fit SMPL to 2D keypoints: init_pose (B, 72) axis-angle, init_betas (B, 10), init_transl (B, 3) metres,
-        kp2d (B, 49, 3) crop pixels with confidences. Returns `Fitter.finish`'s dict; `keypoint_loss` is the
+        kp2d (B, 49, 3) crop pixels with confidences. Returns a `FitResult` (`Fitter.finish`); `keypoint_loss` is the
         registrant's keypoint term (docs/reproduction.md §7.1 step 5) at the fitted translation."""
         kp2d, global_orient, body_pose, betas, transl = self.start(init_pose, init_betas, init_transl, kp2d)
         t0 = now()

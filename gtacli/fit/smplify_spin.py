@@ -24,7 +24,7 @@ ground-truth torso: `fit(..., torso_from_openpose=False)` reproduces that; a dir
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Optional
 
 import torch
 
@@ -33,6 +33,7 @@ from gtacli.body.conventions import TORSO_GT, TORSO_OPENPOSE
 from gtacli.fit.fitter import Fitter
 from gtacli.fit.losses import spin_reprojection, unused_to_zero
 from gtacli.fit.optim import FitTrace, cpu_threads, now, run_adam_stage, threads_for
+from gtacli.fit.result import FitResult
 
 
 class SpinSMPLify(Fitter):
@@ -89,7 +90,7 @@ class SpinSMPLify(Fitter):
         *,
         torso_from_openpose: bool = True,
         trace: Optional[FitTrace] = None,
-    ) -> Dict[str, Any]:
+    ) -> FitResult:
         """Same inputs and outputs as `SMPLify.fit`; `loss` is stage 2's objective, `keypoint_loss` SPIN's
         fitting loss (B,) at the fitted camera."""
         c = self.config

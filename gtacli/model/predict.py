@@ -22,16 +22,26 @@ DEFAULT_BATCH_SIZE = 32
 OUTPUT_KEYS = {"pred_pose": "rotmat", "pred_shape": "betas", "pred_cam": "cam"}
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class CropPredictions:
-    """float64 numpy: rotmat (N,24,3,3), betas (N,10), cam (N,3) = weak-perspective [s, tx, ty] of the crop."""
+    """The network's predictions for N people, float64 numpy, row i = person i. Frozen (fields are not rebound;
+    a consumer may still write rows in place, as the demo's smoother does)."""
 
     rotmat: np.ndarray
+    """(N, 24, 3, 3) rotation matrices, global orient first."""
     betas: np.ndarray
+    """(N, 10) SMPL shape."""
     cam: np.ndarray
+    """(N, 3) weak-perspective camera [s, tx, ty] of the crop."""
 
-    def as_dict(self) -> Dict[str, np.ndarray]:
-        return {"rotmat": self.rotmat, "betas": self.betas, "cam": self.cam}
+    @classmethod
+    def empty(cls) -> CropPredictions:
+        """No people: zero rows of each field."""
+        return cls(np.zeros((0, 24, 3, 3)), np.zeros((0, 10)), np.zeros((0, 3)))
+
+    def copy(self) -> CropPredictions:
+        """Copies of the arrays (for a stage that replaces some rows and must leave its input as it was)."""
+        return CropPredictions(*(np.array(a, copy=True) for a in (self.rotmat, self.betas, self.cam)))
 
 
 def predict_crops(
@@ -67,6 +77,5 @@ def predict_crops(
         if mark is not None:
             mark("model")
     if count == 0:
-        empty = {"rotmat": (0, 24, 3, 3), "betas": (0, 10), "cam": (0, 3)}
-        return CropPredictions(**{name: np.zeros(shape) for name, shape in empty.items()})
+        return CropPredictions.empty()
     return CropPredictions(**{name: np.concatenate(values) for name, values in pieces.items()})

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from gtacli.body.camera import FOCAL_LENGTH, IMG_RES, cam_to_translation, project_points
 from gtacli.body.conventions import TRAIN_PELVIS_PAIR
 from gtacli.body.rotations import batch_rodrigues
+from gtacli.fit.registration import RegistrationTargets
 
 LOSS_NAMES = (
     "keypoints3d_loss",
@@ -173,7 +174,7 @@ def compute_losses(
     pred_joints: torch.Tensor,
     pred_vertices: torch.Tensor,
     batch: Dict[str, torch.Tensor],
-    targets: Dict[str, torch.Tensor],
+    targets: RegistrationTargets,
     weights: LossConfig = LossConfig(),
 ) -> Dict[str, torch.Tensor]:
     """All six losses (names as mmhuman3d logs them) and `loss` = their plain sum (docs/reproduction.md §6.1 step 5).
@@ -182,20 +183,20 @@ def compute_losses(
 
     pred: the estimator's dict (`pred_pose` (B,24,3,3), `pred_shape` (B,10), `pred_cam` (B,3));
     pred_joints (B,49,3) / pred_vertices (B,6890,3) from the neutral body model on the prediction;
-    batch: `keypoints2d` (B,49,3), `keypoints3d` (B,49,4); targets: the registrant's `valid_fit`,
-    `opt_pose`, `opt_betas`, `opt_vertices`.
+    batch: `keypoints2d` (B,49,3), `keypoints3d` (B,49,4); targets: the registrant's (its `valid_fit`,
+    `opt_pose`, `opt_betas`, `opt_vertices`).
     """
     kp2d = batch["keypoints2d"]
     if weights.openpose_confidence == "zero":
         kp2d = kp2d.clone()
         kp2d[:, : weights.num_openpose_keypoints, 2] = 0
-    valid = targets["valid_fit"]
+    valid = targets.valid_fit
     losses = {
         "keypoints3d_loss": keypoints3d_loss(pred_joints, batch["keypoints3d"], weights),
         "keypoints2d_loss": keypoints2d_loss(pred_joints, pred["pred_cam"], kp2d, weights),
-        "vertex_loss": vertex_loss(pred_vertices, targets["opt_vertices"], valid, weights),
-        "smpl_pose_loss": smpl_pose_loss(pred["pred_pose"], targets["opt_pose"], valid, weights),
-        "smpl_betas_loss": smpl_betas_loss(pred["pred_shape"], targets["opt_betas"], valid, weights),
+        "vertex_loss": vertex_loss(pred_vertices, targets.opt_vertices, valid, weights),
+        "smpl_pose_loss": smpl_pose_loss(pred["pred_pose"], targets.opt_pose, valid, weights),
+        "smpl_betas_loss": smpl_betas_loss(pred["pred_shape"], targets.opt_betas, valid, weights),
         "camera_loss": camera_loss(pred["pred_cam"], weights),
     }
     losses["loss"] = sum(losses[name] for name in LOSS_NAMES)

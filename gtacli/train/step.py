@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from gtacli.errors import GtacliError
+from gtacli.fit.registration import RegistrationTargets
 from gtacli.train.distributed import DistInfo, all_reduce_max
 from gtacli.train.losses import LossConfig, compute_losses
 from gtacli.train.optim import OptimConfig
@@ -53,7 +54,7 @@ class TrainStep:
         self.fits = fits
         # the gradient scaler only for float16 (bfloat16 has float32's range)
         self.scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-        self.last_targets: Dict[str, Any] = {}
+        self.last_targets: Optional[RegistrationTargets] = None  # the registrant's, of the last forward
 
     def to_device(self, batch: Dict[str, Any]) -> Dict[str, Any]:
         """Tensors to the device (non-blocking from pinned memory on CUDA); images in the model's layout."""
@@ -111,8 +112,8 @@ class TrainStep:
         self.scaler.update()
         if self.in_the_loop and self.dist.distributed:
             self.fits.all_reduce_updates()
-        if self.in_the_loop and "fits_updated" in self.last_targets:
-            out["fits_updated"] = float(self.last_targets["fits_updated"].sum())
+        if self.in_the_loop and self.last_targets is not None:
+            out["fits_updated"] = float(self.last_targets.fits_updated.sum())
         if grad_norm is not None:
             out["grad_norm"] = grad_norm
         return out

@@ -6,13 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gtacli.demo.config import Person
+from gtacli.demo.config import PeopleBody, Person
 from gtacli.demo.detect import Detections
 from gtacli.demo.replay import Replay
 from gtacli.demo.results import DemoResults
 from gtacli.demo.smooth import PersonSmoother
 from gtacli.demo.track import OnlineTracker, TrackConfig, track_sequence
 from gtacli.io.safe import load_npz
+from gtacli.model.predict import CropPredictions
 
 
 def _random_sequence(rng, frames, people):
@@ -92,16 +93,19 @@ def _person(frame, pid, source="detected"):
     return Person(frame, box, 0.9, pid, source, box[:2] + box[2:] / 2, 50.0)
 
 
-def _chunk(rng, people, save_vertices):
+def _chunk(rng, people):
     n = len(people)
-    outputs = {"betas": rng.normal(size=(n, 10)), "cam": rng.normal(size=(n, 3))}
-    body = {
-        "pose_aa": rng.normal(size=(n, 72)), "transl_crop": rng.normal(size=(n, 3)), "transl": rng.normal(size=(n, 3)),
-        "focal": rng.uniform(100, 200, n), "kp2d_49": rng.normal(size=(n, 49, 2)), "kp2d_14": rng.normal(size=(n, 14, 2)),
-        "j49": rng.normal(size=(n, 49, 3)), "j14": rng.normal(size=(n, 14, 3)), "j24": rng.normal(size=(n, 24, 3)),
-    }  # fmt: skip
-    if save_vertices:
-        body["vertices"] = rng.normal(size=(n, 6890, 3))
+    outputs = CropPredictions(
+        rng.normal(size=(n, 24, 3, 3)), rng.normal(size=(n, 10)), rng.normal(size=(n, 3))
+    )
+    vertices = rng.normal(size=(n, 6890, 3))
+    transl_crop = rng.normal(size=(n, 3))
+    body = PeopleBody(
+        pose_aa=rng.normal(size=(n, 72)), vertices=vertices, verts_cam=vertices + transl_crop[:, None],
+        j49=rng.normal(size=(n, 49, 3)), j24=rng.normal(size=(n, 24, 3)), j14=rng.normal(size=(n, 14, 3)),
+        kp2d_49=rng.normal(size=(n, 49, 2)), kp2d_14=rng.normal(size=(n, 14, 2)), transl_crop=transl_crop,
+        transl=rng.normal(size=(n, 3)), focal=rng.uniform(100, 200, n), K_img=np.tile(np.eye(3), (n, 1, 1)),
+    )  # fmt: skip
     return outputs, body
 
 
@@ -115,14 +119,14 @@ def test_results_written_from_spool_files_are_a_plain_npz_with_every_row(tmp_pat
         people = [_person(frame + k, k % 2, ("detected", "interpolated")[k % 2]) for k in range(size)]
         for k in range(max(size, 1)):
             results.add_frame(f"{frame + k:06d}" + "é" * k, (1080, 1920), has_person=size > 0)
-        outputs, body = _chunk(rng, people, save_vertices)
+        outputs, body = _chunk(rng, people)
         results.add_people(people, outputs, body)
         if people:
-            expected["smpl_pose"].append(body["pose_aa"])
-            expected["betas"].append(outputs["betas"])
+            expected["smpl_pose"].append(body.pose_aa)
+            expected["betas"].append(outputs.betas)
             expected["bbox_source"] += [p.source for p in people]
-            expected["keypoints3d_smpl49"].append(body["j49"])
-            expected["vertices"].append(body.get("vertices", np.zeros((0, 6890, 3))))
+            expected["keypoints3d_smpl49"].append(body.j49)
+            expected["vertices"].append(body.vertices)
         frame += max(size, 1)
     results.write(tmp_path / "results.npz", 25.0)
     assert not (tmp_path / "spool").exists()
@@ -155,7 +159,12 @@ def test_results_written_from_spool_files_are_a_plain_npz_with_every_row(tmp_pat
     }
     # the project's restricted reader and --from-results read it too
     assert load_npz(tmp_path / "results.npz")["person_id"].tolist() == [0, 1, 0, 0, 1]
-    assert Replay(tmp_path / "results.npz").people(None)[4][0].pid == 0
+    replay = Replay(tmp_path / "results.npz")
+    assert replay.people(None)[4][0].pid == 0
+    replayed = replay.outputs([_person(4, 0)])  # frame 4's person 0 is row 3; in the network's form
+    assert type(replayed) is CropPredictions and replayed.rotmat.shape == (1, 24, 3, 3)
+    np.testing.assert_array_equal(replayed.betas, data["betas"][3:4].astype(np.float64))
+    np.testing.assert_array_equal(replayed.cam, data["pred_cam"][3:4].astype(np.float64))
 
 
 def test_results_without_any_person_keep_the_field_shapes(tmp_path):

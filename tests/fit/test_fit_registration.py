@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -12,7 +13,7 @@ from gtacli.body.camera import estimate_translation
 from gtacli.errors import GtacliError
 from gtacli.fit.config import RegistrationConfig
 from gtacli.fit.fits_store import FitsStore, to_canonical_frame
-from gtacli.fit.registration import Registrant
+from gtacli.fit.registration import Registrant, RegistrationTargets
 
 IGNORED = [1, 9, 12, 27, 28]
 
@@ -101,26 +102,61 @@ def test_static_registration(body_model):
     out = registrant(_pred(5), batch)
     hs = batch["has_smpl"].bool()
     # GT samples take their GT, fits samples the flipped-then-rotated fit
-    torch.testing.assert_close(out["opt_pose"][hs], ref["gt_pose"][hs])
-    torch.testing.assert_close(out["opt_pose"][~hs], ref["fit_pose"][~hs])
-    torch.testing.assert_close(out["opt_betas"][0], ref["gt_betas"][0])
+    torch.testing.assert_close(out.opt_pose[hs], ref["gt_pose"][hs])
+    torch.testing.assert_close(out.opt_pose[~hs], ref["fit_pose"][~hs])
+    torch.testing.assert_close(out.opt_betas[0], ref["gt_betas"][0])
     # |β| > 3 row zeroed (after its mesh was built with the original betas)
-    assert torch.count_nonzero(out["opt_betas"][2]) == 0
+    assert torch.count_nonzero(out.opt_betas[2]) == 0
     mesh = body_model(ref["fit_betas"][2:3], ref["fit_pose"][2:3, 3:], ref["fit_pose"][2:3, :3]).vertices
-    torch.testing.assert_close(out["opt_vertices"][2:3], mesh)
+    torch.testing.assert_close(out.opt_vertices[2:3], mesh)
     gt_mesh = body_model(ref["gt_betas"], ref["gt_pose"][:, 3:], ref["gt_pose"][:, :3]).vertices
-    torch.testing.assert_close(out["gt_vertices"], gt_mesh)
-    torch.testing.assert_close(out["opt_vertices"][hs], gt_mesh[hs])
+    torch.testing.assert_close(out.gt_vertices, gt_mesh)
+    torch.testing.assert_close(out.opt_vertices[hs], gt_mesh[hs])
     # camera and joint loss as docs/reproduction.md §7.1 steps 4-5
-    t_expected, _ = estimate_translation(out["opt_joints"], batch["keypoints2d"])
-    torch.testing.assert_close(out["opt_cam_t"], t_expected)
-    expected_loss = direct_joint_loss(out["opt_joints"], out["opt_cam_t"], batch["keypoints2d"])
-    torch.testing.assert_close(out["opt_joint_loss"].double(), expected_loss, rtol=1e-4, atol=1e-6)
+    t_expected, _ = estimate_translation(out.opt_joints, batch["keypoints2d"])
+    torch.testing.assert_close(out.opt_cam_t, t_expected)
+    expected_loss = direct_joint_loss(out.opt_joints, out.opt_cam_t, batch["keypoints2d"])
+    torch.testing.assert_close(out.opt_joint_loss.double(), expected_loss, rtol=1e-4, atol=1e-6)
     # valid_fit = loss < 10 | has_smpl; the scattered row is the only invalid one
-    assert out["opt_joint_loss"][3] > 10 and (out["opt_joint_loss"][[1, 2]] < 1e-3).all()
-    assert out["valid_fit"].tolist() == [True, True, True, False, True]
-    assert not out["fits_updated"].any() and not out["cam_t_fallback"].any()
-    assert out["opt_vertices"].shape == (5, 6890, 3) and out["opt_joints"].shape == (5, 49, 3)
+    assert out.opt_joint_loss[3] > 10 and (out.opt_joint_loss[[1, 2]] < 1e-3).all()
+    assert out.valid_fit.tolist() == [True, True, True, False, True]
+    assert not out.fits_updated.any() and not out.cam_t_fallback.any()
+    assert out.opt_vertices.shape == (5, 6890, 3) and out.opt_joints.shape == (5, 49, 3)
+
+
+# the registrant's targets: field -> (shape after the batch axis, dtype); the order is the dataclass's
+TARGETS = {
+    "opt_pose": ((72,), torch.float32),
+    "opt_betas": ((10,), torch.float32),
+    "opt_vertices": ((6890, 3), torch.float32),
+    "opt_joints": ((49, 3), torch.float32),
+    "opt_cam_t": ((3,), torch.float32),
+    "valid_fit": ((), torch.bool),
+    "opt_joint_loss": ((), torch.float32),
+    "gt_vertices": ((6890, 3), torch.float32),
+    "fits_updated": ((), torch.bool),
+    "cam_t_fallback": ((), torch.bool),
+}
+
+
+@pytest.mark.parametrize("mode", ["static", "in_the_loop"])
+def test_the_registrant_returns_registration_targets(body_model, gmm_path, mode):
+    """The losses and the training step read these fields by name: a field that goes missing, is renamed or
+    changes kind fails here, in both modes."""
+    assert [f.name for f in dataclasses.fields(RegistrationTargets)] == list(TARGETS)
+    store = FitsStore({"lsp": _fits_rows()})
+    config = RegistrationConfig(mode=mode, num_iters=2)
+    registrant = Registrant(body_model, store, config, gmm_path=gmm_path)
+    batch, _ = _batch(
+        body_model, store, which=[2, 0, 1], has_smpl=[0, 1, 0], rotation=[0, 0, 10], flipped=[0, 0, 1]
+    )
+    out = registrant(_pred(3), batch)
+    assert type(out) is RegistrationTargets
+    for name, (shape, dtype) in TARGETS.items():
+        value = getattr(out, name)
+        assert value.shape == (3, *shape) and value.dtype == dtype and not value.requires_grad, name
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        out.valid_fit = torch.ones(3, dtype=torch.bool)  # type: ignore[misc]
 
 
 def test_static_batch_of_one_and_no_confident_joint(body_model):
@@ -128,13 +164,13 @@ def test_static_batch_of_one_and_no_confident_joint(body_model):
     registrant = Registrant(body_model, store, RegistrationConfig())
     batch, ref = _batch(body_model, store, which=[1], has_smpl=[0], rotation=[15], flipped=[1])
     out = registrant(_pred(1), batch)
-    assert out["opt_pose"].shape == (1, 72) and out["valid_fit"].tolist() == [True]
-    torch.testing.assert_close(out["opt_pose"], ref["fit_pose"])
+    assert out.opt_pose.shape == (1, 72) and out.valid_fit.tolist() == [True]
+    torch.testing.assert_close(out.opt_pose, ref["fit_pose"])
     # no confident joint among 25..48: translation falls back to the predicted camera, no crash
     batch["keypoints2d"][:, 25:, 2] = 0
     out = registrant(_pred(1), batch)
-    assert out["cam_t_fallback"].tolist() == [True]
-    torch.testing.assert_close(out["opt_cam_t"], torch.tensor([[0.0, 0.0, 2 * 5000 / (224 * 0.9 + 1e-9)]]))
+    assert out.cam_t_fallback.tolist() == [True]
+    torch.testing.assert_close(out.opt_cam_t, torch.tensor([[0.0, 0.0, 2 * 5000 / (224 * 0.9 + 1e-9)]]))
 
 
 def test_samples_with_gt_need_no_fits(body_model):
@@ -143,8 +179,8 @@ def test_samples_with_gt_need_no_fits(body_model):
     batch, ref = _batch(body_model, store, which=[0, 1], has_smpl=[1, 1], rotation=[0, 0], flipped=[0, 0])
     batch["dataset_name"] = ["gta", "gta"]  # no fits for gta at all
     out = registrant(_pred(2), batch)
-    assert out["valid_fit"].all()
-    torch.testing.assert_close(out["opt_pose"], ref["gt_pose"])
+    assert out.valid_fit.all()
+    torch.testing.assert_close(out.opt_pose, ref["gt_pose"])
     batch["has_smpl"][1] = 0
     with pytest.raises(GtacliError, match="fits"):
         registrant(_pred(2), batch)
@@ -160,10 +196,10 @@ def test_in_the_loop_accepts_better_fits_and_updates_the_store(body_model, gmm_p
     batch, _ = _batch(body_model, truth, which=[2, 0], has_smpl=[0, 1], rotation=[20, 0], flipped=[1, 0])
     before = Registrant(body_model, store, RegistrationConfig())(_pred(2), batch)
     out = registrant(_pred(2), batch)
-    assert out["fits_updated"].tolist() == [True, False]  # the GT sample is never refined
-    assert out["opt_joint_loss"][0] < before["opt_joint_loss"][0]
+    assert out.fits_updated.tolist() == [True, False]  # the GT sample is never refined
+    assert out.opt_joint_loss[0] < before.opt_joint_loss[0]
     # the store holds the accepted fit in the canonical frame (rotation undone, then flip undone)
-    canonical = to_canonical_frame(out["opt_pose"][:1].double(), torch.tensor([20.0]), torch.tensor([1]))
+    canonical = to_canonical_frame(out.opt_pose[:1].double(), torch.tensor([20.0]), torch.tensor([1]))
     np.testing.assert_allclose(store.array("lsp")[2, :72], canonical[0].numpy(), atol=1e-5)
     np.testing.assert_allclose(store.array("lsp")[0], rows[0])  # untouched
     assert store.take_updates()["lsp"].tolist() == [2]

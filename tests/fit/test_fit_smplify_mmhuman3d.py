@@ -99,8 +99,8 @@ def test_fast_path_gives_the_same_fit(body_model64, gmm_path):
         body_model64, gmm_path, RegistrationConfig(num_iters=4, ftol=0.0, fast_joints=False)
     ).fit(*args)
     for key in ("pose", "betas", "transl", "loss", "joints"):
-        torch.testing.assert_close(fast[key], slow[key], rtol=1e-7, atol=1e-7)
-    assert [s.iterations for s in fast["stages"]] == [4, 4]
+        torch.testing.assert_close(getattr(fast, key), getattr(slow, key), rtol=1e-7, atol=1e-7)
+    assert [s.iterations for s in fast.stages] == [4, 4]
 
 
 def test_fit_lowers_the_loss_and_recovers_the_body(body_model, gmm_path):
@@ -108,16 +108,16 @@ def test_fit_lowers_the_loss_and_recovers_the_body(body_model, gmm_path):
     smplify = MMHuman3dSMPLify(body_model, gmm_path, RegistrationConfig())
     init_loss = smplify.total_loss(p["init_pose"], p["init_betas"], p["init_transl"], p["kp"])
     result = smplify.fit(p["init_pose"], p["init_betas"], p["init_transl"], p["kp"])
-    assert (result["loss"] < init_loss).all()
+    assert (result.loss < init_loss).all()
     # the returned loss is the objective at the returned parameters
     torch.testing.assert_close(
-        result["loss"],
-        smplify.total_loss(result["pose"], result["betas"], result["transl"], p["kp"]),
+        result.loss,
+        smplify.total_loss(result.pose, result.betas, result.transl, p["kp"]),
         rtol=1e-5,
         atol=1e-3,
     )
     # 2D: the fitted joints land near the keypoints (crop pixels)
-    cam = result["joints"]
+    cam = result.joints
     uv = 5000.0 * cam[..., :2] / cam[..., 2:] + 112.0
     err_px = (uv - p["kp"][..., :2]).norm(dim=-1).mean(dim=1)
     assert (err_px < 10.0).all(), err_px
@@ -126,7 +126,7 @@ def test_fit_lowers_the_loss_and_recovers_the_body(body_model, gmm_path):
     def rel(j):
         return j[:, 25:] - j[:, 39:40]  # smpl_24 joints relative to pelvis_extra
 
-    fitted = result["joints"] - result["transl"][:, None]
+    fitted = result.joints - result.transl[:, None]
     start = body_model(p["init_betas"], p["init_pose"][:, 3:], p["init_pose"][:, :3]).joints
     err_fit = (rel(fitted) - rel(p["joints"])).norm(dim=-1).mean(dim=1) * 1000
     err_init = (rel(start) - rel(p["joints"])).norm(dim=-1).mean(dim=1) * 1000
@@ -138,14 +138,14 @@ def test_early_stop_and_batch_of_one(body_model, gmm_path):
     p = _problem(body_model, gmm_path, 1)
     smplify = MMHuman3dSMPLify(body_model, gmm_path, RegistrationConfig(num_iters=30))
     first = smplify.fit(p["init_pose"], p["init_betas"], p["init_transl"], p["kp"])
-    assert first["pose"].shape == (1, 72) and first["vertices"].shape == (1, 6890, 3)
+    assert first.pose.shape == (1, 72) and first.vertices.shape == (1, 6890, 3)
     # restarting at the converged translation: stage 1 has nothing left to do and stops at once
-    again = smplify.fit(first["pose"], first["betas"], first["transl"], p["kp"])
-    assert again["stages"][0].stopped_early and again["stages"][0].iterations <= 3
+    again = smplify.fit(first.pose, first.betas, first.transl, p["kp"])
+    assert again.stages[0].stopped_early and again.stages[0].iterations <= 3
     no_stop = MMHuman3dSMPLify(body_model, gmm_path, RegistrationConfig(num_iters=3, ftol=0.0)).fit(
-        first["pose"], first["betas"], first["transl"], p["kp"]
+        first.pose, first.betas, first.transl, p["kp"]
     )
-    assert [s.iterations for s in no_stop["stages"]] == [3, 3]
+    assert [s.iterations for s in no_stop.stages] == [3, 3]
 
 
 def test_missing_gmm_is_one_line_error(body_model, tmp_path):
@@ -167,5 +167,5 @@ def test_runs_on_cuda_when_present(fit_layout, gmm_path, method):
     result = build_fitter(bm, gmm_path, config).fit(
         cuda["init_pose"], cuda["init_betas"], cuda["init_transl"], cuda["kp"]
     )
-    assert result["pose"].device.type == "cuda"
-    np.testing.assert_array_less(result["loss"].cpu().numpy(), 1e9)
+    assert result.pose.device.type == "cuda"
+    np.testing.assert_array_less(result.loss.cpu().numpy(), 1e9)

@@ -112,19 +112,19 @@ def test_fit_recovers_a_known_body(body_model, gmm_path, method):
     init_t = transl + torch.tensor([0.02, -0.02, 1.0])
     before = fitter.total_loss(init_pose, torch.zeros_like(betas), init_t, kp)
     result = fitter.fit(init_pose, torch.zeros_like(betas), init_t, kp)
-    assert (result["loss"] < before).all()
+    assert (result.loss < before).all()
     torch.testing.assert_close(
-        result["loss"],
-        fitter.total_loss(result["pose"], result["betas"], result["transl"], kp),
+        result.loss,
+        fitter.total_loss(result.pose, result.betas, result.transl, kp),
         rtol=1e-5,
         atol=1e-2,
     )
-    assert (result["keypoint_loss"] < config.spin_threshold).all()  # valid by SPIN's rule
-    stages = [s.iterations for s in result["stages"]]
+    assert (result.keypoint_loss < config.spin_threshold).all()  # valid by SPIN's rule
+    stages = [s.iterations for s in result.stages]
     assert stages == ([40, 40] if method == "spin" else stages) and len(stages) == (
         2 if method == "spin" else 1
     )
-    uv = F * result["joints"][..., :2] / result["joints"][..., 2:] + C
+    uv = F * result.joints[..., :2] / result.joints[..., 2:] + C
     assert ((uv - kp[..., :2]).norm(dim=-1).mean(dim=1) < 6.0).all()
 
 
@@ -133,7 +133,7 @@ def test_spin_stage_one_keeps_translation_near_its_depth(body_model, gmm_path):
     pose, betas, transl, _, kp, _ = _problem(body_model, 2)
     spin = SpinSMPLify(body_model, gmm_path, RegistrationConfig(method="spin", spin_num_iters=5))
     result = spin.fit(pose, betas, transl, kp)
-    np.testing.assert_allclose(result["transl"][:, 2].numpy(), transl[:, 2].numpy(), atol=0.05)
+    np.testing.assert_allclose(result.transl[:, 2].numpy(), transl[:, 2].numpy(), atol=0.05)
 
 
 def test_registration_config_defaults_are_mmhuman3ds_registrant():
@@ -181,11 +181,11 @@ def test_registrant_with_spin_method_judges_by_spins_fitting_loss(body_model):
         for j in range(49):
             if j in IGNORED:
                 continue
-            u, v = _proj(out["opt_joints"].double(), out["opt_cam_t"].double(), i, j)
+            u, v = _proj(out.opt_joints.double(), out.opt_cam_t.double(), i, j)
             total += kp[i, j, 2].item() ** 2 * (_gmof(u - kp[i, j, 0].item()) + _gmof(v - kp[i, j, 1].item()))
         spin_loss.append(total / 49)
-    assert out["opt_joint_loss"].tolist() == pytest.approx(spin_loss, rel=1e-4, abs=1e-4)
-    assert spin_loss[0] < 100 < spin_loss[1] and out["valid_fit"].tolist() == [True, False]
+    assert out.opt_joint_loss.tolist() == pytest.approx(spin_loss, rel=1e-4, abs=1e-4)
+    assert spin_loss[0] < 100 < spin_loss[1] and out.valid_fit.tolist() == [True, False]
 
 
 def test_best_facing_turns_a_body_seen_from_the_back(body_model, gmm_path):

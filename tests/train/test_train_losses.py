@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from gtacli.fit.registration import RegistrationTargets
 from gtacli.train.losses import (
     LossConfig,
     camera_loss,
@@ -144,12 +145,18 @@ def test_total_is_the_plain_sum_and_gradients_flow():
     kp2d = torch.rand(batch, 49, 3) * torch.tensor([224.0, 224.0, 1.0])
     kp3d = torch.randn(batch, 49, 4)
     kp3d[..., 3] = 1.0
-    targets = {
-        "valid_fit": torch.tensor([True, False]),
-        "opt_pose": torch.zeros(batch, 72),
-        "opt_betas": torch.ones(batch, 10),
-        "opt_vertices": torch.zeros(batch, 6890, 3),
-    }
+    targets = RegistrationTargets(  # what the losses read; the rest as the registrant fills it
+        valid_fit=torch.tensor([True, False]),
+        opt_pose=torch.zeros(batch, 72),
+        opt_betas=torch.ones(batch, 10),
+        opt_vertices=torch.zeros(batch, 6890, 3),
+        opt_joints=torch.zeros(batch, 49, 3),
+        opt_cam_t=torch.zeros(batch, 3),
+        opt_joint_loss=torch.zeros(batch),
+        gt_vertices=torch.zeros(batch, 6890, 3),
+        fits_updated=torch.zeros(batch, dtype=torch.bool),
+        cam_t_fallback=torch.zeros(batch, dtype=torch.bool),
+    )
     pred = {"pred_pose": pose, "pred_shape": shape, "pred_cam": cam}
     losses = compute_losses(pred, joints, verts, {"keypoints2d": kp2d, "keypoints3d": kp3d}, targets)
     parts = [k for k in losses if k != "loss"]
