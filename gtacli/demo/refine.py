@@ -7,7 +7,9 @@ test-time fitting), with a temporal term along a video's tracks.
   person's box (greedy, most first); keypoints outside the image or non-finite are ignored and counted.
 * the fit: gtacli's fitter (`gtacli.fit.smplify_gtacli`, SPIN's objective) from the network's prediction
   (pose, betas, crop-camera translation), in the person's demo crop. A network's start keeps its facing
-  direction unless its torso contradicts the keypoints (`gtacli.fit.camera_init`).
+  direction unless its torso contradicts the keypoints (`gtacli.fit.camera_init`). The last third of its
+  steps lower the learning rate towards 0 (`REFINE_LR_DECAY`), so each frame's fit settles at its optimum
+  instead of stopping anywhere in Adam's step-sized band around it (which reads as jitter along a video).
 * the temporal term (videos): `temporal_weight · Σ_j ‖(J_t − J_t−1) · TEMPORAL_PX_PER_M‖²` over the smpl_49
   joints relative to the pelvis, between consecutive frames of a track (across chunk boundaries too: the last
   refined frame of a track is kept). The scale turns metres into crop pixels at the network's usual depth, so
@@ -40,6 +42,10 @@ from gtacli.fit.runner import OPENPOSE_SUFFIXES, crop_keypoints
 from gtacli.model.predict import CropPredictions
 
 DEFAULT_TEMPORAL_WEIGHT = 1.0  # --refine-smooth
+# the fit's last third of Adam steps with a falling learning rate (`RegistrationConfig.one_stage_lr_decay`):
+# at a constant rate each frame's fit stops somewhere in a ~lr-wide band around its optimum, which is jitter
+# between frames that no temporal weight removes (tests/demo/test_demo_refine.py, benchmarks/results/refine.json)
+REFINE_LR_DECAY = 1.0 / 3.0
 TEMPORAL_PX_PER_M = 100.0  # 1 cm of joint motion ~ 1 crop pixel at the crop camera's usual ~50 m depth
 MIN_MATCH_CONFIDENCE = 1.0  # an OpenPose person needs this much summed confidence inside a person's box
 REFINE_FIELDS = {
@@ -194,7 +200,7 @@ class Refiner:
     last: Dict[int, Tuple[int, torch.Tensor]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        config = RegistrationConfig(method="gtacli", facing_search="auto")
+        config = RegistrationConfig(method="gtacli", facing_search="auto", one_stage_lr_decay=REFINE_LR_DECAY)
         if self.iterations is not None:
             config.one_stage_iters = self.iterations
         self.config = config
@@ -204,6 +210,7 @@ class Refiner:
         return {
             "method": "gtacli",
             "iterations": self.config.one_stage_iters,
+            "lr_decay": self.config.one_stage_lr_decay,
             "temporal_weight": self.temporal_weight,
             "temporal_px_per_m": TEMPORAL_PX_PER_M,
         }

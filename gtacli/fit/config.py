@@ -68,6 +68,11 @@ class RegistrationConfig:
     one_stage_lr: float = 6e-2
     one_stage_ftol: float = 0.0
     one_stage_adam_betas: Tuple[float, float] = (0.7, 0.95)
+    # the last one_stage_lr_decay (fraction) of the steps take the learning rate linearly down towards 0; off
+    # (0) for `gtacli fit`. Adam's steps stay ~lr long at the optimum, so a constant-rate fit ends anywhere in
+    # a ~lr-wide band around it, a different place for each sample: invisible in one fit, jitter between a
+    # video's frames (demo --refine turns it on: `gtacli.demo.refine.REFINE_LR_DECAY`)
+    one_stage_lr_decay: float = 0.0
     # method 'gtacli': when the facing-direction search runs (`gtacli.fit.camera_init.best_facing`):
     # 'auto' only where the start's left/right torso joints contradict the keypoints (a network's start
     # keeps its facing direction), 'always' for every sample (a start from the mean parameters carries no

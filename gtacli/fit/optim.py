@@ -47,15 +47,21 @@ def run_adam_stage(
     ftol: float = 0.0,
     trace: Optional[FitTrace] = None,
     t0: float = 0.0,
+    lr_decay: float = 0.0,
 ) -> StageReport:
     """Adam on the batch sum of `loss_fn()` (B,) — per-sample problems stay independent (Adam is elementwise).
 
     Stops early when the relative change of the batch sum drops below `ftol` (> 0), mmhuman3d's rule.
+    `lr_decay` (0-1): the last fraction of the steps whose learning rate falls linearly towards 0
+    (`lr_factor`).
     """
     optimizer = torch.optim.Adam(list(params), lr=lr, betas=betas)
     prev: Optional[float] = None
     done, stopped, cur = 0, False, float("nan")
     for it in range(iterations):
+        if lr_decay > 0:
+            for group in optimizer.param_groups:
+                group["lr"] = lr * lr_factor(it, iterations, lr_decay)
         optimizer.zero_grad(set_to_none=True)
         total = loss_fn().sum()
         total.backward()
@@ -70,6 +76,16 @@ def run_adam_stage(
             break
         prev = cur
     return StageReport(done, cur, stopped)
+
+
+def lr_factor(step: int, iterations: int, decay: float) -> float:
+    """The learning-rate factor of step `step` (0-based) of `iterations`: 1, then over the last
+    `round(decay · iterations)` steps k/(m+1) for k = m..1 (never 0: every step still moves)."""
+    steps = min(iterations, max(0, round(decay * iterations)))
+    first = iterations - steps
+    if step < first:
+        return 1.0
+    return (iterations - step) / (steps + 1)
 
 
 class cpu_threads:

@@ -15,7 +15,8 @@ accuracy: a torso that is a few centimetres off in depth must then be absorbed b
   start, so a step moves it in proportion to the distance): `one_stage_iters` steps at `one_stage_lr` with
   Adam moment decays `one_stage_adam_betas`, shorter-memory than the stock (0.9, 0.999), which reach the
   same accuracy in fewer steps (benchmarks/results/fitter.json); optionally stopping early when the batch loss changes by less than
-  `one_stage_ftol` in a step (mmhuman3d's rule, off by default; all in `RegistrationConfig`).
+  `one_stage_ftol` in a step (mmhuman3d's rule, off by default; all in `RegistrationConfig`); optionally
+  (`one_stage_lr_decay`, on for the demo's refinement) with the last steps' learning rate falling towards 0.
 
 A step costs what a step of SPIN's body stage costs (one sparse body forward and backward), so the time is
 mostly the step count, `one_stage_iters` against SPIN's two stages of `spin_num_iters` (its camera steps are
@@ -80,6 +81,7 @@ class GtacliSMPLify(SpinSMPLify):
                 lr=c.one_stage_lr,
                 betas=c.one_stage_adam_betas,
                 ftol=c.one_stage_ftol,
+                lr_decay=c.one_stage_lr_decay,
                 trace=trace,
                 t0=now(),
             )
