@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
+import numpy as np
 import torch
 
 from gtacli.body.camera import project_points
@@ -68,14 +69,18 @@ class Region:
     def covered_flat(self) -> Tuple[torch.Tensor, torch.Tensor]:
         """(flat region index, triangle) of every covered pixel, row-major."""
         flat_tri = self.tri.reshape(-1)
-        flat = torch.nonzero(flat_tri < len(self.faces)).reshape(-1)
+        flat = nonzero(flat_tri < len(self.faces))
         return flat, flat_tri.index_select(0, flat)
 
     def covered(self) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(region row, region column, triangle) of every covered pixel, row-major."""
-        flat, tri = self.covered_flat()
-        ys = flat // self.tri.shape[1]
-        return ys, flat - ys * self.tri.shape[1], tri
+        h, w = self.tri.shape
+        flat_tri = self.tri.reshape(-1)
+        covered = flat_tri < len(self.faces)
+        flat = nonzero(covered)
+        # the row of each covered pixel from the count per row (no integer division, which is slow on the CPU)
+        ys = repeat_index(covered.reshape(h, w).sum(1), len(flat))
+        return ys, flat - ys * w, flat_tri.index_select(0, flat)
 
     def visible(self) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(ys, xs) image rows/columns of the covered pixels, their mesh faces and screen-space weights (N, 3)."""
@@ -85,6 +90,26 @@ class Region:
         # the weights the coverage test used: (A x + B y) + C, in that order
         lam = torch.stack([c[3 * i] * x + c[3 * i + 1] * y + c[3 * i + 2] for i in range(3)], 1)
         return ys + self.y0, xs + self.x0, self.faces.index_select(0, tri), lam
+
+
+def nonzero(mask: torch.Tensor) -> torch.Tensor:
+    """Indices (int64, ascending) where a 1-D bool tensor is true. On the CPU numpy finds them several times
+    faster than torch.nonzero (which counts, then writes, with per-call set-up): the renderer calls this on
+    region-sized masks every frame."""
+    if mask.device.type == "cpu":
+        return torch.from_numpy(np.flatnonzero(mask.numpy()))
+    return torch.nonzero(mask).reshape(-1)
+
+
+def repeat_index(counts: torch.Tensor, total: int) -> torch.Tensor:
+    """`torch.repeat_interleave(counts, output_size=total)` (index i repeated counts[i] >= 0 times, total =
+    counts.sum()) as a cumulative sum of marks at the start of each index: several times faster on the CPU, and
+    called on every fragment of a frame."""
+    marks = torch.zeros(total + 1, dtype=torch.int64, device=counts.device)
+    if len(counts) > 1:  # index i starts where the counts before it end (empty ones share a start)
+        starts = torch.cumsum(counts[:-1], 0)
+        marks.index_add_(0, starts, torch.ones_like(starts))
+    return marks[:total].cumsum_(0)
 
 
 def take_columns(table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -127,7 +152,7 @@ def rasterize_region(
     ok &= torch.abs(area) > 1e-12
     normals = face_normals(verts, faces)
     ok &= front_facing(verts, faces, mesh_id, closed, normals)
-    ids = torch.nonzero(ok).reshape(-1)
+    ids = nonzero(ok)
     if len(ids) == 0:
         return None
     x0, x1, y0, y1 = (t.index_select(0, ids).long() for t in (x0, x1, y0, y1))
@@ -176,7 +201,7 @@ def _spans(
     dev = coef.device
     rows_per = y1 - y0 + 1
     total = int(rows_per.sum())
-    tri = torch.repeat_interleave(rows_per, output_size=total)
+    tri = repeat_index(rows_per, total)
     first = torch.cumsum(rows_per, 0) - rows_per
     y = torch.arange(total, device=dev).add_((y0 - first).index_select(0, tri))
     c = take_columns(coef[_BY_KIND], tri)
@@ -184,8 +209,11 @@ def _spans(
     By.mul_(y.double())  # B*y, rounded as the coverage test forms it (B is not needed again)
     lo, hi = x0.index_select(0, tri).double(), x1.index_select(0, tri).double()
     rising, falling = A > 0, A < 0
-    # an edge parallel to the rows (A == 0) passes the whole row or none of it
-    flat_fails = ((A == 0) & ((By + C) < -EDGE_EPS)).any(0)
+    # an edge parallel to the rows (A == 0) passes the whole row or none of it (looked at only when some
+    # triangle has such an edge: most meshes have none, and the test is a pass over every row)
+    flat_fails = None
+    if bool((coef[0::3] == 0).any()):
+        flat_fails = ((A == 0) & ((By + C) < -EDGE_EPS)).any(0)
     # Mirror the falling edges: with x = -x' the weight is (|A| x' + By) + C, the same rounded numbers (negation
     # is exact), so every edge rises in its own coordinate and its passing columns are x' >= threshold.
     a = A.abs_()
@@ -199,8 +227,11 @@ def _spans(
     left = torch.maximum(torch.maximum(starts[0], starts[1]), starts[2]).clamp_(min=lo)
     ends = threshold.neg_().masked_fill_(~falling, inf)  # falling: it ends at the mirrored threshold
     right = torch.minimum(torch.minimum(ends[0], ends[1]), ends[2]).clamp_(max=hi)
-    length = right.sub_(left).add_(1).clamp_(min=0).masked_fill_(flat_fails, 0).long()
-    keep = torch.nonzero(length > 0).reshape(-1)
+    length = right.sub_(left).add_(1).clamp_(min=0)
+    if flat_fails is not None:
+        length.masked_fill_(flat_fails, 0)
+    length = length.long()
+    keep = nonzero(length > 0)
     pick = lambda t: t.index_select(0, keep)  # noqa: E731
     return _Spans(pick(tri), pick(y), pick(left).long(), pick(length))
 
@@ -226,7 +257,7 @@ def _settle(t, a, By, C, lo, end) -> torch.Tensor:
         grow = (outer >= low) & (weight >= -EDGE_EPS)  # ... passes too: move outwards
         torch.mul(a_, cur, out=weight).add_(by).add_(c)  # ... at the threshold column
         shrink = (cur < stop) & (weight < -EDGE_EPS) & ~grow  # ... fails: move inwards
-        moved = torch.nonzero((grow | shrink) & (a_ != 0)).reshape(-1)
+        moved = nonzero((grow | shrink) & (a_ != 0))
         cur.add_(grow, alpha=-1).add_(shrink)  # `cur` is `t` itself on the first pass
         if idx is not None:
             flat[0].index_copy_(0, idx, cur)
@@ -277,7 +308,7 @@ def _nearest(tri, y, left, length, plane, pixels: int, rw: int, n: int) -> Tuple
     """One batch of spans -> (1/z, triangle) of the nearest fragment per pixel (ties: the lower triangle)."""
     dev = plane.device
     count = int(length.sum())
-    span = torch.repeat_interleave(length, output_size=count)
+    span = repeat_index(length, count)
     # column of each fragment = left + (its position in the batch - the span's first position)
     x = torch.arange(count, device=dev).add_(
         (left - (torch.cumsum(length, 0) - length)).index_select(0, span)
@@ -288,7 +319,7 @@ def _nearest(tri, y, left, length, plane, pixels: int, rw: int, n: int) -> Tuple
     pix = (y * rw).index_select(0, span).add_(x)
     near = torch.full((pixels,), float("-inf"), dtype=torch.float64, device=dev)
     near.scatter_reduce_(0, pix, inv, "amax")
-    win = torch.nonzero(inv == near.index_select(0, pix)).reshape(-1)
+    win = nonzero(inv == near.index_select(0, pix))
     # int32 triangle map: half the memory of int64 to fill and scan
     best = torch.full((pixels,), n, dtype=torch.int32, device=dev)
     winner = tri.to(torch.int32).index_select(0, span.index_select(0, win))
