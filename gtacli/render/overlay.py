@@ -370,7 +370,7 @@ def _shade_region(
         facing.add_(normal[r] * _affine(k_inv[r], u, v_))
     length = torch.mul(normal[0], normal[0]).addcmul_(normal[1], normal[1]).addcmul_(normal[2], normal[2])
     cos.div_(length.sqrt_().clamp_(min=1e-30))
-    cos.mul_(torch.where(facing > 0, -1.0, 1.0))
+    cos.mul_(facing.gt_(0).mul_(-2.0).add_(1.0))  # x -1 where facing > 0 (torch.where is slower on the CPU)
     intensity = cos.clamp_(0.0, 1.0).mul_(DIFFUSE).add_(AMBIENT)
     return ys.add_(region.y0).mul_(image_w).add_(xs).add_(region.x0), tri, intensity
 

@@ -428,3 +428,19 @@ def test_demo_engine_draws_into_its_frame():
     np.testing.assert_array_equal(frame, background)
     empty = background.copy()
     assert engine.render(empty, [], []) is empty
+
+
+def test_index_helpers_equal_torchs_own():
+    """The renderer's faster stand-ins for torch.repeat_interleave and torch.nonzero give the same tensors,
+    with empty counts anywhere (rows of a region without a covered pixel) and all-false masks."""
+    import torch
+
+    rng = np.random.default_rng(3)
+    for counts in ([3], [0], [0, 0, 2], [2, 0, 0], [1, 0, 4, 0, 0, 2, 0], list(rng.integers(0, 4, 500))):
+        c = torch.as_tensor(counts, dtype=torch.int64)
+        got = raster.repeat_index(c, int(c.sum()))
+        assert torch.equal(got, torch.repeat_interleave(c)), counts
+    for mask in (rng.random(1000) < 0.3, np.zeros(7, bool), np.ones(5, bool)):
+        m = torch.as_tensor(mask)
+        got = raster.nonzero(m)
+        assert got.dtype == torch.int64 and torch.equal(got, torch.nonzero(m).reshape(-1))
