@@ -138,7 +138,9 @@ def rasterize_region(
     uv = project_points(verts, K=K)
     corner = faces.t().reshape(-1)  # corner 0 of every face, then corner 1, then corner 2
     tu, tv, tz = (c.index_select(0, corner).reshape(3, -1) for c in (uv[:, 0], uv[:, 1], verts[:, 2]))
-    ok = (tz > NEAR_Z_M).all(0) & torch.isfinite(tu).all(0) & torch.isfinite(tv).all(0)
+    # a face is drawable when its three corners are: tested once per vertex, gathered per corner
+    drawable = (verts[:, 2] > NEAR_Z_M) & torch.isfinite(uv).all(1)
+    ok = drawable.index_select(0, corner).reshape(3, -1).all(0)
     # pixel centres inside each triangle's box, clipped to the image
     umin, umax, vmin, vmax = tu.amin(0), tu.amax(0), tv.amin(0), tv.amax(0)
     x0 = torch.clamp(torch.ceil(umin - 1e-9), 0, W - 1)
