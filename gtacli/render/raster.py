@@ -219,7 +219,8 @@ def _spans(
     # Falling edges are mirrored: with x = -x' the weight is (|A| x' + By) + C, the same rounded numbers (negation
     # is exact), so every edge rises in its own coordinate and its passing columns are x' >= threshold.
     # threshold = the first passing column in [lo_m, end_m] (end_m: none); estimated, then settled
-    threshold = _estimate(a, By, C).clamp_(min=lo_m, max=end_m)
+    threshold = _estimate(a, By, C)
+    torch.minimum(torch.maximum(threshold, lo_m, out=threshold), end_m, out=threshold)  # clamp, but faster
     threshold = _settle(threshold, a, By, C, lo_m, end_m)
     # a rising edge starts the span at its threshold, a falling one ends it at the mirrored threshold; every
     # triangle has both kinds (its weights' A sum to 0), so the span stays within [lo, hi]
