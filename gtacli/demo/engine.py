@@ -29,7 +29,7 @@ from gtacli.device import resolve_device
 from gtacli.layout import DataLayout
 from gtacli.model.engines import load_engine
 from gtacli.model.predict import predict_crops
-from gtacli.render.overlay import closed_surface, draw_overlay, render_overlay
+from gtacli.render.overlay import closed_surface, draw_overlay
 
 SIDE_VIEW_DEG = 90.0  # the side view turns the mesh by this much about the vertical axis
 SIDE_VIEW_BACKGROUND_BGR = (255, 255, 255)
@@ -162,7 +162,8 @@ class Engine:
             centre = 0.5 * (verts.min(axis=0) + verts.max(axis=0))
             turned.append((verts - centre) @ rot.T + centre)
         verts, K = to_common_camera(turned, Ks, canvas.shape[:2])
-        return render_overlay(canvas, verts, self.faces, K, alpha=1.0, device=self.device)
+        draw_overlay(canvas, verts, self.faces, K, alpha=1.0, device=self.device, closed=self.faces_closed)
+        return canvas
 
 
 def person_from_box(frame: int, entry: TrackedBox) -> Person:

@@ -444,3 +444,27 @@ def test_index_helpers_equal_torchs_own():
         m = torch.as_tensor(mask)
         got = raster.nonzero(m)
         assert got.dtype == torch.int64 and torch.equal(got, torch.nonzero(m).reshape(-1))
+
+
+def test_demo_engine_side_view_equals_render_overlay_on_a_canvas():
+    from render_scene import SIZE_HW, scene
+    from render_scene import K as SCENE_K
+
+    from gtacli.body.camera import to_common_camera
+    from gtacli.demo.engine import SIDE_VIEW_BACKGROUND_BGR, SIDE_VIEW_DEG, Engine
+
+    _, meshes, faces = scene()
+    engine = Engine.__new__(Engine)
+    engine.faces, engine.faces_closed = faces, R.closed_surface(faces, len(meshes[0]))
+    engine.device = __import__("torch").device("cpu")
+    Ks = [SCENE_K, SCENE_K]
+    t = np.deg2rad(SIDE_VIEW_DEG)
+    rot = np.array([[np.cos(t), 0.0, np.sin(t)], [0.0, 1.0, 0.0], [-np.sin(t), 0.0, np.cos(t)]])
+    turned = [(m - 0.5 * (m.min(0) + m.max(0))) @ rot.T + 0.5 * (m.min(0) + m.max(0)) for m in meshes]
+    verts, K = to_common_camera(turned, Ks, SIZE_HW)
+    canvas = np.empty((*SIZE_HW, 3), np.uint8)
+    canvas[:] = SIDE_VIEW_BACKGROUND_BGR
+    expect = R.render_overlay(canvas, verts, faces, K, alpha=1.0)
+    out = engine.render_side((*SIZE_HW, 3), meshes, Ks)
+    assert (out != canvas).any(axis=2).sum() > 1000
+    np.testing.assert_array_equal(out, expect)
