@@ -60,26 +60,38 @@ def timed(fn, repeats: int) -> dict:
 
 
 def previous_renderer(rev: str):
-    """The renderer module at git revision `rev` (`gtacli/render/overlay.py`, or `gtacli/viz/render.py` before
-    the package split), imported from a temporary file."""
+    """The renderer at git revision `rev` (`gtacli/render/overlay.py` with the `gtacli/render/raster.py` of the
+    same revision, or `gtacli/viz/render.py` before the package split), imported from temporary files: the
+    previous overlay module must not run on today's rasteriser."""
     import importlib.util
     import subprocess
     import tempfile
 
+    def show(path: str):
+        shown = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=REPO, capture_output=True, text=True)
+        return shown.stdout if shown.returncode == 0 else None
+
     for old_path in ("gtacli/render/overlay.py", "gtacli/viz/render.py"):
-        shown = subprocess.run(["git", "show", f"{rev}:{old_path}"], cwd=REPO, capture_output=True, text=True)
-        if shown.returncode == 0:
-            source = shown.stdout
+        source = show(old_path)
+        if source is not None:
             break
     else:
         raise SystemExit(f"no renderer module at git revision {rev}")
+    modules = {"previous_render": source}
+    raster = show("gtacli/render/raster.py")
+    if raster is not None:
+        modules = {
+            "previous_raster": raster,
+            "previous_render": source.replace("gtacli.render.raster", "previous_raster"),
+        }
     with tempfile.TemporaryDirectory(prefix="gtacli-previous-render-") as folder:
-        path = Path(folder) / "previous_render.py"
-        path.write_text(source, encoding="utf-8")
-        spec = importlib.util.spec_from_file_location("previous_render", path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["previous_render"] = module  # dataclasses look their module up by name
-        spec.loader.exec_module(module)
+        for name, text in modules.items():
+            path = Path(folder) / f"{name}.py"
+            path.write_text(text, encoding="utf-8")
+            spec = importlib.util.spec_from_file_location(name, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module  # dataclasses look their module up by name
+            spec.loader.exec_module(module)
     return module
 
 
@@ -88,19 +100,24 @@ def compare_previous(rev: str, frame, verts, faces, K, repeats: int) -> dict:
 
     old = previous_renderer(rev)
     times = {"previous": [], "current": []}
+    cpu = {"previous": [], "current": []}
     for i in range(repeats):  # alternating, so a change in the machine's load hits both
         order = [("previous", old.render_overlay), ("current", render_overlay)]
         for name, fn in order if i % 2 == 0 else order[::-1]:
             fn(frame, verts, faces, K)
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.thread_time()
             fn(frame, verts, faces, K)
             times[name].append((time.perf_counter() - start) * 1000.0)
+            cpu[name].append((time.thread_time() - start_cpu) * 1000.0)
     a = old.render_overlay(frame, verts, faces, K).astype(int)
     b = render_overlay(frame, verts, faces, K).astype(int)
     return {
         "revision": rev,
         "previous_median_ms": round(float(np.median(times["previous"])), 2),
         "current_median_ms": round(float(np.median(times["current"])), 2),
+        # CPU time of the drawing thread: less disturbed by other processes on the same cores
+        "previous_median_cpu_ms": round(float(np.median(cpu["previous"])), 2),
+        "current_median_cpu_ms": round(float(np.median(cpu["current"])), 2),
         "max_grey_level_difference": int(np.abs(a - b).max()),
         "pixels_differing": int((a != b).any(axis=2).sum()),
         "repeats": repeats,
@@ -117,7 +134,9 @@ def main() -> None:
         action="store_true",
         help="do not call keep_freed_memory() (gtacli demo calls it: freed buffers are reused, not re-faulted)",
     )
+    parser.add_argument("--output", type=Path, default=RESULT, help="results file")
     args = parser.parse_args()
+    load_before = [round(x, 2) for x in os.getloadavg()]
 
     import torch
 
@@ -157,11 +176,15 @@ def main() -> None:
             "python": platform.python_version(),
         },
         "command": "python benchmarks/bench_render.py " + " ".join(sys.argv[1:]),
+        # other processes on the same cores slow every figure: the load averages (1/5/15 min) around the run
+        "load_average_before": load_before,
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    RESULT.parent.mkdir(parents=True, exist_ok=True)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
     from gtacli.io.atomic import atomic_write_json
 
-    atomic_write_json(RESULT, result)
+    atomic_write_json(args.output, result)
     print(json.dumps(result, indent=2))
 
 

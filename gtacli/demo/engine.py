@@ -29,7 +29,7 @@ from gtacli.device import resolve_device
 from gtacli.layout import DataLayout
 from gtacli.model.engines import load_engine
 from gtacli.model.predict import CropPredictions, predict_crops
-from gtacli.render.overlay import render_overlay
+from gtacli.render.overlay import closed_surface, draw_overlay
 
 SIDE_VIEW_DEG = 90.0  # the side view turns the mesh by this much about the vertical axis
 SIDE_VIEW_BACKGROUND_BGR = (255, 255, 255)
@@ -51,6 +51,8 @@ class Engine:
             self.report = self.network.report
         self.body_model = BodyModel.from_layout(layout, gender="neutral", device=self.device)
         self.faces = np.asarray(self.body_model.faces, np.int64)  # (13776, 3)
+        # checked once here rather than for every frame drawn (back faces of a closed surface are skipped)
+        self.faces_closed = closed_surface(self.faces, self.body_model.num_vertices)
         if layout.is_synthetic:
             notes.append(
                 "this data root is SYNTHETIC (gtacli sample-data): the body model is not the real SMPL"
@@ -127,11 +129,16 @@ class Engine:
         )
 
     def render(self, frame: np.ndarray, verts_cam: List[np.ndarray], Ks: List[np.ndarray]) -> np.ndarray:
-        """The frame with every person's mesh drawn on it (one z-buffer for all people), on the model's device."""
+        """Every person's mesh drawn on the frame (one z-buffer for all people), on the model's device: INTO
+        `frame` itself, which is returned (the demo no longer needs a frame once its overlay is drawn; a 1080p
+        copy per frame was a measurable share of the overlay cost). A read-only frame is copied first."""
+        if not (frame.flags.writeable and frame.flags.c_contiguous):
+            frame = np.ascontiguousarray(frame).copy()
         if not verts_cam:
-            return frame.copy()
+            return frame
         verts, K = to_common_camera(verts_cam, Ks, frame.shape[:2])
-        return render_overlay(frame, verts, self.faces, K, device=self.device)
+        draw_overlay(frame, verts, self.faces, K, device=self.device, closed=self.faces_closed)
+        return frame
 
     def render_side(
         self, frame_shape: Tuple[int, ...], verts_cam: List[np.ndarray], Ks: List[np.ndarray]
@@ -152,7 +159,8 @@ class Engine:
             centre = 0.5 * (verts.min(axis=0) + verts.max(axis=0))
             turned.append((verts - centre) @ rot.T + centre)
         verts, K = to_common_camera(turned, Ks, canvas.shape[:2])
-        return render_overlay(canvas, verts, self.faces, K, alpha=1.0, device=self.device)
+        draw_overlay(canvas, verts, self.faces, K, alpha=1.0, device=self.device, closed=self.faces_closed)
+        return canvas
 
 
 def person_from_box(frame: int, entry: TrackedBox) -> Person:

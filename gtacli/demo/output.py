@@ -412,7 +412,7 @@ class Writers:
     def _draw(self, job: FrameJob, body: PeopleBody, engine: Engine) -> np.ndarray:
         verts = [body.verts_cam[k] for k in job.rows]
         Ks = [body.K_img[k] for k in job.rows]
-        image = engine.render(job.frame, verts, Ks)
+        image = engine.render(job.frame, verts, Ks)  # drawn INTO job.frame: nothing reads it after this
         if self.draw:
             draw_boxes(image, job.people)
         if self.config.side_view:

@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
+import numpy as np
 import torch
 
 from gtacli.body.camera import project_points
@@ -68,14 +69,18 @@ class Region:
     def covered_flat(self) -> Tuple[torch.Tensor, torch.Tensor]:
         """(flat region index, triangle) of every covered pixel, row-major."""
         flat_tri = self.tri.reshape(-1)
-        flat = torch.nonzero(flat_tri < len(self.faces)).reshape(-1)
+        flat = nonzero(flat_tri < len(self.faces))
         return flat, flat_tri.index_select(0, flat)
 
     def covered(self) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(region row, region column, triangle) of every covered pixel, row-major."""
-        flat, tri = self.covered_flat()
-        ys = flat // self.tri.shape[1]
-        return ys, flat - ys * self.tri.shape[1], tri
+        h, w = self.tri.shape
+        flat_tri = self.tri.reshape(-1)
+        covered = flat_tri < len(self.faces)
+        flat = nonzero(covered)
+        # the row of each covered pixel from the count per row (no integer division, which is slow on the CPU)
+        ys = repeat_index(covered.reshape(h, w).sum(1), len(flat))
+        return ys, flat - ys * w, flat_tri.index_select(0, flat)
 
     def visible(self) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(ys, xs) image rows/columns of the covered pixels, their mesh faces and screen-space weights (N, 3)."""
@@ -85,6 +90,26 @@ class Region:
         # the weights the coverage test used: (A x + B y) + C, in that order
         lam = torch.stack([c[3 * i] * x + c[3 * i + 1] * y + c[3 * i + 2] for i in range(3)], 1)
         return ys + self.y0, xs + self.x0, self.faces.index_select(0, tri), lam
+
+
+def nonzero(mask: torch.Tensor) -> torch.Tensor:
+    """Indices (int64, ascending) where a 1-D bool tensor is true. On the CPU numpy finds them several times
+    faster than torch.nonzero (which counts, then writes, with per-call set-up): the renderer calls this on
+    region-sized masks every frame."""
+    if mask.device.type == "cpu":
+        return torch.from_numpy(np.flatnonzero(mask.numpy()))
+    return torch.nonzero(mask).reshape(-1)
+
+
+def repeat_index(counts: torch.Tensor, total: int) -> torch.Tensor:
+    """`torch.repeat_interleave(counts, output_size=total)` (index i repeated counts[i] >= 0 times, total =
+    counts.sum()) as a cumulative sum of marks at the start of each index: several times faster on the CPU, and
+    called on every fragment of a frame."""
+    marks = torch.zeros(total + 1, dtype=torch.int64, device=counts.device)
+    if len(counts) > 1:  # index i starts where the counts before it end (empty ones share a start)
+        starts = torch.cumsum(counts[:-1], 0)
+        marks.index_add_(0, starts, torch.ones_like(starts))
+    return marks[:total].cumsum_(0)
 
 
 def take_columns(table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -113,7 +138,9 @@ def rasterize_region(
     uv = project_points(verts, K=K)
     corner = faces.t().reshape(-1)  # corner 0 of every face, then corner 1, then corner 2
     tu, tv, tz = (c.index_select(0, corner).reshape(3, -1) for c in (uv[:, 0], uv[:, 1], verts[:, 2]))
-    ok = (tz > NEAR_Z_M).all(0) & torch.isfinite(tu).all(0) & torch.isfinite(tv).all(0)
+    # a face is drawable when its three corners are: tested once per vertex, gathered per corner
+    drawable = (verts[:, 2] > NEAR_Z_M) & torch.isfinite(uv).all(1)
+    ok = drawable.index_select(0, corner).reshape(3, -1).all(0)
     # pixel centres inside each triangle's box, clipped to the image
     umin, umax, vmin, vmax = tu.amin(0), tu.amax(0), tv.amin(0), tv.amax(0)
     x0 = torch.clamp(torch.ceil(umin - 1e-9), 0, W - 1)
@@ -127,7 +154,7 @@ def rasterize_region(
     ok &= torch.abs(area) > 1e-12
     normals = face_normals(verts, faces)
     ok &= front_facing(verts, faces, mesh_id, closed, normals)
-    ids = torch.nonzero(ok).reshape(-1)
+    ids = nonzero(ok)
     if len(ids) == 0:
         return None
     x0, x1, y0, y1 = (t.index_select(0, ids).long() for t in (x0, x1, y0, y1))
@@ -162,53 +189,80 @@ class _Spans:
     length: torch.Tensor  # (S,) int64 number of covered pixels (>= 1)
 
 
-# coefficient rows reordered A0 A1 A2 B0 B1 B2 C0 C1 C2, so that A, B and C are contiguous (3, R) blocks
-_BY_KIND = [0, 3, 6, 1, 4, 7, 2, 5, 8]
-
-
 def _spans(
     coef: torch.Tensor, x0: torch.Tensor, x1: torch.Tensor, y0: torch.Tensor, y1: torch.Tensor
 ) -> _Spans:
     """Exact covered spans of every row of every triangle's box (boxes in region pixels, int64).
 
     Works in place where it can: the pass is bound by memory traffic, not arithmetic (a 1080p body allocated
-    ~120 MB per overlay before), and two overlays are drawn at once on two cores."""
+    ~120 MB per overlay before), and two overlays are drawn at once on two cores. What depends on the triangle
+    only (which way each edge faces, the mirrored column bounds) is worked out once per triangle and gathered
+    for its rows: per-row `torch.where`, `masked_fill` and comparisons cost several times an arithmetic pass."""
     dev = coef.device
     rows_per = y1 - y0 + 1
     total = int(rows_per.sum())
-    tri = torch.repeat_interleave(rows_per, output_size=total)
+    tri = repeat_index(rows_per, total)
     first = torch.cumsum(rows_per, 0) - rows_per
     y = torch.arange(total, device=dev).add_((y0 - first).index_select(0, tri))
-    c = take_columns(coef[_BY_KIND], tri)
-    A, By, C = c[0:3], c[3:6], c[6:9]  # (3 weights, R rows)
+    c = take_columns(_triangle_table(coef, x0, x1), tri)
+    # (3 edges, R rows) blocks: |A| (1 for an edge parallel to the rows), B (turned into B*y), C, the mirrored
+    # column range [lo_m, end_m], and what the threshold adds to the span's start and end (0 or -inf / +inf)
+    a, By, C, lo_m, end_m, start_pen, end_pen = (c[3 * k : 3 * k + 3] for k in range(7))
     By.mul_(y.double())  # B*y, rounded as the coverage test forms it (B is not needed again)
-    lo, hi = x0.index_select(0, tri).double(), x1.index_select(0, tri).double()
-    rising, falling = A > 0, A < 0
-    # an edge parallel to the rows (A == 0) passes the whole row or none of it
-    flat_fails = ((A == 0) & ((By + C) < -EDGE_EPS)).any(0)
-    # Mirror the falling edges: with x = -x' the weight is (|A| x' + By) + C, the same rounded numbers (negation
+    # an edge parallel to the rows (A == 0) passes the whole row or none of it (looked at only when some
+    # triangle has such an edge: most meshes have none, and the test is a pass over every row)
+    flat_fails = None
+    flat_edge = coef[0::3] == 0
+    if bool(flat_edge.any()):
+        flat = take_columns(flat_edge.to(torch.uint8), tri).bool()
+        flat_fails = (flat & ((By + C) < -EDGE_EPS)).any(0)
+    # Falling edges are mirrored: with x = -x' the weight is (|A| x' + By) + C, the same rounded numbers (negation
     # is exact), so every edge rises in its own coordinate and its passing columns are x' >= threshold.
-    a = A.abs_()
-    lo_m = torch.where(falling, -hi, lo)
-    end_m = torch.where(falling, -lo, hi).add_(1)
     # threshold = the first passing column in [lo_m, end_m] (end_m: none); estimated, then settled
-    threshold = _estimate(a, By, C).clamp_(min=lo_m, max=end_m)
+    threshold = _estimate(a, By, C)
+    torch.minimum(torch.maximum(threshold, lo_m, out=threshold), end_m, out=threshold)  # clamp, but faster
     threshold = _settle(threshold, a, By, C, lo_m, end_m)
-    inf = float("inf")
-    starts = torch.where(rising, threshold, -inf)  # rising: the span starts at its threshold
-    left = torch.maximum(torch.maximum(starts[0], starts[1]), starts[2]).clamp_(min=lo)
-    ends = threshold.neg_().masked_fill_(~falling, inf)  # falling: it ends at the mirrored threshold
-    right = torch.minimum(torch.minimum(ends[0], ends[1]), ends[2]).clamp_(max=hi)
-    length = right.sub_(left).add_(1).clamp_(min=0).masked_fill_(flat_fails, 0).long()
-    keep = torch.nonzero(length > 0).reshape(-1)
+    # a rising edge starts the span at its threshold, a falling one ends it at the mirrored threshold; every
+    # triangle has both kinds (its weights' A sum to 0), so the span stays within [lo, hi]
+    starts = start_pen.add_(threshold)
+    left = torch.maximum(torch.maximum(starts[0], starts[1]), starts[2])
+    ends = end_pen.sub_(threshold)
+    right = torch.minimum(torch.minimum(ends[0], ends[1]), ends[2])
+    length = right.sub_(left).add_(1).clamp_(min=0)
+    if flat_fails is not None:
+        length.masked_fill_(flat_fails, 0)
+    length = length.long()
+    keep = nonzero(length > 0)
     pick = lambda t: t.index_select(0, keep)  # noqa: E731
     return _Spans(pick(tri), pick(y), pick(left).long(), pick(length))
 
 
+def _triangle_table(coef: torch.Tensor, x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
+    """(21, n) per triangle, 3 rows (one per edge) each: |A| (1 where A == 0: such an edge is no threshold, its
+    value is never used), B, C, the edge's column range mirrored for a falling edge ([lo, hi] or [-hi, -lo],
+    its end + 1 meaning 'no column passes'), and the start / end penalties (0 where the edge bounds the span on
+    that side, -inf / +inf where it does not)."""
+    A, B, C = coef[0::3], coef[1::3], coef[2::3]
+    lo, hi = x0.double().expand_as(A), x1.double().expand_as(A)
+    falling = A < 0
+    inf = float("inf")
+    return torch.cat(
+        [
+            torch.where(A == 0, 1.0, A.abs()),
+            B,
+            C,
+            torch.where(falling, -hi, lo),
+            torch.where(falling, -lo, hi).add_(1),
+            torch.where(A > 0, 0.0, -inf),
+            torch.where(falling, 0.0, inf),
+        ]
+    )
+
+
 def _estimate(a: torch.Tensor, By: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
-    """First column at or after the root of (a x + By) + C = -EDGE_EPS (a >= 0), found by division. Usually
+    """First column at or after the root of (a x + By) + C = -EDGE_EPS (a > 0), found by division. Usually
     exact; `_settle` makes it so. (A new tensor; the arguments are not changed.)"""
-    return (By + C).neg_().sub_(EDGE_EPS).div_(torch.where(a == 0, 1.0, a)).ceil_()
+    return (By + C).neg_().sub_(EDGE_EPS).div_(a).ceil_()
 
 
 def _settle(t, a, By, C, lo, end) -> torch.Tensor:
@@ -216,7 +270,7 @@ def _settle(t, a, By, C, lo, end) -> torch.Tensor:
     whose weight (a x + By) + C passes. The weight rises with x even after rounding (each rounded operation is
     monotone), so the passing columns are exactly those from the threshold on. Estimates are off by at most a
     column in practice: after the first pass over every entry only the few that moved are looked at again.
-    (a == 0 entries are not thresholds and are left as they are.) All arguments have one shape."""
+    All arguments have one shape; a > 0."""
     flat = [x.reshape(-1) for x in (t, a, By, C, lo, end)]
     idx: Optional[torch.Tensor] = None  # None: every entry
     while True:
@@ -226,8 +280,10 @@ def _settle(t, a, By, C, lo, end) -> torch.Tensor:
         grow = (outer >= low) & (weight >= -EDGE_EPS)  # ... passes too: move outwards
         torch.mul(a_, cur, out=weight).add_(by).add_(c)  # ... at the threshold column
         shrink = (cur < stop) & (weight < -EDGE_EPS) & ~grow  # ... fails: move inwards
-        moved = torch.nonzero((grow | shrink) & (a_ != 0)).reshape(-1)
-        cur.add_(grow, alpha=-1).add_(shrink)  # `cur` is `t` itself on the first pass
+        moved = nonzero(grow | shrink)
+        # -1 or +1 where one moved (`cur` is `t` itself on the first pass); the few that move are touched alone
+        step = shrink.index_select(0, moved).to(cur.dtype).sub_(grow.index_select(0, moved).to(cur.dtype))
+        cur.index_add_(0, moved, step)
         if idx is not None:
             flat[0].index_copy_(0, idx, cur)
         idx = moved if idx is None else idx.index_select(0, moved)
@@ -277,7 +333,7 @@ def _nearest(tri, y, left, length, plane, pixels: int, rw: int, n: int) -> Tuple
     """One batch of spans -> (1/z, triangle) of the nearest fragment per pixel (ties: the lower triangle)."""
     dev = plane.device
     count = int(length.sum())
-    span = torch.repeat_interleave(length, output_size=count)
+    span = repeat_index(length, count)
     # column of each fragment = left + (its position in the batch - the span's first position)
     x = torch.arange(count, device=dev).add_(
         (left - (torch.cumsum(length, 0) - length)).index_select(0, span)
@@ -288,7 +344,7 @@ def _nearest(tri, y, left, length, plane, pixels: int, rw: int, n: int) -> Tuple
     pix = (y * rw).index_select(0, span).add_(x)
     near = torch.full((pixels,), float("-inf"), dtype=torch.float64, device=dev)
     near.scatter_reduce_(0, pix, inv, "amax")
-    win = torch.nonzero(inv == near.index_select(0, pix)).reshape(-1)
+    win = nonzero(inv == near.index_select(0, pix))
     # int32 triangle map: half the memory of int64 to fill and scan
     best = torch.full((pixels,), n, dtype=torch.int32, device=dev)
     winner = tri.to(torch.int32).index_select(0, span.index_select(0, win))

@@ -294,3 +294,177 @@ def test_vertex_normals_match_the_sample_meshs_former_numpy_copy():
     assert np.array_equal(new[-1], [0.0, 1.0, 0.0]) and np.array_equal(
         R.vertex_normals(verts, faces)[-1], [0, 0, 0]
     )
+
+
+def _previous_overlay(image, meshes, faces, K, color, alpha):
+    """The overlay as drawn before the blend and the per-pixel set-up were reorganised (kept inline here as it
+    was): pixel rows and columns by float64 division of the flat index, the normal planes summed corner by
+    corner, a numpy gather/transpose/scatter blend. The new code must give the same bytes."""
+    import torch
+
+    v, f, mesh_id, closed = R._merge_meshes(meshes, faces)
+    v, f, K_t = torch.as_tensor(v), torch.as_tensor(f), torch.as_tensor(K)
+    mesh_id = torch.as_tensor(mesh_id)
+    out = image.copy()
+    H, W = out.shape[:2]
+    region = raster.rasterize_region(v, f, K_t, (H, W), mesh_id, closed)
+    corner = f.index_select(0, region.faces).t().reshape(-1)
+    over_z = (
+        R._vertex_normals_t(v, f, region.face_normal).index_select(0, corner)
+        / v[:, 2].index_select(0, corner)[:, None]
+    ).reshape(3, -1, 3)
+    coef = region.coef
+    light = torch.as_tensor(R.LIGHT_DIR, dtype=torch.float64)
+    light = light / torch.linalg.norm(light)
+    rows = [
+        sum(coef[3 * i + k] * over_z[i, :, axis] for i in range(3)) for k in range(3) for axis in range(3)
+    ]
+    table = torch.stack(rows)
+    flat_tri = region.tri.reshape(-1)
+    flat = torch.nonzero(flat_tri < len(region.faces)).reshape(-1)
+    tri = flat_tri.index_select(0, flat)
+    w = region.tri.shape[1]
+    y = torch.floor(flat.double() / w)
+    x = (flat.double() - y * w).float()
+    y = y.float()
+    g = raster.take_columns(table.float(), tri)
+    normal = [g[a].mul_(x).add_(g[3 + a].mul_(y)).add_(g[6 + a]) for a in range(3)]
+    lx, ly, lz = light.tolist()
+    cos = torch.mul(normal[0], lx).add_(normal[1], alpha=ly).add_(normal[2], alpha=lz)
+    k_inv = torch.linalg.inv(K_t).tolist()
+    u, v_ = x + region.x0, y + region.y0
+    facing = sum(normal[r] * R._affine(k_inv[r], u, v_) for r in range(3))
+    length = torch.mul(normal[0], normal[0]).addcmul_(normal[1], normal[1]).addcmul_(normal[2], normal[2])
+    cos.div_(length.sqrt_().clamp_(min=1e-30))
+    cos.mul_(torch.where(facing > 0, -1.0, 1.0))
+    intensity = cos.clamp_(0.0, 1.0).mul_(R.DIFFUSE).add_(R.AMBIENT)
+    pixel = (y.long() + region.y0) * W + (x.long() + region.x0)
+    colors = torch.as_tensor(
+        alpha * np.asarray(color, dtype=np.float64).reshape(-1, 3), dtype=torch.float32
+    ).t()
+    if colors.shape[1] == 1:
+        rgb = colors * intensity
+    else:
+        mesh = mesh_id.index_select(0, region.faces.index_select(0, tri))
+        rgb = colors.index_select(1, torch.clamp(mesh, max=colors.shape[1] - 1)) * intensity
+    flat_np = pixel.numpy()
+    pixels = out.reshape(-1, 3)
+    under = torch.from_numpy(np.take(pixels, flat_np, axis=0).T.copy()).float()
+    blended = rgb.add_(under.mul_(1.0 - alpha))
+    pixels[flat_np] = blended.round_().clamp_(0, 255).to(torch.uint8).t().numpy()
+    return out
+
+
+@pytest.mark.parametrize("alpha", [0.85, 0.3, 1.0])
+def test_overlay_bytes_equal_the_previous_formulation(alpha):
+    from render_scene import K as SCENE_K
+    from render_scene import scene
+
+    background, meshes, faces = scene()
+    for color in ((200, 170, 130), [(200, 170, 130), (90, 200, 60)]):
+        expect = _previous_overlay(background, meshes, faces, SCENE_K, color, alpha)
+        out = R.render_overlay(background, meshes, faces, SCENE_K, color=color, alpha=alpha)
+        assert (out != background).any(axis=2).sum() > 5000
+        np.testing.assert_array_equal(out, expect)
+
+
+def test_draw_overlay_draws_in_place_what_render_overlay_returns():
+    from render_scene import K as SCENE_K
+    from render_scene import scene
+
+    background, meshes, faces = scene()
+    expect = R.render_overlay(background, meshes, faces, SCENE_K)
+    image = background.copy()
+    assert R.draw_overlay(image, meshes, faces, SCENE_K) is None
+    np.testing.assert_array_equal(image, expect)
+    # the caller may vouch for closedness (the demo checks its SMPL faces once): same pixels
+    assert R.closed_surface(faces, len(meshes[0]))
+    image = background.copy()
+    R.draw_overlay(image, meshes, faces, SCENE_K, closed=True)
+    np.testing.assert_array_equal(image, expect)
+    read_only = background.copy()
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match="in place"):
+        R.draw_overlay(read_only, meshes, faces, SCENE_K)
+    with pytest.raises(ValueError, match="in place"):
+        R.draw_overlay(np.zeros((180, 240, 3), np.uint8)[:, ::2], meshes, faces, SCENE_K)
+
+
+def test_merged_meshes_are_closed_only_when_each_is():
+    from render_scene import uv_sphere
+
+    va, faces = uv_sphere((0, 0, 3), 1.0)
+    vb, _ = uv_sphere((1, 0, 4), 0.5)
+    assert R._merge_meshes([va, vb], faces)[3]  # shared faces: checked once, holds for both
+    assert not R._merge_meshes([va, vb], [faces, faces[1:]])[3]  # the second has a hole
+    assert not R._merge_meshes([va, vb], [faces[1:], faces])[3]
+    assert not R._merge_meshes([va, vb], faces[1:])[3]
+    assert R._merge_meshes([va, vb], faces[1:], closed=True)[3]  # the caller's word is taken
+
+
+def test_demo_engine_draws_into_its_frame():
+    """`Engine.render` draws into the frame it is given (the demo's frames are not used after their overlay),
+    copying first only a read-only one; the pixels are render_overlay's."""
+    from render_scene import K as SCENE_K
+    from render_scene import scene
+
+    from gtacli.demo.engine import Engine
+
+    background, meshes, faces = scene()
+    engine = Engine.__new__(Engine)  # the renderer's part of the engine only: no checkpoint, no SMPL file
+    engine.faces, engine.faces_closed = faces, R.closed_surface(faces, len(meshes[0]))
+    engine.device = __import__("torch").device("cpu")
+    Ks = [SCENE_K, SCENE_K]
+    expect = R.render_overlay(background, meshes, faces, SCENE_K)
+    frame = background.copy()
+    out = engine.render(frame, meshes, Ks)
+    assert out is frame
+    np.testing.assert_array_equal(out, expect)
+    frame = background.copy()
+    frame.flags.writeable = False
+    out = engine.render(frame, meshes, Ks)
+    assert out is not frame
+    np.testing.assert_array_equal(out, expect)
+    np.testing.assert_array_equal(frame, background)
+    empty = background.copy()
+    assert engine.render(empty, [], []) is empty
+
+
+def test_index_helpers_equal_torchs_own():
+    """The renderer's faster stand-ins for torch.repeat_interleave and torch.nonzero give the same tensors,
+    with empty counts anywhere (rows of a region without a covered pixel) and all-false masks."""
+    import torch
+
+    rng = np.random.default_rng(3)
+    for counts in ([3], [0], [0, 0, 2], [2, 0, 0], [1, 0, 4, 0, 0, 2, 0], list(rng.integers(0, 4, 500))):
+        c = torch.as_tensor(counts, dtype=torch.int64)
+        got = raster.repeat_index(c, int(c.sum()))
+        assert torch.equal(got, torch.repeat_interleave(c)), counts
+    for mask in (rng.random(1000) < 0.3, np.zeros(7, bool), np.ones(5, bool)):
+        m = torch.as_tensor(mask)
+        got = raster.nonzero(m)
+        assert got.dtype == torch.int64 and torch.equal(got, torch.nonzero(m).reshape(-1))
+
+
+def test_demo_engine_side_view_equals_render_overlay_on_a_canvas():
+    from render_scene import SIZE_HW, scene
+    from render_scene import K as SCENE_K
+
+    from gtacli.body.camera import to_common_camera
+    from gtacli.demo.engine import SIDE_VIEW_BACKGROUND_BGR, SIDE_VIEW_DEG, Engine
+
+    _, meshes, faces = scene()
+    engine = Engine.__new__(Engine)
+    engine.faces, engine.faces_closed = faces, R.closed_surface(faces, len(meshes[0]))
+    engine.device = __import__("torch").device("cpu")
+    Ks = [SCENE_K, SCENE_K]
+    t = np.deg2rad(SIDE_VIEW_DEG)
+    rot = np.array([[np.cos(t), 0.0, np.sin(t)], [0.0, 1.0, 0.0], [-np.sin(t), 0.0, np.cos(t)]])
+    turned = [(m - 0.5 * (m.min(0) + m.max(0))) @ rot.T + 0.5 * (m.min(0) + m.max(0)) for m in meshes]
+    verts, K = to_common_camera(turned, Ks, SIZE_HW)
+    canvas = np.empty((*SIZE_HW, 3), np.uint8)
+    canvas[:] = SIDE_VIEW_BACKGROUND_BGR
+    expect = R.render_overlay(canvas, verts, faces, K, alpha=1.0)
+    out = engine.render_side((*SIZE_HW, 3), meshes, Ks)
+    assert (out != canvas).any(axis=2).sum() > 1000
+    np.testing.assert_array_equal(out, expect)
