@@ -225,6 +225,9 @@ def session(source: Any, threads: Optional[int] = None, path: Optional[PathLike]
     if threads is not None:
         options.intra_op_num_threads = int(threads)
     options.inter_op_num_threads = 1
+    # idle intra-op threads sleep instead of spinning: the torch and OpenCV work that follows each run in the
+    # same process (SMPL, scoring, detection) otherwise shares its cores with busy-waiting threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3  # errors only: warnings about unused initialisers are noise here
     try:
         return ort.InferenceSession(

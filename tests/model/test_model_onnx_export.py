@@ -162,3 +162,16 @@ def test_engine_choice():
     with pytest.raises(UsageError, match="not an engine"):
         resolve_engine("tensorrt", CPU)
     assert np.isfinite(verification_crops(None, 2)[0]).all()
+
+
+def test_sessions_let_idle_threads_sleep_and_follow_the_thread_count():
+    """The engine shares the process's cores with SMPL, scoring and detection between runs: its idle intra-op
+    threads must not spin (they slowed the demo's SMPL stage that follows each run), and --threads applies."""
+    from gtacli.model.onnx_export import session
+
+    opened = session(relu_model(), threads=3)
+    options = opened.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert options.intra_op_num_threads == 3 and options.inter_op_num_threads == 1
+    x = np.linspace(-1, 1, 48, dtype=np.float32).reshape(1, 3, 4, 4)
+    assert np.array_equal(opened.run(None, {"x": x})[0], np.maximum(x, 0))
