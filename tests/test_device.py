@@ -101,6 +101,7 @@ print(applied, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 1
 """
 
 
+@pytest.mark.slow  # a real demo / subprocess run of several seconds: full suite only
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_keep_freed_memory_stops_per_frame_buffers_faulting_in_fresh_pages(tmp_path):
     """In a real process: with glibc's defaults, buffers of a 1080p overlay's sizes (0.4-3 MB, allocated, written

@@ -341,6 +341,7 @@ def test_an_epoch_ends_with_a_checkpoint_and_a_3dpw_evaluation(sample_tree, tmp_
     assert 0 < evals[0]["pa_mpjpe_mm"] <= evals[0]["mpjpe_mm"]
 
 
+@pytest.mark.slow  # a real demo / subprocess run of several seconds: full suite only
 def test_resume_continues_the_saved_recipe_and_extends_only_when_asked(sample_tree, tmp_path):
     """Issue 23 item 3: a bare --resume of a finished 2-epoch run keeps its recipe (no 'ignoring changed' for
     options nobody gave, not the default 10 epochs), says there is nothing to do and exits 0; --epochs 3 extends."""

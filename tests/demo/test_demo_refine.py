@@ -55,6 +55,7 @@ def _demo(env, args, expect=0):
     return result
 
 
+@pytest.mark.slow  # a real demo / subprocess run of several seconds: full suite only
 def test_refine_an_image_with_its_openpose_file(env, tmp_path):
     image = tmp_path / "photo.png"
     cv2.imwrite(str(image), _frame())
@@ -93,6 +94,7 @@ def _acceleration(res) -> float:
     return float(np.linalg.norm(joints[2:] - 2 * joints[1:-1] + joints[:-2], axis=-1).mean())
 
 
+@pytest.mark.slow  # a real demo / subprocess run of several seconds: full suite only
 def test_the_temporal_term_calms_a_video_with_jittering_keypoints(env, tmp_path):
     video = _video(tmp_path)
     folder = tmp_path / "keypoints"
