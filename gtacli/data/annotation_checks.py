@@ -9,7 +9,7 @@ refuse the same files with the same one line (a file check-layout fails is never
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -21,16 +21,26 @@ GENDERS = {"m", "f"}
 FIX = "re-create the annotation, or download it again (gtacli fetch pw3d_test)"
 
 
+def _non_finite_rows(values: np.ndarray, rows: Optional[np.ndarray]) -> Optional[Tuple[int, int]]:
+    """(how many frames hold NaN/inf, the first one's frame number in the file) for `values` (one row per frame,
+    read at `rows` or at every frame), or None when all are finite."""
+    bad = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1)
+    if not bad.any():
+        return None
+    first = int(np.argmax(bad))
+    return int(bad.sum()), first if rows is None else int(np.asarray(rows)[first])
+
+
 def check_finite(
     hd: HumanData, key: str, path: Path, rows: Optional[np.ndarray] = None, fix: str = FIX
 ) -> None:
     """Refuse NaN/inf in `key` (all rows, or `rows`), naming the count and the first bad frame."""
     values = np.asarray(hd.rows(key, rows))
-    bad = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1)
-    if bad.any():
-        first = int(np.argmax(bad)) if rows is None else int(np.asarray(rows)[int(np.argmax(bad))])
+    found = _non_finite_rows(values, rows)
+    if found is not None:
+        count, first = found
         raise BadFileError(
-            f"{int(bad.sum())} of {len(values)} frames have NaN/inf values in '{key}' (first: frame {first})",
+            f"{count} of {len(values)} frames have NaN/inf values in '{key}' (first: frame {first})",
             path=path,
             fix=fix,
         )
@@ -48,12 +58,11 @@ def check_gt_smpl(hd: HumanData, path: Path, rows: Optional[np.ndarray] = None) 
             raise BadFileError(f"smpl.{key} has shape {shape}, expected {want}", path=path, fix=FIX)
     picked = hd.smpl(rows)
     for key in GT_SMPL_SHAPES:
-        values = np.asarray(picked[key], dtype=np.float64).reshape(len(picked[key]), -1)
-        bad = ~np.isfinite(values).all(axis=1)
-        if bad.any():
-            first = int(np.argmax(bad)) if rows is None else int(np.asarray(rows)[int(np.argmax(bad))])
+        found = _non_finite_rows(np.asarray(picked[key], dtype=np.float64), rows)
+        if found is not None:
+            count, first = found
             raise BadFileError(
-                f"{int(bad.sum())} frames have NaN/inf in the ground-truth smpl.{key} (first: frame {first})",
+                f"{count} frames have NaN/inf in the ground-truth smpl.{key} (first: frame {first})",
                 path=path,
                 fix=FIX,
             )

@@ -133,7 +133,7 @@ class Engine:
         `frame` itself, which is returned (the demo no longer needs a frame once its overlay is drawn; a 1080p
         copy per frame was a measurable share of the overlay cost). A read-only frame is copied first."""
         if not (frame.flags.writeable and frame.flags.c_contiguous):
-            frame = np.ascontiguousarray(frame).copy()
+            frame = np.array(frame, order="C")  # one writable C-ordered copy
         if not verts_cam:
             return frame
         verts, K = to_common_camera(verts_cam, Ks, frame.shape[:2])
