@@ -2,7 +2,7 @@
 does the time go?
 
 One command:  python benchmarks/bench_demo.py [--frames 20] [--device cpu|cuda] [--data-root DIR] [--checkpoint PATH]
-              [--engines torch,onnxruntime]
+              [--engines torch,onnxruntime] [--detectors hog,yolox] [--yolox-weights object_detection_yolox_2022nov.onnx]
 
 Goals of issue 20 (CPU): with onnxruntime the network stage (`timings_s.model`) >= 1.3 x faster than with torch
 and the whole `--no-render` run >= 1.1 x; overlays still >= 0.8 x the `--no-render` rate. In the same run, the
@@ -11,6 +11,16 @@ batches (`reference_forward_s`, against which `model_stage_s` of each engine is 
 first frame, since the time does not depend on the pixels). The thread count of both engines is torch's
 (`--threads`, else one per core), as `gtacli demo` takes it from GTACLI_THREADS.
 
+Each detector is a scenario of its own (`detectors.<name>` in the results file):
+* `hog`: OpenCV's HOG people detector, what the demo runs when the YOLOX file has not been fetched; it runs in
+  OpenCV with either engine.
+* `yolox`: the demo's default once `gtacli fetch detector` has put the zoo's YOLOX-S in place; it runs in the
+  network's engine (OpenCV DNN with torch, onnxruntime with onnxruntime), as `gtacli demo` runs it. With
+  `--yolox-weights` the real file finds the people. Without it (this machine cannot download it) the YOLOX-S
+  architecture with random weights (`yolox_architecture.py`, the zoo file's inputs, outputs and size) is run by the
+  demo's own YoloxDetector for the time, and the people come from an untimed HOG pre-pass of each frame, so both
+  engines and both detectors process the same people.
+
 Goal (issue #13.3): frames/s with overlays >= 0.8 x frames/s with --no-render. Both runs process the same frames in
 one invocation; `ratio_render_vs_no_render` compares the steady-state frames/s (setup excluded) and
 `cpu_ratio_render_vs_no_render` the process CPU seconds per frame, which other processes on the same cores
@@ -18,7 +28,7 @@ disturb much less than wall time.
 
 Makes a 1080p test video (the first frames of ../shared/assets/single_person_demo.mp4, 1080x1920, a real person;
 without that file, synthetic textured frames with a fixed --bbox), runs the demo
-in-process on the CPU (HOG detection, batched ResNet-50 + HMR, SMPL, rendering, mp4 out) and writes the
+in-process on the CPU (detection, batched ResNet-50 + HMR, SMPL, rendering, mp4 out) and writes the
 measured frames/s and the split into detection, model (crop + network + SMPL), rendering and video I/O
 (plus `setup`: loading the checkpoint and SMPL once) to benchmarks/results/demo.json. The machine's load
 average is recorded with the numbers: other processes on the same cores inflate every stage. Without --data-root/--checkpoint it builds the tiny synthetic sample tree
@@ -34,7 +44,9 @@ import platform
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -91,14 +103,29 @@ def _split(stages: dict) -> dict:
 
 
 def _one_run(
-    DemoConfig, run_demo, video_path, checkpoint, data_root, tmp, tag, bbox, device, render, batch, engine
+    DemoConfig,
+    run_demo,
+    video_path,
+    checkpoint,
+    data_root,
+    tmp,
+    tag,
+    bbox,
+    device,
+    render,
+    batch,
+    engine,
+    detector,
 ):
     config = DemoConfig(
         input=video_path,
         checkpoint=checkpoint,
         data_root=data_root,
         output=tmp / f"out_{tag}",
-        bbox=bbox,
+        bbox=bbox if detector.name == "hog" else None,
+        detector=detector.name,
+        yolox_weights=detector.weights,
+        yolox_sha256=None,  # the zoo's pinned hash is checked by `gtacli demo`; here the file is ours
         device=device,
         render=render,
         batch_size=batch,
@@ -182,6 +209,193 @@ def reference_forward_s(
     return time.perf_counter() - start
 
 
+def engines_by_batch(checkpoint: Path, data_root: Path, batches=(1, 4, 16), repeats: int = 8) -> dict:
+    """The two engines' network alone (as the demo loads them) at several batch sizes, interleaved call by call:
+    frames/s medians and the median of the per-repeat onnxruntime / torch ratios (the demo runs batches of
+    `--batch-size`, 4 by default)."""
+    import torch
+
+    from gtacli.layout import DataLayout
+    from gtacli.model.engines import load_engine
+
+    cpu = torch.device("cpu")
+    engines = {
+        name: load_engine(checkpoint, DataLayout(data_root), cpu, name) for name in ("torch", "onnxruntime")
+    }
+    crops = torch.randn(max(batches), 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    rates: dict = {(name, b): [] for name in engines for b in batches}
+    with torch.inference_mode():
+        for name, b in rates:  # warm-up: first-call allocations, oneDNN primitives
+            engines[name](crops[:b].contiguous(memory_format=engines[name].memory_format))
+        for _ in range(repeats):
+            for name, b in rates:
+                batch = crops[:b].contiguous(memory_format=engines[name].memory_format)
+                calls = max(1, max(batches) // b)
+                start = time.perf_counter()
+                for _ in range(calls):
+                    engines[name](batch)
+                rates[(name, b)].append(calls * b / (time.perf_counter() - start))
+    out = {}
+    for b in batches:
+        ratios = [o / t for o, t in zip(rates[("onnxruntime", b)], rates[("torch", b)])]
+        out[f"batch_{b}"] = {
+            "torch_fps": round(float(np.median(rates[("torch", b)])), 2),
+            "onnxruntime_fps": round(float(np.median(rates[("onnxruntime", b)])), 2),
+            "ratio_onnxruntime_vs_torch_median": round(float(np.median(ratios)), 3),
+            "ratio_per_repeat": [round(v, 3) for v in ratios],
+        }
+    return out
+
+
+@dataclass
+class DetectorSetup:
+    """What finds the people in one scenario: `hog` (what runs without `gtacli fetch detector`) or `yolox`
+    (the demo's default once the detector is fetched; with `weights` None nothing is built yet)."""
+
+    name: str
+    weights: Optional[Path] = None
+    random_weights: bool = False  # the YOLOX-S architecture with random weights: boxes replayed (see below)
+
+
+class ReplayedBoxes:
+    """The demo's YOLOX detector as built by `gtacli` (letterbox, the forward in the engine's runtime, decode,
+    NMS: all timed as the demo's detection stage), returning the boxes of an untimed pre-pass instead of its own:
+    random weights find no people, and both engines must process the same people."""
+
+    def __init__(self, inner, boxes_per_frame: list):
+        self.inner, self.boxes, self.calls = inner, boxes_per_frame, 0
+
+    def __call__(self, frame):
+        self.inner(frame)
+        dets = self.boxes[self.calls % len(self.boxes)]
+        self.calls += 1
+        return dets
+
+    def describe(self) -> dict:
+        return {**self.inner.describe(), "benchmark": REPLAY_NOTE}
+
+
+REPLAY_NOTE = (
+    "YOLOX-S architecture with random weights (benchmarks/yolox_architecture.py; the zoo's weights cannot be "
+    "downloaded here), run by the demo's own YoloxDetector in the engine's runtime; the people are the HOG "
+    "pre-pass's boxes of each frame, so the rest of the pipeline does the same work as with HOG"
+)
+
+
+def prepass_boxes(video_path: Path, bbox) -> list:
+    """Per frame, the people the HOG detector finds (the fixed `bbox` for the synthetic video)."""
+    import cv2
+
+    from gtacli.demo.detect import Detections, HogDetector
+
+    hog = HogDetector()
+    out = []
+    cap = cv2.VideoCapture(str(video_path))
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        out.append(Detections(bbox[None], np.ones(1)) if bbox is not None else hog(frame))
+    cap.release()
+    return out
+
+
+def replaying_yolox(boxes: list):
+    """Patches `gtacli.demo.detect.build_detector` so that a random-weight YOLOX returns `boxes`."""
+    import gtacli.demo.detect as detect
+
+    original = detect.build_detector
+
+    def build(*args, **kwargs):
+        return ReplayedBoxes(original(*args, **kwargs), boxes)
+
+    detect.build_detector = build
+    return lambda: setattr(detect, "build_detector", original)
+
+
+def measure(
+    args, detector: DetectorSetup, engines, checkpoint, data_root, tmp, video_path, bbox, device
+) -> dict:
+    """Every engine with and without overlays, order rotating each round, with the reference forward of the
+    same crops; the ratios of issue 20."""
+    from gtacli.demo.pipeline import DemoConfig, run_demo
+
+    runs: dict = {f"{e}_{m}": [] for e in engines for m in ("render", "no_render")}
+    # rotate the order each round, so a change in the machine's load does not favour one run
+    order = [(e, m, m == "render") for e in engines for m in ("render", "no_render")]
+    reference_s = []
+    restore = replaying_yolox(prepass_boxes(video_path, bbox)) if detector.random_weights else None
+    try:
+        for round_index in range(args.rounds):
+            shift = round_index % len(order)
+            for engine, mode, render in order[shift:] + order[:shift]:
+                runs[f"{engine}_{mode}"].append(
+                    _one_run(
+                        DemoConfig,
+                        run_demo,
+                        video_path,
+                        checkpoint,
+                        data_root,
+                        tmp,
+                        f"{detector.name}_{engine}_{mode}_{round_index}",
+                        bbox,
+                        device,
+                        render,
+                        args.batch_size,
+                        engine,
+                        detector,
+                    )
+                )
+            people = runs[order[0][0] + "_no_render"][-1]["person_entries"]
+            reference_s.append(
+                reference_forward_s(checkpoint, data_root, video_path, people, args.batch_size)
+            )
+    finally:
+        if restore is not None:
+            restore()
+    per_engine = {
+        engine: _render_ratios(runs[f"{engine}_render"], runs[f"{engine}_no_render"]) for engine in engines
+    }
+    network_s = {
+        engine: sum(r["network_s"] for mode in ("render", "no_render") for r in runs[f"{engine}_{mode}"])
+        / (2 * args.rounds)
+        for engine in engines
+    }
+    result = {
+        "detector": detector.name,
+        "detector_weights": (
+            REPLAY_NOTE
+            if detector.random_weights
+            else (str(detector.weights) if detector.weights else "OpenCV's built-in HOG people detector")
+        ),
+        "frames_per_s": {name: _pooled_fps(r) for name, r in runs.items()},
+        "render_vs_no_render": per_engine,
+        # the network stage per run (mean over runs) and the reference forward of the same crops, same batches
+        "network_stage_s": {e: round(v, 4) for e, v in network_s.items()},
+        "reference_forward_s": round(float(np.median(reference_s)), 4),
+        "reference_forward_s_per_round": [round(v, 4) for v in reference_s],
+        "network_speed_over_reference": {
+            e: round(float(np.median(reference_s)) / v, 3) for e, v in network_s.items() if v > 0
+        },
+        "detection_ms_per_frame": {
+            name: round(1000 * sum(r["split_s"]["detection"] for r in rs) / sum(r["frames"] for r in rs), 1)
+            for name, rs in runs.items()
+        },
+    }
+    if "torch" in engines and "onnxruntime" in engines:
+        result["network_stage_onnxruntime_vs_torch"] = round(network_s["torch"] / network_s["onnxruntime"], 3)
+        result["no_render_onnxruntime_vs_torch"] = round(
+            _pooled_fps(runs["onnxruntime_no_render"]) / _pooled_fps(runs["torch_no_render"]), 3
+        )
+        per_round = [
+            o["frames_per_s"] / t["frames_per_s"]
+            for o, t in zip(runs["onnxruntime_no_render"], runs["torch_no_render"])
+        ]
+        result["no_render_onnxruntime_vs_torch_per_round"] = [round(v, 3) for v in per_round]
+    result["runs"] = runs
+    return result
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=20)
@@ -195,13 +409,24 @@ def main() -> int:
         "--engines", default="torch,onnxruntime", help="engines to run (each in both modes, every round)"
     )
     parser.add_argument(
+        "--detectors",
+        default="hog,yolox",
+        help="hog (no download) and/or yolox (the default once fetched: the real file with --yolox-weights, else "
+        "the YOLOX-S architecture with random weights, people replayed from a HOG pre-pass)",
+    )
+    parser.add_argument(
+        "--yolox-weights",
+        type=Path,
+        default=None,
+        help="the zoo's object_detection_yolox_2022nov.onnx (`gtacli fetch detector`), to time the real detector",
+    )
+    parser.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
     )
     args = parser.parse_args()
 
     import torch
 
-    from gtacli.demo.pipeline import DemoConfig, run_demo
     from gtacli.device import keep_freed_memory, resolve_device
     from gtacli.layout import DataLayout
     from gtacli.model.engines import load_engine
@@ -227,58 +452,40 @@ def main() -> int:
         engines = [e.strip() for e in args.engines.split(",") if e.strip()]
         for engine in engines:  # a first use exports the ONNX model into the data root's cache: not timed
             load_engine(checkpoint, DataLayout(data_root), device, engine)
-        runs: dict = {f"{e}_{m}": [] for e in engines for m in ("render", "no_render")}
-        # rotate the order each round, so a change in the machine's load does not favour one run
-        order = [(e, m, m == "render") for e in engines for m in ("render", "no_render")]
-        reference_s = []
-        for round_index in range(args.rounds):
-            shift = round_index % len(order)
-            for engine, mode, render in order[shift:] + order[:shift]:
-                runs[f"{engine}_{mode}"].append(
-                    _one_run(
-                        DemoConfig,
-                        run_demo,
-                        video_path,
-                        checkpoint,
-                        data_root,
-                        tmp,
-                        f"{engine}_{mode}_{round_index}",
-                        bbox,
-                        device,
-                        render,
-                        args.batch_size,
-                        engine,
-                    )
-                )
-            people = runs[order[0][0] + "_no_render"][-1]["person_entries"]
-            reference_s.append(
-                reference_forward_s(checkpoint, data_root, video_path, people, args.batch_size)
-            )
-    per_engine = {
-        engine: _render_ratios(runs[f"{engine}_render"], runs[f"{engine}_no_render"]) for engine in engines
-    }
-    network_s = {
-        engine: sum(r["network_s"] for mode in ("render", "no_render") for r in runs[f"{engine}_{mode}"])
-        / (2 * args.rounds)
-        for engine in engines
-    }
+        detectors = []
+        for name in [d.strip() for d in args.detectors.split(",") if d.strip()]:
+            if name == "hog":
+                detectors.append(DetectorSetup("hog"))
+            elif name == "yolox" and args.yolox_weights is not None:
+                detectors.append(DetectorSetup("yolox", args.yolox_weights))
+            elif name == "yolox":
+                from yolox_architecture import write_yolox_s_onnx
+
+                weights = write_yolox_s_onnx(tmp / "yolox_s_random_weights.onnx")
+                detectors.append(DetectorSetup("yolox", weights, random_weights=True))
+            else:
+                raise SystemExit(f"--detectors: unknown {name!r} (hog, yolox)")
+        scenarios = {
+            d.name: measure(args, d, engines, checkpoint, data_root, tmp, video_path, bbox, device)
+            for d in detectors
+        }
+        by_batch = (
+            engines_by_batch(checkpoint, data_root)
+            if device.type == "cpu" and {"torch", "onnxruntime"} <= set(engines)
+            else None
+        )
     result = {
         "benchmark": "demo",
         "command": "python benchmarks/bench_demo.py " + " ".join(sys.argv[1:]),
         "video": video_info,
         "device": str(device),
         "rounds": args.rounds,
-        "frames_per_s": {name: _pooled_fps(r) for name, r in runs.items()},
-        "render_vs_no_render": per_engine,
-        # the network stage per run (mean over runs) and the reference forward of the same crops, same batches
-        "network_stage_s": {e: round(v, 4) for e, v in network_s.items()},
-        "reference_forward_s": round(float(np.median(reference_s)), 4),
-        "reference_forward_s_per_round": [round(v, 4) for v in reference_s],
-        "network_speed_over_reference": {
-            e: round(float(np.median(reference_s)) / v, 3) for e, v in network_s.items() if v > 0
-        },
+        "detectors": scenarios,
+        # the network alone, both engines interleaved, outside the demo: how the ratio depends on the batch
+        "network_by_batch_size": by_batch,
         "torch_threads": torch.get_num_threads(),
         "onnxruntime_intra_op_threads": torch.get_num_threads(),  # the engine takes torch's count
+        "opencv_threads": _opencv_threads(),
         "keep_freed_memory": kept_freed_memory,
         "cpu_count": os.cpu_count(),
         # other processes on the same cores inflate every stage: the load averages (1/5/15 min) before and after
@@ -288,7 +495,6 @@ def main() -> int:
         "torch": torch.__version__,
         "batch_size": args.batch_size,
         "checkpoint": "synthetic sample tree" if args.checkpoint is None else str(args.checkpoint),
-        "runs": runs,
         "goals": {
             "network_stage_onnxruntime_vs_torch": ">= 1.3 (CPU)",
             "no_render_onnxruntime_vs_torch": ">= 1.1 (CPU)",
@@ -296,16 +502,36 @@ def main() -> int:
         },
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    if "torch" in engines and "onnxruntime" in engines:
-        result["network_stage_onnxruntime_vs_torch"] = round(network_s["torch"] / network_s["onnxruntime"], 3)
-        result["no_render_onnxruntime_vs_torch"] = round(
-            _pooled_fps(runs["onnxruntime_no_render"]) / _pooled_fps(runs["torch_no_render"]), 3
-        )
     from gtacli.io.atomic import atomic_write_json
 
     atomic_write_json(args.output, result)
-    print(json.dumps(result, indent=2))
+    print(json.dumps(summary(result), indent=2))
     return 0
+
+
+def _opencv_threads() -> int:
+    import cv2
+
+    return cv2.getNumThreads()
+
+
+def summary(result: dict) -> dict:
+    """The headline ratios per detector (the file holds every run)."""
+    keys = ("network_stage_onnxruntime_vs_torch", "no_render_onnxruntime_vs_torch",
+            "no_render_onnxruntime_vs_torch_per_round", "detection_ms_per_frame", "network_speed_over_reference")  # fmt: skip
+    out = {
+        name: {
+            **{k: scenario[k] for k in keys if k in scenario},
+            "render_vs_no_render": {e: dict(r) for e, r in scenario["render_vs_no_render"].items()},
+        }
+        for name, scenario in result["detectors"].items()
+    }
+    if result.get("network_by_batch_size"):
+        out["network_by_batch_size"] = {
+            b: {k: v for k, v in row.items() if k != "ratio_per_repeat"}
+            for b, row in result["network_by_batch_size"].items()
+        }
+    return out
 
 
 if __name__ == "__main__":
