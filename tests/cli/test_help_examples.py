@@ -21,6 +21,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import pytest
 import torch
+from interrupts import sigint_as_default
 
 from gtacli.cli.app import COMMANDS, app
 
@@ -188,7 +189,7 @@ def _run(example: str, cwd: Path, env: Dict[str, str]) -> Tuple[int, str]:
     """Run one example line in bash; SIGINT once a long one is under way. (exit code, stderr)."""
     proc = subprocess.Popen(
         ["bash", "-c", example], cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,
+        start_new_session=True, preexec_fn=sigint_as_default,
     )  # fmt: skip
     marker = _stop_marker(example)
     lines: List[str] = []

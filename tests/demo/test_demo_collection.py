@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from interrupts import sigint_as_default
 from typer.testing import CliRunner
 
 from gtacli.cli.app import app
@@ -254,7 +255,9 @@ def test_interrupted_run_keeps_completed_inputs_leaves_nothing_partial_and_resum
         shutil.copy(media / "clips" / "walk.mp4", clips / name)
     command = [sys.executable, "-m", "gtacli", "demo", str(clips), *_args(sample_tree, out), "--quiet"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    child = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=sigint_as_default
+    )
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and child.poll() is None:
         try:
