@@ -46,7 +46,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, List, Optional
 
 import numpy as np
 
@@ -102,33 +102,44 @@ def _split(stages: dict) -> dict:
     }
 
 
-def _one_run(
-    DemoConfig,
-    run_demo,
-    video_path,
-    checkpoint,
-    data_root,
-    tmp,
-    tag,
-    bbox,
-    device,
-    render,
-    batch,
-    engine,
-    detector,
-):
+@dataclass
+class DetectorSetup:
+    """What finds the people in one scenario: `hog` (what runs without `gtacli fetch detector`) or `yolox`
+    (the demo's default once the detector is fetched; with `weights` None nothing is built yet)."""
+
+    name: str
+    weights: Optional[Path] = None
+    random_weights: bool = False  # the YOLOX-S architecture with random weights: boxes replayed (see below)
+
+
+@dataclass
+class Scene:
+    """What every demo run of one benchmark shares."""
+
+    video_path: Path
+    checkpoint: Path
+    data_root: Path
+    tmp: Path
+    bbox: Optional[np.ndarray]  # the synthetic video's fixed box (None: the shared video, detected)
+    device: Any
+    batch_size: int
+
+
+def _one_run(scene: Scene, tag: str, render: bool, engine: str, detector: DetectorSetup) -> dict:
+    from gtacli.demo.pipeline import DemoConfig, run_demo
+
     config = DemoConfig(
-        input=video_path,
-        checkpoint=checkpoint,
-        data_root=data_root,
-        output=tmp / f"out_{tag}",
-        bbox=bbox if detector.name == "hog" else None,
+        input=scene.video_path,
+        checkpoint=scene.checkpoint,
+        data_root=scene.data_root,
+        output=scene.tmp / f"out_{tag}",
+        bbox=scene.bbox if detector.name == "hog" else None,
         detector=detector.name,
         yolox_weights=detector.weights,
         yolox_sha256=None,  # the zoo's pinned hash is checked by `gtacli demo`; here the file is ours
-        device=device,
+        device=scene.device,
         render=render,
-        batch_size=batch,
+        batch_size=scene.batch_size,
         engine=engine,
     )
     start = time.perf_counter()
@@ -247,16 +258,6 @@ def engines_by_batch(checkpoint: Path, data_root: Path, batches=(1, 4, 16), repe
     return out
 
 
-@dataclass
-class DetectorSetup:
-    """What finds the people in one scenario: `hog` (what runs without `gtacli fetch detector`) or `yolox`
-    (the demo's default once the detector is fetched; with `weights` None nothing is built yet)."""
-
-    name: str
-    weights: Optional[Path] = None
-    random_weights: bool = False  # the YOLOX-S architecture with random weights: boxes replayed (see below)
-
-
 class ReplayedBoxes:
     """The demo's YOLOX detector as built by `gtacli` (letterbox, the forward in the engine's runtime, decode,
     NMS: all timed as the demo's detection stage), returning the boxes of an untimed pre-pass instead of its own:
@@ -313,42 +314,30 @@ def replaying_yolox(boxes: list):
     return lambda: setattr(detect, "build_detector", original)
 
 
-def measure(
-    args, detector: DetectorSetup, engines, checkpoint, data_root, tmp, video_path, bbox, device
-) -> dict:
+def measure(args, scene: Scene, detector: DetectorSetup, engines: List[str]) -> dict:
     """Every engine with and without overlays, order rotating each round, with the reference forward of the
     same crops; the ratios of issue 20."""
-    from gtacli.demo.pipeline import DemoConfig, run_demo
-
     runs: dict = {f"{e}_{m}": [] for e in engines for m in ("render", "no_render")}
     # rotate the order each round, so a change in the machine's load does not favour one run
     order = [(e, m, m == "render") for e in engines for m in ("render", "no_render")]
     reference_s = []
-    restore = replaying_yolox(prepass_boxes(video_path, bbox)) if detector.random_weights else None
+    restore = (
+        replaying_yolox(prepass_boxes(scene.video_path, scene.bbox)) if detector.random_weights else None
+    )
     try:
         for round_index in range(args.rounds):
             shift = round_index % len(order)
             for engine, mode, render in order[shift:] + order[:shift]:
                 runs[f"{engine}_{mode}"].append(
                     _one_run(
-                        DemoConfig,
-                        run_demo,
-                        video_path,
-                        checkpoint,
-                        data_root,
-                        tmp,
-                        f"{detector.name}_{engine}_{mode}_{round_index}",
-                        bbox,
-                        device,
-                        render,
-                        args.batch_size,
-                        engine,
-                        detector,
+                        scene, f"{detector.name}_{engine}_{mode}_{round_index}", render, engine, detector
                     )
                 )
             people = runs[order[0][0] + "_no_render"][-1]["person_entries"]
             reference_s.append(
-                reference_forward_s(checkpoint, data_root, video_path, people, args.batch_size)
+                reference_forward_s(
+                    scene.checkpoint, scene.data_root, scene.video_path, people, scene.batch_size
+                )
             )
     finally:
         if restore is not None:
@@ -465,10 +454,8 @@ def main() -> int:
                 detectors.append(DetectorSetup("yolox", weights, random_weights=True))
             else:
                 raise SystemExit(f"--detectors: unknown {name!r} (hog, yolox)")
-        scenarios = {
-            d.name: measure(args, d, engines, checkpoint, data_root, tmp, video_path, bbox, device)
-            for d in detectors
-        }
+        scene = Scene(video_path, checkpoint, data_root, tmp, bbox, device, args.batch_size)
+        scenarios = {d.name: measure(args, scene, d, engines) for d in detectors}
         by_batch = (
             engines_by_batch(checkpoint, data_root)
             if device.type == "cpu" and {"torch", "onnxruntime"} <= set(engines)
