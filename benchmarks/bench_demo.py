@@ -2,7 +2,7 @@
 does the time go?
 
 One command:  python benchmarks/bench_demo.py [--frames 20] [--device cpu|cuda] [--data-root DIR] [--checkpoint PATH]
-              [--engines torch,onnxruntime] [--detectors hog,yolox] [--yolox-weights object_detection_yolox_2022nov.onnx]
+              [--engines torch,onnxruntime,torch-amp] [--detectors hog,yolox] [--yolox-weights object_detection_yolox_2022nov.onnx]
 
 Goals of issue 20 (CPU): with onnxruntime the network stage (`timings_s.model`) >= 1.3 x faster than with torch
 and the whole `--no-render` run >= 1.1 x; overlays still >= 0.8 x the `--no-render` rate. In the same run, the
@@ -10,6 +10,10 @@ reference (NCHW float32 under no_grad, as SPIN/mmhuman3d run it) forwards the sa
 batches (`reference_forward_s`, against which `model_stage_s` of each engine is compared; crops of the video's
 first frame, since the time does not depend on the pixels). The thread count of both engines is torch's
 (`--threads`, else one per core), as `gtacli demo` takes it from GTACLI_THREADS.
+
+`torch-amp` is `gtacli demo --amp`: the torch engine under bfloat16 autocast on the CPU (float16 on CUDA); its
+network stage and `--no-render` rate are compared with torch's float32 and with onnxruntime's in the same run. It is
+fast only on a CPU with bfloat16 units (AMX, AVX512-BF16), which the results file records (`cpu_bfloat16_units`).
 
 Each detector is a scenario of its own (`detectors.<name>` in the results file):
 * `hog`: OpenCV's HOG people detector, what the demo runs when the YOLOX file has not been fetched; it runs in
@@ -112,6 +116,15 @@ class DetectorSetup:
     random_weights: bool = False  # the YOLOX-S architecture with random weights: boxes replayed (see below)
 
 
+# --engines names: (the demo's --engine, its --amp)
+ENGINE_VARIANTS = {
+    "torch": ("torch", False),
+    "onnxruntime": ("onnxruntime", False),
+    # `gtacli demo --amp`: the network on torch in reduced precision, YOLOX where auto puts it (onnxruntime)
+    "torch-amp": ("auto", True),
+}
+
+
 @dataclass
 class Scene:
     """What every demo run of one benchmark shares."""
@@ -125,9 +138,10 @@ class Scene:
     batch_size: int
 
 
-def _one_run(scene: Scene, tag: str, render: bool, engine: str, detector: DetectorSetup) -> dict:
+def _one_run(scene: Scene, tag: str, render: bool, variant: str, detector: DetectorSetup) -> dict:
     from gtacli.demo.pipeline import DemoConfig, run_demo
 
+    engine, amp = ENGINE_VARIANTS[variant]
     config = DemoConfig(
         input=scene.video_path,
         checkpoint=scene.checkpoint,
@@ -141,6 +155,7 @@ def _one_run(scene: Scene, tag: str, render: bool, engine: str, detector: Detect
         render=render,
         batch_size=scene.batch_size,
         engine=engine,
+        amp=amp,
     )
     start = time.perf_counter()
     summary = run_demo(config)
@@ -220,10 +235,12 @@ def reference_forward_s(
     return time.perf_counter() - start
 
 
-def engines_by_batch(checkpoint: Path, data_root: Path, batches=(1, 4, 16), repeats: int = 8) -> dict:
-    """The two engines' network alone (as the demo loads them) at several batch sizes, interleaved call by call:
-    frames/s medians and the median of the per-repeat onnxruntime / torch ratios (the demo runs batches of
-    `--batch-size`, 4 by default)."""
+def engines_by_batch(
+    checkpoint: Path, data_root: Path, variants: List[str], batches=(1, 4, 16), repeats: int = 8
+) -> dict:
+    """The engines' network alone (as the demo loads them) at several batch sizes, interleaved call by call:
+    frames/s medians and the median of the per-repeat ratios to torch (the demo runs batches of `--batch-size`,
+    4 by default)."""
     import torch
 
     from gtacli.layout import DataLayout
@@ -231,7 +248,10 @@ def engines_by_batch(checkpoint: Path, data_root: Path, batches=(1, 4, 16), repe
 
     cpu = torch.device("cpu")
     engines = {
-        name: load_engine(checkpoint, DataLayout(data_root), cpu, name) for name in ("torch", "onnxruntime")
+        name: load_engine(
+            checkpoint, DataLayout(data_root), cpu, ENGINE_VARIANTS[name][0], amp=ENGINE_VARIANTS[name][1]
+        )
+        for name in variants
     }
     crops = torch.randn(max(batches), 3, 224, 224, generator=torch.Generator().manual_seed(0))
     rates: dict = {(name, b): [] for name in engines for b in batches}
@@ -248,13 +268,20 @@ def engines_by_batch(checkpoint: Path, data_root: Path, batches=(1, 4, 16), repe
                 rates[(name, b)].append(calls * b / (time.perf_counter() - start))
     out = {}
     for b in batches:
-        ratios = [o / t for o, t in zip(rates[("onnxruntime", b)], rates[("torch", b)])]
-        out[f"batch_{b}"] = {
-            "torch_fps": round(float(np.median(rates[("torch", b)])), 2),
-            "onnxruntime_fps": round(float(np.median(rates[("onnxruntime", b)])), 2),
-            "ratio_onnxruntime_vs_torch_median": round(float(np.median(ratios)), 3),
-            "ratio_per_repeat": [round(v, 3) for v in ratios],
+        row: dict = {
+            f"{name.replace('-', '_')}_fps": round(float(np.median(rates[(name, b)])), 2) for name in engines
         }
+        for name in engines:
+            if name == "torch":
+                continue
+            ratios = [o / t for o, t in zip(rates[(name, b)], rates[("torch", b)])]
+            key = name.replace("-", "_")
+            row[f"ratio_{key}_vs_torch_median"] = round(float(np.median(ratios)), 3)
+            # the first engine's per-repeat ratios are kept under the name earlier results files used
+            row["ratio_per_repeat" if name == "onnxruntime" else f"ratio_{key}_per_repeat"] = [
+                round(v, 3) for v in ratios
+            ]
+        out[f"batch_{b}"] = row
     return out
 
 
@@ -371,6 +398,15 @@ def measure(args, scene: Scene, detector: DetectorSetup, engines: List[str]) -> 
             for name, rs in runs.items()
         },
     }
+    if "torch" in engines and "torch-amp" in engines:
+        result["network_stage_torch_amp_vs_torch"] = round(network_s["torch"] / network_s["torch-amp"], 3)
+        result["no_render_torch_amp_vs_torch"] = round(
+            _pooled_fps(runs["torch-amp_no_render"]) / _pooled_fps(runs["torch_no_render"]), 3
+        )
+        if "onnxruntime" in engines:
+            result["network_stage_torch_amp_vs_onnxruntime"] = round(
+                network_s["onnxruntime"] / network_s["torch-amp"], 3
+            )
     if "torch" in engines and "onnxruntime" in engines:
         result["network_stage_onnxruntime_vs_torch"] = round(network_s["torch"] / network_s["onnxruntime"], 3)
         result["no_render_onnxruntime_vs_torch"] = round(
@@ -395,7 +431,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2, help="render / no-render pairs, order alternating")
     parser.add_argument("--output", type=Path, default=RESULT, help="results file")
     parser.add_argument(
-        "--engines", default="torch,onnxruntime", help="engines to run (each in both modes, every round)"
+        "--engines",
+        default="torch,onnxruntime,torch-amp",
+        help="engines to run (each in both modes, every round): torch, onnxruntime, torch-amp (--amp)",
     )
     parser.add_argument(
         "--detectors",
@@ -418,7 +456,7 @@ def main() -> int:
 
     from gtacli.device import keep_freed_memory, resolve_device
     from gtacli.layout import DataLayout
-    from gtacli.model.engines import load_engine
+    from gtacli.model.engines import cpu_has_bfloat16_units, load_engine
 
     # as `gtacli demo` does (both modes run in this one process, so both get it)
     kept_freed_memory = keep_freed_memory()
@@ -439,8 +477,12 @@ def main() -> int:
         bbox = None if SHARED_VIDEO.is_file() else np.array([760.0, 140.0, 400.0, 800.0])
 
         engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+        unknown = [e for e in engines if e not in ENGINE_VARIANTS]
+        if unknown:
+            raise SystemExit(f"--engines: unknown {', '.join(unknown)} ({', '.join(ENGINE_VARIANTS)})")
         for engine in engines:  # a first use exports the ONNX model into the data root's cache: not timed
-            load_engine(checkpoint, DataLayout(data_root), device, engine)
+            engine_name, amp = ENGINE_VARIANTS[engine]
+            load_engine(checkpoint, DataLayout(data_root), device, engine_name, amp=amp)
         detectors = []
         for name in [d.strip() for d in args.detectors.split(",") if d.strip()]:
             if name == "hog":
@@ -457,8 +499,8 @@ def main() -> int:
         scene = Scene(video_path, checkpoint, data_root, tmp, bbox, device, args.batch_size)
         scenarios = {d.name: measure(args, scene, d, engines) for d in detectors}
         by_batch = (
-            engines_by_batch(checkpoint, data_root)
-            if device.type == "cpu" and {"torch", "onnxruntime"} <= set(engines)
+            engines_by_batch(checkpoint, data_root, engines)
+            if device.type == "cpu" and "torch" in engines and len(engines) > 1
             else None
         )
     result = {
@@ -473,6 +515,7 @@ def main() -> int:
         "torch_threads": torch.get_num_threads(),
         "onnxruntime_intra_op_threads": torch.get_num_threads(),  # the engine takes torch's count
         "opencv_threads": _opencv_threads(),
+        "cpu_bfloat16_units": cpu_has_bfloat16_units(),  # AMX / AVX512-BF16: what makes torch-amp fast
         "keep_freed_memory": kept_freed_memory,
         "cpu_count": os.cpu_count(),
         # other processes on the same cores inflate every stage: the load averages (1/5/15 min) before and after
@@ -505,7 +548,9 @@ def _opencv_threads() -> int:
 def summary(result: dict) -> dict:
     """The headline ratios per detector (the file holds every run)."""
     keys = ("network_stage_onnxruntime_vs_torch", "no_render_onnxruntime_vs_torch",
-            "no_render_onnxruntime_vs_torch_per_round", "detection_ms_per_frame", "network_speed_over_reference")  # fmt: skip
+            "no_render_onnxruntime_vs_torch_per_round", "detection_ms_per_frame", "network_speed_over_reference",
+            "network_stage_torch_amp_vs_torch", "no_render_torch_amp_vs_torch",
+            "network_stage_torch_amp_vs_onnxruntime")  # fmt: skip
     out = {
         name: {
             **{k: scenario[k] for k in keys if k in scenario},
@@ -515,7 +560,7 @@ def summary(result: dict) -> dict:
     }
     if result.get("network_by_batch_size"):
         out["network_by_batch_size"] = {
-            b: {k: v for k, v in row.items() if k != "ratio_per_repeat"}
+            b: {k: v for k, v in row.items() if "per_repeat" not in k}
             for b, row in result["network_by_batch_size"].items()
         }
     return out

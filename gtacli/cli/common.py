@@ -66,6 +66,14 @@ EngineOpt = Annotated[
         "and on CUDA), torch or onnxruntime (the checkpoint exported to ONNX once, cached under <data-root>/cache/).",
     ),
 ]
+AmpOpt = Annotated[
+    bool,
+    typer.Option(
+        "--amp",
+        help="Reduced-precision network on the torch engine: float16 on CUDA, bfloat16 on the CPU (several times "
+        "faster where the CPU has AMX or AVX512-BF16 units, slower where it emulates them). Not the exact numbers.",
+    ),
+]
 
 
 def _hide_flag_types() -> None:

@@ -9,6 +9,7 @@ from typing import List, Optional
 import typer
 
 from gtacli.cli.common import (
+    AmpOpt,
     Annotated,
     DataRootOpt,
     DebugOpt,
@@ -151,6 +152,7 @@ def demo_command(
     ] = False,
     device: DeviceOpt = "auto",
     engine: EngineOpt = "auto",
+    amp: AmpOpt = False,
     smooth: Annotated[
         bool,
         typer.Option("--smooth", help="One-Euro smoothing of each person's pose, shape and camera (videos)."),
@@ -239,6 +241,8 @@ def demo_command(
 
       gtacli demo frames/ --checkpoint model.pth --no-render --save-vertices --json
 
+      gtacli demo photo.jpg --checkpoint model.pth --amp     # bfloat16 network: fast on CPUs with AMX
+
       gtacli demo clip.mp4 --from-results out/clip/results.npz --export-mesh --save-frames -o out/clip_meshes
 
       gtacli demo im1010.jpg --checkpoint model.pth --bbox-file im1010_openpose.json --refine
@@ -306,6 +310,7 @@ def demo_command(
         max_people=max_people,
         device=resolve_device(device),
         engine=engine,
+        amp=amp,
         smooth=smooth,
         side_view=side_view,
         render=not no_render,

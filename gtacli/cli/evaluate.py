@@ -8,6 +8,7 @@ from typing import Any, Dict, Optional
 import typer
 
 from gtacli.cli.common import (
+    AmpOpt,
     Annotated,
     DataRootOpt,
     DebugOpt,
@@ -73,9 +74,7 @@ def eval_command(
     force: Annotated[
         bool, typer.Option("--force", help="Let --save-predictions replace an existing file.")
     ] = False,
-    amp: Annotated[
-        bool, typer.Option("--amp", help="Mixed-precision inference (faster on GPU; not the exact numbers).")
-    ] = False,
+    amp: AmpOpt = False,
     tf32: Annotated[
         bool, typer.Option("--tf32", help="Allow TF32 on CUDA (faster; moves 3DPW metrics by ~0.1 mm).")
     ] = False,
@@ -114,6 +113,7 @@ def eval_command(
     from gtacli.device import configure_threads, resolve_device
     from gtacli.evaluate.runner import EvalConfig, check_config, run_evaluation
     from gtacli.layout import DataLayout
+    from gtacli.model.engines import amp_dtype
 
     out = Output(json_mode=json_mode, quiet=quiet, debug=debug)
     checkpoint = resolve_file_option(checkpoint, data_root, out, option="--checkpoint", what="checkpoint")
@@ -139,14 +139,14 @@ def eval_command(
     configure_threads(threads)  # --threads, else GTACLI_THREADS (checked here, before any output)
     if DataLayout(data_root).is_synthetic:
         out.once("synthetic", SYNTHETIC_NOTE)
-    if config.device.type == "cuda":
+    if amp:
+        dtype = str(amp_dtype(config.device)).replace("torch.", "")
+        precision = f"{dtype} autocast (--amp: not the exact numbers)"
+    elif config.device.type == "cuda":
         precision = "TF32 on (--tf32)" if tf32 else "TF32 off for exact fp32 numbers (--tf32 to allow it)"
     else:
         precision = "fp32"
-    out.info(
-        f"eval {protocol.name} on {config.device} with {checked.engine}: {precision}"
-        f"{'; --amp mixed precision' if amp else ''}"
-    )
+    out.info(f"eval {protocol.name} on {config.device} with {checked.engine}: {precision}")
     with ProgressBar(out, "eval", rate_unit="frames") as progress:
         result = run_evaluation(config, progress=progress, info=out.info)
     doc = result.to_json()

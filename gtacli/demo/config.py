@@ -35,6 +35,7 @@ class DemoConfig:
     max_people: Optional[int] = None
     device: Any = "auto"
     engine: str = "auto"  # what runs the network: auto | torch | onnxruntime (gtacli.model.engines)
+    amp: bool = False  # --amp: the torch engine under autocast (bfloat16 on the CPU, float16 on CUDA)
     smooth: bool = False
     side_view: bool = False
     render: bool = True

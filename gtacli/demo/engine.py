@@ -46,7 +46,7 @@ class Engine:
         self.report = None
         if need_network:
             self.network = load_engine(
-                config.checkpoint, layout, self.device, config.engine, info=notes.append
+                config.checkpoint, layout, self.device, config.engine, info=notes.append, amp=config.amp
             )
             self.report = self.network.report
         self.body_model = BodyModel.from_layout(layout, gender="neutral", device=self.device)

@@ -245,7 +245,7 @@ def validate(config: DemoConfig) -> None:
     if config.refine and config.from_results is not None:
         raise UsageError("--refine refits the network's bodies; drop --from-results")
     if config.from_results is None:
-        resolve_engine(config.engine, resolve_device(config.device), config.checkpoint)
+        resolve_engine(config.engine, resolve_device(config.device), config.checkpoint, config.amp)
 
 
 # ----------------------------------------------------------------------------------------------- 1. read
@@ -377,7 +377,8 @@ def detect_people(
             config.data_root,
             config.yolox_weights,
             config.yolox_sha256,
-            # the network's engine: with onnxruntime, YOLOX runs there too
+            # the network's engine: with onnxruntime, YOLOX runs there too; under --amp (the network on torch
+            # in reduced precision) the detector still takes onnxruntime when auto finds it
             engine=resolve_engine(config.engine, resolve_device(config.device), config.checkpoint),
         )
     )

@@ -184,9 +184,7 @@ def check_config(config: EvalConfig) -> CheckedConfig:
         raise MissingFileError(
             "checkpoint not found", path=config.checkpoint, fix="check the path given to --checkpoint"
         )
-    engine = resolve_engine(config.engine, config.device, config.checkpoint)
-    if engine == "onnxruntime" and config.amp:
-        raise UsageError("--amp is for the torch engine", fix="drop --amp, or add --engine torch")
+    engine = resolve_engine(config.engine, config.device, config.checkpoint, config.amp)
     if config.save_predictions is not None:
         layout = DataLayout(config.data_root)
         inputs = (ann_path, Path(config.checkpoint), *_model_files(layout))
@@ -356,14 +354,9 @@ def _images(batch: Dict[str, Any], engine: InferenceEngine, device: torch.device
     return normalize_batch(crops, memory_format=engine.memory_format)
 
 
-def _predict(
-    engine: InferenceEngine, batch: Dict[str, Any], device: torch.device, amp: bool
-) -> Dict[str, torch.Tensor]:
+def _predict(engine: InferenceEngine, batch: Dict[str, Any], device: torch.device) -> Dict[str, torch.Tensor]:
     """The network's float32 rotation matrices `pred_pose`, `pred_shape` and `pred_cam` for one batch, on `device`."""
-    img = _images(batch, engine, device)
-    amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
-    with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
-        out = engine(img)
+    out = engine(_images(batch, engine, device))  # under --amp the engine runs autocast itself
     return {key: out[key].float().to(device) for key in ("pred_pose", "pred_shape", "pred_cam")}
 
 
@@ -431,7 +424,6 @@ def _infer(
     prep: _Prepared,
     device: torch.device,
     batches: _Batches,
-    amp: bool,
     keep_predictions: bool,
     progress: Optional[ProgressFn],
     mmhuman3d_pve: bool = False,
@@ -450,7 +442,7 @@ def _infer(
         for batch in batches.iterator:
             if "errors" in batch:  # already one line naming the image (raised here, not in a worker)
                 raise GtacliError(batch["errors"][0])
-            pred = _predict(engine, batch, device, amp)
+            pred = _predict(engine, batch, device)
             joints_h36m = scorer.score(batch, pred)
             if keep_predictions:
                 for key in ("pred_pose", "pred_shape", "pred_cam"):
@@ -486,7 +478,7 @@ def evaluate_model(
     batches = _start_batches(prep.dataset, model_memory_format(model), device, batch_size, workers)
     engine = TorchEngine(model, device)
     model.eval()  # BatchNorm running statistics, dropout off
-    inference = _infer(engine, layout, prep, device, batches, False, False, progress)
+    inference = _infer(engine, layout, prep, device, batches, False, progress)
     doc: Dict[str, Any] = {"dataset": protocol.name, "frames": len(prep.rows), "annotation": str(ann_path)}
     doc.update({name: round(float(v.mean()), 4) for name, v in inference.per_frame.items()})
     doc["inference_seconds"] = round(inference.seconds, 3)
@@ -519,7 +511,13 @@ def run_evaluation(
     memory_format = NCHW if checked.engine == "onnxruntime" else inference_memory_format(device)
     batches = _start_batches(prep.dataset, memory_format, device, config.batch_size, config.workers)
     engine = load_engine(
-        checkpoint, layout, device, checked.engine, checkpoint_sha256=hashes[checkpoint].result(), info=say
+        checkpoint,
+        layout,
+        device,
+        checked.engine,
+        checkpoint_sha256=hashes[checkpoint].result(),
+        info=say,
+        amp=config.amp,
     )
     keep = config.save_predictions is not None
     inference = _infer(
@@ -528,7 +526,6 @@ def run_evaluation(
         prep,
         device,
         batches,
-        config.amp,
         keep,
         progress,
         config.mmhuman3d_pve,

@@ -13,7 +13,13 @@ on normalised crops (B,3,224,224) float32 and gets torch tensors back: `pred_pos
   mean-parameter file) is rebuilt. A `.onnx` file given as the checkpoint is used directly, after its inputs,
   outputs and metadata are checked.
 * `auto`: onnxruntime on the CPU when the `onnx` and `onnxruntime` packages are installed (`gtacli[onnx]`),
-  torch otherwise and always on CUDA (onnxruntime-gpu is not a dependency). Training always runs torch.
+  torch otherwise and always on CUDA (onnxruntime-gpu is not a dependency), and with `--amp`. Training always
+  runs torch.
+
+`--amp` (eval, demo) runs the torch engine under autocast: float16 on CUDA, bfloat16 on the CPU. On a CPU with
+bfloat16 units (Intel AMX, AVX512-BF16) the network runs several times faster than in float32 (figures:
+benchmarks/results/demo.json); without them oneDNN emulates bfloat16 and it is slower, which the engine says.
+Either way the numbers are not float32's: `--amp` is never the exact reproduction.
 
 The intra-op thread count of either engine is `--threads` / GTACLI_THREADS (`gtacli.device.configure_threads`).
 """
@@ -66,7 +72,9 @@ def is_onnx_file(path: PathLike) -> bool:
     return Path(path).suffix.lower() == ".onnx"
 
 
-def resolve_engine(engine: str, device: torch.device, checkpoint: Optional[PathLike] = None) -> str:
+def resolve_engine(
+    engine: str, device: torch.device, checkpoint: Optional[PathLike] = None, amp: bool = False
+) -> str:
     """'torch' or 'onnxruntime' for `--engine` on `device`; impossible combinations are a UsageError (exit 2)."""
     name = (engine or "auto").strip().lower()
     if name not in ENGINES:
@@ -77,8 +85,13 @@ def resolve_engine(engine: str, device: torch.device, checkpoint: Optional[PathL
             f"{checkpoint} is an ONNX model, which only onnxruntime runs",
             fix="use --engine onnxruntime (or auto), or pass the .pth checkpoint",
         )
+    if amp and (name == "onnxruntime" or onnx_given):
+        raise UsageError(
+            "--amp runs the torch engine (the onnxruntime engine runs the float32 export)",
+            fix="drop --amp, or use --engine torch (or auto) with the .pth checkpoint",
+        )
     if name == "auto":
-        if device.type != "cpu" and not onnx_given:
+        if (device.type != "cpu" or amp) and not onnx_given:
             return "torch"
         name = "onnxruntime" if (onnx_given or onnxruntime_available()) else "torch"
     if name == "onnxruntime":
@@ -119,9 +132,15 @@ class EngineInfo:
     onnx_model: Optional[str] = None
     onnx_source: Optional[str] = None  # 'given', 'cache' (reused) or 'exported' (built on this run)
     verification: Dict[str, Any] = field(default_factory=dict)
+    precision: str = "float32"  # or the autocast dtype under --amp: 'bfloat16' (CPU), 'float16' (CUDA)
 
     def to_json(self) -> Dict[str, Any]:
-        doc: Dict[str, Any] = {"name": self.name, "detail": self.detail, "threads": self.threads}
+        doc: Dict[str, Any] = {
+            "name": self.name,
+            "detail": self.detail,
+            "threads": self.threads,
+            "precision": self.precision,
+        }
         if self.onnx_model is not None:
             doc.update({"onnx_model": self.onnx_model, "onnx_source": self.onnx_source})
             if self.verification:
@@ -129,29 +148,63 @@ class EngineInfo:
         return doc
 
 
+def amp_dtype(device: torch.device) -> torch.dtype:
+    """What `--amp` computes in on `device`: float16 on CUDA; bfloat16 on the CPU (float16 has no fast CPU path)."""
+    return torch.float16 if device.type == "cuda" else torch.bfloat16
+
+
+def cpu_has_bfloat16_units() -> Optional[bool]:
+    """Whether this CPU computes bfloat16 natively (Intel AMX tiles or AVX512-BF16); None when torch cannot
+    tell. Without them oneDNN emulates bfloat16 and `--amp` on the CPU is slower than float32."""
+    probes = [
+        getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    ]
+    probes = [probe for probe in probes if probe is not None]  # private helpers: absent from some releases
+    if not probes:
+        return None
+    try:
+        return any(bool(probe()) for probe in probes)
+    except RuntimeError:
+        return None
+
+
 class TorchEngine(InferenceEngine):
     name = "torch"
 
     def __init__(
-        self, model: nn.Module, device: Optional[torch.device] = None, report: Optional[LoadReport] = None
+        self,
+        model: nn.Module,
+        device: Optional[torch.device] = None,
+        report: Optional[LoadReport] = None,
+        amp: bool = False,
     ):
         self.model = model
         self.report = report
         self.checkpoint_format = report.source_format if report is not None else ""
         self.device = device if device is not None else next(model.parameters()).device
         self.memory_format = model_memory_format(model)
+        self.amp = amp
         threads = torch.get_num_threads()
+        precision = str(amp_dtype(self.device)).replace("torch.", "") if amp else "float32"
+        autocast = f", {precision} autocast (--amp)" if amp else ""
         self.info = EngineInfo(
             "torch",
-            f"torch {torch.__version__.split('+')[0]} ({self.device}, {threads} threads)",
+            f"torch {torch.__version__.split('+')[0]} ({self.device}, {threads} threads{autocast})",
             layout_name(self.memory_format),
             is_batchnorm_folded(model),
             threads,
+            precision=precision,
         )
 
     def __call__(self, img: torch.Tensor) -> Dict[str, torch.Tensor]:
         with torch.inference_mode():
-            return self.model(img.to(self.device, non_blocking=True))
+            img = img.to(self.device, non_blocking=True)
+            if not self.amp:
+                return self.model(img)
+            with torch.autocast(self.device.type, dtype=amp_dtype(self.device)):
+                out = self.model(img)
+            # callers get float32 whatever ran: the SMPL layer and the metrics stay in full precision
+            return {key: value.float() for key, value in out.items()}
 
 
 class OnnxRuntimeEngine(InferenceEngine):
@@ -201,11 +254,13 @@ def load_engine(
     *,
     checkpoint_sha256: Optional[str] = None,
     info: Optional[InfoFn] = None,
+    amp: bool = False,
 ) -> InferenceEngine:
     """The engine `engine` resolves to on `device` for `checkpoint` (.pth, or .onnx for onnxruntime).
 
-    `checkpoint_sha256` saves hashing the file again when the caller has it. `info` hears about an export."""
-    name = resolve_engine(engine, device, checkpoint)
+    `checkpoint_sha256` saves hashing the file again when the caller has it. `info` hears about an export
+    and about `amp` on a CPU that emulates bfloat16. `amp`: the torch engine under autocast (`amp_dtype`)."""
+    name = resolve_engine(engine, device, checkpoint, amp)
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise MissingFileError(
@@ -214,7 +269,12 @@ def load_engine(
     threads = configure_threads(None)
     if name == "torch":
         model, report = load_estimator(checkpoint, layout, device, require="model", inference=True)
-        return TorchEngine(model, device, report)
+        if amp and device.type == "cpu" and cpu_has_bfloat16_units() is False and info is not None:
+            info(
+                "--amp: this CPU has no bfloat16 units (AMX or AVX512-BF16), so bfloat16 is emulated and the "
+                "network runs slower than without --amp"
+            )
+        return TorchEngine(model, device, report, amp=amp)
     if is_onnx_file(checkpoint):
         return OnnxRuntimeEngine(checkpoint, threads, "given")
     path, source, opened = ensure_onnx_export(checkpoint, layout, checkpoint_sha256, info, threads)

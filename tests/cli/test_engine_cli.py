@@ -211,3 +211,46 @@ def test_fit_init_runs_with_each_engine_and_says_which(setup, tmp_path):
         "nope",
     )
     assert result.exit_code == 2 and "not an engine" in stderr
+
+
+@pytest.mark.slow
+def test_amp_runs_the_torch_engine_in_reduced_precision_and_says_so(setup, tmp_path):
+    common = ["--checkpoint", setup["checkpoint"], "--data-root", setup["root"], "--limit", "3"]
+    result, stdout, stderr = _run("eval", *common, "--engine", "torch", "--json")
+    assert result.exit_code == 0, stderr
+    full = json.loads(stdout)
+    # auto with --amp: torch (onnxruntime runs the float32 export), bfloat16 on the CPU, never called exact
+    result, stdout, stderr = _run("eval", *common, "--amp", "--json")
+    assert result.exit_code == 0, stderr
+    doc = json.loads(stdout)
+    assert doc["engine"] == "torch" and doc["engine_info"]["precision"] == "bfloat16"
+    assert doc["amp"] is True and doc["exact"] is False
+    assert "bfloat16 autocast (--amp: not the exact numbers)" in stderr
+    assert 0 < abs(doc["mpjpe_mm"] - full["mpjpe_mm"]) < 1.0  # moved, by less than a millimetre
+    assert full["engine_info"]["precision"] == "float32" and full["exact"] is True
+    result, stdout, stderr = _run("eval", *common, "--amp")
+    engine_line = next(line for line in stdout.splitlines() if line.startswith("engine"))
+    assert "bfloat16 autocast (--amp)" in engine_line and "not exact" in stdout
+
+    photo = tmp_path / "photo.png"
+    cv2.imwrite(str(photo), np.full((240, 320, 3), 128, np.uint8))
+    out = tmp_path / "demo"
+    result, stdout, stderr = _run(
+        "demo", photo, "--checkpoint", setup["checkpoint"], "--data-root", setup["root"], "--device", "cpu",
+        "--output", out, "--bbox", BOX, "--no-render", "--amp", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, stderr
+    assert json.loads(stdout)["engine"]["precision"] == "bfloat16"
+    assert json.loads((out / "results.json").read_text())["engine"]["name"] == "torch"
+
+    # onnxruntime runs float32 only: --amp with it is a usage error, one line, nothing written
+    for args in (
+        ["eval", *common, "--engine", "onnxruntime", "--amp"],
+        ["eval", "--checkpoint", setup["onnx"], "--data-root", setup["root"], "--amp"],
+        ["demo", photo, "--checkpoint", setup["checkpoint"], "--data-root", setup["root"], "--bbox", BOX,
+         "--output", tmp_path / "refused", "--engine", "onnxruntime", "--amp"],
+    ):  # fmt: skip
+        result, stdout, stderr = _run(*args)
+        errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+        assert result.exit_code == 2 and len(errors) == 1 and "--amp runs the torch engine" in errors[0]
+    assert not (tmp_path / "refused").exists()
