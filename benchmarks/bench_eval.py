@@ -29,6 +29,8 @@
     per scenario: `as_is` (the machine as it is) and `one_busy_process` (one other CPU-bound process running).
     Goals (2-core CPU): eval with onnxruntime >= 2.5 x the reference forward on a quiet machine; with one
     other CPU-bound process, eval with onnxruntime >= 1.6 x eval with torch. `--skip-engines` skips it.
+    Beside them, `--amp` (the torch engine under bfloat16 autocast: not the exact numbers): its forward in the
+    interleaved set and `gtacli eval --amp` end to end; fast only on CPUs with bfloat16 units (recorded).
 
     python benchmarks/bench_eval.py --skip-large                       # (a), 3 rounds of 256 frames
     python benchmarks/bench_eval.py --frames 64 --rounds 1 --skip-large
@@ -171,6 +173,7 @@ def eval_process(
     device: str = "cpu",
     threads: Optional[int] = None,
     engine: str = "torch",
+    amp: bool = False,
 ) -> dict:
     cmd = [sys.executable, "-m", "gtacli", "eval", "--dataset", "pw3d", "--checkpoint",
            str(view / "pretrained_models" / "spin_official.pth"), "--data-root", str(view), "--batch-size",
@@ -179,6 +182,8 @@ def eval_process(
         cmd += ["--workers", str(workers)]
     if threads is not None:
         cmd += ["--threads", str(threads)]
+    if amp:
+        cmd.append("--amp")
     before = os.times()
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
@@ -335,7 +340,7 @@ def part_d(
 
     from gtacli.layout import DataLayout
     from gtacli.model.checkpoint import load_weights
-    from gtacli.model.engines import load_engine
+    from gtacli.model.engines import cpu_has_bfloat16_units, load_engine
     from gtacli.model.estimator import build_estimator
 
     view = build_eval_tree(work, frames)
@@ -346,6 +351,7 @@ def part_d(
     load_weights(reference, layout.spin_official)
     ours = load_engine(layout.spin_official, layout, cpu, "torch")
     onnx = load_engine(layout.spin_official, layout, cpu, "onnxruntime")  # exports once into view/cache
+    amp = load_engine(layout.spin_official, layout, cpu, "torch", amp=True)  # `--amp`: bfloat16 autocast
     torch_batches = [b.contiguous(memory_format=ours.memory_format) for b in nchw_batches]
 
     def reference_forward(batch):
@@ -363,6 +369,7 @@ def part_d(
                 "reference_forward": (reference_forward, nchw_batches),
                 "torch_engine_forward": (ours, torch_batches),
                 "onnxruntime_engine_forward": (onnx, nchw_batches),
+                "torch_amp_engine_forward": (amp, torch_batches),
             }
         )
 
@@ -371,6 +378,9 @@ def part_d(
         "eval_torch": lambda: eval_process(view, batch_size, workers, threads=threads, engine="torch"),
         "eval_onnxruntime": lambda: eval_process(
             view, batch_size, workers, threads=threads, engine="onnxruntime"
+        ),
+        "eval_torch_amp": lambda: eval_process(
+            view, batch_size, workers, threads=threads, engine="auto", amp=True
         ),
     }
     out: Dict[str, dict] = {}
@@ -387,7 +397,9 @@ def part_d(
                     "reference_forward_fps": frames / f["reference_forward"]["wall"],
                     "torch_engine_forward_fps": frames / f["torch_engine_forward"]["wall"],
                     "onnxruntime_engine_forward_fps": frames / f["onnxruntime_engine_forward"]["wall"],
+                    "torch_amp_engine_forward_fps": frames / f["torch_amp_engine_forward"]["wall"],
                     "eval_torch_fps": frames / done["eval_torch"]["wall"],
+                    "eval_torch_amp_fps": frames / done["eval_torch_amp"]["wall"],
                     "eval_onnxruntime_fps": frames / done["eval_onnxruntime"]["wall"],
                     "eval_torch_reported_fps": frames / done["eval_torch"]["doc"]["seconds"],
                     "eval_onnxruntime_reported_fps": frames / done["eval_onnxruntime"]["doc"]["seconds"],
@@ -412,6 +424,14 @@ def part_d(
                         "ratio_eval_torch_over_reference": round(rates["eval_torch_fps"] / ref, 4),
                         "ratio_eval_onnxruntime_over_eval_torch": round(
                             rates["eval_onnxruntime_fps"] / rates["eval_torch_fps"], 4
+                        ),
+                        # --amp (bfloat16: not the exact numbers), beside the exact engines' goals
+                        "ratio_torch_amp_engine_forward_over_reference": round(
+                            rates["torch_amp_engine_forward_fps"] / ref, 4
+                        ),
+                        "ratio_eval_torch_amp_over_reference": round(rates["eval_torch_amp_fps"] / ref, 4),
+                        "ratio_eval_torch_amp_over_eval_torch": round(
+                            rates["eval_torch_amp_fps"] / rates["eval_torch_fps"], 4
                         ),
                         "eval_threads": done["eval_onnxruntime"]["doc"]["engine_info"]["threads"],
                         "eval_workers": done["eval_onnxruntime"]["doc"]["workers"],
@@ -449,6 +469,9 @@ def part_d(
         },
         "onnxruntime": onnxruntime.__version__,
         "max_abs_output_difference_reference_vs_onnxruntime": max_diff,
+        "cpu_bfloat16_units": cpu_has_bfloat16_units(),  # AMX / AVX512-BF16: what makes --amp fast
+        "amp_note": "eval --amp (torch, bfloat16 autocast) is not the exact reproduction; it is timed beside the "
+        "exact engines, and the goals are theirs",
         "scenarios": out,
         "goals": {
             "ratio_eval_onnxruntime_over_reference": ">= 2.5 on a quiet 2-core CPU (scenario as_is on a quiet machine)",
