@@ -186,7 +186,7 @@ class TorchEngine(InferenceEngine):
         self.amp = amp
         threads = torch.get_num_threads()
         precision = str(amp_dtype(self.device)).replace("torch.", "") if amp else "float32"
-        autocast = f", {precision} autocast (--amp)" if amp else ""
+        autocast = f"; --amp: {precision} autocast" if amp else ""
         self.info = EngineInfo(
             "torch",
             f"torch {torch.__version__.split('+')[0]} ({self.device}, {threads} threads{autocast})",

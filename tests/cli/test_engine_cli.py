@@ -230,7 +230,7 @@ def test_amp_runs_the_torch_engine_in_reduced_precision_and_says_so(setup, tmp_p
     assert full["engine_info"]["precision"] == "float32" and full["exact"] is True
     result, stdout, stderr = _run("eval", *common, "--amp")
     engine_line = next(line for line in stdout.splitlines() if line.startswith("engine"))
-    assert "bfloat16 autocast (--amp)" in engine_line and "not exact" in stdout
+    assert "--amp: bfloat16 autocast" in engine_line and "not exact" in stdout
 
     photo = tmp_path / "photo.png"
     cv2.imwrite(str(photo), np.full((240, 320, 3), 128, np.uint8))

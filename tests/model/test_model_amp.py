@@ -41,7 +41,7 @@ def test_amp_engine_runs_bfloat16_and_returns_float32(sample_tree, checkpoint):
     amp = load_engine(checkpoint, layout, CPU, "auto", amp=True)
     assert isinstance(amp, TorchEngine) and amp.amp and not plain.amp
     assert amp.info.precision == "bfloat16" and plain.info.precision == "float32"
-    assert "bfloat16 autocast (--amp)" in amp.info.detail
+    assert "; --amp: bfloat16 autocast)" in amp.info.detail
     assert amp.info.to_json()["precision"] == "bfloat16"
     torch.manual_seed(1)
     img = torch.randn(2, 3, 224, 224).contiguous(memory_format=plain.memory_format)
