@@ -277,10 +277,7 @@ def engines_by_batch(
             ratios = [o / t for o, t in zip(rates[(name, b)], rates[("torch", b)])]
             key = name.replace("-", "_")
             row[f"ratio_{key}_vs_torch_median"] = round(float(np.median(ratios)), 3)
-            # the first engine's per-repeat ratios are kept under the name earlier results files used
-            row["ratio_per_repeat" if name == "onnxruntime" else f"ratio_{key}_per_repeat"] = [
-                round(v, 3) for v in ratios
-            ]
+            row[f"ratio_{key}_per_repeat"] = [round(v, 3) for v in ratios]
         out[f"batch_{b}"] = row
     return out
 

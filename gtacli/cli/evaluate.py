@@ -113,7 +113,7 @@ def eval_command(
     from gtacli.device import configure_threads, resolve_device
     from gtacli.evaluate.runner import EvalConfig, check_config, run_evaluation
     from gtacli.layout import DataLayout
-    from gtacli.model.engines import amp_dtype
+    from gtacli.model.engines import amp_precision
 
     out = Output(json_mode=json_mode, quiet=quiet, debug=debug)
     checkpoint = resolve_file_option(checkpoint, data_root, out, option="--checkpoint", what="checkpoint")
@@ -140,8 +140,7 @@ def eval_command(
     if DataLayout(data_root).is_synthetic:
         out.once("synthetic", SYNTHETIC_NOTE)
     if amp:
-        dtype = str(amp_dtype(config.device)).replace("torch.", "")
-        precision = f"{dtype} autocast (--amp: not the exact numbers)"
+        precision = f"{amp_precision(config.device)} autocast (--amp: not the exact numbers)"
     elif config.device.type == "cuda":
         precision = "TF32 on (--tf32)" if tf32 else "TF32 off for exact fp32 numbers (--tf32 to allow it)"
     else:

@@ -355,9 +355,10 @@ def _images(batch: Dict[str, Any], engine: InferenceEngine, device: torch.device
 
 
 def _predict(engine: InferenceEngine, batch: Dict[str, Any], device: torch.device) -> Dict[str, torch.Tensor]:
-    """The network's float32 rotation matrices `pred_pose`, `pred_shape` and `pred_cam` for one batch, on `device`."""
-    out = engine(_images(batch, engine, device))  # under --amp the engine runs autocast itself
-    return {key: out[key].float().to(device) for key in ("pred_pose", "pred_shape", "pred_cam")}
+    """The network's float32 rotation matrices `pred_pose`, `pred_shape` and `pred_cam` for one batch, on `device`
+    (every engine returns float32; under --amp the engine runs autocast itself)."""
+    out = engine(_images(batch, engine, device))
+    return {key: out[key].to(device) for key in ("pred_pose", "pred_shape", "pred_cam")}
 
 
 class _Scorer:

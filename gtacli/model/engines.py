@@ -105,7 +105,8 @@ def resolve_engine(
 
 
 class InferenceEngine:
-    """`engine(img (B,3,224,224) float32) -> {'pred_pose', 'pred_shape', 'pred_cam'}` torch tensors."""
+    """`engine(img (B,3,224,224) float32) -> {'pred_pose', 'pred_shape', 'pred_cam'}` float32 torch tensors
+    (under `--amp` too)."""
 
     name: str
     device: torch.device
@@ -153,6 +154,11 @@ def amp_dtype(device: torch.device) -> torch.dtype:
     return torch.float16 if device.type == "cuda" else torch.bfloat16
 
 
+def amp_precision(device: torch.device) -> str:
+    """`amp_dtype`'s name, as the output says it: 'float16' or 'bfloat16'."""
+    return str(amp_dtype(device)).removeprefix("torch.")
+
+
 def cpu_has_bfloat16_units() -> Optional[bool]:
     """Whether this CPU computes bfloat16 natively (Intel AMX tiles or AVX512-BF16); None when torch cannot
     tell. Without them oneDNN emulates bfloat16 and `--amp` on the CPU is slower than float32."""
@@ -185,7 +191,7 @@ class TorchEngine(InferenceEngine):
         self.memory_format = model_memory_format(model)
         self.amp = amp
         threads = torch.get_num_threads()
-        precision = str(amp_dtype(self.device)).replace("torch.", "") if amp else "float32"
+        precision = amp_precision(self.device) if amp else "float32"
         autocast = f"; --amp: {precision} autocast" if amp else ""
         self.info = EngineInfo(
             "torch",

@@ -31,8 +31,18 @@ def test_amp_resolves_to_torch_and_refuses_onnxruntime():
             resolve_engine(engine, CPU, checkpoint, amp=True)
 
 
-def test_the_bfloat16_probe_answers_for_this_cpu():
-    assert cpu_has_bfloat16_units() in (True, False, None)
+def test_the_bfloat16_probe_agrees_with_the_kernels_cpu_flags():
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.is_file():
+        pytest.skip("the CPU's flags are read from /proc/cpuinfo (Linux)")
+    flags = set()
+    for line in cpuinfo.read_text().splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[1].split())
+    answer = cpu_has_bfloat16_units()
+    if answer is None:
+        pytest.skip("this torch has no CPU feature probes")
+    assert answer == bool({"amx_tile", "avx512_bf16"} & flags)
 
 
 def test_amp_engine_runs_bfloat16_and_returns_float32(sample_tree, checkpoint):
